@@ -1,0 +1,48 @@
+"""The unit of training and rollout: a batch of frame windows of several molecules.
+
+A window at frame t of one trajectory is (x(t-2), x(t-1), x(t), x(t+1)) with a frame stride s
+(so x(t+1) is s MD steps after x(t)). Molecules are concatenated along the atom axis; ``batch``
+says which molecule each atom belongs to (0..num_graphs-1, sorted, contiguous blocks).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import torch
+
+
+@dataclass(frozen=True)
+class FrameBatch:
+    z: torch.Tensor  # (N,) int64 atomic numbers
+    x_prev2: torch.Tensor  # (N, 3) Å, frame t-2
+    x_prev: torch.Tensor  # (N, 3) Å, frame t-1
+    x: torch.Tensor  # (N, 3) Å, frame t (the conditioning frame)
+    x_next: torch.Tensor  # (N, 3) Å, frame t+1 (the target; equals x where unknown)
+    batch: torch.Tensor  # (N,) int64 molecule index, sorted
+    num_graphs: int
+
+    @property
+    def velocity(self) -> torch.Tensor:
+        """(N, 3) Å/frame: x(t) - x(t-1)."""
+        return self.x - self.x_prev
+
+    @property
+    def acceleration(self) -> torch.Tensor:
+        """(N, 3) Å/frame²: x(t) - 2 x(t-1) + x(t-2)."""
+        return self.x - 2.0 * self.x_prev + self.x_prev2
+
+    def to(self, device=None, dtype=None) -> "FrameBatch":
+        out = {}
+        for f in fields(self):
+            val = getattr(self, f.name)
+            if isinstance(val, torch.Tensor):
+                if val.is_floating_point():
+                    val = val.to(device=device, dtype=dtype or val.dtype)
+                else:
+                    val = val.to(device=device)
+            out[f.name] = val
+        return FrameBatch(**out)
+
+    def advance(self, x_new: torch.Tensor) -> "FrameBatch":
+        """The window one frame later, with ``x_new`` (N, 3) as the new current frame."""
+        return replace(self, x_prev2=self.x_prev, x_prev=self.x, x=x_new, x_next=x_new)
