@@ -20,7 +20,9 @@ from scipy import optimize, special
 
 MAX_SPHERICAL = 4  # degrees 0..3; the paper uses 2
 MAX_RADIAL = 6  # roots per degree; the paper uses 2
-EPS = 1e-6  # regularisation of unit vectors u / sqrt(|u|^2 + EPS^2) (Å for bonds, Å/frame for velocities)
+EPS = 1e-3  # regularisation of unit vectors u / sqrt(|u|^2 + EPS^2), Å or Å/frame: small against bond
+# lengths (~1 Å) and thermal displacements per frame (~1e-2 Å), large enough that the gradient
+# through a zero velocity (~1/EPS) does not blow up training.
 
 
 def check_basis_sizes(num_radial: int, num_spherical: int) -> None:
