@@ -223,8 +223,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     backward_kernel(p, csc_ptr.data_ptr<int64_t>(), csc_edge.data_ptr<int64_t>(), edge_row.data_ptr<int64_t>(),
                     gw_threads.data_ptr<scalar_t>());
   });
-  at::Tensor gw = gw_threads.sum(0);  // (2, K, H, D)
-  return {gx, gv, gq, gk, gm, gw[0].contiguous(), gw[1].contiguous()};
+  // Reduce the per-thread weight gradients; two separate tensors (outputs must not alias).
+  return {gx, gv, gq, gk, gm, gw_threads.select(1, 0).sum(0), gw_threads.select(1, 1).sum(0)};
 }
 
 }  // namespace

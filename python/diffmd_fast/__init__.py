@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import warnings
 
+import torch  # noqa: F401  (loads libtorch before the extension that links it)
+
 try:  # the compiled extension registers the torch ops on import
     from . import _C  # noqa: F401
 
