@@ -5,7 +5,8 @@
 // edge, so to stay race-free without atomics or per-thread copies of node-sized buffers it runs
 // two passes: over receivers (grads of q_i, x_i, v_i and of w1, w2 into small per-thread buffers)
 // and over senders through a CSC permutation of the edges (grads of k_j, m_j, x_j, v_j).
-// Nothing of size E x K or E x H x D is allocated; the CSC permutation is E int64.
+// Nothing of size E x K or E x H x D is allocated: the CSC permutation is E int64, and pass 1
+// hands pass 2 the sender's geometric gradient of each edge (E x 6), so the basis VJP runs once.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -61,15 +62,19 @@ void forward_kernel(const EglParams<T>& p) {
   });
 }
 
-// Per-edge backward work shared by both passes. Fills the pair's basis gradients g1, g2 (K), the
-// direct gradient of r through vec, and calls on_head(h, alpha, dlogit * scale, Q, Kt) per head.
+// Per-edge backward work shared by both passes: recomputes the basis, and per head the query,
+// key, alpha and d loss / d logit, calling on_head(h, alpha, da, inside) with Q, Kt filled. When
+// g1 is given it also accumulates the basis gradients g1, g2 (K) and the direct gradient of r
+// through vec (pass 1 only).
 template <typename T, typename OnHead>
 bool edge_backward(const EglParams<T>& p, int64_t i, int64_t j, const T r[3], T* sbf1, T* sbf2, T* g1, T* g2,
                    T gr_direct[3], T* Q, T* Kt, OnHead&& on_head) {
   const int64_t H = p.H, D = p.D, K = p.basis.K;
   const bool inside = pair_basis(r, p.v + i * 3, p.v + j * 3, p.basis, sbf1, sbf2);
-  for (int64_t kk = 0; kk < K; ++kk) g1[kk] = g2[kk] = T(0);
-  for (int c = 0; c < 3; ++c) gr_direct[c] = T(0);
+  if (g1 != nullptr) {
+    for (int64_t kk = 0; kk < K; ++kk) g1[kk] = g2[kk] = T(0);
+    for (int c = 0; c < 3; ++c) gr_direct[c] = T(0);
+  }
   for (int64_t h = 0; h < H; ++h) {
     const T a = edge_query_key(p, i, j, h, inside, sbf1, sbf2, Q, Kt);
     const T alpha = std::exp(a - p.out_lse[i * H + h]);
@@ -79,8 +84,10 @@ bool edge_backward(const EglParams<T>& p, int64_t i, int64_t j, const T r[3], T*
     T dalpha = gvec[0] * r[0] + gvec[1] * r[1] + gvec[2] * r[2];
     for (int64_t d = 0; d < D; ++d) dalpha += gmsg[d] * mj[d];
     const T da = alpha * (dalpha - p.delta[i * H + h]) * p.scale;  // d loss / d <Q, Kt>
-    for (int c = 0; c < 3; ++c) gr_direct[c] += alpha * gvec[c];
-    if (inside) {
+    if (g1 != nullptr) {
+      for (int c = 0; c < 3; ++c) gr_direct[c] += alpha * gvec[c];
+    }
+    if (inside && g1 != nullptr) {
       for (int64_t kk = 0; kk < K; ++kk) {
         const T* w1r = p.w1 + (kk * H + h) * D;
         const T* w2r = p.w2 + (kk * H + h) * D;
@@ -100,7 +107,7 @@ bool edge_backward(const EglParams<T>& p, int64_t i, int64_t j, const T r[3], T*
 
 template <typename T>
 void backward_kernel(const EglParams<T>& p, const int64_t* csc_ptr, const int64_t* csc_edge, const int64_t* edge_row,
-                     T* gw_threads) {
+                     T* gw_threads, T* edge_geo) {
   const int64_t H = p.H, D = p.D, K = p.basis.K, HD = H * D;
   // Pass 1: receivers.
   at::parallel_for(0, p.N, kGrain, [&](int64_t begin, int64_t end) {
@@ -109,7 +116,7 @@ void backward_kernel(const EglParams<T>& p, const int64_t* csc_ptr, const int64_
     std::vector<T> Q(D), Kt(D);
     T sbf1[kMaxK], sbf2[kMaxK], g1[kMaxK], g2[kMaxK], r[3], grd[3];
     for (int64_t i = begin; i < end; ++i) {
-      T gxi[3] = {0, 0, 0}, gvi[3] = {0, 0, 0}, gvj_unused[3] = {0, 0, 0};
+      T gxi[3] = {0, 0, 0}, gvi[3] = {0, 0, 0};
       for (int64_t e = p.row_ptr[i]; e < p.row_ptr[i + 1]; ++e) {
         const int64_t j = p.col[e];
         for (int c = 0; c < 3; ++c) r[c] = p.x[i * 3 + c] - p.x[j * 3 + c];
@@ -128,8 +135,13 @@ void backward_kernel(const EglParams<T>& p, const int64_t* csc_ptr, const int64_
                                               }
                                             }
                                           });
-        for (int c = 0; c < 3; ++c) gxi[c] += grd[c];
-        if (inside) pair_basis_vjp(r, p.v + i * 3, p.v + j * 3, p.basis, g1, g2, gxi, gvi, gvj_unused);
+        T gr[3] = {grd[0], grd[1], grd[2]}, gvj[3] = {0, 0, 0};
+        if (inside) pair_basis_vjp(r, p.v + i * 3, p.v + j * 3, p.basis, g1, g2, gr, gvi, gvj);
+        for (int c = 0; c < 3; ++c) {
+          gxi[c] += gr[c];
+          edge_geo[e * 6 + c] = gr[c];  // the sender gets -gr (r = x_i - x_j) and gvj in pass 2
+          edge_geo[e * 6 + 3 + c] = gvj[c];
+        }
       }
       for (int c = 0; c < 3; ++c) {
         p.gx[i * 3 + c] += gxi[c];
@@ -140,27 +152,29 @@ void backward_kernel(const EglParams<T>& p, const int64_t* csc_ptr, const int64_
   // Pass 2: senders, through the CSC permutation of the edges.
   at::parallel_for(0, p.N, kGrain, [&](int64_t begin, int64_t end) {
     std::vector<T> Q(D), Kt(D);
-    T sbf1[kMaxK], sbf2[kMaxK], g1[kMaxK], g2[kMaxK], r[3], grd[3];
+    T sbf1[kMaxK], sbf2[kMaxK], r[3];
     for (int64_t j = begin; j < end; ++j) {
-      T gr[3] = {0, 0, 0}, gvi_unused[3] = {0, 0, 0}, gvj[3] = {0, 0, 0};
+      T gxj[3] = {0, 0, 0}, gvj[3] = {0, 0, 0};
       for (int64_t s = csc_ptr[j]; s < csc_ptr[j + 1]; ++s) {
-        const int64_t i = edge_row[csc_edge[s]];
+        const int64_t e = csc_edge[s], i = edge_row[e];
         for (int c = 0; c < 3; ++c) r[c] = p.x[i * 3 + c] - p.x[j * 3 + c];
-        const bool inside = edge_backward(p, i, j, r, sbf1, sbf2, g1, g2, grd, Q.data(), Kt.data(),
-                                          [&](int64_t h, T alpha, T da, bool) {
-                                            T* gkj = p.gk + (j * H + h) * D;
-                                            T* gmj = p.gm + (j * H + h) * D;
-                                            const T* gmsg = p.grad_msg + (i * H + h) * D;
-                                            for (int64_t d = 0; d < D; ++d) {
-                                              gkj[d] += da * Q[d];
-                                              gmj[d] += alpha * gmsg[d];
-                                            }
-                                          });
-        for (int c = 0; c < 3; ++c) gr[c] += grd[c];
-        if (inside) pair_basis_vjp(r, p.v + i * 3, p.v + j * 3, p.basis, g1, g2, gr, gvi_unused, gvj);
+        edge_backward(p, i, j, r, sbf1, sbf2, static_cast<T*>(nullptr), static_cast<T*>(nullptr),
+                      static_cast<T*>(nullptr), Q.data(), Kt.data(), [&](int64_t h, T alpha, T da, bool) {
+                        T* gkj = p.gk + (j * H + h) * D;
+                        T* gmj = p.gm + (j * H + h) * D;
+                        const T* gmsg = p.grad_msg + (i * H + h) * D;
+                        for (int64_t d = 0; d < D; ++d) {
+                          gkj[d] += da * Q[d];
+                          gmj[d] += alpha * gmsg[d];
+                        }
+                      });
+        for (int c = 0; c < 3; ++c) {
+          gxj[c] -= edge_geo[e * 6 + c];
+          gvj[c] += edge_geo[e * 6 + 3 + c];
+        }
       }
       for (int c = 0; c < 3; ++c) {
-        p.gx[j * 3 + c] -= gr[c];  // r = x_i - x_j
+        p.gx[j * 3 + c] += gxj[c];
         p.gv[j * 3 + c] += gvj[c];
       }
     }
@@ -207,6 +221,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   if (E > 0) csc_ptr.slice(0, 1).copy_(at::bincount(col, {}, N).cumsum(0));
   const int64_t threads = at::get_num_threads();
   at::Tensor gw_threads = at::zeros({threads, 2, K, H, D}, q.options());
+  at::Tensor edge_geo = at::empty({E, 6}, q.options());  // per-edge (d loss/d r, d loss/d v_j)
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "egl_attention_backward_cpu", [&] {
     auto p = make_forward_params<scalar_t>(x, v, q, k, m, w1, w2, row_ptr, col, cutoff, num_radial, num_spherical);
     p.grad_msg = grad_msg.data_ptr<scalar_t>();
@@ -221,7 +236,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     p.gk = gk.data_ptr<scalar_t>();
     p.gm = gm.data_ptr<scalar_t>();
     backward_kernel(p, csc_ptr.data_ptr<int64_t>(), csc_edge.data_ptr<int64_t>(), edge_row.data_ptr<int64_t>(),
-                    gw_threads.data_ptr<scalar_t>());
+                    gw_threads.data_ptr<scalar_t>(), edge_geo.data_ptr<scalar_t>());
   });
   // Reduce the per-thread weight gradients; two separate tensors (outputs must not alias).
   return {gx, gv, gq, gk, gm, gw_threads.select(1, 0).sum(0), gw_threads.select(1, 1).sum(0)};

@@ -170,6 +170,9 @@ DMD_HD S spherical_jn(int o, const S& z) {
     const S mz2 = T(-0.5) * (z * z);
     for (int kk = 0; kk < kSeriesTerms; ++kk) {
       sum = sum + term;
+      // Terms fall factorially; stop once they no longer change the sum (values and partials
+      // shrink at the same rate: each partial is at most (2k + o) / z times its value).
+      if (fabs(val(term)) <= T(1e-17) * fabs(val(sum))) break;
       term = term * mz2 * (T(1) / T((kk + 1) * (2 * o + 2 * kk + 3)));
     }
     return sum;
