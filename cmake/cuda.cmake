@@ -29,7 +29,19 @@ if(DIFFMD_WITH_CUDA)
     endif()
   endif()
   enable_language(CUDA)
-  set(CMAKE_CUDA_STANDARD 17)
+  set(CMAKE_CUDA_STANDARD ${CMAKE_CXX_STANDARD})
+  # ATen/cuda headers include cusparse.h and cublas_v2.h; toolkits without the math libraries lack them,
+  # so take them from the pip nvidia-* wheels the CUDA torch wheel depends on.
+  if(NOT EXISTS "${CMAKE_CUDA_COMPILER_TOOLKIT_ROOT}/include/cusparse.h")
+    execute_process(
+      COMMAND "${Python_EXECUTABLE}" -c "import glob, os, nvidia; print(';'.join(sorted({os.path.dirname(p) for d in nvidia.__path__ for p in glob.glob(os.path.join(d, '*', 'include', 'cusparse.h'))})))"
+      OUTPUT_VARIABLE _nv_includes OUTPUT_STRIP_TRAILING_WHITESPACE)
+    if(NOT _nv_includes)
+      message(FATAL_ERROR "cusparse.h is neither in ${CMAKE_CUDA_COMPILER_TOOLKIT_ROOT}/include nor in a pip nvidia-* wheel")
+    endif()
+    include_directories(SYSTEM ${_nv_includes})
+    message(STATUS "diffmd_fast: CUDA library headers from ${_nv_includes}")
+  endif()
   # torch's CMake config reads these to find the toolkit and pick the architectures.
   set(CUDA_TOOLKIT_ROOT_DIR "${CMAKE_CUDA_COMPILER_TOOLKIT_ROOT}")
   string(REPLACE ";" " " _archs "${CMAKE_CUDA_ARCHITECTURES}")

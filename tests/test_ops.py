@@ -6,7 +6,7 @@ import torch
 
 import diffmd_fast as dm
 from diffmd_fast.testing import random_orthogonal
-from conftest import call, make_problem
+from op_problems import call, make_problem
 
 pytestmark = pytest.mark.skipif(not dm.ops.COMPILED, reason="compiled extension not built")
 
