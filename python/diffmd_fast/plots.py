@@ -1,0 +1,101 @@
+"""PNG figures comparing rollouts with the reference: RMSD over time, distance distributions, RMSF.
+
+Why ``Figure`` + ``FigureCanvasAgg`` instead of pyplot: no global backend switch and no figure
+registry, so plotting is safe in tests, in headless jobs and inside other people's notebooks.
+Each function writes one PNG and returns its path; inputs are numpy arrays in Å, (T, N, 3).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from . import metrics
+
+DPI = 120
+
+
+def _check_named(named: Mapping[str, np.ndarray]) -> None:
+    if not named:
+        raise ValueError("need at least one named trajectory to plot")
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as PNG to ``path`` (creating parent folders) and return the path."""
+    out = Path(path)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"{out}: plots are written as PNG; give a path ending in .png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(out, dpi=DPI)
+    return out
+
+
+def plot_rmsd_over_time(
+    named: Mapping[str, np.ndarray], ref: np.ndarray, path: str | Path, *, dt_fs: float | None = None
+) -> Path:
+    """Per-frame RMSD to the reference (Å) against time for several named rollouts, ARMSE in the legend.
+
+    With ``dt_fs`` (fs between frames) the x axis is time in fs, otherwise the frame index.
+    """
+    _check_named(named)
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.add_subplot()
+    for name, traj in named.items():
+        rmsd = metrics.per_frame_rmsd(traj, ref)  # (T,) Å
+        t = np.arange(1, len(rmsd) + 1) * (dt_fs if dt_fs else 1.0)
+        ax.plot(t, rmsd, label=f"{name} (ARMSE {rmsd.mean():.3f} Å)")
+    ax.set_xlabel("time (fs)" if dt_fs else "frame")
+    ax.set_ylabel("RMSD to reference (Å)")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_distance_distributions(
+    named: Mapping[str, np.ndarray], ref: np.ndarray, path: str | Path, *, bins: int = 100
+) -> Path:
+    """Histograms of all interatomic distances (Å) of each rollout over the reference's, JSD in the legend."""
+    _check_named(named)
+    r_max = max(float(metrics.pair_distances(t).max()) for t in [ref, *named.values()])
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.add_subplot()
+    _, p_ref, edges = metrics.distance_histograms(ref, ref, bins=bins, r_max=r_max)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    ax.fill_between(centres, p_ref, step="mid", color="0.8", label="reference")
+    for name, traj in named.items():
+        p_gen, _, _ = metrics.distance_histograms(traj, ref, bins=bins, r_max=r_max)
+        jsd = metrics.distance_jsd(traj, ref, bins=bins, r_max=r_max)
+        ax.step(centres, p_gen, where="mid", label=f"{name} (JSD {jsd:.3f})")
+    ax.set_xlabel("interatomic distance (Å)")
+    ax.set_ylabel("fraction of pairs")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_rmsf(
+    named: Mapping[str, np.ndarray], ref: np.ndarray, path: str | Path, *, numbers: np.ndarray | None = None
+) -> Path:
+    """Per-atom RMSF (Å) of each rollout next to the reference's; atoms labelled by element if given."""
+    _check_named(named)
+    r_ref = metrics.rmsf(ref)
+    atoms = np.arange(len(r_ref))
+    fig = Figure(figsize=(max(6.4, 0.3 * len(atoms)), 4.0))
+    ax = fig.add_subplot()
+    ax.plot(atoms, r_ref, "k-o", label="reference", markersize=4)
+    for name, traj in named.items():
+        ax.plot(atoms, metrics.rmsf(traj), "-o", label=name, markersize=3)
+    if numbers is not None:
+        from ase.data import chemical_symbols
+
+        ax.set_xticks(atoms, [chemical_symbols[int(z)] + str(i) for i, z in enumerate(numbers)], fontsize=7)
+    ax.set_xlabel("atom")
+    ax.set_ylabel("RMSF (Å)")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return _save(fig, path)
