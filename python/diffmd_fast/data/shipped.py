@@ -1,0 +1,23 @@
+"""The small reference trajectories shipped inside the package (diffmd_fast/bundled/*.npz).
+
+They let tests, examples and CI train and roll out on real GFN2-xTB dynamics without network
+access; scripts/make_bundled_data.sh regenerates them (commands in bundled/COMMANDS.md).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundled"
+
+
+def bundled_names() -> list[str]:
+    """Names of the shipped trajectories, e.g. ``["aspirin", "c7o2h10_0", ..., "ethanol"]``."""
+    return sorted(p.stem for p in BUNDLED_DIR.glob("*.npz"))
+
+
+def bundled(name: str) -> Path:
+    """Path of the shipped trajectory ``name`` (load it with ``load_trajectory``)."""
+    path = BUNDLED_DIR / f"{name.removesuffix('.npz')}.npz"
+    if not path.exists():
+        raise FileNotFoundError(f"no bundled trajectory {name!r} in {BUNDLED_DIR}; available: {bundled_names()}")
+    return path

@@ -1,0 +1,132 @@
+"""The in-memory reference trajectory every loader returns and every task consumes.
+
+Why one container: MD17 npz, revised MD17, ISO17 databases, extxyz and our own GFN2-xTB runs
+all reduce to "positions of a fixed set of atoms at evenly spaced times, maybe with energies and
+forces". Validating once here (shapes, finite coordinates) means a broken file fails at load
+time with its name in the message instead of producing NaN losses hours later.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from ase.symbols import Symbols
+
+
+class TrajectoryError(ValueError):
+    """A trajectory file or array is malformed; the message names the source and the problem."""
+
+
+def _first_bad_frame(arr: np.ndarray) -> int:
+    """Index of the first frame holding a non-finite value (arr has a leading frame axis)."""
+    bad = ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
+    return int(np.argmax(bad))
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """Positions of N atoms over T evenly spaced frames, with optional energies and forces.
+
+    ``dt_fs`` is the time between *stored* frames (MD timestep times the save interval), so
+    a model trained on frame windows knows its physical time step. ``provenance`` is a JSON-able
+    dict recording how the data was made (engine, method, temperature, seed, command, source file).
+    """
+
+    positions: np.ndarray  # (T, N, 3) float64 Å
+    numbers: np.ndarray  # (N,) int64 atomic numbers
+    dt_fs: float  # fs between stored frames
+    energies: np.ndarray | None = None  # (T,) eV
+    forces: np.ndarray | None = None  # (T, N, 3) eV/Å
+    name: str = "trajectory"
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        src = self.name
+        pos = np.asarray(self.positions, dtype=np.float64)
+        if pos.ndim != 3 or pos.shape[2] != 3:
+            raise TrajectoryError(f"{src}: positions must have shape (T, N, 3), got {pos.shape}")
+        if pos.shape[0] < 1 or pos.shape[1] < 1:
+            raise TrajectoryError(f"{src}: positions are empty, shape {pos.shape}")
+        if not np.isfinite(pos).all():
+            kind = "NaN" if np.isnan(pos).any() else "non-finite values"
+            raise TrajectoryError(f"{src}: positions contain {kind} at frame {_first_bad_frame(pos)}")
+        num = np.asarray(self.numbers)
+        if num.ndim != 1 or num.shape[0] != pos.shape[1]:
+            raise TrajectoryError(
+                f"{src}: numbers must have shape ({pos.shape[1]},) to match positions {pos.shape}, "
+                f"got {num.shape}"
+            )
+        if not np.issubdtype(num.dtype, np.integer) and not np.all(num == np.round(num)):
+            raise TrajectoryError(f"{src}: atomic numbers must be integers, got {num.dtype}")
+        num = num.astype(np.int64)
+        if (num < 1).any() or (num > 118).any():
+            raise TrajectoryError(f"{src}: atomic numbers must lie in 1..118, got {sorted(set(num.tolist()))}")
+        if not (np.isfinite(self.dt_fs) and self.dt_fs > 0):
+            raise TrajectoryError(f"{src}: dt_fs must be a positive number of fs, got {self.dt_fs!r}")
+        energies = self._check_optional("energies", self.energies, (pos.shape[0],))
+        forces = self._check_optional("forces", self.forces, pos.shape)
+        try:
+            json.dumps(self.provenance)
+        except TypeError as err:
+            raise TrajectoryError(f"{src}: provenance must be JSON-serialisable ({err})") from err
+        object.__setattr__(self, "positions", pos)
+        object.__setattr__(self, "numbers", num)
+        object.__setattr__(self, "dt_fs", float(self.dt_fs))
+        object.__setattr__(self, "energies", energies)
+        object.__setattr__(self, "forces", forces)
+        object.__setattr__(self, "provenance", dict(self.provenance))
+
+    def _check_optional(self, key: str, arr: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+        if arr is None:
+            return None
+        out = np.asarray(arr, dtype=np.float64)
+        if out.shape != tuple(shape):
+            # MD17 stores energies as (T, 1); accept that one harmless variant.
+            if key == "energies" and out.shape == (shape[0], 1):
+                out = out[:, 0]
+            else:
+                raise TrajectoryError(f"{self.name}: {key} must have shape {tuple(shape)}, got {out.shape}")
+        if not np.isfinite(out).all():
+            raise TrajectoryError(f"{self.name}: {key} contain non-finite values at frame {_first_bad_frame(out)}")
+        return out
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.positions.shape[0])
+
+    @property
+    def num_atoms(self) -> int:
+        return int(self.positions.shape[1])
+
+    @property
+    def formula(self) -> str:
+        """Hill-ordered chemical formula as ASE writes it, e.g. ``C2H6O``."""
+        return Symbols(self.numbers).get_chemical_formula(mode="hill")
+
+    def slice(self, start: int, stop: int | None = None, step: int = 1) -> "Trajectory":
+        """Frames ``start:stop:step`` as a new trajectory; ``dt_fs`` scales with ``step``."""
+        if step < 1:
+            raise ValueError(f"{self.name}: slice step must be >= 1, got {step}")
+        sel = slice(start, stop, step)
+        pos = self.positions[sel]
+        if pos.shape[0] == 0:
+            raise TrajectoryError(
+                f"{self.name}: slice({start}, {stop}, {step}) selects no frames of {self.num_frames}"
+            )
+        return Trajectory(
+            positions=pos,
+            numbers=self.numbers,
+            dt_fs=self.dt_fs * step,
+            energies=None if self.energies is None else self.energies[sel],
+            forces=None if self.forces is None else self.forces[sel],
+            name=self.name,
+            provenance={**self.provenance, "slice": [start, stop, step]},
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Trajectory(name={self.name!r}, formula={self.formula}, frames={self.num_frames}, "
+            f"dt_fs={self.dt_fs:g}, energies={self.energies is not None}, forces={self.forces is not None})"
+        )

@@ -1,0 +1,144 @@
+"""Frame windows for training and rollout starts: (x(t-2s), x(t-s), x(t), x(t+s)) per molecule.
+
+DiffMD conditions on the last three frames (their velocity and acceleration set the per-atom
+noise scale, Eq. 6) and learns the next one. ``stride`` s subsamples the stored frames, so one
+model step spans s stored frames (s * dt_fs fs).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .batch import FrameBatch
+from .trajectory import Trajectory, TrajectoryError
+
+
+class Window(NamedTuple):
+    """One training example: four frames of one molecule (float64, converted at collate time)."""
+
+    positions: torch.Tensor  # (4, N, 3) Å: t-2s, t-s, t, t+s
+    z: torch.Tensor  # (N,) int64
+
+
+def _valid_times(traj: Trajectory, rng: range, stride: int) -> np.ndarray:
+    """Window centres t in ``rng`` whose frames t-2s .. t+s all lie in [rng.start, rng.stop)."""
+    start, stop = max(rng.start, 0), min(rng.stop, traj.num_frames)
+    times = np.arange(rng.start, rng.stop, rng.step, dtype=np.int64)
+    return times[(times - 2 * stride >= start) & (times + stride < stop)]
+
+
+class FrameWindows(Dataset):
+    """All windows of several trajectories (different molecules may have different atom counts).
+
+    ``frames[i]`` (default ``range(T_i)``) bounds the frames trajectory i's windows may touch, and
+    its step thins the window centres; e.g. ``range(0, 1000, 10)`` gives every tenth window of the
+    first 1000 frames.
+    """
+
+    def __init__(self, trajs: Sequence[Trajectory], *, stride: int = 1, frames: Sequence[range] | None = None):
+        if isinstance(trajs, Trajectory):
+            trajs = [trajs]
+        if not trajs:
+            raise ValueError("FrameWindows: no trajectories given")
+        if stride < 1:
+            raise ValueError(f"FrameWindows: stride must be >= 1, got {stride}")
+        if frames is not None and len(frames) != len(trajs):
+            raise ValueError(f"FrameWindows: {len(frames)} frame ranges for {len(trajs)} trajectories")
+        self.stride = stride
+        self.names = [t.name for t in trajs]
+        self._pos = [torch.from_numpy(t.positions) for t in trajs]  # (T, N, 3) float64, shared memory
+        self._z = [torch.from_numpy(t.numbers) for t in trajs]  # (N,) int64
+        self._times = [
+            _valid_times(t, frames[i] if frames is not None else range(t.num_frames), stride)
+            for i, t in enumerate(trajs)
+        ]
+        counts = np.array([len(t) for t in self._times], dtype=np.int64)
+        if counts.sum() == 0:
+            raise TrajectoryError(
+                f"FrameWindows: no complete window (needs {3 * stride + 1} consecutive frames at stride "
+                f"{stride}) in {self.names}"
+            )
+        self._offsets = np.concatenate([[0], np.cumsum(counts)])
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(trajectory index, frame t) of dataset item ``index``."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"FrameWindows: index {index} out of range for {len(self)} windows")
+        k = int(np.searchsorted(self._offsets, index, side="right") - 1)
+        return k, int(self._times[k][index - self._offsets[k]])
+
+    def __getitem__(self, index: int) -> Window:
+        k, t = self.locate(int(index))
+        s = self.stride
+        return Window(self._pos[k][t - 2 * s: t + s + 1: s], self._z[k])
+
+
+def collate_windows(items: Sequence[Window], dtype: torch.dtype = torch.float32) -> FrameBatch:
+    """Concatenate molecules along the atom axis into one ``FrameBatch``."""
+    pos = torch.cat([w.positions for w in items], dim=1).to(dtype)  # (4, N_total, 3)
+    z = torch.cat([w.z for w in items])
+    sizes = torch.tensor([w.z.shape[0] for w in items], dtype=torch.int64)
+    batch = torch.repeat_interleave(torch.arange(len(items), dtype=torch.int64), sizes)
+    return FrameBatch(z=z, x_prev2=pos[0], x_prev=pos[1], x=pos[2], x_next=pos[3], batch=batch,
+                      num_graphs=len(items))
+
+
+def make_loader(
+    trajs: Sequence[Trajectory] | Trajectory,
+    *,
+    batch_size: int = 200,
+    shuffle: bool = True,
+    stride: int = 1,
+    frames: Sequence[range] | None = None,
+    seed: int = 1,
+    sampler: Sampler | None = None,
+    dtype: torch.dtype = torch.float32,
+    num_workers: int = 0,
+) -> DataLoader:
+    """A DataLoader of ``FrameBatch``; pass ``sampler`` (e.g. DistributedSampler) to override shuffling."""
+    dataset = FrameWindows(trajs, stride=stride, frames=frames)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        collate_fn=partial(collate_windows, dtype=dtype),
+        generator=torch.Generator().manual_seed(seed),
+        num_workers=num_workers,
+    )
+
+
+def start_batch(
+    trajs_or_traj: Sequence[Trajectory] | Trajectory,
+    t: int | Sequence[int],
+    *,
+    stride: int = 1,
+    dtype: torch.dtype = torch.float32,
+) -> FrameBatch:
+    """The window at frame ``t`` (one per trajectory, or one ``t`` each) to start a rollout from.
+
+    ``x_next`` is x(t+s) when the reference has it (to score the first generated frame), else x(t).
+    """
+    trajs = [trajs_or_traj] if isinstance(trajs_or_traj, Trajectory) else list(trajs_or_traj)
+    times = [int(t)] * len(trajs) if isinstance(t, (int, np.integer)) else [int(v) for v in t]
+    if len(times) != len(trajs):
+        raise ValueError(f"start_batch: {len(times)} start frames for {len(trajs)} trajectories")
+    items = []
+    for traj, t0 in zip(trajs, times):
+        if not 2 * stride <= t0 < traj.num_frames:
+            raise TrajectoryError(
+                f"{traj.name}: rollout start frame {t0} needs 2*stride={2 * stride} earlier frames and must be "
+                f"< {traj.num_frames}"
+            )
+        nxt = t0 + stride if t0 + stride < traj.num_frames else t0
+        pos = traj.positions[[t0 - 2 * stride, t0 - stride, t0, nxt]]  # (4, N, 3)
+        items.append(Window(torch.from_numpy(pos), torch.from_numpy(traj.numbers)))
+    return collate_windows(items, dtype=dtype)

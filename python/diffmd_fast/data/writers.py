@@ -1,0 +1,99 @@
+"""Writers: our npz format (MD17 keys plus dt_fs and provenance) and extended XYZ.
+
+Both write to a temporary file in the target folder and ``os.replace`` it into place, so an
+interrupted run never leaves a half-written file that a later load would trust.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import ase.io
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from .trajectory import Trajectory
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; move it over ``path`` only if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_npz(traj: Trajectory, path: str | os.PathLike, *, forces_dtype: type = np.float64) -> Path:
+    """Write ``traj`` as a compressed npz readable by MD17/sGDML tools and by ``load_trajectory``.
+
+    Keys: R (T,N,3) Å, z (N,), E (T,) eV, F (T,N,3) eV/Å (E/F only when present), dt_fs, name,
+    provenance (JSON string). ``forces_dtype=np.float32`` halves the size of shipped files;
+    positions always stay float64 because velocities and accelerations are small differences.
+    """
+    arrays: dict[str, np.ndarray] = {
+        "R": traj.positions,
+        "z": traj.numbers,
+        "dt_fs": np.array(traj.dt_fs),
+        "name": np.array(traj.name),
+        "provenance": np.array(json.dumps(traj.provenance, sort_keys=True)),
+    }
+    if traj.energies is not None:
+        arrays["E"] = traj.energies
+    if traj.forces is not None:
+        arrays["F"] = traj.forces.astype(forces_dtype)
+    with atomic_path(path, ".npz") as tmp:
+        with open(tmp, "wb") as fh:  # a file handle stops numpy appending a second ".npz"
+            np.savez_compressed(fh, **arrays)
+    return Path(path)
+
+
+def _frames_as_atoms(traj: Trajectory) -> list[Atoms]:
+    frames = []
+    for t in range(traj.num_frames):
+        atoms = Atoms(numbers=traj.numbers, positions=traj.positions[t])
+        if traj.energies is not None or traj.forces is not None:
+            atoms.calc = SinglePointCalculator(
+                atoms,
+                energy=None if traj.energies is None else float(traj.energies[t]),
+                forces=None if traj.forces is None else traj.forces[t],
+            )
+        atoms.info["time_fs"] = t * traj.dt_fs
+        frames.append(atoms)
+    return frames
+
+
+def write_extxyz(
+    traj: Trajectory | np.ndarray,
+    path: str | os.PathLike,
+    numbers: np.ndarray | None = None,
+    *,
+    dt_fs: float = 1.0,
+) -> Path:
+    """Write a trajectory (or positions (T,N,3) Å plus ``numbers`` (N,)) as extended XYZ.
+
+    Extended XYZ is what ASE, OVITO and VMD all read; each frame carries ``time_fs`` and, when
+    known, the energy and per-atom forces.
+    """
+    if not isinstance(traj, Trajectory):
+        if numbers is None:
+            raise ValueError("write_extxyz: pass atomic numbers when giving raw positions")
+        traj = Trajectory(positions=np.asarray(traj), numbers=np.asarray(numbers), dt_fs=dt_fs,
+                          name=str(path))
+    with atomic_path(path, ".extxyz") as tmp:
+        ase.io.write(tmp, _frames_as_atoms(traj), format="extxyz")
+    return Path(path)

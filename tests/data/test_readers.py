@@ -1,0 +1,125 @@
+import json
+
+import ase.io
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io.trajectory import Trajectory as AseTrajectory
+
+from diffmd_fast.data import TrajectoryError, load_trajectory, save_npz, write_extxyz
+
+
+
+def _same(a, b, with_forces=True):
+    np.testing.assert_allclose(a.positions, b.positions, rtol=0, atol=1e-8)  # extxyz keeps 8 decimals
+    np.testing.assert_array_equal(a.numbers, b.numbers)
+    np.testing.assert_allclose(a.energies, b.energies, atol=1e-8)
+    if with_forces:
+        np.testing.assert_allclose(a.forces, b.forces, atol=1e-6)
+
+
+def test_md17_npz(tmp_path, traj):
+    path = tmp_path / "md17_water.npz"
+    np.savez(path, R=traj.positions, z=traj.numbers, E=traj.energies[:, None], F=traj.forces, name="water")
+    out = load_trajectory(path)
+    _same(out, traj)
+    assert out.dt_fs == 0.5 and "assumed" in out.provenance["dt_fs_note"] and out.name == "water"
+    assert load_trajectory(path, dt_fs=2.0, name="w").dt_fs == 2.0
+
+
+def test_rmd17_npz_restores_time_order(tmp_path, traj):
+    perm = np.random.default_rng(1).permutation(traj.num_frames)
+    path = tmp_path / "rmd17_water.npz"
+    np.savez(path, nuclear_charges=traj.numbers, coords=traj.positions[perm], energies=traj.energies[perm],
+             forces=traj.forces[perm], old_indices=10 * perm + 100)
+    out = load_trajectory(path)
+    _same(out, traj)
+    assert out.dt_fs == pytest.approx(5.0)  # MD17 index gap 10 x 0.5 fs
+
+
+def test_own_npz_round_trip_keeps_provenance(tmp_path, traj):
+    path = save_npz(traj, tmp_path / "sub" / "water.npz")
+    assert path.exists() and not list(path.parent.glob(".*"))  # no temp file left behind
+    out = load_trajectory(path)
+    _same(out, traj)
+    assert out.dt_fs == traj.dt_fs and out.provenance["test"] is True and out.name == "water"
+    with np.load(path) as data:
+        assert {"R", "z", "E", "F", "dt_fs"} <= set(data.files)
+        assert json.loads(str(data["provenance"]))["test"] is True
+
+
+def test_extxyz_round_trip(tmp_path, traj):
+    path = write_extxyz(traj, tmp_path / "water.extxyz")
+    frames = ase.io.read(path, index=":")
+    assert len(frames) == traj.num_frames and frames[3].info["time_fs"] == pytest.approx(1.5)
+    out = load_trajectory(path)
+    _same(out, traj)
+    assert out.dt_fs == pytest.approx(0.5)
+
+
+def test_extxyz_from_raw_positions(tmp_path, traj):
+    path = write_extxyz(traj.positions, tmp_path / "raw.xyz", traj.numbers, dt_fs=2.0)
+    out = load_trajectory(path)
+    np.testing.assert_allclose(out.positions, traj.positions, rtol=0, atol=1e-8)
+    assert out.dt_fs == pytest.approx(2.0) and out.energies is None
+
+
+def test_ase_traj_needs_dt(tmp_path, traj):
+    path = tmp_path / "water.traj"
+    with AseTrajectory(str(path), "w") as writer:
+        for t in range(traj.num_frames):
+            atoms = Atoms(numbers=traj.numbers, positions=traj.positions[t])
+            atoms.calc = SinglePointCalculator(atoms, energy=traj.energies[t], forces=traj.forces[t])
+            writer.write(atoms)
+    with pytest.raises(TrajectoryError, match="water.traj: the time between frames is not stored"):
+        load_trajectory(path)
+    _same(load_trajectory(path, dt_fs=0.5), traj)
+
+
+def test_missing_file():
+    with pytest.raises(FileNotFoundError, match="nope.npz"):
+        load_trajectory("/nonexistent/nope.npz")
+
+
+def test_missing_key(tmp_path, traj):
+    path = tmp_path / "nokey.npz"
+    np.savez(path, R=traj.positions, E=traj.energies)
+    with pytest.raises(TrajectoryError, match=r"nokey.npz: missing key\(s\) \['z'\]"):
+        load_trajectory(path)
+
+
+def test_nan_coordinates(tmp_path, traj):
+    pos = traj.positions.copy()
+    pos[5, 0, 0] = np.nan
+    path = tmp_path / "nan.npz"
+    np.savez(path, R=pos, z=traj.numbers)
+    with pytest.raises(TrajectoryError, match="nan.npz: positions contain NaN at frame 5"):
+        load_trajectory(path)
+
+
+def test_mismatched_shapes(tmp_path, traj):
+    path = tmp_path / "shapes.npz"
+    np.savez(path, R=traj.positions, z=traj.numbers, F=traj.forces[:-1])
+    with pytest.raises(TrajectoryError, match="shapes.npz: forces must have shape"):
+        load_trajectory(path)
+    np.savez(path, R=traj.positions, z=traj.numbers[:2])
+    with pytest.raises(TrajectoryError, match="shapes.npz: numbers must have shape"):
+        load_trajectory(path)
+
+
+@pytest.mark.parametrize("fname", ["junk.npz", "junk.xyz"])
+def test_unreadable_file(tmp_path, fname):
+    path = tmp_path / fname
+    path.write_bytes(b"\x00\x01 this is not a trajectory \xff")
+    with pytest.raises(TrajectoryError, match=fname):
+        load_trajectory(path)
+
+
+def test_extxyz_with_changing_atoms(tmp_path, make_traj):
+    a, b = make_traj(2), make_traj(2)
+    path = tmp_path / "mixed.extxyz"
+    ase.io.write(path, [Atoms(numbers=a.numbers, positions=a.positions[0]),
+                        Atoms(numbers=[1, 1, 8], positions=b.positions[1])])
+    with pytest.raises(TrajectoryError, match="mixed.extxyz: frame 1 has different atoms"):
+        load_trajectory(path, dt_fs=1.0)
