@@ -5,7 +5,7 @@ that its peak memory is its own: on CPU the rise of the process's peak RSS over 
 torch.cuda.max_memory_allocated. A subprocess gets an address-space limit (--max-gb), so a case
 too large for the machine is reported as "OOM" instead of taking the machine down.
 
-    python benches/bench_egl.py                       # all cases, CPU, float32
+    python benches/bench_egl.py                       # all cases, CPU, float32 (or: diffmd bench egl)
     python benches/bench_egl.py --cases paper-train --device cuda --json out.json
 """
 from __future__ import annotations
