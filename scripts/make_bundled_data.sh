@@ -1,31 +1,17 @@
 #!/usr/bin/env bash
-# Regenerate the small reference trajectories shipped in python/diffmd_fast/bundled/.
-# GFN2-xTB (tblite) Langevin MD via diffmd_fast.simulate; one molecule at a time, one core each.
-# Runtime on one core: a few minutes in total. Exact commands are also recorded in
-# python/diffmd_fast/bundled/COMMANDS.md and in each file's provenance.
+# Regenerate the reference trajectories shipped in python/diffmd_fast/bundled/ with the project's
+# own `diffmd simulate` (GFN2-xTB via tblite, ASE Langevin, RDKit start geometry, seed 1).
+# One molecule at a time on one core: about 3 minutes in all on a quiet machine.
+# The exact commands are recorded in python/diffmd_fast/bundled/COMMANDS.md and, as argv, in
+# every file's provenance.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1
-export PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
+if command -v diffmd >/dev/null; then DIFFMD=(diffmd); else DIFFMD=(python -m diffmd_fast.cli); fi
 OUT=python/diffmd_fast/bundled
-
-gen() {  # gen NAME SMILES TEMPERATURE_K TIMESTEP_FS FRAMES
-  python - "$@" <<'PY'
-import sys
-import numpy as np
-from diffmd_fast.data import save_npz
-from diffmd_fast.simulate import simulate
-name, smiles, temp, dt, frames = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
-traj = simulate(smiles, temperature_K=temp, timestep_fs=dt, frames=frames, equilibration_fs=2000.0,
-                friction_per_fs=0.01, seed=1, save_every=1, name=name)
-save_npz(traj, f"python/diffmd_fast/bundled/{name}.npz", forces_dtype=np.float32)
-print(traj, f"mean T {traj.provenance['mean_temperature_K']:.1f} K, {traj.provenance['ms_per_step']:.2f} ms/step")
-PY
-}
-
-gen ethanol   'CCO'                       500 0.5 10000
-gen aspirin   'CC(=O)OC1=CC=CC=C1C(=O)O'  500 0.5 5000
-gen c7o2h10_0 'O=C1CCCC(=O)C1C'           100 1.0 2000   # 2-methylcyclohexane-1,3-dione
-gen c7o2h10_1 'OC(=O)C1CCC=CC1'           100 1.0 2000   # cyclohex-3-ene-1-carboxylic acid
-gen c7o2h10_2 'CCOC(=O)C=CC=C'            100 1.0 2000   # ethyl penta-2,4-dienoate
-ls -l "$OUT"/*.npz
+common=(--equilibration 2000 --friction 0.01 --seed 1 --forces-dtype float32 --quiet)
+"${DIFFMD[@]}" simulate 'CCO'                      --name ethanol   --out $OUT/ethanol.npz   --temperature 500 --timestep 0.5 --frames 6000 "${common[@]}"
+"${DIFFMD[@]}" simulate 'CC(=O)OC1=CC=CC=C1C(=O)O' --name aspirin   --out $OUT/aspirin.npz   --temperature 500 --timestep 0.5 --frames 3000 "${common[@]}"
+"${DIFFMD[@]}" simulate 'O=C1CCCC(=O)C1C'          --name c7o2h10_0 --out $OUT/c7o2h10_0.npz --temperature 100 --timestep 1.0 --frames 1500 "${common[@]}"
+"${DIFFMD[@]}" simulate 'OC(=O)C1CCC=CC1'          --name c7o2h10_1 --out $OUT/c7o2h10_1.npz --temperature 100 --timestep 1.0 --frames 1500 "${common[@]}"
+"${DIFFMD[@]}" simulate 'CCOC(=O)C=CC=C'           --name c7o2h10_2 --out $OUT/c7o2h10_2.npz --temperature 100 --timestep 1.0 --frames 1500 "${common[@]}"

@@ -1,0 +1,54 @@
+"""The ``diffmd`` command: one module per subcommand, each with ``add_arguments`` and ``run``.
+
+Errors a user can cause (a missing file, a bad option, a corrupt checkpoint) end in one line on
+stderr and exit status 2; ``--debug`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from typing import Sequence
+
+from . import bench, demo, evaluate, generate, info, results, simulate, train
+
+COMMANDS = (demo, simulate, train, generate, evaluate, info, results, bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diffmd", description="DiffMD: score-based diffusion for molecular dynamics (diffmd_fast).",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for mod in COMMANDS:
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from ..checkpoint import CheckpointError  # late: keep `diffmd --help` fast
+
+    try:
+        with warnings.catch_warnings():
+            if not args.debug:
+                warnings.filterwarnings("ignore", category=UserWarning, module="e3nn")
+            return int(args.run(args) or 0)
+    except (ValueError, FileNotFoundError, NotADirectoryError, CheckpointError, FloatingPointError) as err:
+        if args.debug:
+            raise
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"diffmd {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"diffmd {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

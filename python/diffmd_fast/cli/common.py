@@ -1,0 +1,90 @@
+"""Helpers shared by the subcommands: data specs, run directories, JSON output."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import Config
+from ..data import Trajectory, bundled, bundled_names, load_trajectory
+
+
+def add_data_argument(p, *, required=True, flag="--data", help_extra="", append=False):
+    p.add_argument(flag, required=required, metavar="FILE", action="append" if append else "store",
+                   help=f"trajectory: MD17/rMD17/our npz, extxyz, .traj, ISO17 .db, or a bundled name "
+                        f"({', '.join(bundled_names())}){help_extra}")
+
+
+def load_data(spec: str) -> Trajectory:
+    """A file path, or the name of a bundled trajectory."""
+    if spec in bundled_names() and not Path(spec).exists():
+        return load_trajectory(bundled(spec))
+    return load_trajectory(spec)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no GPU is available")
+    return dev
+
+
+def load_run(run_dir: str | Path, device: torch.device, overrides=()):
+    """The model, SDE, sampler and config of a training run directory (newest good checkpoint)."""
+    from ..checkpoint import load_latest
+    from ..samplers import make_sampler
+    from ..score_net import ScoreNet
+    from ..sde import make_sde
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {run} does not exist")
+    found = load_latest(run, map_location=device)
+    if found is None:
+        raise FileNotFoundError(f"{run} holds no checkpoint (ckpt_*.pt)")
+    state, path = found
+    cfg = Config.from_dict(state["config"]).with_overrides(list(overrides))
+    dtype = getattr(torch, cfg.train.dtype)
+    model = ScoreNet(cfg.model).to(device=device, dtype=dtype)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, make_sde(cfg.sde), make_sampler(cfg.sampler), cfg, path
+
+
+def write_json(data: dict[str, Any], path: str | Path) -> Path:
+    """Atomic JSON write (temp file + rename): a killed run never leaves half a file."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=_jsonable))
+    os.replace(tmp, out)
+    return out
+
+
+def _jsonable(v):
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, Path):
+        return str(v)
+    raise TypeError(f"not JSON serialisable: {type(v).__name__}")
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
+    """rows of dicts -> markdown table with (key, header) columns; floats to 4 significant digits."""
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+
+    head = "| " + " | ".join(h for _, h in columns) + " |"
+    sep = "|" + "|".join("---" for _ in columns) + "|"
+    body = ["| " + " | ".join(fmt(r.get(k, "")) for k, _ in columns) + " |" for r in rows]
+    return "\n".join([head, sep, *body])

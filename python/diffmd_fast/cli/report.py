@@ -1,0 +1,68 @@
+"""Run-directory artefacts a person reads: metrics.csv, loss.png and report.md."""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def write_csv(records: list[dict], path: Path) -> Path:
+    keys = sorted({k for r in records for k in r}, key=lambda k: (k != "epoch", k))
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(records)
+    os.replace(tmp, path)
+    return path
+
+
+def plot_history(records: list[dict], path: Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.add_subplot()
+    ep = [r["epoch"] for r in records]
+    ax.plot(ep, [r["train_loss"] for r in records], "-o", markersize=3, label="train DSM loss")
+    val = [(r["epoch"], r["val_loss"]) for r in records if "val_loss" in r]
+    if val:
+        ax.plot(*zip(*val), "-s", markersize=3, label="validation DSM loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    arm = [(r["epoch"], r["val_armse"], r.get("val_armse_static", np.nan)) for r in records if "val_armse" in r]
+    if arm:
+        ax2 = ax.twinx()
+        e, a, s = zip(*arm)
+        ax2.plot(e, a, "r-^", markersize=3, label="val rollout ARMSE (Å)")
+        ax2.plot(e, s, "r:", label="static ARMSE (Å)")
+        ax2.set_ylabel("ARMSE (Å)")
+        ax2.legend(fontsize="small", loc="upper center")
+    fig.tight_layout()
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def write_train_report(result, cfg, trajs) -> Path:
+    out = Path(result.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [f"# DiffMD training run `{out}`", "",
+             "Data: " + ", ".join(f"{t.name} ({t.formula}, {t.num_frames} frames x {t.dt_fs} fs)" for t in trajs), "",
+             f"Epochs completed: {result.epochs}, optimiser steps: {result.steps}", ""]
+    if result.history:
+        write_csv(result.history, out / "metrics.csv")
+        plot_history(result.history, out / "loss.png")
+        last = result.history[-1]
+        lines += ["Last epoch: " + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
+                                             for k, v in last.items()), "", "![loss](loss.png)", ""]
+    lines += ["Resolved configuration: `config.toml` (also inside every checkpoint).", "", "```toml", cfg.to_toml(), "```"]
+    tmp = out / "report.md.tmp"
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, out / "report.md")
+    return out / "report.md"

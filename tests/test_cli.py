@@ -1,0 +1,122 @@
+"""The diffmd command end to end on bundled data with a tiny config, and its errors."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from diffmd_fast.cli import main
+from diffmd_fast.data import load_trajectory
+
+TINY = ["model.num_layers=1", "model.hidden=16", "model.heads=2", "model.ffn=16", "model.dropout=0.0",
+        "train.epochs=2", "train.max_steps=6", "train.batch_size=16", "train.val_rollout_frames=0",
+        "sampler.atol=1e-3", "sampler.rtol=1e-3"]
+
+
+def _sets(items):
+    return [a for item in items for a in ("--set", item)]
+
+
+def _cli(*args, check=True):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-m", "diffmd_fast.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"diffmd {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def _is_png(path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(8) == b"\x89PNG\r\n\x1a\n" and os.path.getsize(path) > 2000
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--data", "ethanol", "--out", str(out), "--split", "300,60,100", *_sets(TINY)]) == 0
+    return out
+
+
+def test_train_writes_run_directory(run_dir):
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"config.json", "config.toml", "report.md"} <= names
+    assert any(n.startswith("ckpt_") and n.endswith(".pt") for n in names)
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["model"]["hidden"] == 16 and cfg["train"]["max_steps"] == 6
+
+
+def test_generate_evaluate_info(run_dir, tmp_path, capsys):
+    gen = tmp_path / "gen.extxyz"
+    assert main(["generate", "--checkpoint", str(run_dir), "--data", "ethanol", "--start", "5000", "--frames", "4",
+                 "--out", str(gen), "--quiet"]) == 0
+    traj = load_trajectory(tmp_path / "gen.npz")
+    assert traj.positions.shape == (4, 9, 3) and np.isfinite(traj.positions).all()
+    assert traj.provenance["start_frame"] == 5000
+    assert load_trajectory(gen, dt_fs=0.5).num_frames == 4  # the extxyz is readable by ASE
+    metrics_path = tmp_path / "m.json"
+    assert main(["evaluate", "--reference", "ethanol", "--generated", str(tmp_path / "gen.npz"),
+                 "--json", str(metrics_path), "--plots", str(tmp_path / "plots")]) == 0
+    m = json.loads(metrics_path.read_text())
+    for key in ("armse", "armse_static", "stability_frames", "bond_violation_fraction", "distance_jsd"):
+        assert key in m and np.isfinite(m[key])
+    assert 0.0 < m["armse"] < 1.0 and m["frames"] == 4
+    for png in ("rmsd_over_time.png", "distance_distributions.png", "rmsf.png"):
+        assert _is_png(tmp_path / "plots" / png)
+    capsys.readouterr()
+    assert main(["info", str(run_dir)]) == 0
+    assert "ckpt_" in capsys.readouterr().out
+    assert main(["info", "ethanol", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["atoms"] == 9 and info["time_step_fs"] == 0.5 and info["formula"] == "C2H6O"
+
+
+def test_simulate_a_few_steps(tmp_path):
+    out = tmp_path / "water.npz"
+    assert main(["simulate", "O", "--out", str(out), "--frames", "5", "--equilibration", "2",
+                 "--temperature", "300", "--quiet", "--extxyz"]) == 0
+    traj = load_trajectory(out)
+    assert traj.num_frames == 5 and traj.formula == "H2O" and traj.provenance["method"] == "GFN2-xTB"
+    assert (tmp_path / "water.extxyz").is_file()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["info", "no/such/file.npz"], "does not exist"),
+    (["train", "--data", "missing.npz", "--out", "x"], "does not exist"),
+    (["train", "--data", "ethanol", "--out", "x", "--set", "model.hidden=abc"], "expects int"),
+    (["train", "--data", "ethanol", "--out", "x", "--set", "nosuch.field=1"], "unknown section"),
+    (["generate", "--checkpoint", "no_run_dir", "--data", "ethanol", "--start", "5", "--frames", "2", "--out", "g.npz"],
+     "does not exist"),
+    (["simulate", "CCO", "--out", "x.txt"], "must end in .npz"),
+    (["evaluate", "--reference", "ethanol", "--generated", "nope.npz", "--json", "m.json"], "does not exist"),
+])
+def test_bad_input_is_one_line_error(args, needle, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "diffmd_fast.cli", *args], capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=120)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_usage_error_exits_nonzero_without_traceback():
+    proc = _cli("generate", "--frames", "x", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "usage:" in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["demo", "simulate", "train", "generate", "evaluate", "info", "bench"])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert len(capsys.readouterr().out) > 200
+
+
+@pytest.mark.skipif(shutil.which("diffmd") is None, reason="console script not installed (source checkout)")
+def test_console_script_installed():
+    proc = subprocess.run(["diffmd", "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "simulate" in proc.stdout
