@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from .checkpoint import load_latest, save_checkpoint
 from .config import Config
@@ -173,6 +174,9 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
     log(f"training {sum(p.numel() for p in model.parameters())} parameters on {device} ({info.world_size} rank(s)), "
         f"{len(data)} windows, {bsamp.batches_per_epoch} steps/epoch of {bsamp.global_batch}")
     stopped = False
+    # progress: one bar over epochs (loss, lr, validation ARMSE in its postfix) on rank 0; without
+    # it the per-epoch records are printed as JSON lines (logs of batch jobs)
+    bar = tqdm(total=tc.epochs, initial=epoch, unit="epoch", desc="train", disable=not (progress and info.is_main))
     try:
         while epoch < tc.epochs and not stopped:
             bsamp.set_epoch(epoch, batch_in_epoch)
@@ -192,7 +196,7 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
                 step += 1
                 loss_sum, loss_count = loss_sum + float(loss.detach()), loss_count + 1
                 if progress and step % tc.log_every == 0:
-                    log(f"epoch {epoch} step {step} loss {float(loss.detach()):.4f}")
+                    bar.set_postfix(step=step, loss=f"{float(loss.detach()):.4f}")
                 if tc.max_steps and step >= tc.max_steps:
                     stopped = True
                     checkpoint(epoch, b + 1)
@@ -207,7 +211,12 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
                     rec.update(_validate(model, sde, sampler, val_trajs, cfg, device, dtype))
                 barrier(info)
             history.append(rec)
-            log(json.dumps(rec))
+            if bar.disable:
+                log(json.dumps(rec))
+            else:
+                bar.update(1)
+                bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in rec.items()
+                                 if k in ("train_loss", "lr", "val_loss", "val_armse", "val_armse_static")})
             if info.is_main:
                 out.mkdir(parents=True, exist_ok=True)
                 with open(out / "metrics.jsonl", "a") as f:
@@ -216,6 +225,7 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
             if epoch % tc.checkpoint_every == 0 or epoch == tc.epochs:
                 checkpoint(epoch, 0)
     finally:
+        bar.close()
         shutdown(info)
     return TrainResult(out, model, epoch, step, history)
 
