@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -217,10 +218,12 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
                 bar.update(1)
                 bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in rec.items()
                                  if k in ("train_loss", "lr", "val_loss", "val_armse", "val_armse_static")})
-            if info.is_main:
+            if info.is_main:  # rewritten whole from the history (which checkpoints carry): a run killed
+                # between this write and the checkpoint cannot leave a duplicated epoch after resuming
                 out.mkdir(parents=True, exist_ok=True)
-                with open(out / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(rec) + "\n")
+                tmp = out / "metrics.jsonl.tmp"
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
+                os.replace(tmp, out / "metrics.jsonl")
             epoch, batch_in_epoch, loss_sum, loss_count = epoch + 1, 0, 0.0, 0
             if epoch % tc.checkpoint_every == 0 or epoch == tc.epochs:
                 checkpoint(epoch, 0)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +58,13 @@ def load_run(run_dir: str | Path, device: torch.device, overrides=()):
 
 def write_json(data: dict[str, Any], path: str | Path) -> Path:
     """Atomic JSON write (temp file + rename): a killed run never leaves half a file."""
+    from ..data.writers import atomic_path
+
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_jsonable))
-    os.replace(tmp, out)
+    text = json.dumps(data, indent=2, default=_jsonable)  # serialise first: a bad value leaves no file
+    with atomic_path(out, ".json") as tmp:
+        tmp.write_text(text)
     return out
 
 

@@ -1,7 +1,7 @@
 """Roll out new frames from a trained checkpoint, starting from frames of a reference trajectory.
 
     diffmd generate --checkpoint runs/ethanol --data ethanol --start 5000 --frames 200 --out gen.extxyz
-    diffmd generate --checkpoint runs/ethanol --data ethanol --start 5000,8500,9000 --frames 200 --out gen.npz
+    diffmd generate --checkpoint runs/ethanol --data ethanol --start 3000,4000,5000 --frames 200 --out gen.npz
 
 Frames are generated autoregressively: each new frame is sampled by the reverse diffusion
 starting from the previous one and fed back with its velocity and acceleration. Several starts
