@@ -24,7 +24,9 @@ def add_arguments(p):
 
     p.add_argument("--checkpoint", required=True, metavar="RUN_DIR", help="training run directory (its newest good checkpoint is used)")
     add_data_argument(p, help_extra=" holding the start frame and the two before it")
-    p.add_argument("--start", required=True, metavar="FRAME[,FRAME...]", help="start frame index/indices in --data (the last known frame)")
+    p.add_argument("--start", "--start-frame", dest="start", required=True, metavar="FRAME[,FRAME...]",
+                   help="start frame index/indices in --data (the last known frame); under torchrun write "
+                        "--start-frame, since torchrun's own parser takes --start for its --start-method")
     p.add_argument("--frames", type=int, required=True, metavar="N", help="frames to generate after the start")
     p.add_argument("--out", required=True, metavar="TRAJ", help="output path (.extxyz or .npz; both are written)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
@@ -35,6 +37,21 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    from ..distributed import init_distributed, shutdown
+    from .common import resolve_device
+
+    if args.frames < 1:
+        raise ValueError(f"--frames must be >= 1, got {args.frames}")
+    all_starts = [int(s) for s in str(args.start).split(",")]
+    info = init_distributed(args.device)
+    try:
+        return _generate(args, all_starts[info.rank::info.world_size], len(all_starts) > 1,
+                         info.device if info.enabled else resolve_device(args.device))
+    finally:
+        shutdown(info)
+
+
+def _generate(args, starts: list[int], suffixed: bool, device) -> int:
     import sys
     from pathlib import Path
 
@@ -42,12 +59,10 @@ def run(args) -> int:
 
     from ..data import Trajectory, save_npz, start_batch, write_extxyz
     from ..rollout import rollout
-    from .common import load_data, load_run, resolve_device
+    from .common import load_data, load_run
 
-    if args.frames < 1:
-        raise ValueError(f"--frames must be >= 1, got {args.frames}")
-    starts = [int(s) for s in str(args.start).split(",")]
-    device = resolve_device(args.device)
+    if not starts:  # more ranks than starts
+        return 0
     model, sde, sampler, cfg, ckpt = load_run(args.checkpoint, device, args.set)
     ref = load_data(args.data)
     stride = cfg.train.stride
@@ -59,7 +74,7 @@ def run(args) -> int:
     stem = out.with_suffix("")
     written = []
     for b, t0 in enumerate(starts):
-        base = stem if len(starts) == 1 else stem.with_name(f"{stem.name}_t{t0}")
+        base = stem.with_name(f"{stem.name}_t{t0}") if suffixed else stem
         report = res.stopped[b]
         if report is not None:
             print(f"start {t0}: {report.message()}; keeping its {res.valid_frames[b]} valid frames", file=sys.stderr)
