@@ -10,6 +10,11 @@ same weights. Prints a markdown table and writes JSON.
 
     python benches/bench_diffmd.py                    # paper-size EGT (6 x 128, FFN 2048)
     python benches/bench_diffmd.py --quick            # tiny model, few repeats (smoke test)
+    python benches/bench_diffmd.py --batches 100 --no-rollout --threads 1   # issue 3 ratio, quiet-box proxy
+
+On a shared CPU box, wall-clock with several threads swings with other processes' load (OpenMP
+threads wait on descheduled peers), so the training figure also reports process CPU time per
+window; with --threads 1 that is the most repeatable number.
 """
 from __future__ import annotations
 
@@ -37,8 +42,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench_train(model, sde, traj, batch: int, steps: int, device, dtype) -> float:
-    """Windows per second of full training steps (after one warm-up step)."""
+def bench_train(model, sde, traj, batch: int, steps: int, device, dtype) -> tuple[float, float]:
+    """(windows per wall second, windows per process-CPU second) of full training steps (after one
+    warm-up step)."""
     loader = make_loader(traj, batch_size=batch, shuffle=True, dtype=dtype)
     opt = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=1e-10)
     gen = torch.Generator(device=device).manual_seed(1)
@@ -53,9 +59,9 @@ def bench_train(model, sde, traj, batch: int, steps: int, device, dtype) -> floa
         opt.step()
         if i == 0:
             _sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
     _sync(device)
-    return batch * steps / (time.perf_counter() - t0)
+    return batch * steps / (time.perf_counter() - t0), batch * steps / (time.process_time() - c0)
 
 
 def bench_rollout(model, sde, sampler, traj, batch: int, frames: int, device, dtype) -> tuple[float, float]:
@@ -65,6 +71,18 @@ def bench_rollout(model, sde, sampler, traj, batch: int, frames: int, device, dt
     rollout(model, sde, sampler, start, 1)  # warm-up
     res = rollout(model, sde, sampler, start, frames)
     return res.frames_per_s, res.mean_nfe
+
+
+def _print_ratios(rows: list[dict]) -> None:
+    """Fused / reference training throughput per batch size (the issue-3 figure)."""
+    by = {(r["backend"], r["batch"]): r for r in rows if "error" not in r}
+    for (backend, batch), r in sorted(by.items()):
+        ref = by.get(("reference", batch))
+        if backend != "fused" or ref is None:
+            continue
+        print(f"fused / reference training at batch {batch}: "
+              f"{r['train_samples_per_s'] / ref['train_samples_per_s']:.2f}x wall, "
+              f"{r['train_samples_per_cpu_s'] / ref['train_samples_per_cpu_s']:.2f}x CPU time")
 
 
 def main() -> None:
@@ -77,9 +95,13 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=None)
     ap.add_argument("--frames", type=int, default=None)
     ap.add_argument("--atol", type=float, default=1e-5)
+    ap.add_argument("--no-rollout", action="store_true", help="training throughput only")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     ap.add_argument("--json", default="runs/bench_diffmd.json")
     args = ap.parse_args()
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     steps = args.train_steps or (2 if args.quick else 5)
     frames = args.frames or (2 if args.quick else 5)
     arch = dict(num_layers=2, hidden=32, heads=4, ffn=64) if args.quick else {}
@@ -97,9 +119,11 @@ def main() -> None:
         for batch in (int(b) for b in args.batches.split(",")):
             row = {"backend": backend, "batch": batch, "atoms": batch * traj.num_atoms}
             try:
-                row["train_samples_per_s"] = bench_train(model, sde, traj, batch, steps, device, dtype)
-                row["rollout_frames_per_s"], row["nfe_per_frame"] = bench_rollout(
-                    model, sde, sampler, traj, batch, frames, device, dtype)
+                row["train_samples_per_s"], row["train_samples_per_cpu_s"] = bench_train(
+                    model, sde, traj, batch, steps, device, dtype)
+                if not args.no_rollout:
+                    row["rollout_frames_per_s"], row["nfe_per_frame"] = bench_rollout(
+                        model, sde, sampler, traj, batch, frames, device, dtype)
             except torch.OutOfMemoryError as err:
                 row["error"] = f"out of memory: {err}".splitlines()[0]
             rows.append(row)
@@ -111,15 +135,18 @@ def main() -> None:
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
     print(f"\nDiffMD on aspirin (21 atoms), {meta['gpu'] or 'CPU'} {args.dtype}, "
           f"{'tiny' if args.quick else 'paper-size'} EGT\n")
-    print("| backend | batch | train windows/s | rollout frames/s | molecule-frames/s | NFE/frame |")
-    print("|---|---|---|---|---|---|")
+    print("| backend | batch | train windows/s | train windows/CPU-s | rollout frames/s | molecule-frames/s "
+          "| NFE/frame |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
-            print(f"| {r['backend']} | {r['batch']} | {r['error']} | | | |")
-        else:
-            print(f"| {r['backend']} | {r['batch']} | {r['train_samples_per_s']:.1f} | "
-                  f"{r['rollout_frames_per_s']:.3f} | {r['rollout_frames_per_s'] * r['batch']:.2f} | "
-                  f"{r['nfe_per_frame']:.1f} |")
+            print(f"| {r['backend']} | {r['batch']} | {r['error']} | | | | |")
+            continue
+        roll = (f"{r['rollout_frames_per_s']:.3f} | {r['rollout_frames_per_s'] * r['batch']:.2f} | "
+                f"{r['nfe_per_frame']:.1f}") if "rollout_frames_per_s" in r else "– | – | –"
+        print(f"| {r['backend']} | {r['batch']} | {r['train_samples_per_s']:.1f} | "
+              f"{r['train_samples_per_cpu_s']:.1f} | {roll} |")
+    _print_ratios(rows)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
