@@ -364,17 +364,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   at::Tensor edge_rec = at::empty({E, 6 + 2 * H}, q.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "egl_attention_backward_cpu", [&] {
     auto p = make_forward_params<scalar_t>(x, v, q, k, m, w1, w2, row_ptr, col, cutoff, num_radial, num_spherical);
-    p.grad_msg = grad_msg.data_ptr<scalar_t>();
-    p.grad_vec = grad_vec.data_ptr<scalar_t>();
-    p.out_msg = msg.data_ptr<scalar_t>();
-    p.out_vec = vec.data_ptr<scalar_t>();
-    p.out_lse = lse.data_ptr<scalar_t>();
-    p.delta = delta.data_ptr<scalar_t>();
-    p.gx = gx.data_ptr<scalar_t>();
-    p.gv = gv.data_ptr<scalar_t>();
-    p.gq = gq.data_ptr<scalar_t>();
-    p.gk = gk.data_ptr<scalar_t>();
-    p.gm = gm.data_ptr<scalar_t>();
+    set_backward_tensors(p, grad_msg, grad_vec, msg, vec, lse, delta, gx, gv, gq, gk, gm);
     scalar_t *geo = edge_rec.data_ptr<scalar_t>(), *gw = gw_threads.data_ptr<scalar_t>();
     dispatch_head_dim(D, [&]<int DC>() {
       at::parallel_for(0, N, kGrain, [&](int64_t b, int64_t e) {

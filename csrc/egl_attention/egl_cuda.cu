@@ -430,17 +430,7 @@ egl_attention_backward_cuda(const at::Tensor& grad_msg, const at::Tensor& grad_v
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "egl_attention_backward_cuda", [&] {
     auto p = make_forward_params<scalar_t>(x, v, q, k, m, w1, w2, row_ptr, col, cutoff, num_radial, num_spherical);
-    p.grad_msg = grad_msg.data_ptr<scalar_t>();
-    p.grad_vec = grad_vec.data_ptr<scalar_t>();
-    p.out_msg = msg.data_ptr<scalar_t>();
-    p.out_vec = vec.data_ptr<scalar_t>();
-    p.out_lse = lse.data_ptr<scalar_t>();
-    p.delta = delta.data_ptr<scalar_t>();
-    p.gx = gx.data_ptr<scalar_t>();
-    p.gv = gv.data_ptr<scalar_t>();
-    p.gq = gq.data_ptr<scalar_t>();
-    p.gk = gk.data_ptr<scalar_t>();
-    p.gm = gm.data_ptr<scalar_t>();
+    set_backward_tensors(p, grad_msg, grad_vec, msg, vec, lse, delta, gx, gv, gq, gk, gm);
     p.gw1 = gw1.data_ptr<scalar_t>();
     p.gw2 = gw2.data_ptr<scalar_t>();
     const BackwardLayout lay = backward_layout<scalar_t>(H, K, D);

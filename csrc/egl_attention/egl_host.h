@@ -45,4 +45,22 @@ EglParams<T> make_forward_params(const at::Tensor& x, const at::Tensor& v, const
   return p;
 }
 
+// The backward's extra inputs (upstream grads, saved outputs, delta) and its node-gradient outputs.
+template <typename T>
+void set_backward_tensors(EglParams<T>& p, const at::Tensor& grad_msg, const at::Tensor& grad_vec,
+                          const at::Tensor& msg, const at::Tensor& vec, const at::Tensor& lse, const at::Tensor& delta,
+                          at::Tensor& gx, at::Tensor& gv, at::Tensor& gq, at::Tensor& gk, at::Tensor& gm) {
+  p.grad_msg = grad_msg.data_ptr<T>();
+  p.grad_vec = grad_vec.data_ptr<T>();
+  p.out_msg = msg.data_ptr<T>();
+  p.out_vec = vec.data_ptr<T>();
+  p.out_lse = lse.data_ptr<T>();
+  p.delta = delta.data_ptr<T>();
+  p.gx = gx.data_ptr<T>();
+  p.gv = gv.data_ptr<T>();
+  p.gq = gq.data_ptr<T>();
+  p.gk = gk.data_ptr<T>();
+  p.gm = gm.data_ptr<T>();
+}
+
 }  // namespace diffmd

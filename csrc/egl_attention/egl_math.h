@@ -20,11 +20,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define DMD_HD __host__ __device__ __forceinline__
-#else
-#define DMD_HD inline
-#endif
+#include "common/hd.h"
 
 namespace diffmd {
 

@@ -9,11 +9,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define DMD_HD __host__ __device__ __forceinline__
-#else
-#define DMD_HD inline
-#endif
+#include "common/hd.h"
 
 namespace diffmd {
 
@@ -32,6 +28,19 @@ DMD_HD int64_t cell_coord(double x, const CellGrid& g, int c) {
 
 DMD_HD int64_t cell_key(int64_t cx, int64_t cy, int64_t cz, const CellGrid& g) {
   return (cz * g.dims[1] + cy) * g.dims[0] + cx;
+}
+
+// Calls visit(key) for each cell of the 3x3x3 block around (cx, cy, cz) that lies inside the grid:
+// the cells that can hold neighbours within r of an atom in cell (cx, cy, cz).
+template <typename Visit>
+DMD_HD void for_each_neighbour_cell(int64_t cx, int64_t cy, int64_t cz, const CellGrid& g, Visit&& visit) {
+  for (int64_t dz = -1; dz <= 1; ++dz)
+    for (int64_t dy = -1; dy <= 1; ++dy)
+      for (int64_t dx = -1; dx <= 1; ++dx) {
+        const int64_t nx = cx + dx, ny = cy + dy, nz = cz + dz;
+        if (nx < 0 || ny < 0 || nz < 0 || nx >= g.dims[0] || ny >= g.dims[1] || nz >= g.dims[2]) continue;
+        visit(cell_key(nx, ny, nz, g));
+      }
 }
 
 }  // namespace diffmd

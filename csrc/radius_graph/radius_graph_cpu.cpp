@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cell_list.h"
+#include "radius_graph_host.h"
 
 namespace diffmd {
 namespace {
@@ -47,25 +48,20 @@ void build(const T* x, int64_t begin, int64_t end, double r, std::vector<int64_t
       const T* xa = x + (begin + a) * 3;
       const int64_t cx = cell_coord(xa[0], g, 0), cy = cell_coord(xa[1], g, 1), cz = cell_coord(xa[2], g, 2);
       std::vector<int64_t>& out = rows[begin + a];
-      for (int64_t dz = -1; dz <= 1; ++dz)
-        for (int64_t dy = -1; dy <= 1; ++dy)
-          for (int64_t dx = -1; dx <= 1; ++dx) {
-            const int64_t nx = cx + dx, ny = cy + dy, nz = cz + dz;
-            if (nx < 0 || ny < 0 || nz < 0 || nx >= g.dims[0] || ny >= g.dims[1] || nz >= g.dims[2]) continue;
-            const int64_t kk = cell_key(nx, ny, nz, g);
-            auto range = std::equal_range(sorted_key.begin(), sorted_key.end(), kk);
-            for (auto it = range.first; it != range.second; ++it) {
-              const int64_t b = order[it - sorted_key.begin()];
-              if (b == a) continue;
-              const T* xb = x + (begin + b) * 3;
-              double d2 = 0.0;
-              for (int c = 0; c < 3; ++c) {
-                const double t = static_cast<double>(xa[c]) - static_cast<double>(xb[c]);
-                d2 += t * t;
-              }
-              if (d2 < r2) out.push_back(begin + b);
-            }
+      for_each_neighbour_cell(cx, cy, cz, g, [&](int64_t kk) {
+        auto range = std::equal_range(sorted_key.begin(), sorted_key.end(), kk);
+        for (auto it = range.first; it != range.second; ++it) {
+          const int64_t b = order[it - sorted_key.begin()];
+          if (b == a) continue;
+          const T* xb = x + (begin + b) * 3;
+          double d2 = 0.0;
+          for (int c = 0; c < 3; ++c) {
+            const double t = static_cast<double>(xa[c]) - static_cast<double>(xb[c]);
+            d2 += t * t;
           }
+          if (d2 < r2) out.push_back(begin + b);
+        }
+      });
       std::sort(out.begin(), out.end());
       counts[begin + a] = static_cast<int64_t>(out.size());
     }
@@ -73,23 +69,13 @@ void build(const T* x, int64_t begin, int64_t end, double r, std::vector<int64_t
 }
 
 std::tuple<at::Tensor, at::Tensor> radius_graph_cpu(const at::Tensor& x, const at::Tensor& batch, double r) {
-  TORCH_CHECK(x.dim() == 2 && x.size(1) == 3, "radius_graph: x must be (N, 3), got ", x.sizes());
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
-              "radius_graph: x must be float32 or float64, got ", x.scalar_type());
-  TORCH_CHECK(batch.dim() == 1 && batch.numel() == x.size(0) && batch.scalar_type() == at::kLong,
-              "radius_graph: batch must be (N,) int64 with N = ", x.size(0));
-  TORCH_CHECK(x.is_contiguous() && batch.is_contiguous(), "radius_graph: x and batch must be contiguous");
-  TORCH_CHECK(std::isfinite(r) && r > 0.0, "radius_graph: r must be positive and finite, got ", r);
+  check_radius_graph_inputs(x, batch, r);
   const int64_t N = x.size(0);
   const int64_t* b = batch.data_ptr<int64_t>();
-  for (int64_t i = 1; i < N; ++i)
-    TORCH_CHECK(b[i] >= b[i - 1], "radius_graph: batch must be sorted (molecules are contiguous blocks)");
   std::vector<int64_t> counts(N, 0);
   std::vector<std::vector<int64_t>> rows(N);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "radius_graph_cpu", [&] {
     const scalar_t* xp = x.data_ptr<scalar_t>();
-    TORCH_CHECK(std::all_of(xp, xp + 3 * N, [](scalar_t t) { return std::isfinite(static_cast<double>(t)); }),
-                "radius_graph: positions contain NaN or inf");
     int64_t start = 0;
     for (int64_t i = 1; i <= N; ++i)
       if (i == N || b[i] != b[start]) {

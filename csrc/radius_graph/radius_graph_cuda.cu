@@ -18,6 +18,7 @@
 #include <cmath>
 
 #include "cell_list.h"
+#include "radius_graph_host.h"
 
 namespace diffmd {
 namespace {
@@ -83,49 +84,33 @@ __global__ void neighbours_kernel(const T* __restrict__ x, Grids gs, const int64
   const int64_t cx = cell_coord(xa[0], g, 0), cy = cell_coord(xa[1], g, 1), cz = cell_coord(xa[2], g, 2);
   int64_t found = 0;
   int64_t* dst = out ? out + row_ptr[a] : nullptr;
-  for (int64_t dz = -1; dz <= 1; ++dz)
-    for (int64_t dy = -1; dy <= 1; ++dy)
-      for (int64_t dx = -1; dx <= 1; ++dx) {
-        const int64_t nx = cx + dx, ny = cy + dy, nz = cz + dz;
-        if (nx < 0 || ny < 0 || nz < 0 || nx >= g.dims[0] || ny >= g.dims[1] || nz >= g.dims[2]) continue;
-        const int64_t kk = cell_key(nx, ny, nz, g);
-        const int64_t first = bound(sorted_key, s0, s1, kk, false), last = bound(sorted_key, first, s1, kk, true);
-        for (int64_t s = first; s < last; ++s) {
-          const int64_t b = order[s];
-          if (b == a) continue;
-          double d2 = 0.0;
-          for (int c = 0; c < 3; ++c) {
-            const double t = __dsub_rn(xa[c], static_cast<double>(x[b * 3 + c]));
-            d2 = __dadd_rn(d2, __dmul_rn(t, t));
-          }
-          if (d2 < r2) {
-            if (dst) dst[found] = b;
-            ++found;
-          }
-        }
+  for_each_neighbour_cell(cx, cy, cz, g, [&](int64_t kk) {
+    const int64_t first = bound(sorted_key, s0, s1, kk, false), last = bound(sorted_key, first, s1, kk, true);
+    for (int64_t s = first; s < last; ++s) {
+      const int64_t b = order[s];
+      if (b == a) continue;
+      double d2 = 0.0;
+      for (int c = 0; c < 3; ++c) {
+        const double t = __dsub_rn(xa[c], static_cast<double>(x[b * 3 + c]));
+        d2 = __dadd_rn(d2, __dmul_rn(t, t));
       }
+      if (d2 < r2) {
+        if (dst) dst[found] = b;
+        ++found;
+      }
+    }
+  });
   if (!out) counts[a] = found;
 }
 
 int blocks_for(int64_t n) { return static_cast<int>((n + kThreads - 1) / kThreads); }
 
 std::tuple<at::Tensor, at::Tensor> radius_graph_cuda(const at::Tensor& x, const at::Tensor& batch, double r) {
-  TORCH_CHECK(x.dim() == 2 && x.size(1) == 3, "radius_graph: x must be (N, 3), got ", x.sizes());
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
-              "radius_graph: x must be float32 or float64, got ", x.scalar_type());
-  TORCH_CHECK(batch.dim() == 1 && batch.numel() == x.size(0) && batch.scalar_type() == at::kLong,
-              "radius_graph: batch must be (N,) int64 with N = ", x.size(0));
-  TORCH_CHECK(batch.device() == x.device(), "radius_graph: batch must be on ", x.device(), " like x, got ",
-              batch.device());
-  TORCH_CHECK(x.is_contiguous() && batch.is_contiguous(), "radius_graph: x and batch must be contiguous");
-  TORCH_CHECK(std::isfinite(r) && r > 0.0, "radius_graph: r must be positive and finite, got ", r);
+  check_radius_graph_inputs(x, batch, r);
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t N = x.size(0);
   const auto i64 = batch.options();
   if (N == 0) return {at::zeros({1}, i64), at::empty({0}, i64)};
-  TORCH_CHECK((batch.diff() >= 0).all().item<bool>(),
-              "radius_graph: batch must be sorted (molecules are contiguous blocks)");
-  TORCH_CHECK(at::isfinite(x).all().item<bool>(), "radius_graph: positions contain NaN or inf");
 
   // 1. Molecules and their grids, in double like the CPU builder.
   const auto segments = at::unique_consecutive(batch, /*return_inverse=*/true, /*return_counts=*/true);

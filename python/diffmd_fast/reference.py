@@ -51,6 +51,15 @@ def envelope(x: torch.Tensor) -> torch.Tensor:
     return torch.where(inside, 1 - 10 * xc**3 + 15 * xc**4 - 6 * xc**5, torch.zeros_like(x))
 
 
+@torch.compiler.assume_constant_result
+def _tables(num_radial: int, num_spherical: int) -> tuple:
+    """The basis constants as nested tuples of floats: torch.compile takes them as constants
+    instead of tracing into scipy's root finding."""
+    c = basis_constants(num_radial, num_spherical)
+    return (tuple(map(tuple, c.roots.tolist())), tuple(map(tuple, c.radial_norm.tolist())),
+            tuple(tuple(map(tuple, plane)) for plane in c.angular_poly.tolist()))
+
+
 def _chebyshev_like(c: torch.Tensor, rho2: torch.Tensor, m_max: int) -> list[torch.Tensor]:
     """[Re (c + i s)^m for m = 0..m_max] with s^2 = rho2 - c^2: sin^m φ cos mθ."""
     out = [torch.ones_like(c), c]
@@ -65,7 +74,7 @@ def pair_basis(r: torch.Tensor, v_i: torch.Tensor, v_j: torch.Tensor, *, cutoff:
 
     r (E,3) = x_i - x_j in Å; v_i, v_j (E,3). Returns sbf1, sbf2 of shape (E, K).
     """
-    const = basis_constants(num_radial, num_spherical)
+    roots_all, norm_all, poly_all = _tables(num_radial, num_spherical)
     L, R = num_spherical, num_radial
     d = torch.sqrt((r * r).sum(-1) + EPS**2)  # (E,) Å
     b = r / d[:, None]
@@ -79,11 +88,11 @@ def pair_basis(r: torch.Tensor, v_i: torch.Tensor, v_j: torch.Tensor, *, cutoff:
     env = envelope(d / cutoff)
     sbf1, sbf2 = [], []
     for o in range(L):
-        roots = torch.as_tensor(const.roots[o], dtype=r.dtype, device=r.device)  # (R,)
-        norm = torch.as_tensor(const.radial_norm[o], dtype=r.dtype, device=r.device) * cutoff**-1.5
+        roots = torch.tensor(roots_all[o], dtype=r.dtype, device=r.device)  # (R,)
+        norm = torch.tensor(norm_all[o], dtype=r.dtype, device=r.device) * cutoff**-1.5
         radial = norm * spherical_jn(o, roots * d[:, None] / cutoff) * env[:, None]  # (E, R), Eq. 10
         for m in range(o + 1):
-            coef = const.angular_poly[o, m]
+            coef = poly_all[o][m]
             leg1 = sum(float(coef[p]) * cos1**p for p in range(L))  # N_om d^m P_o/dx^m (cos φ1)
             leg2 = sum(float(coef[p]) * cos2**p for p in range(L))
             sbf1.append(radial * (leg1 * trig1[m])[:, None])  # Y_om(φ1, θ)
