@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+import diffmd_fast
 from diffmd_fast.checkpoint import CheckpointError, list_checkpoints
 from diffmd_fast.cli import common
 from diffmd_fast.config import Config
@@ -22,7 +23,9 @@ from diffmd_fast.data import bundled, load_trajectory, save_npz, write_extxyz
 from diffmd_fast.data import writers
 from diffmd_fast.train import train
 
-PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
+# the child must import the very package under test (installed, or the source tree in development):
+# a source tree without the compiled module would silently train on the reference backend
+PACKAGE_PARENT = Path(diffmd_fast.__file__).resolve().parents[1]
 EPOCHS = 150  # ~4 steps each: several seconds of training, so the kill lands mid-run
 OVERRIDES = [f"train.epochs={EPOCHS}", "train.batch_size=8", "train.val_every=100000", "train.val_rollout_frames=0",
              "train.dtype=float64", "train.device=cpu", "train.keep_checkpoints=2", "model.num_layers=1",
@@ -38,7 +41,7 @@ def _data(tmp_path: Path) -> Path:
 
 def _kill_mid_run(data: Path, run: Path, rng: random.Random) -> int:
     """Start `python -m diffmd_fast.train`, SIGKILL it a random moment after its 2nd checkpoint."""
-    path = f"{PYTHON_DIR}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    path = f"{PACKAGE_PARENT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     cmd = [sys.executable, "-m", "diffmd_fast.train", "--data", str(data), "--out", str(run), *OVERRIDES]
     log = run.with_name(run.name + ".log")  # a file, not a pipe: an undrained pipe could block the child
