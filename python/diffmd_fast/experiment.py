@@ -136,20 +136,20 @@ def run_baseline(name: str, exp: ExperimentConfig, train_set, val_set, items, fr
 def compare(cfg: Config, exp: ExperimentConfig, train_set: Sequence[Trajectory], val_set: Sequence[Trajectory],
             test_set: Sequence[Trajectory], out_dir: str | Path, *, progress: bool = True) -> list[ModelResult]:
     """Train and roll out DiffMD and every baseline; write results.json, results.md, trajectories
-    (extxyz, first start) and plots (first start) into ``out_dir``."""
+    (extxyz, first start), the mean RMSD-over-time plot and distance/RMSF plots (first start) into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stride, frames = cfg.train.stride, exp.rollout_frames
     items = _starts(test_set, frames, stride, exp.rollout_starts)
-    results, first = [], {}
+    results, rollouts = [], {}
     gens, train_s, fps = run_diffmd(cfg, train_set, val_set, items, frames, out, progress)
     results.append(_score("DiffMD", gens, items, frames, stride, train_s, fps))
-    first["DiffMD"] = gens[0]
+    rollouts["DiffMD"] = gens
     for name in exp.baselines:
         gens, train_s, fps = run_baseline(name, exp, train_set, val_set, items, frames, stride, progress)
         results.append(_score(name, gens, items, frames, stride, train_s, fps))
-        first[name] = gens[0]
-    _write_outputs(results, first, items[0], frames, stride, cfg, exp, out)
+        rollouts[name] = gens
+    _write_outputs(results, rollouts, items, frames, stride, cfg, exp, out)
     return results
 
 
@@ -169,17 +169,27 @@ def results_table(results: Sequence[ModelResult]) -> str:
     return "\n".join(lines)
 
 
-def _write_outputs(results, first, item, frames, stride, cfg, exp, out: Path) -> None:
-    traj, t0 = item
+def _mean_rmsd_curve(gens, items, frames: int, stride: int) -> np.ndarray | None:
+    """(F,) Å: per-frame RMSD averaged over the rollouts that did not diverge."""
+    curves = [metrics.per_frame_rmsd(g, _reference(tr, t0, frames, stride)) for g, (tr, t0) in zip(gens, items)
+              if g is not None]
+    return np.mean(curves, axis=0) if curves else None
+
+
+def _write_outputs(results, rollouts, items, frames, stride, cfg, exp, out: Path) -> None:
+    traj, t0 = items[0]
     ref = _reference(traj, t0, frames, stride)
-    named = {k: v for k, v in first.items() if v is not None}
+    dt = traj.dt_fs * stride
+    curves = {k: c for k, g in rollouts.items() if (c := _mean_rmsd_curve(g, items, frames, stride)) is not None}
+    plots.plot_rmsd_curves(curves, out / "plots" / "rmsd_over_time.png", dt_fs=dt,
+                           title=f"mean over {len(items)} rollouts")
+    # the first start as an example: trajectories for a viewer, distances and RMSF against its reference
+    named = {k: g[0] for k, g in rollouts.items() if g[0] is not None}
     gen_dir = out / "trajectories"
     gen_dir.mkdir(exist_ok=True)
-    write_extxyz(ref, gen_dir / "reference.extxyz", traj.numbers, dt_fs=traj.dt_fs * stride)
+    write_extxyz(ref, gen_dir / "reference.extxyz", traj.numbers, dt_fs=dt)
     for name, pos in named.items():
-        write_extxyz(pos, gen_dir / f"{name.lower()}.extxyz", traj.numbers, dt_fs=traj.dt_fs * stride)
-    dt = traj.dt_fs * stride
-    plots.plot_rmsd_over_time(named, ref, out / "plots" / "rmsd_over_time.png", dt_fs=dt)
+        write_extxyz(pos, gen_dir / f"{name.lower()}.extxyz", traj.numbers, dt_fs=dt)
     plots.plot_distance_distributions({k: v for k, v in named.items() if k != "static"}, ref,
                                       out / "plots" / "distance_distributions.png")
     plots.plot_rmsf({k: v for k, v in named.items() if k != "static"}, ref, out / "plots" / "rmsf.png",

@@ -42,14 +42,23 @@ def plot_rmsd_over_time(
     With ``dt_fs`` (fs between frames) the x axis is time in fs, otherwise the frame index.
     """
     _check_named(named)
+    curves = {name: metrics.per_frame_rmsd(traj, ref) for name, traj in named.items()}  # (T,) Å each
+    return plot_rmsd_curves(curves, path, dt_fs=dt_fs)
+
+
+def plot_rmsd_curves(curves: Mapping[str, np.ndarray], path: str | Path, *, dt_fs: float | None = None,
+                     title: str | None = None) -> Path:
+    """Given per-frame RMSD curves (T,) in Å (e.g. means over several rollouts), plot them against
+    time with their mean (the ARMSE) in the legend."""
     fig = Figure(figsize=(6.4, 4.0))
     ax = fig.add_subplot()
-    for name, traj in named.items():
-        rmsd = metrics.per_frame_rmsd(traj, ref)  # (T,) Å
+    for name, rmsd in curves.items():
         t = np.arange(1, len(rmsd) + 1) * (dt_fs if dt_fs else 1.0)
-        ax.plot(t, rmsd, label=f"{name} (ARMSE {rmsd.mean():.3f} Å)")
+        ax.plot(t, rmsd, label=f"{name} (ARMSE {np.mean(rmsd):.3f} Å)")
     ax.set_xlabel("time (fs)" if dt_fs else "frame")
     ax.set_ylabel("RMSD to reference (Å)")
+    if title:
+        ax.set_title(title, fontsize="medium")
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     fig.tight_layout()

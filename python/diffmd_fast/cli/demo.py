@@ -60,7 +60,8 @@ def run(args) -> int:
     report.write_text(
         f"# DiffMD demo on {traj.name}\n\n{exp.rollout_starts} rollouts of {exp.rollout_frames} frames "
         f"({exp.rollout_frames * traj.dt_fs:g} fs) from the test part; metrics averaged over rollouts.\n\n"
-        f"{table}\n\n![RMSD over time](plots/rmsd_over_time.png)\n\n"
+        f"{table}\n\n![RMSD over time, mean over the rollouts](plots/rmsd_over_time.png)\n\n"
+        f"Distances and RMSF of the first rollout against its reference:\n\n"
         f"![distance distributions](plots/distance_distributions.png)\n\n![RMSF](plots/rmsf.png)\n\n"
         f"Trajectories (first start): `trajectories/*.extxyz`. DiffMD run: `diffmd/` "
         f"(`diffmd info {out / 'diffmd'}`). Finished in {minutes:.1f} min.\n")
