@@ -138,7 +138,7 @@ def test_bad_inputs_raise():
 
 def test_paper_form_without_anchor_is_equivariant():
     net = make_net(ModelConfig(**{**TINY.__dict__, "anchor": False}))
-    assert net.gate is None and float(net.delta_scale) == 1.0
+    assert net.gate is None and float(net.delta_scale.detach()) == 1.0
     b = random_batch()
     x_noisy, std = _inputs(b)
     q, t = orthogonal(7, True), torch.tensor([-1.0, 0.2, 4.0], dtype=torch.float64)
