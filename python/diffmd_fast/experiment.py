@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from . import metrics, plots
 from .baselines import build_baseline, rollout_next_frame, train_next_frame
 from .config import Config
 from .data import Trajectory, make_loader, start_batch, write_extxyz
+from .data.writers import write_text
 from .rollout import evenly_spaced_starts, rollout
 from .samplers import make_sampler
 from .sde import make_sde
@@ -196,7 +196,5 @@ def _write_outputs(results, rollouts, items, frames, stride, cfg, exp, out: Path
                     numbers=traj.numbers)
     payload = {"experiment": asdict(exp), "config": cfg.to_dict(), "first_start": {"trajectory": traj.name, "frame": t0},
                "results": [asdict(r) for r in results]}
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, out / "results.json")
-    (out / "results.md").write_text(results_table(results) + "\n")
+    write_text(out / "results.json", json.dumps(payload, indent=2))
+    write_text(out / "results.md", results_table(results) + "\n")

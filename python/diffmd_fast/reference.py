@@ -75,7 +75,7 @@ def pair_basis(r: torch.Tensor, v_i: torch.Tensor, v_j: torch.Tensor, *, cutoff:
     r (E,3) = x_i - x_j in Å; v_i, v_j (E,3). Returns sbf1, sbf2 of shape (E, K).
     """
     roots_all, norm_all, poly_all = _tables(num_radial, num_spherical)
-    L, R = num_spherical, num_radial
+    L = num_spherical
     d = torch.sqrt((r * r).sum(-1) + EPS**2)  # (E,) Å
     b = r / d[:, None]
     a_i, a_j = _unit(v_i), _unit(v_j)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Sequence
 
 from .config import Config
 from .data import Trajectory, one_to_others_split, short_to_long_split
+from .data.writers import write_text
 from .experiment import ExperimentConfig, ModelResult, compare
 
 
@@ -61,8 +61,6 @@ def write_results(out_dir: str | Path, markdown: str, payload: dict) -> tuple[Pa
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     md, js = out / "tables.md", out / "tables.json"
-    for path, text in ((md, markdown), (js, json.dumps(payload, indent=2, default=str))):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+    write_text(md, markdown)
+    write_text(js, json.dumps(payload, indent=2, default=str))
     return md, js

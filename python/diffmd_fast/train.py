@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -35,8 +34,9 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_latest, save_checkpoint
 from .config import Config
-from .data import FrameWindows, Trajectory, bundled, bundled_names, collate_windows, load_trajectory
+from .data import FrameWindows, Trajectory, bundled_names, collate_windows, load_data
 from .data import short_to_long_split
+from .data.writers import write_text
 from .distributed import DistInfo, GlobalBatchSampler, all_mean, barrier, init_distributed, shutdown
 from .graph import complete_graph
 from .losses import draw_noise_keyed, dsm_loss
@@ -221,9 +221,7 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
             if info.is_main:  # rewritten whole from the history (which checkpoints carry): a run killed
                 # between this write and the checkpoint cannot leave a duplicated epoch after resuming
                 out.mkdir(parents=True, exist_ok=True)
-                tmp = out / "metrics.jsonl.tmp"
-                tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
-                os.replace(tmp, out / "metrics.jsonl")
+                write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
             epoch, batch_in_epoch, loss_sum, loss_count = epoch + 1, 0, 0.0, 0
             if epoch % tc.checkpoint_every == 0 or epoch == tc.epochs:
                 checkpoint(epoch, 0)
@@ -231,10 +229,6 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
         bar.close()
         shutdown(info)
     return TrainResult(out, model, epoch, step, history)
-
-
-def _load(spec: str) -> Trajectory:
-    return load_trajectory(bundled(spec)) if spec in bundled_names() else load_trajectory(spec)
 
 
 def main(argv: Sequence[str] | None = None) -> TrainResult:
@@ -248,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> TrainResult:
     ap.add_argument("overrides", nargs="*", help="section.field=value, e.g. train.epochs=5 model.backend=reference")
     args = ap.parse_args(argv)
     cfg = Config.from_toml(args.config, overrides=args.overrides)
-    trajs = [_load(s) for s in args.data]
+    trajs = [load_data(s) for s in args.data]
     if args.split:
         n_train, n_val, n_test = (int(v) for v in args.split.split(","))
         splits = [short_to_long_split(t, train=n_train, val=n_val, test=n_test) for t in trajs]

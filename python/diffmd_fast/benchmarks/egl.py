@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing as mp
 import platform
 import resource
@@ -166,12 +165,9 @@ def main(argv=None):
     print(f"\nEGL attention, float32, H=8, D=16, basis 2x2, cutoff 1.6 Å — {machine}\n")
     print(table(rows))
     path = args.json.format(device=args.device)
-    import os
+    from ..data.writers import write_text
 
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(dict(machine=machine, rows=[asdict(r) for r in rows]), f, indent=1)
-    os.replace(path + ".tmp", path)
+    write_text(path, json.dumps(dict(machine=machine, rows=[asdict(r) for r in rows]), indent=1))
     print(f"\nwrote {path}")
 
 

@@ -9,29 +9,13 @@ import numpy as np
 import torch
 
 from ..config import Config
-from ..data import Trajectory, bundled, bundled_names, load_trajectory
+from ..data import bundled_names
 
 
 def add_data_argument(p, *, required=True, flag="--data", help_extra="", append=False):
     p.add_argument(flag, required=required, metavar="FILE", action="append" if append else "store",
                    help=f"trajectory: MD17/rMD17/our npz, extxyz, .traj, ISO17 .db, or a bundled name "
                         f"({', '.join(bundled_names())}){help_extra}")
-
-
-def load_data(spec: str) -> Trajectory:
-    """A file path, or the name of a bundled trajectory."""
-    if spec in bundled_names() and not Path(spec).exists():
-        return load_trajectory(bundled(spec))
-    return load_trajectory(spec)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no GPU is available")
-    return dev
 
 
 def load_run(run_dir: str | Path, device: torch.device, overrides=()):
@@ -58,14 +42,9 @@ def load_run(run_dir: str | Path, device: torch.device, overrides=()):
 
 def write_json(data: dict[str, Any], path: str | Path) -> Path:
     """Atomic JSON write (temp file + rename): a killed run never leaves half a file."""
-    from ..data.writers import atomic_path
+    from ..data.writers import write_text
 
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=2, default=_jsonable)  # serialise first: a bad value leaves no file
-    with atomic_path(out, ".json") as tmp:
-        tmp.write_text(text)
-    return out
+    return write_text(path, json.dumps(data, indent=2, default=_jsonable))  # serialised first: a bad value writes nothing
 
 
 def _jsonable(v):

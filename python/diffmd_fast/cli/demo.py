@@ -38,7 +38,8 @@ def run(args) -> int:
     from ..config import Config
     from ..data import short_to_long_split
     from ..experiment import ExperimentConfig, compare, results_table
-    from .common import load_data
+    from ..data import load_data
+    from ..data.writers import write_text
 
     t0 = time.perf_counter()
     traj = load_data(args.data or "ethanol")
@@ -57,7 +58,7 @@ def run(args) -> int:
     table = results_table(results)
     minutes = (time.perf_counter() - t0) / 60
     report = out / "report.md"
-    report.write_text(
+    write_text(report,
         f"# DiffMD demo on {traj.name}\n\n{exp.rollout_starts} rollouts of {exp.rollout_frames} frames "
         f"({exp.rollout_frames * traj.dt_fs:g} fs) from the test part; metrics averaged over rollouts.\n\n"
         f"{table}\n\n![RMSD over time, mean over the rollouts](plots/rmsd_over_time.png)\n\n"

@@ -53,7 +53,8 @@ def run(args) -> int:
 
     from .. import metrics, plots
     from ..data import load_trajectory
-    from .common import load_data, markdown_table, write_json
+    from ..data import load_data
+    from .common import markdown_table, write_json
 
     ref = load_data(args.reference)
     named = {"diffmd": load_trajectory(args.generated)}

@@ -37,8 +37,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from ..distributed import init_distributed, shutdown
-    from .common import resolve_device
+    from ..distributed import init_distributed, resolve_device, shutdown
 
     if args.frames < 1:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")
@@ -59,7 +58,8 @@ def _generate(args, starts: list[int], suffixed: bool, device) -> int:
 
     from ..data import Trajectory, save_npz, start_batch, write_extxyz
     from ..rollout import rollout
-    from .common import load_data, load_run
+    from ..data import load_data
+    from .common import load_run
 
     if not starts:  # more ranks than starts
         return 0

@@ -35,7 +35,7 @@ def run(args) -> int:
 
 
 def _data_info(spec: str) -> dict:
-    from .common import load_data
+    from ..data import load_data
 
     traj = load_data(spec)
     return {"name": traj.name, "formula": traj.formula, "frames": traj.num_frames, "atoms": traj.num_atoms,

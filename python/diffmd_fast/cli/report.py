@@ -2,21 +2,21 @@
 from __future__ import annotations
 
 import csv
-import os
+import io
 from pathlib import Path
 
 import numpy as np
 
+from ..data.writers import write_text
+
 
 def write_csv(records: list[dict], path: Path) -> Path:
     keys = sorted({k for r in records for k in r}, key=lambda k: (k != "epoch", k))
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(records)
-    os.replace(tmp, path)
-    return path
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(records)
+    return write_text(path, buf.getvalue())
 
 
 def plot_history(records: list[dict], path: Path) -> Path:
@@ -62,7 +62,4 @@ def write_train_report(result, cfg, trajs) -> Path:
         lines += ["Last epoch: " + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
                                              for k, v in last.items()), "", "![loss](loss.png)", ""]
     lines += ["Resolved configuration: `config.toml` (also inside every checkpoint).", "", "```toml", cfg.to_toml(), "```"]
-    tmp = out / "report.md.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, out / "report.md")
-    return out / "report.md"
+    return write_text(out / "report.md", "\n".join(lines) + "\n")

@@ -31,7 +31,7 @@ def run(args) -> int:
     from ..config import Config
     from ..experiment import ExperimentConfig
     from ..results import one_to_others_table, short_to_long_table, write_results
-    from .common import load_data
+    from ..data import load_data
 
     if not args.s2l and not args.o2o:
         raise ValueError("give trajectories with --s2l (Table 1) and/or --o2o (Table 2)")

@@ -47,7 +47,7 @@ def split_all(trajs, spec):
 def run(args) -> int:
     from ..config import Config
     from ..train import train
-    from .common import load_data
+    from ..data import load_data
     from .report import write_train_report
 
     cfg = Config.from_toml(args.config, overrides=args.set)

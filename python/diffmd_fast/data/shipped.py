@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .readers import load_trajectory
+from .trajectory import Trajectory
+
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundled"
 
 
@@ -21,3 +24,10 @@ def bundled(name: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"no bundled trajectory {name!r} in {BUNDLED_DIR}; available: {bundled_names()}")
     return path
+
+
+def load_data(spec: str) -> Trajectory:
+    """A trajectory from a file path, or from the name of a bundled one when no such file exists."""
+    if spec in bundled_names() and not Path(spec).exists():
+        return load_trajectory(bundled(spec))
+    return load_trajectory(spec)

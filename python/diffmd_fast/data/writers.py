@@ -38,6 +38,13 @@ def atomic_path(path: str | os.PathLike, suffix: str) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Atomic text write (reports, tables, JSON, metrics logs): the old content or the new, never half."""
+    with atomic_path(path, Path(path).suffix or ".txt") as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
 def save_npz(traj: Trajectory, path: str | os.PathLike, *, forces_dtype: type = np.float64) -> Path:
     """Write ``traj`` as a compressed npz readable by MD17/sGDML tools and by ``load_trajectory``.
 
