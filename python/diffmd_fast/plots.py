@@ -23,7 +23,7 @@ def _check_named(named: Mapping[str, np.ndarray]) -> None:
         raise ValueError("need at least one named trajectory to plot")
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as PNG to ``path`` (creating parent folders) and return the path."""
     out = Path(path)
     if out.suffix.lower() != ".png":
@@ -62,7 +62,7 @@ def plot_rmsd_curves(curves: Mapping[str, np.ndarray], path: str | Path, *, dt_f
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_distance_distributions(
@@ -84,7 +84,7 @@ def plot_distance_distributions(
     ax.set_ylabel("fraction of pairs")
     ax.legend(fontsize="small")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_rmsf(
@@ -107,4 +107,4 @@ def plot_rmsf(
     ax.set_ylabel("RMSF (Å)")
     ax.legend(fontsize="small")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

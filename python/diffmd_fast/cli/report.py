@@ -20,8 +20,9 @@ def write_csv(records: list[dict], path: Path) -> Path:
 
 
 def plot_history(records: list[dict], path: Path) -> Path:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+
+    from ..plots import save_figure
 
     fig = Figure(figsize=(6.4, 4.0))
     ax = fig.add_subplot()
@@ -44,9 +45,7 @@ def plot_history(records: list[dict], path: Path) -> Path:
         ax2.set_ylabel("ARMSE (Å)")
         ax2.legend(fontsize="small", loc="upper center")
     fig.tight_layout()
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=120)
-    return path
+    return save_figure(fig, path)
 
 
 def write_train_report(result, cfg, trajs) -> Path:
