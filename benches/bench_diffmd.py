@@ -29,12 +29,12 @@ import torch
 import diffmd_fast
 from diffmd_fast.config import ModelConfig, SamplerConfig, SDEConfig
 from diffmd_fast.data import bundled, load_trajectory, make_loader, start_batch
-from diffmd_fast.graph import complete_graph
-from diffmd_fast.losses import draw_noise, dsm_loss
-from diffmd_fast.rollout import rollout
-from diffmd_fast.samplers import make_sampler
-from diffmd_fast.score_net import ScoreNet
-from diffmd_fast.sde import make_sde
+from diffmd_fast.ops.graph import complete_graph
+from diffmd_fast.diffusion.losses import draw_noise, dsm_loss
+from diffmd_fast.dynamics.rollout import rollout
+from diffmd_fast.diffusion.samplers import make_sampler
+from diffmd_fast.nn.score_net import ScoreNet
+from diffmd_fast.diffusion.sde import make_sde
 
 
 def _sync(device: torch.device) -> None:
@@ -76,7 +76,7 @@ def bench_rollout(model, sde, sampler, traj, batch: int, frames: int, device, dt
 def bench_xtb(steps: int) -> float:
     """GFN2-xTB MD steps per wall second for aspirin (ASE Langevin + tblite, one thread): the
     reference engine DiffMD is meant to accelerate."""
-    from diffmd_fast.simulate import simulate
+    from diffmd_fast.data.simulate import simulate
 
     traj = simulate("CC(=O)OC1=CC=CC=C1C(=O)O", temperature_K=500.0, timestep_fs=0.5, frames=steps,
                     equilibration_fs=0.0, progress=False, threads=1)

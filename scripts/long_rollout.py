@@ -23,15 +23,15 @@ import time
 import numpy as np
 import torch
 
-from diffmd_fast.checkpoint import load_model
+from diffmd_fast.training.checkpoint import load_model
 from diffmd_fast.cli.common import markdown_table, write_json
 from diffmd_fast.config import Config, ModelConfig, TrainConfig
 from diffmd_fast.data import bundled, load_trajectory, start_batch
-from diffmd_fast.metrics import bond_ranges, bond_violation_fraction, bonds_from_reference, mobility, stability_frames
-from diffmd_fast.rollout import rollout
-from diffmd_fast.samplers import make_sampler
-from diffmd_fast.sde import make_sde
-from diffmd_fast.train import train
+from diffmd_fast.evaluation.metrics import bond_ranges, bond_violation_fraction, bonds_from_reference, mobility, stability_frames
+from diffmd_fast.dynamics.rollout import rollout
+from diffmd_fast.diffusion.samplers import make_sampler
+from diffmd_fast.diffusion.sde import make_sde
+from diffmd_fast.training.loop import train
 
 TRAIN_FRACTION = 0.6
 SMALL_MODEL = ModelConfig(num_layers=2, hidden=32, heads=4, ffn=64, dropout=0.0)

@@ -20,7 +20,7 @@ gen() {  # gen NAME SMILES TEMPERATURE_K TIMESTEP_FS FRAMES
   python - "$@" <<'PY'
 import os
 import sys
-from diffmd_fast.simulate import simulate
+from diffmd_fast.data.simulate import simulate
 name, smiles, temp, dt, frames = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
 traj = simulate(smiles, temperature_K=temp, timestep_fs=dt, frames=frames, equilibration_fs=2000.0,
                 friction_per_fs=0.01, seed=1, save_every=1, name=name, progress=False,

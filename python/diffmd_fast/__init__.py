@@ -3,6 +3,18 @@
 The compiled extension ``diffmd_fast._C`` registers the ``diffmd_fast::egl_attention`` torch ops
 (CPU, and CUDA when built with it). Without it, the pure-PyTorch reference runs instead and
 one warning says so.
+
+Subpackages, lowest first (a lower one never imports a higher one):
+    data/         trajectories, readers, writers, windows, splits, reference MD (GFN2-xTB)
+    ops/          the fused op (Python face), its reference, the SBF basis (Eqs. 10-11), graphs
+    nn/           EGL (Eqs. 12-17) and the EGT score network
+    diffusion/    SDEs (Eqs. 6-9), the DSM loss, samplers (Algorithm 1)
+    evaluation/   metrics and plots
+    dynamics/     rollout and its guards
+    training/     training loop, checkpoints, DDP
+    baselines/    next-frame baselines (EGNN, RF, GMN, TFN, static)
+    experiments/  the comparison harness and Tables 1 and 2
+    benchmarks/, cli/   ``diffmd bench`` and the ``diffmd`` command
 """
 from __future__ import annotations
 
@@ -24,10 +36,11 @@ except ImportError as _err:  # pragma: no cover - exercised only on broken insta
         stacklevel=2,
     )
 
-from .basis import sbf_dim  # noqa: E402
-from . import graph, ops, reference  # noqa: E402
-from .graph import Graph  # noqa: E402
-from .egl import EGL  # noqa: E402
+from . import ops, testing  # noqa: E402
+from .nn import EGL, ScoreNet  # noqa: E402
+from .ops import graph, reference  # noqa: E402
+from .ops.basis import sbf_dim  # noqa: E402
+from .ops.graph import Graph  # noqa: E402
 
-__all__ = ["EGL", "Graph", "HAS_EXTENSION", "graph", "ops", "reference", "sbf_dim"]
+__all__ = ["EGL", "Graph", "HAS_EXTENSION", "ScoreNet", "graph", "ops", "reference", "sbf_dim", "testing"]
 __version__ = "0.1.0"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffmd_fast import metrics
+from diffmd_fast.evaluation import metrics
 from diffmd_fast.baselines import build_baseline, rollout_next_frame, train_next_frame
 from diffmd_fast.baselines.common import evaluate_loss
 from diffmd_fast.data import make_loader, start_batch

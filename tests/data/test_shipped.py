@@ -25,7 +25,7 @@ def test_bundled_file_loads_with_provenance(name):
     assert traj.formula == formula and traj.dt_fs == dt and traj.num_frames >= frames
     prov = traj.provenance
     assert prov["method"] == "GFN2-xTB" and prov["temperature_K"] == temp and prov["timestep_fs"] == dt
-    assert prov["command"].startswith("diffmd_fast.simulate.simulate(") and "seed=" in prov["command"]
+    assert prov["command"].split("(")[0].endswith(".simulate") and "seed=" in prov["command"]
     # shipped files are made by the project's own command line (non-negotiable), recorded as argv
     assert "diffmd simulate" in prov["argv"].replace("/", " ") or " -m diffmd_fast.cli simulate" in prov["argv"]
     assert abs(prov["mean_temperature_K"] - temp) < 0.15 * temp

@@ -6,7 +6,7 @@ optimiser (paper: Adam 5e-4, weight decay 1e-10, ReduceLROnPlateau on the traini
 lr floor 1e-7, seed 1) and metrics for all of them, so differences come from the models.
 
 Decisions (the paper leaves them open):
-- Graph: the complete graph of each molecule (``diffmd_fast.graph.complete_graph``) instead of the
+- Graph: the complete graph of each molecule (``diffmd_fast.ops.graph.complete_graph``) instead of the
   paper's bond + 2-hop graph; a "bonded" flag (distance < 1.2 × sum of covalent radii, E(3)-invariant)
   is given as an edge feature in its place.
 - Node features: a learned embedding of z plus the speed |x(t) - x(t-1)| divided by a scale fitted
@@ -31,7 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.batch import FrameBatch
-from ..graph import complete_graph
+from ..ops.graph import complete_graph
 
 BOND_SCALE = 1.2  # × sum of covalent radii counts as bonded
 MAX_Z = 119

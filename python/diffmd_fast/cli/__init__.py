@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from ..checkpoint import CheckpointError  # late: keep `diffmd --help` fast
+    from ..training.checkpoint import CheckpointError  # late: keep `diffmd --help` fast
 
     try:
         with warnings.catch_warnings():

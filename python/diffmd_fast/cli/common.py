@@ -20,10 +20,10 @@ def add_data_argument(p, *, required=True, flag="--data", help_extra="", append=
 
 def load_run(run_dir: str | Path, device: torch.device, overrides=()):
     """The model, SDE, sampler and config of a training run directory (newest good checkpoint)."""
-    from ..checkpoint import load_latest
-    from ..samplers import make_sampler
-    from ..score_net import ScoreNet
-    from ..sde import make_sde
+    from ..training.checkpoint import load_latest
+    from ..diffusion.samplers import make_sampler
+    from ..nn.score_net import ScoreNet
+    from ..diffusion.sde import make_sde
 
     run = Path(run_dir)
     if not run.is_dir():

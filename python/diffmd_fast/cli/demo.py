@@ -37,7 +37,7 @@ def run(args) -> int:
 
     from ..config import Config
     from ..data import short_to_long_split
-    from ..experiment import ExperimentConfig, compare, results_table
+    from ..experiments.harness import ExperimentConfig, compare, results_table
     from ..data import load_data
     from ..data.writers import write_text
 

@@ -51,7 +51,7 @@ def run(args) -> int:
 
     import numpy as np
 
-    from .. import metrics, plots
+    from ..evaluation import metrics, plots
     from ..data import load_trajectory
     from ..data import load_data
     from .common import markdown_table, write_json

@@ -8,7 +8,7 @@ starting from the previous one and fed back with its velocity and acceleration. 
 roll out together as one batch. Each output is written as extxyz (ASE, OVITO, VMD) and npz; with
 several starts the file names get a _t<start> suffix.
 
-Rollout guards (diffmd_fast.guards) stop a trajectory whose molecule turns non-finite, explodes or
+Rollout guards (diffmd_fast.dynamics.guards) stop a trajectory whose molecule turns non-finite, explodes or
 breaks a bond; the others go on. A stopped trajectory's files hold only its valid frames (never a
 NaN frame; none at all if its first frame failed), its provenance carries the stop report, the
 report is printed on stderr and the exit status is 3.
@@ -37,7 +37,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from ..distributed import init_distributed, resolve_device, shutdown
+    from ..training.distributed import init_distributed, resolve_device, shutdown
 
     if args.frames < 1:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")
@@ -57,7 +57,7 @@ def _generate(args, starts: list[int], suffixed: bool, device) -> int:
     import torch
 
     from ..data import Trajectory, save_npz, start_batch, write_extxyz
-    from ..rollout import rollout
+    from ..dynamics.rollout import rollout
     from ..data import load_data
     from .common import load_run
 

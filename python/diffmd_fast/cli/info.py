@@ -45,7 +45,7 @@ def _data_info(spec: str) -> dict:
 
 
 def _run_info(run: Path) -> dict:
-    from ..checkpoint import list_checkpoints, load_latest
+    from ..training.checkpoint import list_checkpoints, load_latest
 
     ckpts = list_checkpoints(run)
     if not ckpts and not (run / "config.json").is_file():

@@ -22,7 +22,7 @@ def write_csv(records: list[dict], path: Path) -> Path:
 def plot_history(records: list[dict], path: Path) -> Path:
     from matplotlib.figure import Figure
 
-    from ..plots import save_figure
+    from ..evaluation.plots import save_figure
 
     fig = Figure(figsize=(6.4, 4.0))
     ax = fig.add_subplot()

@@ -29,8 +29,8 @@ def add_arguments(p):
 
 def run(args) -> int:
     from ..config import Config
-    from ..experiment import ExperimentConfig
-    from ..results import one_to_others_table, short_to_long_table, write_results
+    from ..experiments.harness import ExperimentConfig
+    from ..experiments.tables import one_to_others_table, short_to_long_table, write_results
     from ..data import load_data
 
     if not args.s2l and not args.o2o:

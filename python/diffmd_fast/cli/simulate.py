@@ -37,7 +37,7 @@ def run(args) -> int:
     import numpy as np
 
     from ..data import save_npz, write_extxyz
-    from ..simulate import simulate
+    from ..data.simulate import simulate
 
     out = Path(args.out)
     if out.suffix != ".npz":

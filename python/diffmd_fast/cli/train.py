@@ -46,7 +46,7 @@ def split_all(trajs, spec):
 
 def run(args) -> int:
     from ..config import Config
-    from ..train import train
+    from ..training.loop import train
     from ..data import load_data
     from .report import write_train_report
 

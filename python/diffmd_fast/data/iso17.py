@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .readers import ISO17_DT_FS, _build, _require_file
+from .build import ISO17_DT_FS, build_trajectory, require_file
 from .trajectory import Trajectory, TrajectoryError
 
 GROUP_KEYS = ("molecule", "mol_id", "isomer", "trajectory", "traj_id")
@@ -108,7 +108,7 @@ def load_iso17(
     ``molecule`` is an index in file order or a name: the stored label, or ``"<formula>_<index>"``
     (e.g. ``"C7H10O2_3"``) when the file has none.
     """
-    p = _require_file(path)
+    p = require_file(path)
     rows = _read_rows(p)
     if not rows:
         raise TrajectoryError(f"{p.name}: the database holds no rows")
@@ -124,7 +124,7 @@ def load_iso17(
         pos = np.stack([r.positions for r in block])  # (T, N, 3) Å
         probe = Trajectory(positions=pos[:1], numbers=numbers, dt_fs=1.0)
         name = label if label is not None else f"{probe.formula}_{k}"
-        trajs.append(_build(
+        trajs.append(build_trajectory(
             p, pos, numbers, dt_fs or ISO17_DT_FS,
             None if any(e is None for e in energies) else np.asarray(energies),
             None if any(f is None for f in forces) else np.stack(forces),

@@ -15,19 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .build import MD17_DT_FS, build_trajectory, require_file
+from .iso17 import load_iso17
 from .trajectory import Trajectory, TrajectoryError
 
-MD17_DT_FS = 0.5  # MD17 and revised MD17 were sampled every 0.5 fs (Chmiela et al. 2017)
-ISO17_DT_FS = 1.0  # ISO17 trajectories were sampled every 1 fs (Schütt et al. 2017)
-
-
-def _require_file(path: str | os.PathLike) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"trajectory file {p} does not exist")
-    if p.is_dir():
-        raise TrajectoryError(f"{p}: is a folder, expected a trajectory file")
-    return p
 
 
 def _scalar(arr: np.ndarray):
@@ -72,7 +63,7 @@ def _load_npz(path: Path, dt_fs: float | None, name: str | None) -> Trajectory:
         name = str(_scalar(stored)) if stored is not None and stored.dtype.kind in "US" else path.stem
     provenance.setdefault("source_file", str(path))
     provenance.setdefault("format", "npz (MD17 keys)")
-    return _build(path, data["R"], data["z"], dt_fs, data.get("E"), data.get("F"), name, provenance)
+    return build_trajectory(path, data["R"], data["z"], dt_fs, data.get("E"), data.get("F"), name, provenance)
 
 
 def _from_rmd17(path: Path, data: dict[str, np.ndarray], dt_fs: float | None, name: str | None) -> Trajectory:
@@ -98,23 +89,7 @@ def _from_rmd17(path: Path, data: dict[str, np.ndarray], dt_fs: float | None, na
     if dt_fs is None:
         dt_fs = MD17_DT_FS * step
         provenance["dt_fs_note"] = f"assumed MD17 sampling step {MD17_DT_FS} fs x index gap {step}"
-    return _build(path, pos, data["nuclear_charges"], dt_fs, energies, forces, name or path.stem, provenance)
-
-
-def _build(path, positions, numbers, dt_fs, energies, forces, name, provenance) -> Trajectory:
-    """Construct and validate; errors always carry the file name."""
-    try:
-        pos = np.asarray(positions, dtype=np.float64)
-        if pos.ndim == 2 and pos.shape[1] == 3:  # a single frame
-            pos = pos[None]
-        return Trajectory(positions=pos, numbers=np.asarray(numbers).ravel(), dt_fs=dt_fs, energies=energies,
-                          forces=forces, name=name, provenance=provenance)
-    except TrajectoryError as err:
-        msg = str(err)  # name the file, not the trajectory, so the user knows what to fix
-        msg = f"{path.name}:{msg[len(name) + 1:]}" if msg.startswith(f"{name}:") else f"{path.name}: {msg}"
-        raise TrajectoryError(msg) from None
-    except (TypeError, ValueError) as err:
-        raise TrajectoryError(f"{path.name}: {err}") from err
+    return build_trajectory(path, pos, data["nuclear_charges"], dt_fs, energies, forces, name or path.stem, provenance)
 
 
 def _load_ase(path: Path, dt_fs: float | None, name: str | None) -> Trajectory:
@@ -145,7 +120,7 @@ def _load_ase(path: Path, dt_fs: float | None, name: str | None) -> Trajectory:
         else:
             raise TrajectoryError(f"{path.name}: the time between frames is not stored; pass dt_fs=")
     pos = np.stack([a.get_positions() for a in frames])  # (T, N, 3) Å
-    return _build(path, pos, numbers, dt_fs, energies, forces, name or path.stem, provenance)
+    return build_trajectory(path, pos, numbers, dt_fs, energies, forces, name or path.stem, provenance)
 
 
 def _calc_property(frames, key: str) -> np.ndarray | None:
@@ -165,12 +140,10 @@ def load_trajectory(path: str | os.PathLike, *, dt_fs: float | None = None, name
     ``dt_fs`` overrides the stored (or, for MD17, assumed 0.5 fs) time between frames. A database
     holding several molecules (ISO17) must be read with ``load_iso17``.
     """
-    p = _require_file(path)
+    p = require_file(path)
     if p.suffix == ".npz" or zipfile.is_zipfile(p):
         return _load_npz(p, dt_fs, name)
     if p.suffix == ".db":
-        from .iso17 import load_iso17
-
         trajs = load_iso17(p, dt_fs=dt_fs)
         if len(trajs) != 1:
             raise TrajectoryError(f"{p.name}: holds {len(trajs)} molecules; use load_iso17(path, molecule=...)")

@@ -1,0 +1,212 @@
+"""Rollout health checks: decide after every generated frame which molecules are no longer physical.
+
+A learned sampler can fail for one molecule while the others in the same batch are fine: a score
+turns NaN, an atom is flung away, a bond is torn. A failed molecule must stop (its later frames
+would be garbage conditioned on garbage) without taking the batch down with it. ``RolloutGuard``
+holds what the checks need from the *start* frame (bonds, their lengths, the molecule's size) and
+``check`` returns, per molecule, whether it failed; ``reports`` says where and why.
+
+Checks, in the order a report prefers them when several fire at once (the first is the root
+cause the others usually follow from):
+1. ``non_finite_score``: the score network returned NaN/inf for an atom while sampling the frame.
+2. ``non_finite``: a generated position is NaN/inf.
+3. ``exploded_step``: an atom moved more than ``max_step`` Å from the previous frame.
+4. ``left_bounding_radius``: an atom is farther from its molecule's centroid than the start
+   frame's largest such distance plus ``radius_margin`` Å.
+5. ``bond_broken``: a start-frame bond (pairs closer than ``bond_scale`` × sum of covalent radii,
+   as metrics.bonds_from_reference) changed length by more than ``bond_tolerance`` Å.
+
+Cost: a handful of (N, 3) and (bonds,) kernels and one host sync per frame, next to dozens of
+score-network evaluations; the per-molecule details are only computed when something failed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from ..data.batch import FrameBatch
+from ..evaluation.metrics import BOND_SCALE, bonds_from_reference
+
+StopReason = Literal["non_finite_score", "non_finite", "exploded_step", "left_bounding_radius", "bond_broken"]
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """Thresholds of the rollout health checks; ``math.inf`` switches a check off (finiteness is
+    always checked).
+
+    Defaults are safety nets for catastrophic failure, not quality metrics (metrics.py measures
+    quality on the valid frames): thermal motion at 500 K is ~0.01-0.02 Å per 0.5 fs frame even for
+    H, and bonds fluctuate by ~0.1-0.25 Å (bundled GFN2-xTB data), so 1 Å in one frame or a bond
+    1 Å longer/shorter than at the start (C-H 1.09 -> 2.09 Å) cannot be a physical molecule. Raise
+    ``max_step`` for strides above ~20 MD steps per frame.
+    """
+
+    max_step: float = 1.0  # Å an atom may move between consecutive frames
+    radius_margin: float = 3.0  # Å beyond the start frame's largest atom-centroid distance
+    bond_scale: float = BOND_SCALE  # × sum of covalent radii: what counts as a start-frame bond
+    bond_tolerance: float = 1.0  # Å a bond's length may differ from its start-frame length
+
+    def __post_init__(self) -> None:
+        for name in ("max_step", "radius_margin", "bond_scale", "bond_tolerance"):
+            v = getattr(self, name)
+            if not (v > 0):  # also rejects NaN
+                raise ValueError(f"GuardConfig.{name} must be > 0 (math.inf disables the check), got {v}")
+
+    @classmethod
+    def finite_only(cls) -> "GuardConfig":
+        """Only the NaN/inf checks: the behaviour of rollouts before guards existed."""
+        return cls(max_step=math.inf, radius_margin=math.inf, bond_tolerance=math.inf)
+
+
+@dataclass(frozen=True)
+class StopReport:
+    """Why and where one molecule's rollout stopped. Its frames 1 .. frame-1 are valid."""
+
+    molecule: int  # index of the molecule in the rollout's start batch
+    frame: int  # 1-based index of the first generated frame that failed
+    atom: int  # index of the offending atom inside its molecule
+    reason: StopReason
+    value: float  # measured quantity: Å (step, radius, |Δ bond length|); NaN for non-finite reasons
+    limit: float  # the threshold it crossed, Å (NaN for non-finite reasons)
+    partner: int | None = None  # the bond's other atom (inside the molecule) for bond_broken
+
+    def message(self) -> str:
+        what = {
+            "non_finite_score": "got a NaN/inf score",
+            "non_finite": "has a NaN/inf position",
+            "exploded_step": f"moved {self.value:.3g} Å in one frame (limit {self.limit:.3g} Å)",
+            "left_bounding_radius": f"is {self.value:.3g} Å from the centroid (limit {self.limit:.3g} Å)",
+            "bond_broken": f"bond to atom {self.partner} changed by {self.value:.3g} Å (limit {self.limit:.3g} Å)",
+        }[self.reason]
+        return f"molecule {self.molecule} stopped at generated frame {self.frame}: atom {self.atom} {what}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _per_molecule_any(mask: torch.Tensor, index: torch.Tensor, num: int) -> torch.Tensor:
+    """(num,) bool: any ``mask`` entry (E,) with ``index`` (E,) == molecule."""
+    out = torch.zeros(num, dtype=torch.int32, device=mask.device)
+    return out.index_add_(0, index, mask.to(torch.int32)) > 0
+
+
+def _centroids(x: torch.Tensor, batch: torch.Tensor, num: int) -> torch.Tensor:
+    """(num, 3) Å mean position of each molecule's atoms."""
+    s = torch.zeros(num, 3, dtype=x.dtype, device=x.device).index_add_(0, batch, x)
+    n = torch.zeros(num, dtype=x.dtype, device=x.device).index_add_(0, batch, torch.ones_like(x[:, 0]))
+    return s / n.unsqueeze(-1)
+
+
+class RolloutGuard:
+    """Health checks of the molecules of one FrameBatch against its start frame ``start.x``.
+
+    ``molecule_ids`` (B,) maps the batch's molecule indices to the ids reported (the start batch's
+    indices: a guard restricted with ``subset`` keeps reporting the original ids)."""
+
+    def __init__(self, cfg: GuardConfig, start: FrameBatch, molecule_ids: torch.Tensor | None = None) -> None:
+        self.cfg = cfg
+        self.batch = start.batch  # (N,)
+        self.num = start.num_graphs
+        self.ids = torch.arange(self.num) if molecule_ids is None else molecule_ids.cpu()  # (B,)
+        self.x0 = start.x  # (N, 3) Å
+        counts = torch.bincount(self.batch.cpu(), minlength=self.num)
+        self.first_atom = torch.cumsum(counts, 0) - counts  # (B,) global index of each molecule's atom 0
+        c0 = _centroids(self.x0, self.batch, self.num)
+        r0 = (self.x0 - c0[self.batch]).norm(dim=-1)  # (N,) Å
+        self.radius_limit = torch.zeros(self.num, dtype=r0.dtype, device=r0.device).scatter_reduce_(
+            0, self.batch, r0, "amax") + cfg.radius_margin  # (B,) Å (radii >= 0, so the zero start is harmless)
+        self.bonds, self.length0 = self._start_bonds(start)  # (M, 2) global atom indices, (M,) Å
+
+    def _start_bonds(self, start: FrameBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        device = start.x.device
+        if math.isinf(self.cfg.bond_tolerance):
+            none = torch.zeros(0, 2, dtype=torch.int64, device=device)
+            return none, torch.zeros(0, dtype=start.x.dtype, device=device)
+        x = start.x.detach().double().cpu().numpy()
+        z = start.z.cpu().numpy()
+        pairs = []
+        for b in range(self.num):
+            lo = int(self.first_atom[b])
+            atoms = slice(lo, lo + int((self.batch == b).sum()))
+            pairs.append(bonds_from_reference(x[None, atoms], z[atoms], scale=self.cfg.bond_scale) + lo)
+        bonds = torch.from_numpy(np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)).to(device)
+        return bonds, (start.x[bonds[:, 0]] - start.x[bonds[:, 1]]).norm(dim=-1)
+
+    def subset(self, keep: torch.Tensor, current: FrameBatch) -> "RolloutGuard":
+        """The guard of the molecules ``keep`` (B,) bool, for their sub-batch ``current``."""
+        atoms = keep.to(self.batch.device)[self.batch]  # (N,) bool
+        sub = object.__new__(RolloutGuard)
+        sub.cfg, sub.batch, sub.num = self.cfg, current.batch, current.num_graphs
+        sub.ids = self.ids[keep.cpu()]
+        sub.x0 = self.x0[atoms]
+        counts = torch.bincount(current.batch.cpu(), minlength=sub.num)
+        sub.first_atom = torch.cumsum(counts, 0) - counts
+        sub.radius_limit = self.radius_limit[keep.to(self.radius_limit.device)]
+        bond_keep = atoms[self.bonds[:, 0]]  # bonds never cross molecules
+        new_index = torch.cumsum(atoms.to(torch.int64), 0) - 1
+        sub.bonds, sub.length0 = new_index[self.bonds[bond_keep]], self.length0[bond_keep]
+        return sub
+
+    def _violations(self, x_prev: torch.Tensor, x: torch.Tensor, bad_score: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-atom (N,) or per-bond (M,) measures and violation masks, in report priority order."""
+        finite = torch.isfinite(x).all(-1)  # (N,)
+        step = (x - x_prev).norm(dim=-1)  # (N,) Å
+        radius = (x - _centroids(x, self.batch, self.num)[self.batch]).norm(dim=-1)  # (N,) Å
+        change = ((x[self.bonds[:, 0]] - x[self.bonds[:, 1]]).norm(dim=-1) - self.length0).abs()  # (M,) Å
+        return {
+            "non_finite_score": (bad_score, bad_score),
+            "non_finite": (~finite, ~finite),
+            "exploded_step": (step, step > self.cfg.max_step),
+            "left_bounding_radius": (radius, radius > self.radius_limit[self.batch]),
+            "bond_broken": (change, change > self.cfg.bond_tolerance),
+        }
+
+    def check(self, x_prev: torch.Tensor, x: torch.Tensor, bad_score: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: molecules whose new frame ``x`` (N, 3) Å, following ``x_prev`` (N, 3), fails
+        a check; ``bad_score`` (N,) bool marks atoms that got a non-finite score while sampling."""
+        failed = torch.zeros(self.num, dtype=torch.bool, device=x.device)
+        for reason, (_, mask) in self._violations(x_prev, x, bad_score).items():
+            owner = self.batch[self.bonds[:, 0]] if reason == "bond_broken" else self.batch
+            failed |= _per_molecule_any(mask, owner, self.num)
+        return failed
+
+    def reports(self, failed: torch.Tensor, x_prev: torch.Tensor, x: torch.Tensor, bad_score: torch.Tensor,
+                frame: int) -> list[StopReport]:
+        """One StopReport per failed molecule (``failed`` from ``check``), root cause first."""
+        checks = {k: (v.detach().cpu(), m.cpu()) for k, (v, m) in self._violations(x_prev, x, bad_score).items()}
+        batch, bonds = self.batch.cpu(), self.bonds.cpu()
+        limits = {"exploded_step": self.cfg.max_step, "bond_broken": self.cfg.bond_tolerance}
+        out = []
+        for b in torch.nonzero(failed.cpu()).flatten().tolist():
+            lo = int(self.first_atom[b])
+            for reason, (value, mask) in checks.items():
+                owner = batch[bonds[:, 0]] if reason == "bond_broken" else batch
+                hit = torch.nonzero(mask & (owner == b)).flatten()
+                if hit.numel() == 0:
+                    continue
+                if reason.startswith("non_finite"):
+                    out.append(StopReport(int(self.ids[b]), frame, int(hit[0]) - lo, reason, math.nan, math.nan))
+                    break
+                worst = int(hit[torch.argmax(value[hit])])
+                limit = float(self.radius_limit[b]) if reason == "left_bounding_radius" else limits[reason]
+                atom, partner = worst, None
+                if reason == "bond_broken":
+                    atom, partner = self._mover(bonds[worst], x.detach().cpu(), b)
+                out.append(StopReport(int(self.ids[b]), frame, atom - lo, reason, float(value[worst]), limit,
+                                      None if partner is None else partner - lo))
+                break
+        return out
+
+    def _mover(self, bond: torch.Tensor, x: torch.Tensor, b: int) -> tuple[int, int]:
+        """(atom, partner) of a broken bond: the atom that moved farther from its start position
+        relative to the molecule's centroid is the one reported (a whole-molecule drift cancels)."""
+        x0, batch = self.x0.detach().cpu(), self.batch.cpu()
+        c, c0 = x[batch == b].mean(0), x0[batch == b].mean(0)
+        i, j = int(bond[0]), int(bond[1])
+        d = [float(((x[k] - c) - (x0[k] - c0)).norm()) for k in (i, j)]
+        return (i, j) if d[0] >= d[1] else (j, i)

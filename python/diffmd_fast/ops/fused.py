@@ -1,0 +1,68 @@
+"""Thin Python face of the compiled ``diffmd_fast::egl_attention`` ops.
+
+The C++ library defines two ops (schemas in csrc/egl_attention/egl_register.cpp):
+    egl_attention(x, v, q, k, m, w1, w2, row_ptr, col, cutoff, num_radial, num_spherical)
+        -> (msg (N,H,D), vec (N,H,3), lse (N,H))
+    egl_attention_backward(grad_msg, grad_vec, x, v, q, k, m, w1, w2, row_ptr, col, msg, vec, lse,
+                           cutoff, num_radial, num_spherical) -> (gx, gv, gq, gk, gm, gw1, gw2)
+Here they get fake (meta) implementations for torch.compile and an autograd formula that calls the
+backward op (FlashAttention-style: the forward saves outputs and the log-sum-exp; the backward
+recomputes the pair terms). Without the compiled extension, the reference runs instead.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import reference
+from .basis import sbf_dim
+
+try:
+    from .. import _C  # noqa: F401  (registers the ops)
+except ImportError:
+    _C = None
+
+COMPILED = _C is not None and hasattr(torch.ops.diffmd_fast, "egl_attention")
+
+
+def egl_attention(x, v, q, k, m, w1, w2, row_ptr, col, *, cutoff: float, num_radial: int,
+                  num_spherical: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fused EGL attention. Shapes: x, v (N,3); q, k, m (N,H,D); w1, w2 (K,H,D);
+    row_ptr (N+1,) int64; col (E,) int64. Returns msg (N,H,D) and vec (N,H,3)."""
+    if not COMPILED:
+        return reference.egl_attention(x, v, q, k, m, w1, w2, row_ptr, col, cutoff=cutoff,
+                                       num_radial=num_radial, num_spherical=num_spherical)
+    msg, vec, _ = torch.ops.diffmd_fast.egl_attention(
+        x, v, q, k, m, w1, w2, row_ptr, col, float(cutoff), int(num_radial), int(num_spherical))
+    return msg, vec
+
+
+if COMPILED:
+
+    @torch.library.register_fake("diffmd_fast::egl_attention")
+    def _egl_attention_fake(x, v, q, k, m, w1, w2, row_ptr, col, cutoff, num_radial, num_spherical):
+        torch._check(x.dim() == 2 and q.dim() == 3, lambda: "x must be (N,3) and q (N,H,D)")
+        torch._check(w1.shape[0] == sbf_dim(num_radial, num_spherical), lambda: "w1 has the wrong K")
+        N, H, D = q.shape
+        return q.new_empty(N, H, D), q.new_empty(N, H, 3), q.new_empty(N, H)
+
+    @torch.library.register_fake("diffmd_fast::egl_attention_backward")
+    def _egl_attention_backward_fake(grad_msg, grad_vec, x, v, q, k, m, w1, w2, row_ptr, col, msg, vec,
+                                     lse, cutoff, num_radial, num_spherical):
+        return (torch.empty_like(x), torch.empty_like(v), torch.empty_like(q), torch.empty_like(k),
+                torch.empty_like(m), torch.empty_like(w1), torch.empty_like(w2))
+
+    def _setup_context(ctx, inputs, output):
+        x, v, q, k, m, w1, w2, row_ptr, col, cutoff, num_radial, num_spherical = inputs
+        msg, vec, lse = output
+        ctx.save_for_backward(x, v, q, k, m, w1, w2, row_ptr, col, msg, vec, lse)
+        ctx.basis = (cutoff, num_radial, num_spherical)
+        ctx.mark_non_differentiable(lse)
+
+    def _backward(ctx, grad_msg, grad_vec, _grad_lse):
+        x, v, q, k, m, w1, w2, row_ptr, col, msg, vec, lse = ctx.saved_tensors
+        grads = torch.ops.diffmd_fast.egl_attention_backward(
+            grad_msg.contiguous(), grad_vec.contiguous(), x, v, q, k, m, w1, w2, row_ptr, col, msg, vec,
+            lse, *ctx.basis)
+        return (*grads, None, None, None, None, None)
+
+    torch.library.register_autograd("diffmd_fast::egl_attention", _backward, setup_context=_setup_context)

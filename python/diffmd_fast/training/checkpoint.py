@@ -1,0 +1,123 @@
+"""Atomic, verifiable checkpoints so that a killed run resumes exactly where it stopped.
+
+Each checkpoint ``ckpt_<step>.pt`` is written to a temporary file, fsynced and moved into place
+with os.replace (a reader never sees half a file); a ``.sha256`` sidecar, written first the same
+way, lets a truncated or corrupted file be told apart from a good one. The newest ``keep`` are
+kept; loading walks from the newest to the oldest and uses the first that verifies, warning about
+each bad one. The resolved config is saved beside them (config.json / config.toml).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import Config
+
+REQUIRED_KEYS = ("model", "optimizer", "scheduler", "rng", "epoch", "batch_in_epoch", "step", "config")
+_NAME = re.compile(r"ckpt_(\d+)\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """No usable checkpoint although some exist; the message lists every file and its problem."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, writer) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        writer(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def list_checkpoints(directory: str | Path) -> list[Path]:
+    """Checkpoint files in ``directory``, oldest first (by step)."""
+    d = Path(directory)
+    found = [(int(m.group(1)), p) for p in d.glob("ckpt_*.pt") if (m := _NAME.search(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def save_checkpoint(directory: str | Path, state: dict[str, Any], config: Config, keep: int = 2) -> Path:
+    """Write ``state`` (must hold REQUIRED_KEYS) as ckpt_<step>.pt, keep the newest ``keep``."""
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"checkpoint state lacks {missing}")
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    config.save(d)
+    path = d / f"ckpt_{int(state['step']):09d}.pt"
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    digest = _sha256(tmp)
+    _atomic_write(path.with_name(path.name + ".sha256"), lambda f: f.write(digest.encode()))
+    os.replace(tmp, path)
+    for old in list_checkpoints(d)[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+        old.with_name(old.name + ".sha256").unlink(missing_ok=True)
+    return path
+
+
+def verify_and_load(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load one checkpoint, raising CheckpointError naming the file if it is truncated or corrupt."""
+    sidecar = path.with_name(path.name + ".sha256")
+    if not sidecar.is_file():
+        raise CheckpointError(f"{path}: checksum file {sidecar.name} is missing")
+    if _sha256(path) != sidecar.read_text().strip():
+        raise CheckpointError(f"{path}: checksum mismatch (file truncated or corrupted)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # torch raises several types for a bad zip archive
+        raise CheckpointError(f"{path}: cannot be read ({type(err).__name__}: {err})") from err
+    missing = [k for k in REQUIRED_KEYS if k not in state] if isinstance(state, dict) else list(REQUIRED_KEYS)
+    if missing:
+        raise CheckpointError(f"{path}: not a diffmd_fast checkpoint (missing {missing})")
+    return state
+
+
+def load_latest(directory: str | Path, map_location: Any = "cpu") -> tuple[dict[str, Any], Path] | None:
+    """Newest checkpoint that verifies, or None when the directory holds none.
+
+    Bad newer files are skipped with a warning; if every file is bad, CheckpointError lists them."""
+    paths = list_checkpoints(directory)
+    problems = []
+    for path in reversed(paths):
+        try:
+            return verify_and_load(path, map_location), path
+        except CheckpointError as err:
+            warnings.warn(f"skipping unusable checkpoint: {err}", RuntimeWarning, stacklevel=2)
+            problems.append(str(err))
+    if problems:
+        raise CheckpointError("no usable checkpoint in " + str(directory) + ":\n  " + "\n  ".join(problems))
+    return None
+
+
+def load_model(directory: str | Path, map_location: Any = "cpu"):
+    """(ScoreNet in eval mode, Config) from the newest good checkpoint in ``directory``."""
+    from ..nn.score_net import ScoreNet  # local: checkpoint I/O itself does not need the network
+
+    found = load_latest(directory, map_location)
+    if found is None:
+        raise FileNotFoundError(f"no checkpoint (ckpt_*.pt) in {directory}")
+    state, _ = found
+    cfg = Config.from_dict(state["config"])
+    dtype = next(v for v in state["model"].values() if v.is_floating_point()).dtype
+    model = ScoreNet(cfg.model).to(device=map_location, dtype=dtype)  # before loading: no rounding
+    model.load_state_dict(state["model"])
+    return model.eval(), cfg

@@ -1,0 +1,229 @@
+"""Training loop for DiffMD (nanoGPT-style: one readable function), single process or DDP.
+
+Paper settings (appendix): Adam lr 5e-4, weight decay 1e-10, ReduceLROnPlateau (patience 5, min lr
+1e-7) on the *training* loss per epoch (the paper steps it on a training metric; validation runs
+only every ``val_every`` epochs), seed 1, batch 200.
+
+Exact resumption: the data order is a pure function of (seed, epoch) (GlobalBatchSampler), the
+diffusion noise of a molecule a pure function of (seed, epoch, batch, position in the global batch)
+(losses.draw_noise_keyed), and a checkpoint holds model, optimiser, scheduler, every rank's RNG
+states (dropout) and the position inside the epoch. So a run killed after any checkpoint and
+resumed ends with the same weights as an uninterrupted one, and a DDP run over W ranks equals a
+single-process run (up to float summation order; dropout masks differ unless dropout = 0).
+
+Launch from a shell with ``diffmd train`` (cli/train.py), under torchrun for DDP:
+``torchrun --nproc-per-node 2 -m diffmd_fast.cli train --data ethanol --out runs/ddp``.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..config import Config
+from ..data import FrameWindows, Trajectory, collate_windows
+from ..data.writers import write_text
+from ..diffusion.losses import draw_noise_keyed, dsm_loss
+from ..diffusion.samplers import make_sampler
+from ..diffusion.sde import SDE, make_sde
+from ..dynamics.rollout import rollout_armse
+from ..nn.score_net import ScoreNet
+from ..ops.graph import complete_graph
+from .checkpoint import load_latest, save_checkpoint
+from .distributed import DistInfo, GlobalBatchSampler, all_mean, barrier, init_distributed, shutdown
+
+_P = 1_000_003  # mixing prime for noise keys
+
+
+def noise_key(seed: int, epoch: int, batch: int, position: int) -> int:
+    """Integer seed of one molecule's diffusion noise; independent of how the batch is split."""
+    return (((seed * _P + epoch) * _P + batch) * _P + position) % (2**63 - 1)
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    model: ScoreNet  # unwrapped, on the training device
+    epochs: int  # epochs completed
+    steps: int  # optimiser steps taken in total
+    history: list[dict] = field(default_factory=list)  # one record per completed epoch
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _gather_rng(info: DistInfo) -> list[dict]:
+    """Every rank's RNG state, in rank order (gathered so rank 0 can checkpoint them all)."""
+    mine = _rng_state()
+    if not info.enabled:
+        return [mine]
+    out: list = [None] * info.world_size
+    dist.all_gather_object(out, mine)
+    return out
+
+
+@torch.no_grad()
+def validation_loss(model: torch.nn.Module, sde: SDE, trajs: Sequence[Trajectory], cfg: Config,
+                    device: torch.device, dtype: torch.dtype, max_batches: int = 5) -> float:
+    """DSM loss on (the first ``max_batches`` batches of) the validation windows with fixed noise,
+    so values are comparable between epochs."""
+    data = FrameWindows(list(trajs), stride=cfg.train.stride)
+    loader = DataLoader(data, batch_size=cfg.train.batch_size, shuffle=False,
+                        collate_fn=partial(collate_windows, dtype=dtype), generator=torch.Generator())
+    was_training = model.training
+    model.eval()
+    losses = []
+    for b, batch in enumerate(loader):
+        if b >= max_batches:
+            break
+        batch = batch.to(device, dtype)
+        keys = [noise_key(cfg.train.seed, -1, b, p) for p in range(batch.num_graphs)]
+        losses.append(float(dsm_loss(model, sde, batch, draw_noise_keyed(batch, sde, keys))))
+    model.train(was_training)
+    return float(np.mean(losses))
+
+
+def _validate(model, sde, sampler, val_trajs, cfg: Config, device, dtype) -> dict:
+    rec = {"val_loss": validation_loss(model, sde, val_trajs, cfg, device, dtype)}
+    if cfg.train.val_rollout_frames > 0:
+        score = rollout_armse(model, sde, sampler, val_trajs, cfg.train.val_rollout_frames, stride=cfg.train.stride,
+                              starts_per_traj=cfg.train.val_rollout_starts, dtype=dtype, device=device,
+                              generator=torch.Generator(device=device).manual_seed(cfg.train.seed))
+        if score is not None:
+            rec.update(val_armse=score.armse, val_armse_static=score.armse_static, val_nfe=score.mean_nfe,
+                       val_frames_per_s=score.frames_per_s)
+    return rec
+
+
+def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
+          val_trajs: Sequence[Trajectory] | Trajectory | None = None, out_dir: str | Path = "runs/diffmd", *,
+          resume: bool = True, progress: bool = False) -> TrainResult:
+    """Train a score network on the windows of ``train_trajs``; checkpoints and metrics.jsonl go to
+    ``out_dir``. With ``resume`` the newest good checkpoint there is continued."""
+    cfg, tc = config, config.train
+    train_trajs = [train_trajs] if isinstance(train_trajs, Trajectory) else list(train_trajs)
+    val_trajs = [val_trajs] if isinstance(val_trajs, Trajectory) else (list(val_trajs) if val_trajs else [])
+    out = Path(out_dir)
+    info = init_distributed(tc.device)
+    device, dtype = info.device, getattr(torch, tc.dtype)
+    log = print if info.is_main else (lambda *a, **k: None)
+    torch.manual_seed(tc.seed)
+    np.random.seed(tc.seed)
+    random.seed(tc.seed)
+
+    model = ScoreNet(cfg.model).to(device=device, dtype=dtype)
+    sde, sampler = make_sde(cfg.sde), make_sampler(cfg.sampler)
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=tc.lr_factor, patience=tc.patience,
+                                                       min_lr=tc.min_lr)
+    data = FrameWindows(train_trajs, stride=tc.stride)
+    bsamp = GlobalBatchSampler(len(data), tc.batch_size, rank=info.rank, world_size=info.world_size, seed=tc.seed)
+    # own generator: a DataLoader iterator otherwise draws its base seed from the global RNG, which
+    # would shift the dropout stream of a run resumed mid-epoch
+    loader = DataLoader(data, batch_size=bsamp.per_rank, sampler=bsamp, collate_fn=partial(collate_windows, dtype=dtype),
+                        generator=torch.Generator().manual_seed(tc.seed))
+
+    epoch, batch_in_epoch, step, history = 0, 0, 0, []
+    loss_sum, loss_count = 0.0, 0
+    found = load_latest(out, map_location=device) if resume else None
+    if found is not None:
+        state, path = found
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        rngs = state["rng"]
+        _set_rng_state(rngs[info.rank] if len(rngs) == info.world_size else rngs[0])
+        epoch, batch_in_epoch, step = state["epoch"], state["batch_in_epoch"], state["step"]
+        loss_sum, loss_count = state.get("loss_sum", 0.0), state.get("loss_count", 0)
+        history = state.get("history", [])
+        log(f"resumed from {path} (epoch {epoch}, batch {batch_in_epoch}, step {step})")
+    ddp = (DistributedDataParallel(model, device_ids=None, find_unused_parameters=not cfg.model.anchor)
+           if info.enabled else model)
+
+    def checkpoint(ep: int, b_in_ep: int) -> None:
+        rngs = _gather_rng(info)
+        if info.is_main:
+            save_checkpoint(out, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                  "scheduler": sched.state_dict(), "rng": rngs, "epoch": ep, "batch_in_epoch": b_in_ep,
+                                  "step": step, "loss_sum": loss_sum, "loss_count": loss_count, "history": history,
+                                  "config": cfg.to_dict()}, cfg, keep=tc.keep_checkpoints)
+        barrier(info)
+
+    log(f"training {sum(p.numel() for p in model.parameters())} parameters on {device} ({info.world_size} rank(s)), "
+        f"{len(data)} windows, {bsamp.batches_per_epoch} steps/epoch of {bsamp.global_batch}")
+    stopped = False
+    # progress: one bar over epochs (loss, lr, validation ARMSE in its postfix) on rank 0; without
+    # it the per-epoch records are printed as JSON lines (logs of batch jobs)
+    bar = tqdm(total=tc.epochs, initial=epoch, unit="epoch", desc="train", disable=not (progress and info.is_main))
+    try:
+        while epoch < tc.epochs and not stopped:
+            bsamp.set_epoch(epoch, batch_in_epoch)
+            ddp.train()
+            t0 = time.perf_counter()
+            for b, batch in enumerate(loader, start=batch_in_epoch):
+                batch = batch.to(device, dtype)
+                keys = [noise_key(tc.seed, epoch, b, p) for p in bsamp.positions()]
+                loss = dsm_loss(ddp, sde, batch, draw_noise_keyed(batch, sde, keys), complete_graph(batch.batch))
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite training loss at epoch {epoch}, batch {b}, step {step}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if tc.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                opt.step()
+                step += 1
+                loss_sum, loss_count = loss_sum + float(loss.detach()), loss_count + 1
+                if progress and step % tc.log_every == 0:
+                    bar.set_postfix(step=step, loss=f"{float(loss.detach()):.4f}")
+                if tc.max_steps and step >= tc.max_steps:
+                    stopped = True
+                    checkpoint(epoch, b + 1)
+                    break
+            if stopped:
+                break
+            rec = {"epoch": epoch + 1, "step": step, "train_loss": all_mean(loss_sum / max(loss_count, 1), info),
+                   "lr": opt.param_groups[0]["lr"], "epoch_s": time.perf_counter() - t0}
+            sched.step(rec["train_loss"])
+            if val_trajs and (epoch + 1) % tc.val_every == 0:
+                if info.is_main:
+                    rec.update(_validate(model, sde, sampler, val_trajs, cfg, device, dtype))
+                barrier(info)
+            history.append(rec)
+            if bar.disable:
+                log(json.dumps(rec))
+            else:
+                bar.update(1)
+                bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in rec.items()
+                                 if k in ("train_loss", "lr", "val_loss", "val_armse", "val_armse_static")})
+            if info.is_main:  # rewritten whole from the history (which checkpoints carry): a run killed
+                # between this write and the checkpoint cannot leave a duplicated epoch after resuming
+                out.mkdir(parents=True, exist_ok=True)
+                write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+            epoch, batch_in_epoch, loss_sum, loss_count = epoch + 1, 0, 0.0, 0
+            if epoch % tc.checkpoint_every == 0 or epoch == tc.epochs:
+                checkpoint(epoch, 0)
+    finally:
+        bar.close()
+        shutdown(info)
+    return TrainResult(out, model, epoch, step, history)
