@@ -1,0 +1,48 @@
+"""The package's layering: a subpackage imports only from subpackages below it (issue: layout)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import diffmd_fast
+
+LAYERS = ["config", "testing", "data", "ops", "nn", "diffusion", "evaluation", "dynamics", "ase", "training",
+          "baselines", "experiments", "benchmarks", "cli"]
+ROOT = Path(diffmd_fast.__file__).parent
+
+
+def _imports(path: Path, package: list[str]):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1] + (node.module.split(".") if node.module else [])
+                names = [base + [a.name] for a in node.names] if not node.module else [base]
+            elif node.module and node.module.startswith("diffmd_fast"):
+                names = [node.module.split(".")]
+            else:
+                continue
+            yield from names
+        elif isinstance(node, ast.Import):
+            yield from (a.name.split(".") for a in node.names if a.name.startswith("diffmd_fast."))
+
+
+def test_lower_layers_never_import_higher_ones():
+    bad = []
+    for path in ROOT.rglob("*.py"):
+        rel = path.relative_to(ROOT.parent).with_suffix("").parts
+        package = list(rel[:-1]) if rel[-1] != "__init__" else list(rel[:-1])
+        own = rel[1] if len(rel) > 1 else None
+        if own in (None, "__init__", "__main__") or own not in LAYERS:
+            continue
+        for target in _imports(path, package):
+            if len(target) < 2 or target[0] != "diffmd_fast" or target[1] in ("_C", own):
+                continue
+            if target[1] in LAYERS and LAYERS.index(target[1]) > LAYERS.index(own):
+                bad.append(f"{'/'.join(rel)} imports diffmd_fast.{target[1]}")
+    assert not bad, "\n".join(bad)
+
+
+def test_every_module_belongs_to_a_layer():
+    tops = {p.stem if p.is_file() else p.name for p in ROOT.iterdir()
+            if (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists()))}
+    assert tops - {"__init__", "__main__"} <= set(LAYERS), sorted(tops - set(LAYERS))
