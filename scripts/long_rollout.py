@@ -23,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-from diffmd_fast.training.checkpoint import load_model
+from diffmd_fast.training.checkpoint import load_run
 from diffmd_fast.cli.common import markdown_table, write_json
 from diffmd_fast.config import Config, ModelConfig, TrainConfig
 from diffmd_fast.data import bundled, load_trajectory, start_batch
@@ -55,8 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def get_model(args, trajs):
     """(model, config, training seconds): a checkpoint's, or a quickly trained small one."""
     if args.checkpoint:
-        model, cfg = load_model(args.checkpoint)
-        return model.float(), cfg.with_overrides(args.set), 0.0
+        run = load_run(args.checkpoint, overrides=args.set)
+        return run.model.float(), run.config, 0.0
     cfg = Config(model=SMALL_MODEL, train=TrainConfig(lr=2e-3, batch_size=64, epochs=10_000, max_steps=args.train_steps,
                                                       val_every=10_000, dtype="float32", device="cpu"))
     cfg = cfg.with_overrides(args.set)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import diffmd_fast
 
-LAYERS = ["config", "testing", "data", "ops", "nn", "diffusion", "evaluation", "dynamics", "ase", "training",
+LAYERS = ["config", "testing", "data", "ops", "nn", "diffusion", "evaluation", "dynamics", "training", "ase",
           "baselines", "experiments", "benchmarks", "cli"]
 ROOT = Path(diffmd_fast.__file__).parent
 

@@ -104,7 +104,25 @@ class TrainConfig:
     log_every: int = 50  # steps
 
 
-_SECTIONS = {"model": ModelConfig, "sde": SDEConfig, "sampler": SamplerConfig, "train": TrainConfig}
+@dataclass(frozen=True)
+class RolloutConfig:
+    """Physics applied to every generated frame (dynamics/physics.py); beyond the paper, which
+    generates frames with no correction ("paper mode": momentum = false, thermostat = "none").
+
+    ``momentum``: remove each molecule's net linear and angular momentum from the implied velocity.
+    ``thermostat``: "langevin" (per-atom Ornstein-Uhlenbeck step on the implied velocity) or "none".
+    ``temperature_K``: thermostat target; 0 means the training data's mean kinetic temperature,
+    which every checkpoint stores. ``tau_fs``: thermostat relaxation time (inverse friction).
+    """
+
+    momentum: bool = True
+    thermostat: Literal["none", "langevin"] = "langevin"
+    temperature_K: float = 0.0  # K; 0: from the checkpoint's training data
+    tau_fs: float = 100.0  # fs
+
+
+_SECTIONS = {"model": ModelConfig, "sde": SDEConfig, "sampler": SamplerConfig, "train": TrainConfig,
+             "rollout": RolloutConfig}
 
 
 def _coerce(cls: type, name: str, value: Any) -> Any:
@@ -148,6 +166,7 @@ class Config:
     sde: SDEConfig = field(default_factory=SDEConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return asdict(self)

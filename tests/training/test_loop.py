@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from diffmd_fast.training.checkpoint import CheckpointError, list_checkpoints, load_latest, load_model
+from diffmd_fast.training.checkpoint import CheckpointError, list_checkpoints, load_latest, load_run
 from diffmd_fast.config import Config, ModelConfig, TrainConfig
 from diffmd_fast.data import bundled, load_trajectory
 from diffmd_fast.training.distributed import GlobalBatchSampler
@@ -89,7 +89,8 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
         assert torch.equal(a, b), name
     assert resumed.history[-1]["train_loss"] == full.history[-1]["train_loss"]
     assert (tmp_path / "resumed" / "config.json").is_file()
-    model, cfg = load_model(tmp_path / "resumed")
+    run = load_run(tmp_path / "resumed")
+    model, cfg = run.model, run.config
     assert cfg == _cfg() and not model.training
     assert torch.equal(model.delta_scale, full.model.delta_scale)
     assert len(list_checkpoints(tmp_path / "resumed")) == 2  # keep last 2

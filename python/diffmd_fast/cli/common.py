@@ -6,9 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from ..config import Config
 from ..data import bundled_names
 
 
@@ -16,28 +14,6 @@ def add_data_argument(p, *, required=True, flag="--data", help_extra="", append=
     p.add_argument(flag, required=required, metavar="FILE", action="append" if append else "store",
                    help=f"trajectory: MD17/rMD17/our npz, extxyz, .traj, ISO17 .db, or a bundled name "
                         f"({', '.join(bundled_names())}){help_extra}")
-
-
-def load_run(run_dir: str | Path, device: torch.device, overrides=()):
-    """The model, SDE, sampler and config of a training run directory (newest good checkpoint)."""
-    from ..training.checkpoint import load_latest
-    from ..diffusion.samplers import make_sampler
-    from ..nn.score_net import ScoreNet
-    from ..diffusion.sde import make_sde
-
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise FileNotFoundError(f"checkpoint directory {run} does not exist")
-    found = load_latest(run, map_location=device)
-    if found is None:
-        raise FileNotFoundError(f"{run} holds no checkpoint (ckpt_*.pt)")
-    state, path = found
-    cfg = Config.from_dict(state["config"]).with_overrides(list(overrides))
-    dtype = getattr(torch, cfg.train.dtype)
-    model = ScoreNet(cfg.model).to(device=device, dtype=dtype)
-    model.load_state_dict(state["model"])
-    model.eval()
-    return model, make_sde(cfg.sde), make_sampler(cfg.sampler), cfg, path
 
 
 def write_json(data: dict[str, Any], path: str | Path) -> Path:

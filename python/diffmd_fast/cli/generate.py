@@ -59,11 +59,12 @@ def _generate(args, starts: list[int], suffixed: bool, device) -> int:
     from ..data import Trajectory, save_npz, start_batch, write_extxyz
     from ..dynamics.rollout import rollout
     from ..data import load_data
-    from .common import load_run
+    from ..training.checkpoint import load_run
 
     if not starts:  # more ranks than starts
         return 0
-    model, sde, sampler, cfg, ckpt = load_run(args.checkpoint, device, args.set)
+    run = load_run(args.checkpoint, device, args.set)
+    model, sde, sampler, cfg, ckpt = run.model, run.sde, run.sampler, run.config, run.path
     ref = load_data(args.data)
     stride = cfg.train.stride
     dtype = getattr(torch, cfg.train.dtype)

@@ -12,6 +12,8 @@ import hashlib
 import os
 import re
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,16 +110,36 @@ def load_latest(directory: str | Path, map_location: Any = "cpu") -> tuple[dict[
     return None
 
 
-def load_model(directory: str | Path, map_location: Any = "cpu"):
-    """(ScoreNet in eval mode, Config) from the newest good checkpoint in ``directory``."""
-    from ..nn.score_net import ScoreNet  # local: checkpoint I/O itself does not need the network
+@dataclass(frozen=True)
+class TrainedRun:
+    """A training run loaded for inference: the network (eval mode), its SDE and sampler, the
+    resolved config (with any overrides), the checkpoint path, and the training data's stats
+    (frame_fs, temperature_K, elements; empty for checkpoints written before they were recorded)."""
 
-    found = load_latest(directory, map_location)
+    model: torch.nn.Module
+    sde: Any
+    sampler: Any
+    config: Config
+    path: Path
+    data: dict
+
+
+def load_run(directory: str | Path, device: Any = "cpu", overrides: Sequence[str] = ()) -> TrainedRun:
+    """Load the newest good checkpoint of a run directory. Raises FileNotFoundError when there is
+    none and CheckpointError when every checkpoint is corrupt."""
+    from ..diffusion.samplers import make_sampler  # local: checkpoint I/O itself needs neither
+    from ..diffusion.sde import make_sde
+    from ..nn.score_net import ScoreNet
+
+    run = Path(directory)
+    if not run.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {run} does not exist")
+    found = load_latest(run, map_location=device)
     if found is None:
-        raise FileNotFoundError(f"no checkpoint (ckpt_*.pt) in {directory}")
-    state, _ = found
-    cfg = Config.from_dict(state["config"])
-    dtype = next(v for v in state["model"].values() if v.is_floating_point()).dtype
-    model = ScoreNet(cfg.model).to(device=map_location, dtype=dtype)  # before loading: no rounding
+        raise FileNotFoundError(f"{run} holds no checkpoint (ckpt_*.pt)")
+    state, path = found
+    cfg = Config.from_dict(state["config"]).with_overrides(list(overrides))
+    dtype = getattr(torch, cfg.train.dtype)
+    model = ScoreNet(cfg.model).to(device=device, dtype=dtype)  # before loading: no rounding
     model.load_state_dict(state["model"])
-    return model.eval(), cfg
+    return TrainedRun(model.eval(), make_sde(cfg.sde), make_sampler(cfg.sampler), cfg, path, dict(state.get("data", {})))

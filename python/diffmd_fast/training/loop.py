@@ -37,6 +37,7 @@ from ..data.writers import write_text
 from ..diffusion.losses import draw_noise_keyed, dsm_loss
 from ..diffusion.samplers import make_sampler
 from ..diffusion.sde import SDE, make_sde
+from ..dynamics.physics import kinetic_temperature, masses_of
 from ..dynamics.rollout import rollout_armse
 from ..nn.score_net import ScoreNet
 from ..ops.graph import complete_graph
@@ -116,6 +117,26 @@ def _validate(model, sde, sampler, val_trajs, cfg: Config, device, dtype) -> dic
     return rec
 
 
+def data_stats(trajs: Sequence[Trajectory], stride: int) -> dict:
+    """What a rollout needs to know about the training data, stored in every checkpoint:
+    frame_fs (the model's frame time, fs), temperature_K (mean kinetic temperature of the training
+    frames from finite-difference velocities at the stored step, K), elements (atomic numbers seen).
+    Raises ValueError when the trajectories disagree on their time step."""
+    steps = sorted({round(t.dt_fs, 9) for t in trajs})
+    if len(steps) > 1:
+        raise ValueError(f"training trajectories have different time steps {steps} fs; resample them to one")
+    temps = []
+    for t in trajs:
+        x = torch.from_numpy(t.positions)  # (T, N, 3) Å
+        v = (x[1:] - x[:-1]) / t.dt_fs  # (T-1, N, 3) Å/fs, at the half steps
+        n, frames = x.shape[1], v.shape[0]
+        batch = torch.arange(frames).repeat_interleave(n)
+        temps.append(kinetic_temperature(v.reshape(-1, 3), masses_of(torch.from_numpy(t.numbers)).repeat(frames),
+                                         batch, frames))
+    return {"frame_fs": float(steps[0]) * stride, "temperature_K": float(torch.cat(temps).mean()),
+            "elements": sorted({int(z) for t in trajs for z in t.numbers})}
+
+
 def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
           val_trajs: Sequence[Trajectory] | Trajectory | None = None, out_dir: str | Path = "runs/diffmd", *,
           resume: bool = True, progress: bool = False) -> TrainResult:
@@ -138,6 +159,7 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=tc.lr_factor, patience=tc.patience,
                                                        min_lr=tc.min_lr)
     data = FrameWindows(train_trajs, stride=tc.stride)
+    stats = data_stats(train_trajs, tc.stride)
     bsamp = GlobalBatchSampler(len(data), tc.batch_size, rank=info.rank, world_size=info.world_size, seed=tc.seed)
     # own generator: a DataLoader iterator otherwise draws its base seed from the global RNG, which
     # would shift the dropout stream of a run resumed mid-epoch
@@ -167,7 +189,7 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
             save_checkpoint(out, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                   "scheduler": sched.state_dict(), "rng": rngs, "epoch": ep, "batch_in_epoch": b_in_ep,
                                   "step": step, "loss_sum": loss_sum, "loss_count": loss_count, "history": history,
-                                  "config": cfg.to_dict()}, cfg, keep=tc.keep_checkpoints)
+                                  "config": cfg.to_dict(), "data": stats}, cfg, keep=tc.keep_checkpoints)
         barrier(info)
 
     log(f"training {sum(p.numel() for p in model.parameters())} parameters on {device} ({info.world_size} rank(s)), "

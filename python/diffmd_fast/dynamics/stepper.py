@@ -1,0 +1,201 @@
+"""The one rollout loop: a ``Stepper`` holds the last three frames of every molecule and ``step()``
+samples the next frame, ASE-integrator style (state, step(), attached observers, run(n)).
+
+``rollout`` (in-memory rollouts for evaluation and validation), ``diffmd generate`` (streaming to
+disk, resumable) and the ASE integrator ``DiffMDDynamics`` all drive this object.
+
+One step: sample x(t+1) from the reverse process conditioned on the window (x(t-2), x(t-1), x(t));
+apply the frame corrections (physics.py: momentum projection, thermostat) in order; run the health
+checks (guards.py). A molecule that fails is *stopped*: it is cut out of the batch and the frame is
+sampled again for the others from the same random state (a sampler couples molecules only through
+shared machinery such as the adaptive ODE step size, so the survivors get exactly the frame a run
+without the failed molecule gives). Its later positions are NaN, never presented as valid.
+Non-finite scores are zeroed inside the sampler so that one NaN cannot poison the shared step-size
+control, and flag their molecule when they occur at a legitimate point of [eps, 1].
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ..data.batch import FrameBatch
+from ..diffusion.samplers import Sampler
+from ..diffusion.sde import SDE
+from ..ops.graph import Graph, complete_graph
+from .guards import GuardConfig, RolloutGuard, StopReport
+from .physics import FrameCorrection
+
+
+class RolloutStopped(FloatingPointError):
+    """A strict rollout hit a failing molecule; ``report`` says where and why."""
+
+    def __init__(self, report: StopReport) -> None:
+        super().__init__(report.message())
+        self.report = report
+
+
+def _subgraph(graph: Graph, keep: torch.Tensor) -> Graph:
+    """The graph on the atoms ``keep`` (N,) bool, renumbered; edges must not leave kept molecules."""
+    counts = graph.row_ptr[1:] - graph.row_ptr[:-1]  # (N,)
+    edge_keep = torch.repeat_interleave(keep, counts)  # (E,)
+    senders = graph.col[edge_keep]
+    if not bool(keep[senders].all()):
+        raise ValueError("rollout graph has edges between different molecules; cannot drop a stopped molecule")
+    new_index = torch.cumsum(keep.to(torch.int64), 0) - 1
+    row_ptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts[keep], 0)])
+    return Graph(row_ptr, new_index[senders])
+
+
+def _select(frame: FrameBatch, keep: torch.Tensor) -> FrameBatch:
+    """The sub-batch of the molecules ``keep`` (B,) bool, molecule indices renumbered 0..B'-1."""
+    atoms = keep[frame.batch]  # (N,)
+    new_id = torch.cumsum(keep.to(torch.int64), 0) - 1
+    return FrameBatch(z=frame.z[atoms], x_prev2=frame.x_prev2[atoms], x_prev=frame.x_prev[atoms], x=frame.x[atoms],
+                      x_next=frame.x_next[atoms], batch=new_id[frame.batch[atoms]], num_graphs=int(keep.sum()))
+
+
+def sample_frame(model, sde: SDE, sampler: Sampler, frame: FrameBatch, graph: Graph,
+                 generator: torch.Generator | None) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """(x (N, 3) Å, nfe, bad_score (N,) bool): one reverse-process sample after ``frame``."""
+    cond = sde.condition(frame)  # (N, 1)
+    lowest = sampler.eps * (1.0 - 1e-6)  # exp(log eps) may round below eps
+    bad = torch.zeros(frame.x.shape[0], dtype=torch.bool, device=frame.x.device)
+
+    def score_fn(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        std = sde.marginal_std(s, cond)  # (N, 1) Å
+        score = model(frame, x, std, graph)  # (N, 3) 1/Å
+        # Every non-finite score is zeroed so that no NaN reaches the shared step-size control, but
+        # it is the molecule's fault only at a legitimate point: adaptive solvers also probe times
+        # outside [eps, 1] and wild trial steps, and reject those steps themselves.
+        nonfinite = ~torch.isfinite(score).all(-1)  # (N,)
+        inside = (s.squeeze(-1) >= lowest) & (std.squeeze(-1) > 0)
+        bad.logical_or_(nonfinite & torch.isfinite(x).all(-1) & inside)  # no host sync: read once per frame
+        return torch.where(nonfinite.unsqueeze(-1), torch.zeros_like(score), score)
+
+    res = sampler.sample(score_fn, sde, cond, sampler.start(frame), frame.batch, generator)
+    return res.x, res.nfe, bad
+
+
+Observer = Callable[["Stepper"], None]
+
+
+class Stepper:
+    """Autoregressive generation of every molecule of ``start`` (a FrameBatch whose x_prev2, x_prev,
+    x are the last three known frames, Å).
+
+    model: the score network (put in eval mode while stepping); sde, sampler: the reverse process;
+    corrections: FrameCorrection objects applied to each sampled frame in order; guard: thresholds
+    of the health checks; generator: the random stream of the sampler and the corrections (saved
+    by ``state_dict`` for exact resumption); strict: raise RolloutStopped on the first failure
+    instead of stopping the molecule.
+
+    After ``step()``: ``positions`` (N, 3) Å is the newest frame of every start atom (NaN for stopped
+    molecules), ``frame`` the window of the active molecules, ``t`` the number of frames generated,
+    ``last_nfe`` the score evaluations of that step, ``stopped`` (B,) the StopReport of each stopped
+    molecule (None while active)."""
+
+    def __init__(self, model: torch.nn.Module, sde: SDE, sampler: Sampler, start: FrameBatch, *,
+                 corrections: Sequence[FrameCorrection] = (), guard: GuardConfig = GuardConfig(),
+                 generator: torch.Generator | None = None, graph: Graph | None = None, strict: bool = False) -> None:
+        self.model, self.sde, self.sampler = model, sde, sampler
+        self.corrections, self.generator, self.strict = tuple(corrections), generator, strict
+        self.start = start
+        self.frame = start
+        self.graph = complete_graph(start.batch) if graph is None else graph
+        self.guard = RolloutGuard(guard, start)
+        self.atom_ids = torch.arange(start.x.shape[0], device=start.x.device)  # (N',) start index of active atoms
+        self.stopped: list[StopReport | None] = [None] * start.num_graphs
+        self.t = 0
+        self.last_nfe = 0
+        self.total_nfe = 0
+        self.positions = start.x.clone()  # (N, 3) Å
+        self._observers: list[tuple[Observer, int]] = []
+
+    @property
+    def num_active(self) -> int:
+        return self.frame.num_graphs
+
+    def attach(self, observer: Observer, interval: int = 1) -> None:
+        """Call ``observer(stepper)`` after every ``interval``-th step (ASE's dyn.attach)."""
+        if interval < 1:
+            raise ValueError(f"observer interval must be >= 1, got {interval}")
+        self._observers.append((observer, interval))
+
+    def _stop(self, failed: torch.Tensor, x: torch.Tensor, bad: torch.Tensor) -> None:
+        for report in self.guard.reports(failed, self.frame.x, x, bad, frame=self.t + 1):
+            if self.strict:
+                raise RolloutStopped(report)
+            self.stopped[report.molecule] = report
+        keep = ~failed
+        atoms = keep[self.frame.batch]
+        self.positions[self.atom_ids[~atoms]] = float("nan")
+        self.frame, self.graph = _select(self.frame, keep), _subgraph(self.graph, atoms)
+        self.guard, self.atom_ids = self.guard.subset(keep, self.frame), self.atom_ids[atoms]
+
+    @torch.no_grad()
+    def step(self) -> torch.Tensor:
+        """Generate one frame for every active molecule; returns ``positions`` (N, 3) Å."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            rng_state = self.generator.get_state() if self.generator is not None else None
+            nfe = 0
+            while self.num_active > 0:
+                x, n, bad = sample_frame(self.model, self.sde, self.sampler, self.frame, self.graph, self.generator)
+                nfe += n
+                for correct in self.corrections:
+                    x = correct(self.frame, x, self.generator)
+                failed = self.guard.check(self.frame.x, x, bad)  # (B',)
+                if not bool(failed.any()):
+                    self.positions[self.atom_ids] = x
+                    self.frame = self.frame.advance(x)
+                    break
+                self._stop(failed, x, bad)
+                if rng_state is not None:
+                    self.generator.set_state(rng_state)
+        finally:
+            self.model.train(was_training)
+        self.t += 1
+        self.last_nfe = nfe
+        self.total_nfe += nfe
+        for observer, interval in self._observers:
+            if self.t % interval == 0:
+                observer(self)
+        return self.positions
+
+    def run(self, steps: int) -> None:
+        """``steps`` calls of step(); stops early when every molecule has stopped."""
+        for _ in range(steps):
+            if self.num_active == 0:
+                break
+            self.step()
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly: the active windows, the stop reports, the RNG."""
+        f = self.frame
+        return {"t": self.t, "total_nfe": self.total_nfe, "atom_ids": self.atom_ids.cpu(),
+                "x_prev2": f.x_prev2.cpu(), "x_prev": f.x_prev.cpu(), "x": f.x.cpu(), "positions": self.positions.cpu(),
+                "stopped": [None if r is None else r.to_dict() for r in self.stopped],
+                "generator": None if self.generator is None else self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a state saved from a Stepper built on the same start batch."""
+        dev = self.start.x.device
+        keep_atoms = torch.zeros(self.start.x.shape[0], dtype=torch.bool, device=dev)
+        keep_atoms[state["atom_ids"].to(dev)] = True
+        keep = torch.zeros(self.start.num_graphs, dtype=torch.bool, device=dev)
+        keep[self.start.batch[keep_atoms]] = True
+        frame = _select(self.start, keep)
+        self.guard = RolloutGuard(self.guard.cfg, self.start).subset(keep, frame)
+        self.graph = _subgraph(complete_graph(self.start.batch), keep_atoms)
+        like = self.start.x
+        self.frame = FrameBatch(z=frame.z, x_prev2=state["x_prev2"].to(like), x_prev=state["x_prev"].to(like),
+                                x=state["x"].to(like), x_next=state["x"].to(like), batch=frame.batch,
+                                num_graphs=frame.num_graphs)
+        self.atom_ids = state["atom_ids"].to(dev)
+        self.positions = state["positions"].to(like)
+        self.stopped = [None if r is None else StopReport(**r) for r in state["stopped"]]
+        self.t, self.total_nfe = int(state["t"]), int(state["total_nfe"])
+        if self.generator is not None and state["generator"] is not None:
+            self.generator.set_state(state["generator"])
