@@ -63,16 +63,20 @@ class SDEConfig:
 class SamplerConfig:
     """Reverse-process sampler. Paper: probability-flow ODE, atol = rtol = 1e-5, prior x(t).
 
+    ``kind``: "ode" (adaptive ``method``, the paper's), "pc" (predictor-corrector, Algorithm 1),
+    "heun" (fixed ``steps`` of the probability-flow ODE in the noise std, 2·steps - 1 score
+    evaluations per frame; see samplers.HeunSampler).
     ``prior="previous"`` starts at x(t) (the paper); ``"velocity"`` at x(t) + v(t).
     ``eps``: the diffusion time the sampler stops at (Table 3 searches 0.1 ... 0.99).
     """
 
-    kind: Literal["ode", "pc"] = "ode"
+    kind: Literal["ode", "pc", "heun"] = "ode"
     prior: Literal["previous", "velocity"] = "previous"
     eps: float = 1e-5
     atol: float = 1e-5
     rtol: float = 1e-5
     method: str = "dopri5"
+    steps: int = 1  # heun: fixed steps
     n_predictor: int = 100
     n_corrector: int = 1
     snr: float = 0.16

@@ -8,7 +8,7 @@ import torch
 
 from diffmd_fast.data.batch import FrameBatch
 from diffmd_fast.diffusion.losses import draw_noise, draw_noise_keyed, dsm_loss
-from diffmd_fast.diffusion.samplers import ODESampler, PCSampler, make_sampler, prior_mean
+from diffmd_fast.diffusion.samplers import HeunSampler, ODESampler, PCSampler, make_sampler, prior_mean
 from diffmd_fast.config import SamplerConfig
 from diffmd_fast.diffusion.sde import ConditionalVESDE
 
@@ -56,6 +56,39 @@ def test_ode_sampler_is_deterministic_and_maps_prior_to_mean():
     # Gaussian flow: x(eps) - μ = (x(1) - μ) · std(eps)/std(1)
     ratio = torch.sqrt((TAU**2 + sde.marginal_var(1e-4, cond)) / (TAU**2 + sde.marginal_var(1.0, cond)))
     assert torch.allclose(a.x - mu, 0.3 * ratio.expand(-1, 3), atol=1e-4)
+
+
+def test_heun_sampler_converges_to_the_adaptive_ode_solution():
+    """A non-Gaussian target (mixture of two Gaussians per coordinate) so that low orders are wrong."""
+    sde = ConditionalVESDE()
+    mu, batch, cond, gen = _toy(n_mol=8, atoms=4)
+    def score(x, s):  # exact score of ½N(μ-δ, τ²) + ½N(μ+δ, τ²) convolved with the SDE's kernel
+        var = TAU**2 + sde.marginal_var(s, cond)
+        a, b = -((x - mu + 0.1) ** 2) / (2 * var), -((x - mu - 0.1) ** 2) / (2 * var)
+        w = torch.sigmoid(b - a)
+        return (-(x - mu + 0.1) * (1 - w) - (x - mu - 0.1) * w) / var
+    start = mu + 0.05 * torch.randn(mu.shape, generator=gen, dtype=torch.float64)
+    exact = ODESampler(eps=1e-4, atol=1e-9, rtol=1e-9).sample(score, sde, cond, start, batch).x
+    errors = []
+    for steps in (1, 2, 4, 8, 16, 32):
+        res = HeunSampler(eps=1e-4, steps=steps).sample(score, sde, cond, start, batch)
+        assert res.nfe == 2 * steps - 1
+        errors.append(float((res.x - exact).abs().max()))
+    assert errors[-1] < 0.1 * errors[0] and errors[-1] < 2e-3, errors
+    assert all(b <= a * 1.05 for a, b in zip(errors[2:], errors[3:])), errors  # monotone once resolved
+
+
+def test_one_heun_step_is_the_posterior_mean():
+    """steps=1 is Tweedie's formula x + σ(1)² score(x, 1) up to σ(eps): exact for a Gaussian target."""
+    sde = ConditionalVESDE()
+    mu, batch, cond, gen = _toy(n_mol=4, atoms=3)
+    start = mu + 0.2 * torch.randn(mu.shape, generator=gen, dtype=torch.float64)
+    # eps = 1e-10: σ(eps) ≈ 1e-5 Å, so the step lands within σ(eps)/(2τ) · |x - μ| of the posterior mean
+    res = HeunSampler(eps=1e-10, steps=1).sample(_exact_score(mu, sde, cond), sde, cond, start, batch)
+    var1 = sde.marginal_var(1.0, cond)
+    posterior_mean = mu + (start - mu) * TAU**2 / (TAU**2 + var1)
+    assert res.nfe == 1
+    assert torch.allclose(res.x, posterior_mean, atol=2e-4 * float(start.sub(mu).abs().max()))
 
 
 def _toy_batch(n_mol=64, atoms=6, seed=0):
