@@ -20,6 +20,7 @@ class FrameBatch:
     x_next: torch.Tensor  # (N, 3) Å, frame t+1 (the target; equals x where unknown)
     batch: torch.Tensor  # (N,) int64 molecule index, sorted
     num_graphs: int
+    history: torch.Tensor | None = None  # (K, N, 3) Å, frames t-2-K .. t-3 (oldest first), for unrolled training
 
     @property
     def velocity(self) -> torch.Tensor:
@@ -35,7 +36,7 @@ class FrameBatch:
         out = {}
         for f in fields(self):
             val = getattr(self, f.name)
-            if isinstance(val, torch.Tensor):
+            if isinstance(val, torch.Tensor):  # (history may be None)
                 if val.is_floating_point():
                     val = val.to(device=device, dtype=dtype or val.dtype)
                 else:
@@ -45,4 +46,4 @@ class FrameBatch:
 
     def advance(self, x_new: torch.Tensor) -> "FrameBatch":
         """The window one frame later, with ``x_new`` (N, 3) as the new current frame."""
-        return replace(self, x_prev2=self.x_prev, x_prev=self.x, x=x_new, x_next=x_new)
+        return replace(self, x_prev2=self.x_prev, x_prev=self.x, x=x_new, x_next=x_new, history=None)

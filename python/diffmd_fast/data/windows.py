@@ -21,15 +21,15 @@ from .trajectory import Trajectory, TrajectoryError
 class Window(NamedTuple):
     """One training example: four frames of one molecule (float64, converted at collate time)."""
 
-    positions: torch.Tensor  # (4, N, 3) Å: t-2s, t-s, t, t+s
+    positions: torch.Tensor  # (4 + K, N, 3) Å: t-(2+K)s, ..., t-2s, t-s, t, t+s (K history frames, default 0)
     z: torch.Tensor  # (N,) int64
 
 
-def _valid_times(traj: Trajectory, rng: range, stride: int) -> np.ndarray:
-    """Window centres t in ``rng`` whose frames t-2s .. t+s all lie in [rng.start, rng.stop)."""
+def _valid_times(traj: Trajectory, rng: range, stride: int, history: int = 0) -> np.ndarray:
+    """Window centres t in ``rng`` whose frames t-(2+history)s .. t+s all lie in [rng.start, rng.stop)."""
     start, stop = max(rng.start, 0), min(rng.stop, traj.num_frames)
     times = np.arange(rng.start, rng.stop, rng.step, dtype=np.int64)
-    return times[(times - 2 * stride >= start) & (times + stride < stop)]
+    return times[(times - (2 + history) * stride >= start) & (times + stride < stop)]
 
 
 class FrameWindows(Dataset):
@@ -37,10 +37,12 @@ class FrameWindows(Dataset):
 
     ``frames[i]`` (default ``range(T_i)``) bounds the frames trajectory i's windows may touch, and
     its step thins the window centres; e.g. ``range(0, 1000, 10)`` gives every tenth window of the
-    first 1000 frames.
+    first 1000 frames. ``history`` K adds K earlier frames to every window (FrameBatch.history), for
+    training on the model's own unrolled frames.
     """
 
-    def __init__(self, trajs: Sequence[Trajectory], *, stride: int = 1, frames: Sequence[range] | None = None):
+    def __init__(self, trajs: Sequence[Trajectory], *, stride: int = 1, frames: Sequence[range] | None = None,
+                 history: int = 0):
         if isinstance(trajs, Trajectory):
             trajs = [trajs]
         if not trajs:
@@ -49,18 +51,20 @@ class FrameWindows(Dataset):
             raise ValueError(f"FrameWindows: stride must be >= 1, got {stride}")
         if frames is not None and len(frames) != len(trajs):
             raise ValueError(f"FrameWindows: {len(frames)} frame ranges for {len(trajs)} trajectories")
-        self.stride = stride
+        if history < 0:
+            raise ValueError(f"FrameWindows: history must be >= 0, got {history}")
+        self.stride, self.history = stride, history
         self.names = [t.name for t in trajs]
         self._pos = [torch.from_numpy(t.positions) for t in trajs]  # (T, N, 3) float64, shared memory
         self._z = [torch.from_numpy(t.numbers) for t in trajs]  # (N,) int64
         self._times = [
-            _valid_times(t, frames[i] if frames is not None else range(t.num_frames), stride)
+            _valid_times(t, frames[i] if frames is not None else range(t.num_frames), stride, history)
             for i, t in enumerate(trajs)
         ]
         counts = np.array([len(t) for t in self._times], dtype=np.int64)
         if counts.sum() == 0:
             raise TrajectoryError(
-                f"FrameWindows: no complete window (needs {3 * stride + 1} consecutive frames at stride "
+                f"FrameWindows: no complete window (needs {(3 + history) * stride + 1} consecutive frames at stride "
                 f"{stride}) in {self.names}"
             )
         self._offsets = np.concatenate([[0], np.cumsum(counts)])
@@ -78,17 +82,18 @@ class FrameWindows(Dataset):
     def __getitem__(self, index: int) -> Window:
         k, t = self.locate(int(index))
         s = self.stride
-        return Window(self._pos[k][t - 2 * s: t + s + 1: s], self._z[k])
+        return Window(self._pos[k][t - (2 + self.history) * s: t + s + 1: s], self._z[k])
 
 
 def collate_windows(items: Sequence[Window], dtype: torch.dtype = torch.float32) -> FrameBatch:
     """Concatenate molecules along the atom axis into one ``FrameBatch``."""
-    pos = torch.cat([w.positions for w in items], dim=1).to(dtype)  # (4, N_total, 3)
+    pos = torch.cat([w.positions for w in items], dim=1).to(dtype)  # (4 + K, N_total, 3)
     z = torch.cat([w.z for w in items])
     sizes = torch.tensor([w.z.shape[0] for w in items], dtype=torch.int64)
     batch = torch.repeat_interleave(torch.arange(len(items), dtype=torch.int64), sizes)
-    return FrameBatch(z=z, x_prev2=pos[0], x_prev=pos[1], x=pos[2], x_next=pos[3], batch=batch,
-                      num_graphs=len(items))
+    k = pos.shape[0] - 4
+    return FrameBatch(z=z, x_prev2=pos[k], x_prev=pos[k + 1], x=pos[k + 2], x_next=pos[k + 3], batch=batch,
+                      num_graphs=len(items), history=pos[:k] if k > 0 else None)
 
 
 def make_loader(

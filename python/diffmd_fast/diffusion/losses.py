@@ -23,6 +23,7 @@ from .sde import SDE
 class Noise(NamedTuple):
     s: torch.Tensor  # (B,) diffusion time per molecule in [eps, 1] (sde.time_from_uniform)
     z: torch.Tensor  # (N, 3) standard normal per atom
+    eta: torch.Tensor | None = None  # (3, N, 3) standard normal for the conditioning frames (input noise)
 
 
 def _atoms_per_molecule(batch: FrameBatch) -> torch.Tensor:
@@ -37,8 +38,10 @@ def draw_noise(batch: FrameBatch, sde: SDE, generator: torch.Generator | None = 
     return Noise(s, z)
 
 
-def draw_noise_keyed(batch: FrameBatch, sde: SDE, keys: list[int]) -> Noise:
-    """Noise where molecule b's draws depend only on ``keys[b]`` (an int), not on the batch it sits in.
+def draw_noise_keyed(batch: FrameBatch, sde: SDE, keys: list[int], conditioning: bool = False) -> Noise:
+    """Noise where molecule b's draws depend only on ``keys[b]`` (an int), not on the batch it sits in;
+    with ``conditioning`` also ``eta`` for the three conditioning frames (drawn after s and z, so the
+    other draws do not change).
 
     Drawn on the CPU in float64 and cast, so the values are identical on every device and rank.
     """
@@ -46,14 +49,16 @@ def draw_noise_keyed(batch: FrameBatch, sde: SDE, keys: list[int]) -> Noise:
         raise ValueError(f"need one key per molecule: {batch.num_graphs} molecules, {len(keys)} keys")
     gen = torch.Generator()
     counts = _atoms_per_molecule(batch).tolist()
-    s, z = [], []
+    s, z, eta = [], [], []
     for key, n in zip(keys, counts):
         gen.manual_seed(int(key))
         s.append(torch.rand(1, generator=gen, dtype=torch.float64))
         z.append(torch.randn(n, 3, generator=gen, dtype=torch.float64))
+        if conditioning:
+            eta.append(torch.randn(3, n, 3, generator=gen, dtype=torch.float64))
     dev, dt = batch.x.device, batch.x.dtype
     s_t = sde.time_from_uniform(torch.cat(s))
-    return Noise(s_t.to(dev, dt), torch.cat(z).to(dev, dt))
+    return Noise(s_t.to(dev, dt), torch.cat(z).to(dev, dt), torch.cat(eta, dim=1).to(dev, dt) if conditioning else None)
 
 
 def dsm_loss(model: torch.nn.Module, sde: SDE, batch: FrameBatch, noise: Noise,

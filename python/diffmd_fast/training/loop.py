@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..config import Config
+from ..config import Config, TrainConfig
 from ..data import FrameWindows, Trajectory, collate_windows
 from ..data.writers import write_text
 from ..diffusion.losses import draw_noise_keyed, dsm_loss
@@ -42,6 +42,7 @@ from ..dynamics.rollout import rollout_armse
 from ..nn.score_net import ScoreNet
 from ..ops.graph import complete_graph
 from .checkpoint import load_latest, save_checkpoint
+from .conditioning import add_input_noise, pushforward
 from .distributed import DistInfo, GlobalBatchSampler, all_mean, barrier, init_distributed, shutdown
 
 _P = 1_000_003  # mixing prime for noise keys
@@ -59,6 +60,15 @@ class TrainResult:
     epochs: int  # epochs completed
     steps: int  # optimiser steps taken in total
     history: list[dict] = field(default_factory=list)  # one record per completed epoch
+
+
+def unroll_steps(tc: TrainConfig, epoch: int, batch: int) -> int:
+    """0 (train on the real window) or k in 1..unroll_steps (condition on the model's own k-step
+    prediction) for one global batch: a pure function of (seed, epoch, batch), the same on every rank."""
+    if tc.unroll_prob <= 0:
+        return 0
+    gen = random.Random(noise_key(tc.seed, epoch, batch, -1))
+    return gen.randint(1, tc.unroll_steps) if gen.random() < tc.unroll_prob else 0
 
 
 def _rng_state() -> dict:
@@ -158,7 +168,7 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=tc.lr_factor, patience=tc.patience,
                                                        min_lr=tc.min_lr)
-    data = FrameWindows(train_trajs, stride=tc.stride)
+    data = FrameWindows(train_trajs, stride=tc.stride, history=tc.unroll_steps if tc.unroll_prob > 0 else 0)
     stats = data_stats(train_trajs, tc.stride)
     bsamp = GlobalBatchSampler(len(data), tc.batch_size, rank=info.rank, world_size=info.world_size, seed=tc.seed)
     # own generator: a DataLoader iterator otherwise draws its base seed from the global RNG, which
@@ -206,7 +216,14 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
             for b, batch in enumerate(loader, start=batch_in_epoch):
                 batch = batch.to(device, dtype)
                 keys = [noise_key(tc.seed, epoch, b, p) for p in bsamp.positions()]
-                loss = dsm_loss(ddp, sde, batch, draw_noise_keyed(batch, sde, keys), complete_graph(batch.batch))
+                noise = draw_noise_keyed(batch, sde, keys, conditioning=tc.input_noise > 0)
+                graph = complete_graph(batch.batch)
+                unroll = unroll_steps(tc, epoch, b)
+                if unroll:
+                    batch = pushforward(model, sde, sampler, batch, unroll, graph)
+                if tc.input_noise > 0:
+                    batch = add_input_noise(batch, noise.eta, tc.input_noise)
+                loss = dsm_loss(ddp, sde, batch, noise, graph)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite training loss at epoch {epoch}, batch {b}, step {step}")
                 opt.zero_grad(set_to_none=True)
