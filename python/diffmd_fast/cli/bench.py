@@ -2,6 +2,7 @@
 
     diffmd bench egl --cases paper-train          # fused EGL op vs eager vs compiled reference
     diffmd bench egl --help
+    diffmd bench stability --molecules ethanol --strides 1,4,8 --ps 10   # long rollouts
 """
 from __future__ import annotations
 
@@ -9,16 +10,16 @@ import argparse
 
 NAME = "bench"
 HELP = "benchmarks (prints a markdown table, writes JSON)"
-SUITES = ("egl",)
+SUITES = ("egl", "stability")
 
 
 def add_arguments(p):
-    p.add_argument("suite", choices=SUITES, help="egl: the fused op")
+    p.add_argument("suite", choices=SUITES, help="egl: the fused op; stability: long rollouts, stride x sampler")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the suite (see `diffmd bench SUITE --help`)")
 
 
 def run(args) -> int:
-    from ..benchmarks import egl
+    from ..benchmarks import egl, stability
 
-    {"egl": egl.main}[args.suite](args.rest)
+    {"egl": egl.main, "stability": stability.main}[args.suite](args.rest)
     return 0

@@ -130,20 +130,25 @@ def _validate(model, sde, sampler, val_trajs, cfg: Config, device, dtype) -> dic
 def data_stats(trajs: Sequence[Trajectory], stride: int) -> dict:
     """What a rollout needs to know about the training data, stored in every checkpoint:
     frame_fs (the model's frame time, fs), temperature_K (mean kinetic temperature of the training
-    frames from finite-difference velocities at the stored step, K), elements (atomic numbers seen).
+    frames from the velocities the model itself implies, (x(t+s) - x(t)) / (s dt) at its stride s, K;
+    at long strides this is below the instantaneous temperature, and it is the quantity the
+    rollout thermostat controls), elements (atomic numbers seen).
     Raises ValueError when the trajectories disagree on their time step."""
     steps = sorted({round(t.dt_fs, 9) for t in trajs})
     if len(steps) > 1:
         raise ValueError(f"training trajectories have different time steps {steps} fs; resample them to one")
+    frame_fs = float(steps[0]) * stride
     temps = []
     for t in trajs:
         x = torch.from_numpy(t.positions)  # (T, N, 3) Å
-        v = (x[1:] - x[:-1]) / t.dt_fs  # (T-1, N, 3) Å/fs, at the half steps
+        v = (x[stride:] - x[:-stride]) / frame_fs  # (T - s, N, 3) Å/fs
         n, frames = x.shape[1], v.shape[0]
+        if frames == 0:
+            continue
         batch = torch.arange(frames).repeat_interleave(n)
         temps.append(kinetic_temperature(v.reshape(-1, 3), masses_of(torch.from_numpy(t.numbers)).repeat(frames),
                                          batch, frames))
-    return {"frame_fs": float(steps[0]) * stride, "temperature_K": float(torch.cat(temps).mean()),
+    return {"frame_fs": frame_fs, "temperature_K": float(torch.cat(temps).mean()) if temps else None,
             "elements": sorted({int(z) for t in trajs for z in t.numbers})}
 
 

@@ -1,0 +1,257 @@
+"""Long-rollout stability benchmark: stride x sampler x (stability, h(r) JSD, temperature, speed).
+
+For each molecule and stride k (MD steps per model frame) a DiffMD is trained on the first 60 % of
+the bundled trajectory (short-to-long split; resumable run directories under --runs, reused when
+finished), then rolled out from --starts distinct test frames for --ps picoseconds with every
+sampler setting in --samplers and the physics of the run's [rollout] config (momentum projection,
+Langevin thermostat), and scored online, so memory stays flat whatever the length:
+
+- stability (Fu et al. 2023, "Forces are not enough", MDsim): the first frame at which any bond
+  (perceived in the start frame) differs from its mean length in the reference by more than
+  0.5 Å; a rollout that never does is stable for its whole length;
+- h(r): histogram of all interatomic distances (500 bins to 10 Å) over the stable frames of every
+  rollout together, and its Jensen-Shannon divergence (base 2) against the reference trajectory's;
+- kinetic temperature of the implied velocities (x(t+1) - x(t)) / (k dt), centre of mass removed,
+  3n - 6 degrees of freedom, over the stable frames, against the reference's at the same stride;
+- simulated fs per wall second (all rollouts together, and per trajectory), score evaluations per frame.
+
+    diffmd bench stability --molecules ethanol --strides 1,4,8 --samplers heun1,heun2 --ps 10
+    python benches/bench_stability.py --ps 100 --max-minutes 20
+
+Each finished (molecule, stride, sampler) cell is cached as JSON under --runs, so a killed run
+continues where it stopped; prints a markdown table and writes JSON (--json).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HR_BINS, HR_MAX = 500, 10.0  # Å, as MDsim's h(r)
+BOND_TOL = 0.5  # Å
+SAMPLERS = {  # name: config overrides
+    "heun1": ["sampler.kind=heun", "sampler.steps=1"],
+    "heun2": ["sampler.kind=heun", "sampler.steps=2"],
+    "heun4": ["sampler.kind=heun", "sampler.steps=4"],
+    "dopri5": ["sampler.kind=ode", "sampler.method=dopri5"],
+}
+
+
+@dataclass
+class Cell:
+    molecule: str
+    stride: int
+    frame_fs: float
+    sampler: str
+    rollouts: int
+    frames: int  # frames asked per rollout
+    stable_rollouts: int  # rollouts stable for all their frames
+    stability_ps_mean: float
+    stability_ps_min: float
+    h_r_jsd: float
+    temperature_K: float
+    temperature_ref_K: float
+    temperature_error: float  # relative
+    nfe_per_frame: float
+    fs_per_s_total: float  # simulated fs per wall second, all rollouts together
+    fs_per_s_per_trajectory: float
+    wall_s: float
+    physics: str
+
+
+def reference_hr(positions: np.ndarray) -> np.ndarray:
+    """(HR_BINS,) normalised histogram of all pair distances of a reference (T, n, 3) Å."""
+    i, j = np.triu_indices(positions.shape[1], k=1)
+    counts = np.zeros(HR_BINS)
+    for chunk in np.array_split(positions, max(1, len(positions) // 2000)):
+        d = np.linalg.norm(chunk[:, i] - chunk[:, j], axis=-1).ravel()
+        counts += np.histogram(np.minimum(d, HR_MAX - 1e-9), bins=HR_BINS, range=(0.0, HR_MAX))[0]
+    return counts / counts.sum()
+
+
+def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
+    from scipy.spatial.distance import jensenshannon
+
+    return float(jensenshannon(p, q, base=2) ** 2)
+
+
+class OnlineScore:
+    """Stepper observer scoring B rollouts of one molecule (n atoms each) as they run."""
+
+    def __init__(self, reference: np.ndarray, numbers: np.ndarray, rollouts: int, frame_fs: float, start_x: torch.Tensor):
+        from ..dynamics.physics import masses_of
+        from ..evaluation.metrics import bonds_from_reference
+
+        n = numbers.shape[0]
+        self.n, self.b, self.frame_fs = n, rollouts, frame_fs
+        self.bonds = torch.from_numpy(bonds_from_reference(reference[:1], numbers))  # (M, 2)
+        ref_len = np.linalg.norm(reference[:, self.bonds[:, 0]] - reference[:, self.bonds[:, 1]], axis=-1)
+        self.mean_len = torch.from_numpy(ref_len.mean(0))  # (M,) Å
+        self.pairs = torch.triu_indices(n, n, 1)  # (2, P)
+        self.masses = masses_of(torch.from_numpy(numbers)).repeat(rollouts)  # (B n,)
+        self.batch = torch.arange(rollouts).repeat_interleave(n)
+        self.stable = torch.full((rollouts,), -1, dtype=torch.int64)  # first unstable frame, -1 while stable
+        self.hist = torch.zeros(rollouts, HR_BINS, dtype=torch.float64)
+        self.temp_sum = torch.zeros(rollouts, dtype=torch.float64)
+        self.temp_count = torch.zeros(rollouts, dtype=torch.float64)
+        self.prev = start_x.detach().double().cpu().clone()
+
+    def __call__(self, stepper) -> None:
+        from ..dynamics.physics import kinetic_temperature
+
+        x = stepper.positions.detach().double().cpu()  # (B n, 3); NaN for stopped rollouts
+        xb = x.view(self.b, self.n, 3)
+        bond_len = (xb[:, self.bonds[:, 0]] - xb[:, self.bonds[:, 1]]).norm(dim=-1)  # (B, M)
+        broken = ~((bond_len - self.mean_len).abs() <= BOND_TOL).all(-1)  # NaN (stopped) counts as broken
+        newly = broken & (self.stable < 0)
+        self.stable[newly] = stepper.t - 1  # frames 1 .. t-1 were stable
+        ok = self.stable < 0  # (B,)
+        d = (xb[:, self.pairs[0]] - xb[:, self.pairs[1]]).norm(dim=-1)  # (B, P) Å
+        idx = (d.clamp(max=HR_MAX - 1e-9) / HR_MAX * HR_BINS).long().clamp(0, HR_BINS - 1)
+        idx = torch.where(ok[:, None], idx, torch.zeros_like(idx))
+        self.hist.scatter_add_(1, idx, ok[:, None].double().expand_as(idx))
+        v = (x - self.prev) / self.frame_fs
+        temp = kinetic_temperature(torch.nan_to_num(v), self.masses, self.batch, self.b)
+        self.temp_sum += torch.where(ok, temp, torch.zeros_like(temp))
+        self.temp_count += ok.double()
+        self.prev = x
+
+    def stable_frames(self, frames: int) -> np.ndarray:
+        return torch.where(self.stable < 0, torch.full_like(self.stable, frames), self.stable).numpy()
+
+
+def _train_or_load(molecule: str, stride: int, args, trajs) -> Path:
+    from ..config import Config
+    from ..training.loop import train
+
+    run = Path(args.runs) / f"{molecule}_s{stride}"
+    done = run / "DONE"
+    if not done.exists():
+        cfg = Config.from_toml(args.config, overrides=[f"train.stride={stride}", *args.set])
+        train(cfg, trajs.train, trajs.val, run, resume=True, progress=args.progress)
+        done.write_text("trained\n")
+    return run
+
+
+def run_cell(molecule: str, stride: int, sampler: str, args, split, run_dir: Path) -> Cell:
+    from ..data import start_batch
+    from ..dynamics.physics import corrections_from_config
+    from ..dynamics.stepper import Stepper
+    from ..training.checkpoint import load_run
+
+    run = load_run(run_dir, "cpu", SAMPLERS[sampler] + args.rollout_set)
+    frame_fs = run.data.get("frame_fs") or split.test.dt_fs * stride
+    corrections = corrections_from_config(run.config.rollout, frame_fs, run.data.get("temperature_K"))
+    test = split.test
+    starts = np.linspace(2 * stride, test.num_frames - 1, args.starts).round().astype(int).tolist()
+    start = start_batch([test] * len(starts), starts, stride=stride, dtype=getattr(torch, run.config.train.dtype))
+    gen = torch.Generator().manual_seed(args.seed)
+    stepper = Stepper(run.model, run.sde, run.sampler, start, corrections=corrections, generator=gen)
+    ref = split.reference.positions
+    score = OnlineScore(ref, split.reference.numbers, len(starts), frame_fs, start.x)
+    stepper.attach(score)
+    frames = int(round(args.ps * 1000.0 / frame_fs))
+    t0 = time.perf_counter()
+    deadline = t0 + 60.0 * args.max_minutes
+    while stepper.t < frames and stepper.num_active > 0 and time.perf_counter() < deadline:
+        stepper.step()
+        if bool((score.stable >= 0).all()):  # every rollout has left the stable region: nothing more to learn
+            break
+    wall = time.perf_counter() - t0
+    ran = stepper.t
+    stable = score.stable_frames(ran)
+    hist = score.hist.sum(0).numpy()
+    jsd = js_divergence(hist / hist.sum(), reference_hr(ref[::stride])) if hist.sum() > 0 else float("nan")
+    temp = float(score.temp_sum.sum() / score.temp_count.sum()) if score.temp_count.sum() > 0 else float("nan")
+    temp_ref = run.data.get("temperature_K") or float("nan")
+    physics = ",".join(type(c).__name__ for c in corrections) or "none"
+    return Cell(molecule, stride, frame_fs, sampler, len(starts), frames, int((stable >= frames).sum()),
+                float(stable.mean() * frame_fs / 1000), float(stable.min() * frame_fs / 1000), jsd, temp, temp_ref,
+                (temp - temp_ref) / temp_ref, stepper.total_nfe / max(ran, 1), ran * frame_fs * len(starts) / wall,
+                ran * frame_fs / wall, wall, physics)
+
+
+@dataclass
+class _Split:
+    train: object
+    val: object
+    test: object
+    reference: object
+
+
+def _split(molecule: str) -> _Split:
+    from ..data import load_data, short_to_long_split
+
+    traj = load_data(molecule)
+    n_train, n_val = int(0.6 * traj.num_frames), int(0.2 * traj.num_frames)
+    s = short_to_long_split(traj, train=n_train, val=n_val, test=traj.num_frames - n_train - n_val)
+    return _Split(s.train, s.val, s.test, traj)
+
+
+def markdown(cells: list[Cell]) -> str:
+    head = ("| molecule | stride (fs) | sampler | NFE/frame | stable rollouts | stability ps (mean / min) | "
+            "h(r) JSD | T (K) | T ref (K) | fs per wall s (all / per traj.) |")
+    lines = [head, "|" + "---|" * 10]
+    for c in cells:
+        lines.append(f"| {c.molecule} | {c.stride} ({c.frame_fs:g}) | {c.sampler} | {c.nfe_per_frame:.1f} | "
+                     f"{c.stable_rollouts}/{c.rollouts} | {c.stability_ps_mean:.2f} / {c.stability_ps_min:.2f} | "
+                     f"{c.h_r_jsd:.4f} | {c.temperature_K:.0f} | {c.temperature_ref_K:.0f} | "
+                     f"{c.fs_per_s_total:.0f} / {c.fs_per_s_per_trajectory:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> list[Cell]:
+    from importlib.resources import files
+
+    from tqdm.auto import tqdm
+
+    from ..data.writers import write_text
+
+    ap = argparse.ArgumentParser(prog="diffmd bench stability", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--molecules", default="ethanol", help="bundled names, comma separated")
+    ap.add_argument("--strides", default="1,4,8", help="MD steps per model frame, comma separated")
+    ap.add_argument("--samplers", default="heun1,heun2", help=f"comma separated, of {sorted(SAMPLERS)}")
+    ap.add_argument("--ps", type=float, default=10.0, help="picoseconds to roll out from each start")
+    ap.add_argument("--starts", type=int, default=8, help="rollouts per cell (distinct test frames)")
+    ap.add_argument("--max-minutes", type=float, default=10.0, help="wall-time cap of one cell's rollout")
+    ap.add_argument("--config", default=str(files("diffmd_fast") / "configs" / "demo.toml"),
+                    help="training config (default: the demo's)")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="training override")
+    ap.add_argument("--rollout-set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                    help="rollout override, e.g. rollout.thermostat=none")
+    ap.add_argument("--runs", default="runs/stability", help="training runs and cached cells")
+    ap.add_argument("--json", default="benches/results/stability.json")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--progress", action="store_true", help="training progress bars")
+    args = ap.parse_args(argv)
+    unknown = set(args.samplers.split(",")) - set(SAMPLERS)
+    if unknown:
+        raise ValueError(f"unknown sampler(s) {sorted(unknown)}; expected some of {sorted(SAMPLERS)}")
+    cells = []
+    grid = [(m, int(k), s) for m in args.molecules.split(",") for k in args.strides.split(",")
+            for s in args.samplers.split(",")]
+    tag = "".join(f"_{o}" for o in args.rollout_set).replace("=", "-")
+    for molecule, stride, sampler in tqdm(grid, desc="cells", unit="cell"):
+        cache = Path(args.runs) / "cells" / f"{molecule}_s{stride}_{sampler}_{args.ps:g}ps_{args.starts}{tag}.json"
+        if cache.exists():
+            cells.append(Cell(**json.loads(cache.read_text())))
+            continue
+        split = _split(molecule)
+        run_dir = _train_or_load(molecule, stride, args, split)
+        cell = run_cell(molecule, stride, sampler, args, split, run_dir)
+        write_text(cache, json.dumps(asdict(cell), indent=1))
+        cells.append(cell)
+    table = markdown(cells)
+    print(table)
+    meta = {"machine": platform.platform(), "processor": platform.processor(), "threads": torch.get_num_threads(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "argv": argv, "args": vars(args)}
+    write_text(args.json, json.dumps({"meta": meta, "cells": [asdict(c) for c in cells]}, indent=1))
+    print(f"wrote {args.json}")
+    return cells

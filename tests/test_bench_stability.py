@@ -1,0 +1,31 @@
+"""The stability benchmark runs end to end at a tiny size and caches its cells (no timings asserted)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from diffmd_fast.benchmarks import stability
+
+
+def test_reference_hr_and_jsd_by_hand():
+    tri = np.array([[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.5, np.sqrt(3) / 2, 0.0]]] * 4)  # side 1 Å
+    hr = stability.reference_hr(tri)
+    assert abs(hr[49:51].sum() - 1.0) < 1e-12  # all three sides in the bins around 1 Å (bins 0.02 Å wide)
+    assert stability.js_divergence(hr, hr) == 0.0
+    other = np.roll(hr, 10)
+    assert abs(stability.js_divergence(hr, other) - 1.0) < 1e-12  # disjoint supports
+
+
+def test_benchmark_smoke_and_resume(tmp_path, capsys):
+    args = ["--strides", "2", "--samplers", "heun1", "--ps", "0.02", "--starts", "2", "--runs", str(tmp_path / "runs"),
+            "--json", str(tmp_path / "out.json"), "--set", "train.epochs=1", "--set", "train.max_steps=2",
+            "--set", "model.num_layers=1", "--set", "model.hidden=8", "--set", "model.heads=2",
+            "--set", "model.ffn=8", "--set", "train.val_rollout_frames=0"]
+    cells = stability.main(args)
+    assert len(cells) == 1 and cells[0].stride == 2 and cells[0].frame_fs == 1.0 and cells[0].frames == 20
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert {"stability_ps_mean", "h_r_jsd", "temperature_K", "fs_per_s_total"} <= set(out["cells"][0])
+    assert "| ethanol | 2 (1) | heun1 |" in capsys.readouterr().out
+    again = stability.main(args)  # served from the cached cell, no retraining
+    assert again == cells
