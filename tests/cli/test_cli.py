@@ -76,6 +76,40 @@ def test_generate_evaluate_info(run_dir, tmp_path, capsys):
     assert info["atoms"] == 9 and info["time_step_fs"] == 0.5 and info["formula"] == "C2H6O"
 
 
+def test_evaluate_long_run_metrics_on_ethanol_slices(tmp_path, capsys):
+    """A 600-frame slice of the reference labelled as a run from frame 5800 (out of phase, and outlasting the
+    reference by 399 frames), and a copy collapsed from its first frame: the long-run fields and PNGs."""
+    from dataclasses import replace
+
+    from diffmd_fast.data import load_data
+    from diffmd_fast.data.writers import save_npz
+
+    ref = load_data("ethanol")
+    part = ref.slice(1, 601)
+    save_npz(replace(part, provenance={"start_frame": 5800, "stride": 1}), tmp_path / "gen.npz")
+    broken = part.positions.copy()
+    broken[:, 8] += 2.0  # the hydroxyl H leaves its O from the first frame
+    save_npz(replace(part, positions=broken, provenance={"start_frame": 5800}), tmp_path / "broken.npz")
+    out = tmp_path / "m.json"
+    assert main(["evaluate", "--reference", "ethanol", "--generated", str(tmp_path / "gen.npz"),
+                 "--compare", f"broken={tmp_path / 'broken.npz'}", "--json", str(out),
+                 "--plots", str(tmp_path / "plots")]) == 0
+    printed = capsys.readouterr().out
+    assert "h(r) MAE" in printed and "Nyquist limit 33356 cm⁻¹ (1000 THz)" in printed
+    m = json.loads(out.read_text())
+    assert m["frames"] == 600 and m["aligned_frames"] == 199 and m["stability_frames"] == 600
+    assert m["stability_ps"] == pytest.approx(0.3)
+    for key in ("h_r_mae", "h_r_jsd", "temperature_mean_K", "temperature_std_K", "temperature_ref_mean_K",
+                "temperature_ref_std_K", "vdos_overlap", "armse", "armse_static", "rmsf_error", "distance_jsd"):
+        assert np.isfinite(m[key]), key
+    assert 0.0 <= m["h_r_jsd"] < 0.1 and 0.5 < m["vdos_overlap"] <= 1.0 and 300 < m["temperature_mean_K"] < 1000
+    assert m["vdos_nyquist_cm1"] == pytest.approx(33356.41, abs=0.01) and m["vdos_nyquist_THz"] == 1000.0
+    b = m["models"]["broken"]
+    assert b["stability_frames"] == 0 and b["h_r_mae"] is None and b["vdos_overlap"] is None
+    for png in ("temperature.png", "h_r.png", "vdos.png", "rmsd_over_time.png"):
+        assert _is_png(tmp_path / "plots" / png)
+
+
 def test_simulate_a_few_steps(tmp_path):
     out = tmp_path / "water.npz"
     assert main(["simulate", "O", "--out", str(out), "--frames", "5", "--equilibration", "2",

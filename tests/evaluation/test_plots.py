@@ -44,3 +44,18 @@ def test_plot_errors(tmp_path, trajs):
         plots.plot_rmsf({}, ref, tmp_path / "x.png")
     with pytest.raises(ValueError, match="PNG"):
         plots.plot_rmsf(named, ref, tmp_path / "x.pdf")
+
+
+def test_long_run_plots(tmp_path):
+    from diffmd_fast.evaluation import longrun
+
+    t = np.arange(400)
+    ref = np.zeros((400, 2, 3))
+    ref[:, 1, 0] = 0.7 + 0.02 * np.cos(2 * np.pi * 0.05 * 0.5 * t)
+    gen = ref[::-1].copy()
+    a = longrun.long_run_analysis(gen, ref, np.array([1, 1]), 0.5, segment=128)
+    long_trace = np.random.default_rng(0).normal(500, 50, size=10_001)  # drawn as block means
+    assert _is_png(plots.plot_temperature({"gen": long_trace}, a.temperature_ref, tmp_path / "t.png", dt_fs=0.5))
+    assert _is_png(plots.plot_hr({"gen": a.hr}, a.hr_ref, a.hr_edges, tmp_path / "hr.png"))
+    assert _is_png(plots.plot_vdos({"gen": (a.vdos_cm1, a.vdos)}, (a.vdos_cm1, a.vdos_ref), tmp_path / "v.png",
+                                   nyquist_cm1=a.metrics["vdos_nyquist_cm1"]))

@@ -36,6 +36,8 @@ def _jsonable(v):
 def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
     """rows of dicts -> markdown table with (key, header) columns; floats to 4 significant digits."""
     def fmt(v):
+        if v is None:  # a metric that could not be computed (e.g. over a collapsed run)
+            return "n/a"
         if isinstance(v, float):
             return f"{v:.4g}"
         return str(v)

@@ -1,8 +1,10 @@
-"""PNG figures comparing rollouts with the reference: RMSD over time, distance distributions, RMSF.
+"""PNG figures comparing rollouts with the reference: RMSD over time, distance distributions, RMSF, and
+for long runs temperature over time, h(r) and the vibrational density of states.
 
 Why ``Figure`` + ``FigureCanvasAgg`` instead of pyplot: no global backend switch and no figure
 registry, so plotting is safe in tests, in headless jobs and inside other people's notebooks.
-Each function writes one PNG and returns its path; inputs are numpy arrays in Å, (T, N, 3).
+Each function writes one PNG and returns its path; inputs are positions in Å, (T, N, 3), except the
+long-run plots, which take the curves evaluation.longrun computed (a 10^6-frame run is read once).
 """
 from __future__ import annotations
 
@@ -105,6 +107,81 @@ def plot_rmsf(
         ax.set_xticks(atoms, [chemical_symbols[int(z)] + str(i) for i, z in enumerate(numbers)], fontsize=7)
     ax.set_xlabel("atom")
     ax.set_ylabel("RMSF (Å)")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+MAX_POINTS = 4000  # a 10^6-frame temperature trace is drawn as block means: more points than pixels hide nothing
+
+
+def _block_means(y: np.ndarray, dt_fs: float) -> tuple[np.ndarray, np.ndarray]:
+    """(times fs, values) of ``y`` averaged over blocks so at most MAX_POINTS remain."""
+    k = max(1, -(-len(y) // MAX_POINTS))
+    n = len(y) // k * k
+    t = (np.arange(n) + 0.5) * dt_fs  # implied velocities sit half a frame in
+    if k == 1:
+        return t, y[:n]
+    return t.reshape(-1, k).mean(axis=1), y[:n].reshape(-1, k).mean(axis=1)
+
+
+def plot_temperature(named: Mapping[str, np.ndarray], ref: np.ndarray | None, path: str | Path, *,
+                     dt_fs: float, ref_dt_fs: float | None = None) -> Path:
+    """Kinetic temperature (K) over time (ps) of each run (T−1,) next to the reference's, means in the legend.
+
+    Inputs are longrun.temperature_series curves (the stable part of a generated run); long traces are
+    drawn as block means of at most MAX_POINTS points.
+    """
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.add_subplot()
+    if ref is not None and len(ref):
+        t, y = _block_means(np.asarray(ref), ref_dt_fs or dt_fs)
+        ax.plot(t / 1000.0, y, color="0.5", lw=1, label=f"reference ({np.mean(ref):.0f} K)")
+    for name, temps in named.items():
+        if temps is not None and len(temps):
+            t, y = _block_means(np.asarray(temps), dt_fs)
+            ax.plot(t / 1000.0, y, lw=1, label=f"{name} ({np.mean(temps):.0f} K)")
+    ax.set_xlabel("time (ps)")
+    ax.set_ylabel("kinetic temperature (K)")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_hr(named: Mapping[str, np.ndarray], ref: np.ndarray, edges: np.ndarray, path: str | Path) -> Path:
+    """h(r) (1/Å) against r (Å) of each run over the reference's, all on ``edges`` (bins+1,) Å."""
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.add_subplot()
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    ax.fill_between(centres, ref, step="mid", color="0.8", label="reference")
+    for name, h in named.items():
+        if h is not None:
+            ax.step(centres, h, where="mid", lw=1, label=name)
+    ax.set_xlabel("r (Å)")
+    ax.set_ylabel("h(r) (1/Å)")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_vdos(named: Mapping[str, tuple[np.ndarray, np.ndarray]], ref: tuple[np.ndarray, np.ndarray] | None,
+              path: str | Path, *, nyquist_cm1: float | None = None) -> Path:
+    """Vibrational density of states against wavenumber (cm^-1): (frequencies, spectrum) pairs of each run
+    and of the reference; the x axis stops at the Nyquist limit (given in the title) or 4000 cm^-1."""
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.add_subplot()
+    if ref is not None:
+        ax.fill_between(ref[0], ref[1], color="0.8", label="reference")
+    for name, curve in named.items():
+        if curve is not None:
+            ax.plot(curve[0], curve[1], lw=1, label=name)
+    top = min(4000.0, nyquist_cm1) if nyquist_cm1 else 4000.0
+    ax.set_xlim(0, top)
+    ax.set_xlabel("wavenumber (cm$^{-1}$)")
+    ax.set_ylabel("VDOS (fraction per bin)")
+    if nyquist_cm1:
+        ax.set_title(f"Nyquist limit {nyquist_cm1:.0f} cm$^{{-1}}$", fontsize="medium")
     ax.legend(fontsize="small")
     fig.tight_layout()
     return save_figure(fig, path)

@@ -1,0 +1,374 @@
+"""Metrics for long generated runs (ps to ns, up to ~10^6 frames) against a reference that is not in phase.
+
+A long DiffMD run and its GFN2-xTB reference drift apart after a few hundred fs, so frame-by-frame
+errors (ARMSE) stop meaning anything. What can still be compared are the run's *distributions* and
+*spectra*: how long it keeps its bonds, its pair-distance distribution h(r), its kinetic temperature and
+its vibrational density of states (VDOS). None of these pairs gen[t] with ref[t]; gen and ref may have
+different lengths.
+
+Source: Fu et al. 2023, "Forces are not enough: benchmark and critical evaluation for machine learning
+force fields with molecular simulations" (kyonofx/MDsim, observable.ipynb), for stability and h(r):
+- stability: bonds are found in the first frame; a run collapses at the first frame where any bond is
+  more than 0.5 Å from its *mean* length over the reference. We report the number of frames before it
+  (``stability_frames``) and that times the frame time (``stability_ps``).
+- h(r): normalised histogram (density in 1/Å) of all interatomic distances, 500 bins on [0, 10] Å,
+  over the stable part of the run; MAE as in MDsim (mean over bins of |Δh| × 10 Å, i.e. ∫|Δh| dr, in
+  [0, 2]) and the Jensen-Shannon divergence of the bin masses (base 2, in [0, 1]).
+
+Decisions (ours, not MDsim's):
+- Bonds are metrics.bonds_from_reference (1.2 × covalent radii in ref[0]), the project's one bond
+  rule, instead of ASE's natural_cutoffs neighbour list.
+- Velocities are implied by positions, v(t+½) = (x(t+1) − x(t)) / Δt in Å/fs; for frames Δt apart this
+  underestimates fast motion (a mode at frequency f is damped by sinc(π f Δt)), the same for gen and ref
+  when both use the same Δt, so compare the two temperatures, not a thermostat's set point.
+- Temperature uses 3N − 6 degrees of freedom (3N − 5 = 1 for a diatomic) after removing the
+  centre-of-mass velocity, as the issue asks; rotation is not removed.
+- VDOS: Welch's method (periodic Hann window, 50 % overlapping segments, mean removed per segment) on
+  the mass-weighted, centre-of-mass-free velocities. By Wiener-Khinchin the averaged power spectrum is
+  the Fourier transform of the mass-weighted velocity autocorrelation; averaging over segments makes it
+  independent of phase and of the run's length. Frequencies above the Nyquist limit 1 / (2 Δt) fold back.
+- Distribution metrics of the generated run use its stable part only; with no stable frame (or too few
+  for a metric) the value is None (JSON null), never a number computed from a collapsed molecule.
+
+Memory stays bounded for 10^6 frames: h(r), temperature, stability and VDOS walk the trajectory in frame
+chunks and never build a (T, N, N) or full (T, N, 3) velocity array.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from ase import units
+from ase.data import atomic_masses
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy.signal import get_window
+from scipy.spatial.distance import jensenshannon
+
+from .metrics import STABILITY_TOL, _check_traj, bonds_from_reference
+
+HR_BINS = 500  # MDsim: 500 bins ...
+HR_R_MAX = 10.0  # ... up to 10 Å
+VDOS_SEGMENT = 1024  # frames per Welch segment: 0.98 THz (33 cm^-1) resolution at 0.5 fs frames
+MIN_VDOS_STEPS = 16  # fewer velocities than this leave too few frequency bins to call it a spectrum
+CHUNK_VALUES = 1 << 21  # floats per working chunk (16 MiB): bounds memory whatever the run length
+CM1_PER_PER_FS = 1e15 / (100.0 * units._c)  # 1/fs → cm^-1: f[Hz] / c[cm/s]
+
+
+def _check_dt(dt_fs: float | None, what: str = "dt_fs") -> float:
+    if dt_fs is None:
+        raise ValueError(f"{what}: time-based metrics (stability_ps, temperature, VDOS) need the time between "
+                         "frames in fs; none was given")
+    dt = float(dt_fs)
+    if not (np.isfinite(dt) and dt > 0):
+        raise ValueError(f"{what} must be a positive number of fs, got {dt_fs!r}")
+    return dt
+
+
+def _chunk(per_frame: int) -> int:
+    """Frames per working chunk when each frame costs ``per_frame`` floats."""
+    return max(1, CHUNK_VALUES // max(1, per_frame))
+
+
+def _unit_sum(p: np.ndarray) -> np.ndarray:
+    total = p.sum()
+    return p / total if total > 0 else p
+
+
+def masses(numbers: np.ndarray, n_atoms: int | None = None) -> np.ndarray:
+    """(N,) amu: ASE's standard atomic masses for atomic numbers (N,)."""
+    z = np.asarray(numbers)
+    if z.ndim != 1 or (n_atoms is not None and z.shape[0] != n_atoms):
+        raise ValueError(f"numbers must have shape ({n_atoms if n_atoms is not None else 'N'},), got {z.shape}")
+    if (z < 1).any() or (z >= len(atomic_masses)).any():
+        raise ValueError(f"numbers must be atomic numbers in 1..{len(atomic_masses) - 1}, got {z.tolist()}")
+    return atomic_masses[z.astype(np.int64)]
+
+
+def degrees_of_freedom(n_atoms: int) -> int:
+    """3N − 6 for N ≥ 3 atoms, 1 (3N − 5) for a diatomic; a single atom has no internal motion."""
+    if n_atoms < 2:
+        raise ValueError(f"a kinetic temperature needs at least 2 atoms, got {n_atoms}")
+    return 1 if n_atoms == 2 else 3 * n_atoms - 6
+
+
+def frequency_cm1(f_per_fs: np.ndarray | float) -> np.ndarray | float:
+    """cm^-1 (wavenumber) of a frequency in 1/fs; × 1000 gives THz."""
+    return np.asarray(f_per_fs) * CM1_PER_PER_FS if np.ndim(f_per_fs) else float(f_per_fs) * CM1_PER_PER_FS
+
+
+def nyquist(dt_fs: float) -> tuple[float, float]:
+    """(cm^-1, THz): the highest frequency frames ``dt_fs`` fs apart resolve, 1 / (2 Δt)."""
+    f = 1.0 / (2.0 * _check_dt(dt_fs))
+    return float(frequency_cm1(f)), 1000.0 * f
+
+
+# ---------------------------------------------------------------------------------------- stability
+
+def mean_bond_lengths(ref: np.ndarray, bonds: np.ndarray) -> np.ndarray:
+    """(B,) Å: each bond's mean length over all reference frames (summed chunk by chunk)."""
+    r = _check_traj(ref, "ref")
+    b = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    total = np.zeros(len(b))
+    step = _chunk(3 * max(1, len(b)))
+    for lo in range(0, r.shape[0], step):
+        c = r[lo: lo + step]
+        total += np.linalg.norm(c[:, b[:, 0]] - c[:, b[:, 1]], axis=-1).sum(axis=0)
+    return total / r.shape[0]
+
+
+def bond_stability_frames(gen: np.ndarray, ref: np.ndarray, numbers: np.ndarray, *, tol: float = STABILITY_TOL) -> int:
+    """Frames before the first frame of ``gen`` (T, N, 3) Å where any bond is more than ``tol`` Å from its
+    mean reference length (Fu et al. 2023); T if none is. Bonds come from ref[0]; gen and ref may have
+    any lengths. 0 means the run is collapsed from its first frame."""
+    g, r = _check_traj(gen, "gen"), _check_traj(ref, "ref")
+    if g.shape[1:] != r.shape[1:]:
+        raise ValueError(f"gen and ref must hold the same atoms, got shapes {g.shape} and {r.shape}")
+    bonds = bonds_from_reference(r, numbers)
+    if len(bonds) == 0:
+        return int(g.shape[0])  # nothing bonded, nothing to break
+    mean = mean_bond_lengths(r, bonds)
+    step = _chunk(3 * len(bonds))
+    for lo in range(0, g.shape[0], step):
+        c = g[lo: lo + step]
+        dev = np.abs(np.linalg.norm(c[:, bonds[:, 0]] - c[:, bonds[:, 1]], axis=-1) - mean)  # (chunk, B) Å
+        broken = (dev > tol).any(axis=1)
+        if broken.any():
+            return lo + int(np.argmax(broken))  # stop early: a collapsed run need not be read to its end
+    return int(g.shape[0])
+
+
+# ---------------------------------------------------------------------------------------------- h(r)
+
+def hr_histogram(traj: np.ndarray, *, bins: int = HR_BINS, r_max: float = HR_R_MAX,
+                 chunk_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """h(r) (bins,) in 1/Å and its edges (bins+1,) Å: density of all pair distances i < j over all frames.
+
+    Normalised so Σ h Δr = 1 over [0, r_max] (numpy's ``density=True``, as MDsim); distances beyond
+    r_max are left out, as in MDsim. Counts are accumulated ``chunk_frames`` frames at a time.
+    """
+    t = _check_traj(traj, "traj")
+    if t.shape[1] < 2:
+        raise ValueError(f"h(r) needs at least 2 atoms, got {t.shape[1]}")
+    if bins < 1 or not (np.isfinite(r_max) and r_max > 0):
+        raise ValueError(f"h(r) needs bins >= 1 and a positive r_max, got bins={bins}, r_max={r_max}")
+    i, j = np.triu_indices(t.shape[1], k=1)
+    edges = np.linspace(0.0, float(r_max), bins + 1)
+    counts = np.zeros(bins, dtype=np.int64)
+    step = chunk_frames or _chunk(3 * len(i))
+    for lo in range(0, t.shape[0], step):
+        c = t[lo: lo + step]
+        counts += np.histogram(np.linalg.norm(c[:, i] - c[:, j], axis=-1), bins=edges)[0]
+    if counts.sum() == 0:
+        raise ValueError(f"h(r): no pair distance is below r_max = {r_max} Å")
+    return counts / (counts.sum() * np.diff(edges)), edges
+
+
+def hr_errors(h_gen: np.ndarray, h_ref: np.ndarray, edges: np.ndarray) -> tuple[float, float]:
+    """(MAE, JSD) of two h(r) on the same ``edges`` (Å).
+
+    MAE as MDsim: mean over bins of |h_gen − h_ref| times r_max, i.e. ∫|Δh| dr for equal bins, in [0, 2].
+    JSD: Jensen-Shannon divergence (base 2, in [0, 1]) of the bin masses h Δr; scipy returns its root.
+    """
+    hg, hr, e = (np.asarray(a, dtype=np.float64) for a in (h_gen, h_ref, edges))
+    if hg.shape != hr.shape or e.shape != (hg.shape[0] + 1,):
+        raise ValueError(f"h(r) curves must share one set of edges, got {hg.shape}, {hr.shape} and edges {e.shape}")
+    width = np.diff(e)
+    mae = float(np.abs(hg - hr).mean() * (e[-1] - e[0]))
+    jsd = float(jensenshannon(hg * width, hr * width, base=2) ** 2)
+    return mae, jsd
+
+
+# ------------------------------------------------------------------------------------- temperature
+
+def implied_velocities(traj: np.ndarray, dt_fs: float) -> np.ndarray:
+    """(T−1, N, 3) Å/fs: v(t+½) = (x(t+1) − x(t)) / Δt from positions (T, N, 3) Å frames ``dt_fs`` fs apart."""
+    t = _check_traj(traj, "traj")
+    return np.diff(t, axis=0) / _check_dt(dt_fs)
+
+
+def remove_com_velocity(vel: np.ndarray, mass: np.ndarray) -> np.ndarray:
+    """(..., N, 3): velocities minus the centre-of-mass velocity Σ m_i v_i / Σ m_i of each frame."""
+    m = np.asarray(mass, dtype=np.float64)
+    com = np.einsum("n,...nc->...c", m, vel) / m.sum()
+    return vel - com[..., None, :]
+
+
+def kinetic_temperature(vel: np.ndarray, mass: np.ndarray) -> np.ndarray:
+    """(T,) K from velocities (T, N, 3) Å/fs and masses (N,) amu.
+
+    T = 2 KE / (f k_B) with KE = ½ Σ m |v − v_com|² converted to eV through ase.units (1 Å/fs is
+    1 / units.fs in ASE's velocity unit, so 1 amu Å²/fs² = 103.64 eV) and f = degrees_of_freedom(N).
+    """
+    v = np.asarray(vel, dtype=np.float64)
+    m = np.asarray(mass, dtype=np.float64)
+    if v.ndim != 3 or v.shape[2] != 3 or m.shape != (v.shape[1],):
+        raise ValueError(f"need velocities (T, N, 3) and masses (N,), got {v.shape} and {m.shape}")
+    v = remove_com_velocity(v, m) / units.fs  # ASE units: Å / (ASE time), so m v² is in eV
+    ke = 0.5 * np.einsum("n,tnc->t", m, v * v)  # (T,) eV
+    return 2.0 * ke / (degrees_of_freedom(v.shape[1]) * units.kB)
+
+
+def temperature_series(traj: np.ndarray, numbers: np.ndarray, dt_fs: float | None) -> np.ndarray:
+    """(T−1,) K: kinetic temperature of each implied velocity frame of positions (T, N, 3) Å."""
+    t = _check_traj(traj, "traj")
+    dt = _check_dt(dt_fs)
+    m = masses(numbers, t.shape[1])
+    if t.shape[0] < 2:
+        raise ValueError(f"a temperature needs at least 2 frames, got {t.shape[0]}")
+    out = np.empty(t.shape[0] - 1)
+    step = _chunk(3 * t.shape[1])
+    for lo in range(0, t.shape[0] - 1, step):
+        hi = min(lo + step, t.shape[0] - 1)
+        out[lo:hi] = kinetic_temperature(implied_velocities(t[lo: hi + 1], dt), m)
+    return out
+
+
+# -------------------------------------------------------------------------------------------- VDOS
+
+def vdos(traj: np.ndarray, numbers: np.ndarray, dt_fs: float | None, *,
+         segment: int = VDOS_SEGMENT) -> tuple[np.ndarray, np.ndarray]:
+    """Vibrational density of states: (frequencies (L//2+1,) cm^-1, spectrum (L//2+1,) summing to 1).
+
+    Welch's method on the centre-of-mass-free implied velocities (Å/fs) of positions (T, N, 3) Å:
+    segments of L = min(segment, T−1) velocities, 50 % overlap, periodic Hann window, mean removed;
+    spectrum = Σ_i m_i Σ_xyz |FFT|², averaged over segments (the Fourier transform of the
+    mass-weighted velocity autocorrelation). Bins are 1 / (L Δt) wide up to the Nyquist limit
+    1 / (2 Δt). Segments are transformed a batch at a time to bound memory.
+    """
+    t = _check_traj(traj, "traj")
+    dt = _check_dt(dt_fs)
+    m = masses(numbers, t.shape[1])
+    steps = t.shape[0] - 1
+    L = min(int(segment), steps)
+    if L < MIN_VDOS_STEPS:
+        raise ValueError(f"a VDOS needs at least {MIN_VDOS_STEPS + 1} frames (and segment >= {MIN_VDOS_STEPS}), "
+                         f"got {t.shape[0]} frames and segment {segment}")
+    starts = np.arange(0, steps - L + 1, max(1, L // 2))
+    window = get_window("hann", L)  # periodic Hann, as scipy.signal.welch uses
+    power = np.zeros(L // 2 + 1)
+    batch = _chunk(3 * t.shape[1] * L)
+    for b in range(0, len(starts), batch):
+        s = starts[b: b + batch]
+        lo = int(s[0])
+        v = remove_com_velocity(implied_velocities(t[lo: int(s[-1]) + L + 1], dt), m)  # (frames, N, 3)
+        segs = sliding_window_view(v, L, axis=0)[s - lo]  # (batch, N, 3, L)
+        segs = (segs - segs.mean(axis=-1, keepdims=True)) * window
+        power += np.einsum("n,bncf->f", m, np.abs(np.fft.rfft(segs, axis=-1)) ** 2)
+    return frequency_cm1(np.fft.rfftfreq(L, d=dt)), _unit_sum(power)
+
+
+def vdos_overlap(p: np.ndarray, q: np.ndarray) -> float:
+    """Overlap in [0, 1] of two spectra on the same bins: Σ min(p̂, q̂) with p̂, q̂ normalised to sum 1.
+
+    1 for identical shapes, 0 for spectra with no frequency in common; 0 if either spectrum is empty.
+    """
+    a, b = np.clip(np.asarray(p, dtype=np.float64), 0, None), np.clip(np.asarray(q, dtype=np.float64), 0, None)
+    if a.shape != b.shape:
+        raise ValueError(f"spectra must share their frequency bins, got {a.shape} and {b.shape}")
+    if a.sum() <= 0 or b.sum() <= 0:
+        return 0.0
+    return float(np.minimum(a / a.sum(), b / b.sum()).sum())
+
+
+# ----------------------------------------------------------------------------------------- together
+
+
+@dataclass
+class LongRun:
+    """``metrics`` (flat, JSON-able; None where a value cannot be computed) and the curves behind them."""
+
+    metrics: dict[str, float | int | None]
+    stable_frames: int  # frames of gen used for its distributions (the stable part)
+    hr_edges: np.ndarray | None = None  # (bins+1,) Å
+    hr: np.ndarray | None = None  # (bins,) 1/Å, generated (stable part)
+    hr_ref: np.ndarray | None = None  # (bins,) 1/Å
+    temperature: np.ndarray | None = None  # (stable_frames−1,) K
+    temperature_ref: np.ndarray | None = None  # (T_ref−1,) K
+    vdos_cm1: np.ndarray | None = None  # (F,) cm^-1
+    vdos: np.ndarray | None = None  # (F,) sums to 1
+    vdos_ref: np.ndarray | None = None  # (F,) sums to 1
+    notes: list[str] = field(default_factory=list)
+
+
+def long_run_analysis(
+    gen: np.ndarray,
+    ref: np.ndarray,
+    numbers: np.ndarray,
+    dt_fs: float | None,
+    *,
+    ref_dt_fs: float | None = None,
+    tol: float = STABILITY_TOL,
+    bins: int = HR_BINS,
+    r_max: float = HR_R_MAX,
+    segment: int = VDOS_SEGMENT,
+) -> LongRun:
+    """Stability, h(r), kinetic temperature and VDOS of a generated run ``gen`` (T, N, 3) Å, frames
+    ``dt_fs`` fs apart, against a reference ``ref`` (T_ref, N, 3) Å (frames ``ref_dt_fs`` fs apart,
+    default ``dt_fs``). No phase alignment: T and T_ref may differ.
+
+    The generated distributions use its stable part, frames [0, stability_frames). Both VDOS use the same
+    segment length, so with equal frame times they share their bins; otherwise the reference spectrum is
+    interpolated onto the generated bins below both Nyquist limits.
+    """
+    g, r = _check_traj(gen, "gen"), _check_traj(ref, "ref")
+    if g.shape[1:] != r.shape[1:]:
+        raise ValueError(f"gen and ref must hold the same atoms, got shapes {g.shape} and {r.shape}")
+    dt = _check_dt(dt_fs)
+    dt_ref = _check_dt(dt if ref_dt_fs is None else ref_dt_fs, "ref_dt_fs")
+    masses(numbers, g.shape[1])  # fail on bad numbers before any long computation
+    stable = bond_stability_frames(g, r, numbers, tol=tol)
+    ny_cm1, ny_thz = nyquist(dt)
+    out = LongRun(metrics={
+        "stability_frames": stable,
+        "stability_ps": stable * dt / 1000.0,
+        "stable_fraction": stable / g.shape[0],
+        "h_r_mae": None, "h_r_jsd": None,
+        "temperature_mean_K": None, "temperature_std_K": None,
+        "temperature_ref_mean_K": None, "temperature_ref_std_K": None,
+        "vdos_overlap": None, "vdos_peak_cm1": None, "vdos_ref_peak_cm1": None,
+        "vdos_resolution_cm1": None, "vdos_nyquist_cm1": ny_cm1, "vdos_nyquist_THz": ny_thz,
+    }, stable_frames=stable)
+    met = out.metrics
+    gs = g[:stable]
+
+    out.hr_ref, out.hr_edges = hr_histogram(r, bins=bins, r_max=r_max)
+    if stable >= 1:
+        out.hr, _ = hr_histogram(gs, bins=bins, r_max=r_max)
+        met["h_r_mae"], met["h_r_jsd"] = hr_errors(out.hr, out.hr_ref, out.hr_edges)
+    else:
+        out.notes.append("no stable frame: h(r), temperature and VDOS are null")
+
+    if r.shape[0] >= 2:
+        out.temperature_ref = temperature_series(r, numbers, dt_ref)
+        met["temperature_ref_mean_K"] = float(out.temperature_ref.mean())
+        met["temperature_ref_std_K"] = float(out.temperature_ref.std())
+    if stable >= 2:
+        out.temperature = temperature_series(gs, numbers, dt)
+        met["temperature_mean_K"] = float(out.temperature.mean())
+        met["temperature_std_K"] = float(out.temperature.std())
+
+    L = min(int(segment), stable - 1, r.shape[0] - 1)
+    if L >= MIN_VDOS_STEPS:
+        f_gen, p_gen = vdos(gs, numbers, dt, segment=L)
+        f_ref, p_ref = vdos(r, numbers, dt_ref, segment=L)
+        if dt_ref != dt:  # different bins: put the reference on the generated ones, zero beyond its Nyquist
+            p_ref = np.interp(f_gen, f_ref, p_ref, right=0.0)
+            p_gen = np.where(f_gen <= f_ref[-1], p_gen, 0.0)
+        out.vdos_cm1, out.vdos, out.vdos_ref = f_gen, _unit_sum(p_gen), _unit_sum(p_ref)
+        met["vdos_overlap"] = vdos_overlap(out.vdos, out.vdos_ref)
+        met["vdos_peak_cm1"] = float(f_gen[np.argmax(out.vdos)])
+        met["vdos_ref_peak_cm1"] = float(f_gen[np.argmax(out.vdos_ref)])
+        met["vdos_resolution_cm1"] = float(f_gen[1] - f_gen[0])
+    elif stable >= 1:
+        out.notes.append(f"stable part ({stable} frames) or reference too short for a VDOS "
+                         f"(needs {MIN_VDOS_STEPS + 1} frames): vdos_overlap is null")
+    return out
+
+
+def long_run_metrics(gen: np.ndarray, ref: np.ndarray, numbers: np.ndarray, dt_fs: float | None,
+                     **kwargs) -> dict[str, float | int | None]:
+    """The flat dict of :func:`long_run_analysis` (same arguments): stability_frames, stability_ps,
+    stable_fraction, h_r_mae, h_r_jsd, temperature_mean_K, temperature_std_K, temperature_ref_mean_K,
+    temperature_ref_std_K, vdos_overlap, vdos_peak_cm1, vdos_ref_peak_cm1, vdos_resolution_cm1,
+    vdos_nyquist_cm1, vdos_nyquist_THz. Units: frames, ps, 1 (fraction), K, cm^-1, THz."""
+    return long_run_analysis(gen, ref, numbers, dt_fs, **kwargs).metrics
