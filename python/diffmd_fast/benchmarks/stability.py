@@ -34,8 +34,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HR_BINS, HR_MAX = 500, 10.0  # Å, as MDsim's h(r)
-BOND_TOL = 0.5  # Å
 SAMPLERS = {  # name: config overrides
     "heun1": ["sampler.kind=heun", "sampler.steps=1"],
     "heun2": ["sampler.kind=heun", "sampler.steps=2"],
@@ -66,65 +64,51 @@ class Cell:
     physics: str
 
 
-def reference_hr(positions: np.ndarray) -> np.ndarray:
-    """(HR_BINS,) normalised histogram of all pair distances of a reference (T, n, 3) Å."""
-    i, j = np.triu_indices(positions.shape[1], k=1)
-    counts = np.zeros(HR_BINS)
-    for chunk in np.array_split(positions, max(1, len(positions) // 2000)):
-        d = np.linalg.norm(chunk[:, i] - chunk[:, j], axis=-1).ravel()
-        counts += np.histogram(np.minimum(d, HR_MAX - 1e-9), bins=HR_BINS, range=(0.0, HR_MAX))[0]
-    return counts / counts.sum()
-
-
-def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
-    from scipy.spatial.distance import jensenshannon
-
-    return float(jensenshannon(p, q, base=2) ** 2)
-
-
 class OnlineScore:
-    """Stepper observer scoring B rollouts of one molecule (n atoms each) as they run."""
+    """Stepper observer scoring B rollouts of one molecule (n atoms each) as they run, with the
+    definitions of evaluation/longrun.py (MDsim stability, h(r), kinetic temperature), frame by frame."""
 
     def __init__(self, reference: np.ndarray, numbers: np.ndarray, rollouts: int, frame_fs: float, start_x: torch.Tensor):
-        from ..dynamics.physics import masses_of
+        from ..evaluation.longrun import HR_BINS, HR_R_MAX, masses, mean_bond_lengths
         from ..evaluation.metrics import bonds_from_reference
 
-        n = numbers.shape[0]
-        self.n, self.b, self.frame_fs = n, rollouts, frame_fs
-        self.bonds = torch.from_numpy(bonds_from_reference(reference[:1], numbers))  # (M, 2)
-        ref_len = np.linalg.norm(reference[:, self.bonds[:, 0]] - reference[:, self.bonds[:, 1]], axis=-1)
-        self.mean_len = torch.from_numpy(ref_len.mean(0))  # (M,) Å
-        self.pairs = torch.triu_indices(n, n, 1)  # (2, P)
-        self.masses = masses_of(torch.from_numpy(numbers)).repeat(rollouts)  # (B n,)
-        self.batch = torch.arange(rollouts).repeat_interleave(n)
-        self.stable = torch.full((rollouts,), -1, dtype=torch.int64)  # first unstable frame, -1 while stable
-        self.hist = torch.zeros(rollouts, HR_BINS, dtype=torch.float64)
-        self.temp_sum = torch.zeros(rollouts, dtype=torch.float64)
-        self.temp_count = torch.zeros(rollouts, dtype=torch.float64)
-        self.prev = start_x.detach().double().cpu().clone()
+        self.n, self.b, self.frame_fs = numbers.shape[0], rollouts, frame_fs
+        self.bonds = bonds_from_reference(reference[:1], numbers)  # (M, 2)
+        self.mean_len = mean_bond_lengths(reference, self.bonds)  # (M,) Å
+        self.pairs = np.triu_indices(self.n, k=1)
+        self.edges = np.linspace(0.0, HR_R_MAX, HR_BINS + 1)
+        self.masses = masses(numbers)
+        self.stable = np.full(rollouts, -1)  # first unstable frame, -1 while stable
+        self.counts = np.zeros(HR_BINS, dtype=np.int64)  # pair distances of the stable frames, all rollouts
+        self.temp_sum, self.temp_count = 0.0, 0
+        self.prev = start_x.detach().double().cpu().numpy().reshape(rollouts, self.n, 3)
 
     def __call__(self, stepper) -> None:
-        from ..dynamics.physics import kinetic_temperature
+        from ..evaluation.longrun import STABILITY_TOL, kinetic_temperature
 
-        x = stepper.positions.detach().double().cpu()  # (B n, 3); NaN for stopped rollouts
-        xb = x.view(self.b, self.n, 3)
-        bond_len = (xb[:, self.bonds[:, 0]] - xb[:, self.bonds[:, 1]]).norm(dim=-1)  # (B, M)
-        broken = ~((bond_len - self.mean_len).abs() <= BOND_TOL).all(-1)  # NaN (stopped) counts as broken
-        newly = broken & (self.stable < 0)
-        self.stable[newly] = stepper.t - 1  # frames 1 .. t-1 were stable
-        ok = self.stable < 0  # (B,)
-        d = (xb[:, self.pairs[0]] - xb[:, self.pairs[1]]).norm(dim=-1)  # (B, P) Å
-        idx = (d.clamp(max=HR_MAX - 1e-9) / HR_MAX * HR_BINS).long().clamp(0, HR_BINS - 1)
-        idx = torch.where(ok[:, None], idx, torch.zeros_like(idx))
-        self.hist.scatter_add_(1, idx, ok[:, None].double().expand_as(idx))
-        v = (x - self.prev) / self.frame_fs
-        temp = kinetic_temperature(torch.nan_to_num(v), self.masses, self.batch, self.b)
-        self.temp_sum += torch.where(ok, temp, torch.zeros_like(temp))
-        self.temp_count += ok.double()
+        x = stepper.positions.detach().double().cpu().numpy().reshape(self.b, self.n, 3)  # NaN for stopped
+        bond_len = np.linalg.norm(x[:, self.bonds[:, 0]] - x[:, self.bonds[:, 1]], axis=-1)  # (B, M) Å
+        with np.errstate(invalid="ignore"):
+            broken = ~(np.abs(bond_len - self.mean_len) <= STABILITY_TOL).all(-1)  # NaN (stopped) is broken
+        self.stable[broken & (self.stable < 0)] = stepper.t - 1  # frames 1 .. t-1 were stable
+        ok = self.stable < 0
+        if ok.any():
+            d = np.linalg.norm(x[ok][:, self.pairs[0]] - x[ok][:, self.pairs[1]], axis=-1)
+            self.counts += np.histogram(d, bins=self.edges)[0]
+            temp = kinetic_temperature((x[ok] - self.prev[ok]) / self.frame_fs, self.masses)  # (B_ok,) K
+            self.temp_sum, self.temp_count = self.temp_sum + float(temp.sum()), self.temp_count + int(ok.sum())
         self.prev = x
 
     def stable_frames(self, frames: int) -> np.ndarray:
-        return torch.where(self.stable < 0, torch.full_like(self.stable, frames), self.stable).numpy()
+        return np.where(self.stable < 0, frames, self.stable)
+
+    def h_r_jsd(self, reference: np.ndarray) -> float:
+        from ..evaluation.longrun import hr_errors, hr_histogram
+
+        if self.counts.sum() == 0:
+            return float("nan")
+        h = self.counts / (self.counts.sum() * np.diff(self.edges))
+        return hr_errors(h, hr_histogram(reference)[0], self.edges)[1]
 
 
 def _train_or_load(molecule: str, stride: int, args, trajs) -> Path:
@@ -162,14 +146,13 @@ def run_cell(molecule: str, stride: int, sampler: str, args, split, run_dir: Pat
     deadline = t0 + 60.0 * args.max_minutes
     while stepper.t < frames and stepper.num_active > 0 and time.perf_counter() < deadline:
         stepper.step()
-        if bool((score.stable >= 0).all()):  # every rollout has left the stable region: nothing more to learn
+        if (score.stable >= 0).all():  # every rollout has left the stable region: nothing more to learn
             break
     wall = time.perf_counter() - t0
     ran = stepper.t
     stable = score.stable_frames(ran)
-    hist = score.hist.sum(0).numpy()
-    jsd = js_divergence(hist / hist.sum(), reference_hr(ref[::stride])) if hist.sum() > 0 else float("nan")
-    temp = float(score.temp_sum.sum() / score.temp_count.sum()) if score.temp_count.sum() > 0 else float("nan")
+    jsd = score.h_r_jsd(ref)
+    temp = score.temp_sum / score.temp_count if score.temp_count else float("nan")
     temp_ref = run.data.get("temperature_K") or float("nan")
     physics = ",".join(type(c).__name__ for c in corrections) or "none"
     return Cell(molecule, stride, frame_fs, sampler, len(starts), frames, int((stable >= frames).sum()),

@@ -43,19 +43,6 @@ def masses_of(z: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tens
     return table[z]
 
 
-def kinetic_temperature(v: torch.Tensor, masses: torch.Tensor, batch: torch.Tensor, num: int) -> torch.Tensor:
-    """(B,) K: 2 KE / (dof k_B) per molecule for velocities v (N, 3) Å/fs, masses (N,) amu, with the
-    centre-of-mass velocity removed and dof = 3n - 6 (3n - 5 for two atoms, 1 minimum)."""
-    m = masses.unsqueeze(-1)
-    n = torch.bincount(batch, minlength=num).to(v.dtype)
-    mv = torch.zeros(num, 3, dtype=v.dtype, device=v.device).index_add_(0, batch, m * v)
-    mt = torch.zeros(num, dtype=v.dtype, device=v.device).index_add_(0, batch, masses)
-    v_rel = v - (mv / mt.unsqueeze(-1))[batch]
-    twice_ke = torch.zeros(num, dtype=v.dtype, device=v.device).index_add_(0, batch, (m * v_rel * v_rel).sum(-1))
-    dof = torch.where(n > 2, 3 * n - 6, 3 * n - 5).clamp_min(1)
-    return twice_ke / (dof * _THERMAL_SPEED**2)
-
-
 class FrameCorrection(Protocol):
     def __call__(self, frame: FrameBatch, x_new: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """x(t+1) (N, 3) Å corrected, given the window ``frame`` whose current frame is x(t)."""
@@ -106,15 +93,20 @@ class LangevinThermostat:
 
 
 def corrections_from_config(cfg: RolloutConfig, frame_fs: float, data_temperature_K: float | None) -> list[FrameCorrection]:
-    """The corrections a run's [rollout] section asks for, in the order they apply (momentum first,
-    then the thermostat). ``frame_fs``: the model's frame time; ``data_temperature_K``: the training
-    data's mean kinetic temperature (the default target). Raises ValueError when the thermostat has
-    no target temperature."""
-    out: list[FrameCorrection] = [MomentumProjection()] if cfg.momentum else []
+    """The corrections a run's [rollout] section asks for, in the order they apply: the thermostat,
+    then the momentum projection. That order matters: the Langevin noise is isotropic in
+    mass-weighted coordinates, so it also feeds the six rigid-body modes; projecting them out
+    afterwards leaves the 3n - 6 internal modes at the target temperature and the molecule without
+    net drift or spin. ``frame_fs``: the model's frame time; ``data_temperature_K``: the training
+    data's mean kinetic temperature (the default target). Raises ValueError when the thermostat
+    has no target temperature."""
+    out: list[FrameCorrection] = []
     if cfg.thermostat == "langevin":
         target = cfg.temperature_K or data_temperature_K
         if not target:
             raise ValueError("the Langevin thermostat needs a temperature: set rollout.temperature_K "
                              "(this checkpoint does not record its training data's temperature)")
         out.append(LangevinThermostat(target, cfg.tau_fs, frame_fs))
+    if cfg.momentum:
+        out.append(MomentumProjection())
     return out

@@ -37,8 +37,8 @@ from ..data.writers import write_text
 from ..diffusion.losses import draw_noise_keyed, dsm_loss
 from ..diffusion.samplers import make_sampler
 from ..diffusion.sde import SDE, make_sde
-from ..dynamics.physics import kinetic_temperature, masses_of
 from ..dynamics.rollout import rollout_armse
+from ..evaluation.longrun import temperature_series
 from ..nn.score_net import ScoreNet
 from ..ops.graph import complete_graph
 from .checkpoint import load_latest, save_checkpoint
@@ -138,17 +138,8 @@ def data_stats(trajs: Sequence[Trajectory], stride: int) -> dict:
     if len(steps) > 1:
         raise ValueError(f"training trajectories have different time steps {steps} fs; resample them to one")
     frame_fs = float(steps[0]) * stride
-    temps = []
-    for t in trajs:
-        x = torch.from_numpy(t.positions)  # (T, N, 3) Å
-        v = (x[stride:] - x[:-stride]) / frame_fs  # (T - s, N, 3) Å/fs
-        n, frames = x.shape[1], v.shape[0]
-        if frames == 0:
-            continue
-        batch = torch.arange(frames).repeat_interleave(n)
-        temps.append(kinetic_temperature(v.reshape(-1, 3), masses_of(torch.from_numpy(t.numbers)).repeat(frames),
-                                         batch, frames))
-    return {"frame_fs": frame_fs, "temperature_K": float(torch.cat(temps).mean()) if temps else None,
+    temps = [temperature_series(t.positions[::stride], t.numbers, frame_fs) for t in trajs if t.num_frames > stride]
+    return {"frame_fs": frame_fs, "temperature_K": float(np.concatenate(temps).mean()) if temps else None,
             "elements": sorted({int(z) for t in trajs for z in t.numbers})}
 
 

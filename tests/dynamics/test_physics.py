@@ -1,0 +1,93 @@
+"""Physics on generated frames: momentum projection and the Langevin thermostat."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from diffmd_fast.config import RolloutConfig
+from diffmd_fast.data import bundled, load_trajectory, start_batch
+from diffmd_fast.dynamics.physics import LangevinThermostat, MomentumProjection, corrections_from_config, masses_of
+from diffmd_fast.evaluation.longrun import kinetic_temperature
+from diffmd_fast.testing import random_orthogonal
+
+
+def _frame(molecules=3):
+    traj = load_trajectory(bundled("ethanol"))
+    return start_batch([traj] * molecules, [10, 200, 400][:molecules], dtype=torch.float64)
+
+
+def _momenta(frame, x_new):
+    m = masses_of(frame.z).unsqueeze(-1)
+    d = x_new - frame.x
+    lin = torch.zeros(frame.num_graphs, 3, dtype=d.dtype).index_add_(0, frame.batch, m * d)
+    com = torch.zeros(frame.num_graphs, 3, dtype=d.dtype).index_add_(0, frame.batch, m * frame.x)
+    com = com / torch.zeros(frame.num_graphs, 1, dtype=d.dtype).index_add_(0, frame.batch, m)
+    ang = torch.zeros(frame.num_graphs, 3, dtype=d.dtype).index_add_(
+        0, frame.batch, m * torch.cross(frame.x - com[frame.batch], d, dim=-1))
+    return lin, ang
+
+
+def test_momentum_projection_removes_exactly_translation_and_rotation():
+    frame = _frame()
+    gen = torch.Generator().manual_seed(0)
+    d0 = MomentumProjection()(frame, frame.x + 0.01 * torch.randn(frame.x.shape, generator=gen, dtype=torch.float64)) - frame.x
+    lin, ang = _momenta(frame, frame.x + d0)
+    assert lin.abs().max() < 1e-12 and ang.abs().max() < 1e-12
+    # add a rigid translation and a rigid rotation per molecule: the projection takes exactly them away
+    shift = torch.randn(frame.num_graphs, 3, generator=gen, dtype=torch.float64)[frame.batch] * 0.02
+    omega = torch.randn(frame.num_graphs, 3, generator=gen, dtype=torch.float64)[frame.batch] * 0.01
+    spun = d0 + shift + torch.cross(omega, frame.x - frame.x.mean(0), dim=-1)
+    assert torch.allclose(MomentumProjection()(frame, frame.x + spun) - frame.x, d0, atol=1e-12)
+
+
+@pytest.mark.parametrize("reflect", [False, True])
+def test_momentum_projection_commutes_with_rotations_and_reflections(reflect):
+    frame = _frame(1)
+    q = random_orthogonal(reflect, generator=torch.Generator().manual_seed(3))
+    x_new = frame.x + 0.01 * torch.randn(frame.x.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    rotated = frame.__class__(**{**frame.__dict__, "x": frame.x @ q.T})
+    a = MomentumProjection()(rotated, x_new @ q.T)
+    b = MomentumProjection()(frame, x_new) @ q.T
+    assert torch.allclose(a, b, atol=1e-12)
+
+
+def _temperature(frame, x_new, frame_fs):
+    v = ((x_new - frame.x) / frame_fs).view(frame.num_graphs, -1, 3).numpy()
+    return kinetic_temperature(v, masses_of(frame.z[: v.shape[1]]).numpy())
+
+
+def test_langevin_drives_a_cold_system_to_the_target_and_keeps_a_thermal_one_there():
+    """The O step alone thermalises all 3n components: with the centre of mass removed that reads
+    T (3n - 3)/(3n - 6) in the 3n - 6 degrees of freedom; followed by the momentum projection (the
+    configured order) the internal modes read exactly T."""
+    big = start_batch([load_trajectory(bundled("ethanol"))] * 200, 100, dtype=torch.float64)
+    n = 9
+    thermo = LangevinThermostat(500.0, tau_fs=10.0, frame_fs=0.5)
+    both = corrections_from_config(RolloutConfig(temperature_K=500.0, tau_fs=10.0), 0.5, None)
+    for corrections, expected in (([thermo], 500.0 * (3 * n - 3) / (3 * n - 6)), (both, 500.0)):
+        gen = torch.Generator().manual_seed(0)
+        x_new = big.x.clone()  # T = 0: no motion
+        temps = []
+        for _ in range(200):  # 20 relaxation times; the corrections act on the implied velocity each time
+            for c in corrections:
+                x_new = c(big, x_new, gen)
+            temps.append(_temperature(big, x_new, 0.5).mean())
+        assert temps[0] < 0.2 * expected and abs(np.mean(temps[-50:]) - expected) < 0.03 * expected
+        for c in corrections:  # one more step from a thermal state stays thermal
+            x_new = c(big, x_new, gen)
+        assert abs(_temperature(big, x_new, 0.5).mean() - expected) < 0.05 * expected
+
+
+def test_corrections_from_config_and_errors():
+    assert corrections_from_config(RolloutConfig(momentum=False, thermostat="none"), 0.5, None) == []
+    both = corrections_from_config(RolloutConfig(), 0.5, 600.0)
+    assert isinstance(both[1], MomentumProjection) and both[0].temperature_K == 600.0
+    assert corrections_from_config(RolloutConfig(temperature_K=300.0), 0.5, 600.0)[0].temperature_K == 300.0
+    assert math.isclose(both[0].c, math.exp(-0.5 / 100.0))
+    with pytest.raises(ValueError, match="temperature"):
+        corrections_from_config(RolloutConfig(), 0.5, None)
+    with pytest.raises(ValueError, match="> 0"):
+        LangevinThermostat(300.0, 0.0, 0.5)
