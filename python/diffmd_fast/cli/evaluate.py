@@ -41,6 +41,9 @@ def aligned_reference(ref, gen, start: int, stride: int):
     if start < 0 or last >= ref.num_frames:
         raise ValueError(f"reference {ref.name} has {ref.num_frames} frames; {T} generated frames from start {start} "
                          f"with stride {stride} need frame {last}")
+    if not ref.consecutive(start, last):
+        raise ValueError(f"reference {ref.name}: frames {start}..{last} are not consecutive MD frames (or their spacing "
+                         f"is not known), so they cannot be compared with a rollout frame by frame")
     if gen.num_atoms != ref.num_atoms or not (gen.numbers == ref.numbers).all():
         raise ValueError(f"generated trajectory has atoms {gen.formula}, reference {ref.formula}: not the same molecule")
     return ref.positions[start + stride: last + 1: stride]
@@ -53,10 +56,9 @@ def run(args) -> int:
 
     from ..evaluation import metrics, plots
     from ..data import load_trajectory
-    from ..data import load_data
-    from .common import markdown_table, write_json
+    from .common import load_input, markdown_table, write_json
 
-    ref = load_data(args.reference)
+    ref = load_input(args.reference, args)
     named = {"diffmd": load_trajectory(args.generated)}
     for item in args.compare:
         name, sep, path = item.partition("=")
@@ -76,7 +78,7 @@ def run(args) -> int:
         results[name] = m
         rows.append({"model": name, **m})
     out = {"reference": ref.name, "start_frame": int(start), "stride": stride, "frames": first.num_frames,
-           "dt_fs": ref.dt_fs * stride, **results["diffmd"], "models": results}
+           "dt_fs": None if ref.dt_fs is None else ref.dt_fs * stride, **results["diffmd"], "models": results}
     write_json(out, args.json)
     print(markdown_table(rows, COLUMNS))
     if args.plots:
@@ -84,7 +86,7 @@ def run(args) -> int:
         pos = {n: g.positions for n, g in named.items()}
         static = np.broadcast_to(ref.positions[int(start)], target.shape)
         made = [plots.plot_rmsd_over_time({**pos, "static": static}, target, d / "rmsd_over_time.png",
-                                          dt_fs=ref.dt_fs * stride),
+                                          dt_fs=None if ref.dt_fs is None else ref.dt_fs * stride),
                 plots.plot_distance_distributions(pos, target, d / "distance_distributions.png"),
                 plots.plot_rmsf(pos, target, d / "rmsf.png", numbers=ref.numbers)]
         print("plots: " + ", ".join(map(str, made)))
