@@ -52,9 +52,10 @@ def test_labels_index_and_name_selection(tmp_path):
     assert [t.name for t in load_iso17(path)] == ["iso0", "iso1", "iso2"]
     assert load_iso17(path, molecule="iso1")[0].num_frames == 8
     assert load_iso17(path, molecule=-1)[0].name == "iso2"
-    with pytest.raises(KeyError, match="iso9"):
+    assert load_iso17(path, molecule="2")[0].name == "iso2"  # an index as the command line gives it
+    with pytest.raises(TrajectoryError, match="no isomer named 'iso9'"):
         load_iso17(path, molecule="iso9")
-    with pytest.raises(IndexError):
+    with pytest.raises(TrajectoryError, match="index 3 out of range"):
         load_iso17(path, molecule=3)
 
 
@@ -67,8 +68,9 @@ def test_fixed_block_size(tmp_path):
 def test_load_trajectory_on_db(tmp_path):
     multi = tmp_path / "multi.db"
     _write_iso17_db(multi)
-    with pytest.raises(TrajectoryError, match="multi.db: holds 3 molecules; use load_iso17"):
+    with pytest.raises(TrajectoryError, match="multi.db: holds 3 molecules; pick one with multi.db@INDEX or --molecule"):
         load_trajectory(multi)
+    assert load_trajectory(multi, molecule=1).num_frames == 8
     single = tmp_path / "single.db"
     _write_iso17_db(single, frames=(7,))
     assert load_trajectory(single, name="one").num_frames == 7

@@ -65,15 +65,18 @@ def test_extxyz_from_raw_positions(tmp_path, traj):
     assert out.dt_fs == pytest.approx(2.0) and out.energies is None
 
 
-def test_ase_traj_needs_dt(tmp_path, traj):
+def test_ase_traj_without_time_loads_with_unknown_dt(tmp_path, traj):
     path = tmp_path / "water.traj"
     with AseTrajectory(str(path), "w") as writer:
         for t in range(traj.num_frames):
             atoms = Atoms(numbers=traj.numbers, positions=traj.positions[t])
             atoms.calc = SinglePointCalculator(atoms, energy=traj.energies[t], forces=traj.forces[t])
             writer.write(atoms)
-    with pytest.raises(TrajectoryError, match="water.traj: the time between frames is not stored"):
-        load_trajectory(path)
+    out = load_trajectory(path)
+    assert out.dt_fs is None and out.duration_fs is None and "--dt-fs" in out.provenance["dt_fs_note"]
+    np.testing.assert_allclose(out.positions, traj.positions)
+    with pytest.raises(TrajectoryError, match="water: the time between frames is not stored; pass --dt-fs"):
+        out.require_dt()
     _same(load_trajectory(path, dt_fs=0.5), traj)
 
 

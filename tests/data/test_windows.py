@@ -61,9 +61,10 @@ def test_make_loader_covers_everything_once():
 
 def test_start_batch():
     a, b = _ballistic(10), _ballistic(10, atoms=4)
-    sb = start_batch([a, b], 5, stride=2, dtype=torch.float64)
-    np.testing.assert_array_equal(sb.x_prev2[:3].numpy(), a.positions[1])
-    np.testing.assert_array_equal(sb.x_next[3:].numpy(), b.positions[7])
+    sb = start_batch([a, b], 5, stride=2, dtype=torch.float64, centre=True)
+    np.testing.assert_allclose(sb.absolute(sb.x_prev2)[:3].numpy(), a.positions[1], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(sb.absolute(sb.x_next)[3:].numpy(), b.positions[7], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(sb.x[:3].mean(0).numpy(), 0.0, atol=1e-12)
     end = start_batch(a, 9)
     assert torch.equal(end.x_next, end.x)  # no reference frame after the last one
     with pytest.raises(TrajectoryError, match="start frame 1"):

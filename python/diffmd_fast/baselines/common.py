@@ -166,7 +166,18 @@ def _loss(model: NextFrameModel, batch: FrameBatch) -> torch.Tensor:
     pred = model(batch)
     if not torch.isfinite(pred).all():
         raise FloatingPointError(f"{type(model).__name__} predicted NaN/inf positions")
-    return torch.nn.functional.mse_loss(pred, batch.x_next)
+    loss = torch.nn.functional.mse_loss(pred, batch.x_next)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"{type(model).__name__}: non-finite loss {loss.item()} (NaN/inf in the target frames?)")
+    return loss
+
+
+def _check_grads(model: NextFrameModel, epoch: int, step: int) -> None:
+    """Stop before a non-finite gradient reaches the weights (the optimiser would write it in)."""
+    bad = [name for name, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    if bad:
+        raise FloatingPointError(f"{type(model).__name__}: non-finite gradient at epoch {epoch}, batch {step} "
+                                 f"in {bad[:3]}{'...' if len(bad) > 3 else ''}; weights left unchanged")
 
 
 def _loss_unit(loader: Iterable[FrameBatch], dtype: torch.dtype) -> float:
@@ -213,6 +224,8 @@ def train_next_frame(
 ) -> TrainHistory:
     """Adam on the MSE of x(t+1) with ReduceLROnPlateau on the training loss (paper's recipe).
 
+    Raises FloatingPointError on a non-finite prediction, loss or gradient, before any weight changes.
+
     Keeps the weights of the best validation epoch when ``val_loader`` is given. Models without
     parameters (the static frame) are only evaluated. Batches are cast to the model's dtype.
     """
@@ -231,13 +244,14 @@ def train_next_frame(
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=5, min_lr=1e-7)
     best, best_state = float("inf"), None
-    for _ in tqdm(range(epochs), desc=type(model).__name__, disable=not progress):
+    for epoch in tqdm(range(epochs), desc=type(model).__name__, disable=not progress):
         model.train()
         total, count = 0.0, 0
-        for batch in train_loader:
+        for step, batch in enumerate(train_loader):
             loss = _loss(model, batch.to(dtype=dtype))
             opt.zero_grad(set_to_none=True)
             (loss / loss_unit).backward()
+            _check_grads(model, epoch, step)
             opt.step()
             total += loss.item() * batch.num_graphs
             count += batch.num_graphs
@@ -257,7 +271,8 @@ def train_next_frame(
 
 @torch.no_grad()
 def rollout_next_frame(model: NextFrameModel, start: FrameBatch, frames: int) -> torch.Tensor:
-    """(frames, N, 3) Å: the model's own predictions fed back ``frames`` times (start frame excluded)."""
+    """(frames, N, 3) Å: the model's own predictions fed back ``frames`` times (start frame excluded),
+    in the start batch's frame (``start.absolute`` puts them where the data is)."""
     if frames < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")
     model.eval()

@@ -29,6 +29,10 @@ from ..data.batch import FrameBatch
 from .common import (NextFrameModel, NodeEmbedding, make_edges, mlp, register, scatter_mean, scatter_sum,
                      small_init_, unit_dirs)
 
+# Å²: keeps the stick's inertia |r|² away from 0 when its two atoms coincide (degenerate input);
+# negligible against a real half-bond (|r|² ≈ 0.5 Å²).
+INERTIA_EPS = 1e-6
+
 
 def select_sticks(z: torch.Tensor, recv: torch.Tensor, send: torch.Tensor, bonded: torch.Tensor) -> torch.Tensor:
     """(S, 2) int64: a greedy matching of heavy-atom bonds in atom order (no atom in two sticks)."""
@@ -85,7 +89,7 @@ class GMNLayer(nn.Module):
         x1, x2, v1, v2, f1, f2 = x[i1], x[i2], v[i1], v[i2], f[i1], f[i2]  # (S, 3) each
         x0, v0, a0 = (x1 + x2) / 2, (v1 + v2) / 2, (f1 + f2) / 2
         r, vr = (x1 - x2) / 2, (v1 - v2) / 2  # half-bond and relative velocity
-        r2 = (r * r).sum(-1, keepdim=True)  # (S, 1) Å²
+        r2 = (r * r).sum(-1, keepdim=True) + INERTIA_EPS  # (S, 1) Å²
         beta = (torch.cross(r, f1, dim=-1) - torch.cross(r, f2, dim=-1)) / (2 * r2)  # torque / inertia
         w = torch.cross(r, vr, dim=-1) / r2  # (S, 3) rad/frame
         h_c = self.psi(h[i1]) + self.psi(h[i2])

@@ -1,11 +1,13 @@
 """The ``diffmd`` command: one module per subcommand, each with ``add_arguments`` and ``run``.
 
 Errors a user can cause (a missing file, a bad option, a corrupt checkpoint) end in one line on
-stderr and exit status 2; ``--debug`` shows the traceback instead.
+stderr and exit status 2; ``--debug`` shows the traceback instead. A reader that goes away
+(``diffmd info x | head -1``) ends the command quietly with status 0.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from typing import Sequence
@@ -30,6 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # inside the try: a closed pipe must not surface at interpreter exit
+        return status
+    except BrokenPipeError:
+        # the reader is gone: point stdout at /dev/null so Python's final flush cannot fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from ..training.checkpoint import CheckpointError  # late: keep `diffmd --help` fast

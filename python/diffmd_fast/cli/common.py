@@ -11,9 +11,30 @@ from ..data import bundled_names
 
 
 def add_data_argument(p, *, required=True, flag="--data", help_extra="", append=False):
+    """The data file option plus --dt-fs and --molecule, which every command that reads data takes."""
     p.add_argument(flag, required=required, metavar="FILE", action="append" if append else "store",
-                   help=f"trajectory: MD17/rMD17/our npz, extxyz, .traj, ISO17 .db, or a bundled name "
-                        f"({', '.join(bundled_names())}){help_extra}")
+                   help=f"trajectory: MD17/rMD17/our npz, extxyz, .xyz, .traj, ISO17 .db (FILE.db@M picks "
+                        f"molecule M), or a bundled name ({', '.join(bundled_names())}){help_extra}")
+    add_data_options(p)
+
+
+def add_data_options(p):
+    p.add_argument("--dt-fs", type=float, metavar="FS",
+                   help="fs between stored frames, for files that do not store it (or to override it); "
+                        "declares the frames evenly spaced")
+    p.add_argument("--molecule", metavar="INDEX|NAME",
+                   help="molecule of a database holding several (ISO17), like FILE.db@INDEX")
+
+
+def load_input(spec: str, args, *, need_dt: bool = False):
+    """The trajectory ``spec`` with the command's --dt-fs / --molecule; ``need_dt``: refuse one
+    whose time step is unknown (one line naming the file and --dt-fs)."""
+    from ..data import load_data
+
+    traj = load_data(spec, dt_fs=getattr(args, "dt_fs", None), molecule=getattr(args, "molecule", None))
+    if need_dt and traj.dt_fs is None:
+        raise ValueError(f"{spec}: the time between frames is not stored; pass --dt-fs FS")
+    return traj
 
 
 def write_json(data: dict[str, Any], path: str | Path) -> Path:

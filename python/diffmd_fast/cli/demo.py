@@ -38,11 +38,12 @@ def run(args) -> int:
     from ..config import Config
     from ..data import short_to_long_split
     from ..experiments.harness import ExperimentConfig, compare, results_table
-    from ..data import load_data
     from ..data.writers import write_text
 
     t0 = time.perf_counter()
-    traj = load_data(args.data or "ethanol")
+    from .common import load_input
+
+    traj = load_input(args.data or "ethanol", args, need_dt=True)
     n_train, n_val = (int(v) for v in args.split.split(","))
     split = short_to_long_split(traj, train=n_train, val=n_val, test=traj.num_frames - n_train - n_val)
     cfg_path = args.config or resources.files("diffmd_fast") / "configs" / "demo.toml"

@@ -60,6 +60,9 @@ def aligned_reference(ref, gen, start: int, stride: int):
     if not 0 <= start < ref.num_frames:
         raise ValueError(f"start frame {start} is outside the reference {ref.name} ({ref.num_frames} frames)")
     last = min(start + gen.num_frames * stride, ref.num_frames - 1)
+    if last > start and not ref.consecutive(start, last):
+        raise ValueError(f"reference {ref.name}: frames {start}..{last} are not consecutive MD frames (or their spacing "
+                         f"is not known), so they cannot be compared with a rollout frame by frame")
     return ref.positions[start + stride: last + 1: stride]
 
 
@@ -73,7 +76,7 @@ def score(ref, gen, start: int, stride: int):
     if k:  # the long-run stability_frames (from the reference mean) takes the plain name
         aligned["stability_frames_range"] = aligned.pop("stability_frames")
     lr = longrun.long_run_analysis(gen.positions, ref.positions[::stride], ref.numbers, gen.dt_fs,
-                                   ref_dt_fs=ref.dt_fs * stride)
+                                   ref_dt_fs=None if ref.dt_fs is None else ref.dt_fs * stride)
     return {**aligned, "frames": gen.num_frames, "aligned_frames": k, "dt_fs": gen.dt_fs, **lr.metrics}, lr
 
 
@@ -84,10 +87,9 @@ def run(args) -> int:
 
     from ..evaluation import plots
     from ..data import load_trajectory
-    from ..data import load_data
-    from .common import markdown_table, write_json
+    from .common import load_input, markdown_table, write_json
 
-    ref = load_data(args.reference)
+    ref = load_input(args.reference, args)
     named = {"diffmd": load_trajectory(args.generated)}
     for item in args.compare:
         name, sep, path = item.partition("=")
@@ -105,6 +107,7 @@ def run(args) -> int:
         results[name], runs[name] = score(ref, gen, start, stride)
         rows.append({"model": name, **results[name]})
     out = {"reference": ref.name, "reference_frames": ref.num_frames, "start_frame": start, "stride": stride,
+           "frames": first.num_frames, "dt_fs": None if ref.dt_fs is None else ref.dt_fs * stride,
            **results["diffmd"], "models": results}
     write_json(out, args.json)
     print(markdown_table(rows, COLUMNS))
@@ -112,9 +115,11 @@ def run(args) -> int:
     print(markdown_table(rows, LONG_COLUMNS))
     m = results["diffmd"]
     ref_t = m["temperature_ref_mean_K"]
-    print(f"reference: {ref.num_frames} frames every {ref.dt_fs:g} fs, taken every {stride}"
+    every = f"every {ref.dt_fs:g} fs" if ref.dt_fs is not None else "(time step unknown)"
+    print(f"reference: {ref.num_frames} frames {every}, taken every {stride}"
           + (f", T {ref_t:.0f} ± {m['temperature_ref_std_K']:.0f} K" if ref_t is not None else "")
-          + f"; VDOS Nyquist limit {m['vdos_nyquist_cm1']:.0f} cm⁻¹ ({m['vdos_nyquist_THz']:.0f} THz)"
+          + (f"; VDOS Nyquist limit {m['vdos_nyquist_cm1']:.0f} cm⁻¹ ({m['vdos_nyquist_THz']:.0f} THz)"
+             if m["vdos_nyquist_cm1"] is not None else "")
           + (f", bins {m['vdos_resolution_cm1']:.0f} cm⁻¹" if m["vdos_resolution_cm1"] is not None else ""))
     for name, gen in named.items():
         for note in runs[name].notes:
@@ -131,13 +136,14 @@ def run(args) -> int:
         if k:
             static = np.broadcast_to(ref.positions[start], target.shape)
             made += [plots.plot_rmsd_over_time({**pos, "static": static}, target, d / "rmsd_over_time.png",
-                                               dt_fs=ref.dt_fs * stride),
+                                               dt_fs=None if ref.dt_fs is None else ref.dt_fs * stride),
                      plots.plot_distance_distributions(pos, target, d / "distance_distributions.png"),
                      plots.plot_rmsf(pos, target, d / "rmsf.png", numbers=ref.numbers)]
         lr = runs["diffmd"]
-        made += [plots.plot_temperature({n: r.temperature for n, r in runs.items()}, lr.temperature_ref,
-                                        d / "temperature.png", dt_fs=first.dt_fs, ref_dt_fs=ref.dt_fs * stride),
-                 plots.plot_hr({n: r.hr for n, r in runs.items()}, lr.hr_ref, lr.hr_edges, d / "h_r.png")]
+        made.append(plots.plot_hr({n: r.hr for n, r in runs.items()}, lr.hr_ref, lr.hr_edges, d / "h_r.png"))
+        if lr.temperature_ref is not None:
+            made.append(plots.plot_temperature({n: r.temperature for n, r in runs.items()}, lr.temperature_ref,
+                                               d / "temperature.png", dt_fs=first.dt_fs, ref_dt_fs=ref.dt_fs * stride))
         if lr.vdos_cm1 is not None:
             made.append(plots.plot_vdos({n: (r.vdos_cm1, r.vdos) for n, r in runs.items() if r.vdos is not None},
                                         (lr.vdos_cm1, lr.vdos_ref), d / "vdos.png",

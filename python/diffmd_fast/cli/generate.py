@@ -58,19 +58,20 @@ def _generate(args, starts: list[int], suffixed: bool, device) -> int:
 
     from ..data import Trajectory, save_npz, start_batch, write_extxyz
     from ..dynamics.rollout import rollout
-    from ..data import load_data
     from ..training.checkpoint import load_run
+    from .common import load_input
 
     if not starts:  # more ranks than starts
         return 0
     run = load_run(args.checkpoint, device, args.set)
     model, sde, sampler, cfg, ckpt = run.model, run.sde, run.sampler, run.config, run.path
-    ref = load_data(args.data)
+    ref = load_input(args.data, args, need_dt=True)
     stride = cfg.train.stride
     dtype = getattr(torch, cfg.train.dtype)
-    start = start_batch([ref] * len(starts), starts, stride=stride, dtype=dtype).to(device)
+    start = start_batch([ref] * len(starts), starts, stride=stride, dtype=dtype, centre=True).to(device)
     gen = torch.Generator(device=device).manual_seed(args.seed)
     res = rollout(model, sde, sampler, start, args.frames, generator=gen, progress=not args.quiet)
+    absolute = start.absolute(res.positions).cpu()  # (F, N, 3) float64 Å in the reference's frame
     out = Path(args.out)
     stem = out.with_suffix("")
     written = []
@@ -86,7 +87,8 @@ def _generate(args, starts: list[int], suffixed: bool, device) -> int:
                 "sampler": cfg.to_dict()["sampler"], "mean_nfe_per_frame": res.mean_nfe,
                 "frames_per_s": res.frames_per_s, "frames_requested": args.frames,
                 "stopped": None if report is None else report.to_dict()}
-        traj = Trajectory(positions=res.valid_molecule(b), numbers=ref.numbers, dt_fs=ref.dt_fs * stride,
+        valid = absolute[: res.valid_frames[b], start.batch.cpu() == b].numpy()
+        traj = Trajectory(positions=valid, numbers=ref.numbers, dt_fs=ref.dt_fs * stride,
                           name=f"{ref.name}-diffmd-t{t0}", provenance=prov)
         written += [save_npz(traj, base.with_suffix(".npz")), write_extxyz(traj, base.with_suffix(".extxyz"))]
     print(f"generated {args.frames} frames x {len(starts)} trajectories at {res.frames_per_s:.2f} frames/s, "

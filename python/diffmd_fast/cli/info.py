@@ -1,7 +1,8 @@
 """Show what a trajectory file or a training run directory holds.
 
     diffmd info ethanol                 # a bundled trajectory
-    diffmd info data.npz                # frames, atoms, formula, time step (fs), provenance
+    diffmd info data.npz                # frames, atoms, formula, time step (fs), units, cell, provenance
+    diffmd info iso17.db@3              # one molecule of a database holding several
     diffmd info runs/ethanol            # checkpoints, epochs, resolved config
 """
 from __future__ import annotations
@@ -16,11 +17,14 @@ HELP = "what a data file or checkpoint holds"
 def add_arguments(p):
     p.add_argument("path", metavar="FILE_OR_RUN_DIR", help="trajectory file, bundled name, or training run directory")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    from .common import add_data_options
+
+    add_data_options(p)
 
 
 def run(args) -> int:
     path = Path(args.path)
-    info = _run_info(path) if path.is_dir() else _data_info(args.path)
+    info = _run_info(path) if path.is_dir() else _data_info(args.path, args)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
     else:
@@ -34,14 +38,33 @@ def run(args) -> int:
     return 0
 
 
-def _data_info(spec: str) -> dict:
-    from ..data import load_data
+def _data_info(spec: str, args) -> dict:
+    from .common import load_input
 
-    traj = load_data(spec)
-    return {"name": traj.name, "formula": traj.formula, "frames": traj.num_frames, "atoms": traj.num_atoms,
-            "time_step_fs": traj.dt_fs, "duration_fs": (traj.num_frames - 1) * traj.dt_fs,
-            "energies": traj.energies is not None, "forces": traj.forces is not None,
-            "provenance": dict(traj.provenance)}
+    traj = load_input(spec, args)
+    info = {"name": traj.name, "formula": traj.formula, "frames": traj.num_frames, "atoms": traj.num_atoms}
+    # print only times that can be trusted: a time step needs evenly spaced frames, a duration known gaps
+    if traj.dt_fs is None:
+        info["time_step_fs"] = "unknown (not stored in the file; pass --dt-fs)"
+    elif traj.evenly_spaced:
+        info["time_step_fs"] = traj.dt_fs
+    elif traj.spacing_known:
+        gaps = int((traj.frame_steps[-1] - traj.frame_steps[0]) - (traj.num_frames - 1))
+        info["time_step_fs"] = (f"not uniform: frames lie on a {traj.dt_fs:g} fs grid with {gaps} steps missing; "
+                                "windows span only consecutive frames")
+    else:
+        info["time_step_fs"] = ("unknown: frames are in time order but not evenly spaced, and which are "
+                                "consecutive is not stored")
+    if traj.duration_fs is not None:
+        info["duration_fs"] = traj.duration_fs
+    units = traj.provenance.get("units")
+    info["units"] = (f"{units['r_unit']} and {units['e_unit']} in the file, converted to Å and eV" if units
+                     else "Å, eV (as stored)")
+    if "cell_A" in traj.provenance:
+        info["cell_A"] = traj.provenance["cell_A"]
+        info["pbc"] = traj.provenance.get("pbc")
+    info.update(energies=traj.energies is not None, forces=traj.forces is not None, provenance=dict(traj.provenance))
+    return info
 
 
 def _run_info(run: Path) -> dict:

@@ -25,13 +25,16 @@ def add_arguments(p):
     p.add_argument("--baselines", default="static,egnn,rf,gmn,tfn")
     p.add_argument("--baseline-epochs", type=int, default=200, help="paper: 200")
     p.add_argument("--quiet", action="store_true")
+    from .common import add_data_options
+
+    add_data_options(p)
 
 
 def run(args) -> int:
     from ..config import Config
     from ..experiments.harness import ExperimentConfig
     from ..experiments.tables import one_to_others_table, short_to_long_table, write_results
-    from ..data import load_data
+    from .common import load_input
 
     if not args.s2l and not args.o2o:
         raise ValueError("give trajectories with --s2l (Table 1) and/or --o2o (Table 2)")
@@ -41,13 +44,13 @@ def run(args) -> int:
     n_train, n_val = (int(v) for v in args.split.split(","))
     parts, payload = [], {}
     if args.s2l:
-        trajs = [load_data(s) for s in args.s2l]
+        trajs = [load_input(s, args, need_dt=True) for s in args.s2l]
         shortest = min(t.num_frames for t in trajs)
         md, payload["table1"] = short_to_long_table(trajs, cfg, exp, (n_train, n_val, shortest - n_train - n_val),
                                                     args.out, progress=not args.quiet)
         parts.append(md)
     if args.o2o:
-        md, payload["table2"] = one_to_others_table([load_data(s) for s in args.o2o], cfg, exp, args.o2o_test,
+        md, payload["table2"] = one_to_others_table([load_input(s, args, need_dt=True) for s in args.o2o], cfg, exp, args.o2o_test,
                                                     args.out, progress=not args.quiet)
         parts.append(md)
     markdown = "\n\n".join(parts) + "\n"

@@ -47,11 +47,12 @@ def split_all(trajs, spec):
 def run(args) -> int:
     from ..config import Config
     from ..training.loop import train
-    from ..data import load_data
     from .report import write_train_report
 
     cfg = Config.from_toml(args.config, overrides=args.set)
-    trajs = [load_data(s) for s in args.data]
+    from .common import load_input
+
+    trajs = [load_input(s, args, need_dt=True) for s in args.data]
     splits = split_all(trajs, args.split)
     result = train(cfg, [s.train for s in splits], [s.val for s in splits if s.val is not None], args.out,
                    resume=not args.no_resume, progress=True)

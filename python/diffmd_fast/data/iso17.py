@@ -3,7 +3,12 @@
 ISO17 (Schütt et al. 2017, quantum-machine.org) stores rows in ASE's db format with the energy
 in eV under ``total_energy`` (key_value_pairs) and forces in eV/Å under ``atomic_forces`` (data);
 the frames of each isomer follow each other (5000 per isomer, 1 fs apart; reference.db keeps 80%
-of the steps, so its frames are not exactly evenly spaced). The files name no isomer, so:
+of the steps and test_within.db the other 20%, so their frames are not evenly spaced, and the rows
+do not say which steps they hold). Rows that carry their time (``time_fs``, ``time`` in fs, or the
+MD ``step``) give each frame its step, so windows span only consecutive ones; rows that do not
+give a trajectory whose spacing is unknown (no windows, no time step shown) unless the caller
+passes ``dt_fs``, which declares the frames consecutive and that far apart. The files name no
+isomer, so:
 
 1. if rows carry an isomer label (one of ``GROUP_KEYS`` in key_value_pairs or data), group by it;
 2. else if ``frames_per_molecule`` is given, cut consecutive rows into blocks of that size;
@@ -19,12 +24,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .build import ISO17_DT_FS, build_trajectory, require_file
+from .build import ISO17_DT_FS, build_trajectory, require_file, steps_from_times
 from .trajectory import Trajectory, TrajectoryError
 
 GROUP_KEYS = ("molecule", "mol_id", "isomer", "trajectory", "traj_id")
 ENERGY_KEYS = ("total_energy", "energy")
 FORCE_KEYS = ("atomic_forces", "forces")
+TIME_KEYS = ("time_fs", "time")  # fs
+STEP_KEY = "step"  # MD step index, ISO17_DT_FS apart
 
 
 class _Row(NamedTuple):
@@ -34,6 +41,7 @@ class _Row(NamedTuple):
     positions: np.ndarray  # (N, 3) Å
     energy: float | None  # eV
     forces: np.ndarray | None  # (N, 3) eV/Å
+    time: tuple[str, float] | None  # (key, value) of the row's time (fs) or MD step, if stored
 
 
 def _row_label(row) -> str | None:
@@ -59,13 +67,41 @@ def _row_forces(row) -> np.ndarray | None:
     return np.asarray(row.forces) if row.get("forces") is not None else None
 
 
+def _row_time(row) -> tuple[str, float] | None:
+    for key in (*TIME_KEYS, STEP_KEY):
+        if key in row.key_value_pairs:
+            return key, float(row.key_value_pairs[key])
+    return None
+
+
+def _timing(path: Path, block: list[_Row], dt_fs: float | None, provenance: dict):
+    """(dt_fs, frame_steps, spacing_known) of one isomer's rows."""
+    if dt_fs is not None:
+        provenance["dt_fs_note"] = f"given by the caller ({dt_fs} fs between consecutive rows)"
+        return dt_fs, None, True
+    keys = {r.time[0] if r.time else None for r in block}
+    if len(block) > 1 and len(keys) == 1 and None not in keys:
+        key = keys.pop()
+        values = np.array([r.time[1] for r in block])
+        if key == STEP_KEY:
+            provenance["dt_fs_note"] = f"ISO17 sampling step {ISO17_DT_FS} fs x the rows' MD step"
+            return ISO17_DT_FS, np.round(values).astype(np.int64), True
+        provenance["dt_fs_note"] = f"from the rows' {key!r} (fs)"
+        dt, steps = steps_from_times(path, values)
+        return dt, steps, True
+    provenance["dt_fs_note"] = (f"rows store no time or step: ISO17 samples {ISO17_DT_FS} fs, but its databases "
+                                "keep a subset of the steps, so which frames are consecutive is unknown; "
+                                "pass --dt-fs if these rows are consecutive")
+    return ISO17_DT_FS, None, len(block) == 1
+
+
 def _read_rows(path: Path) -> list[_Row]:
     import ase.db
 
     try:
         with ase.db.connect(str(path), type="db") as db:
             return [_Row(r.id, _row_label(r), r.numbers.astype(np.int64), np.asarray(r.positions, dtype=np.float64),
-                         _row_energy(r), _row_forces(r)) for r in db.select(sort="id")]
+                         _row_energy(r), _row_forces(r), _row_time(r)) for r in db.select(sort="id")]
     except Exception as err:  # noqa: BLE001 - sqlite/ASE raise many types for broken files
         raise TrajectoryError(f"{path.name}: not a readable ASE database ({type(err).__name__}: {err})") from err
 
@@ -105,8 +141,9 @@ def load_iso17(
 ) -> list[Trajectory]:
     """All isomer trajectories in an ISO17-layout database, or only ``molecule``.
 
-    ``molecule`` is an index in file order or a name: the stored label, or ``"<formula>_<index>"``
-    (e.g. ``"C7H10O2_3"``) when the file has none.
+    ``molecule`` is an index in file order (an int, or a string of digits) or a name: the stored
+    label, or ``"<formula>_<index>"`` (e.g. ``"C7H10O2_3"``) when the file has none. ``dt_fs``
+    (fs) declares each isomer's rows consecutive and that far apart (see the module docstring).
     """
     p = require_file(path)
     rows = _read_rows(p)
@@ -122,22 +159,27 @@ def load_iso17(
         energies = [r.energy for r in block]
         forces = [r.forces for r in block]
         pos = np.stack([r.positions for r in block])  # (T, N, 3) Å
-        probe = Trajectory(positions=pos[:1], numbers=numbers, dt_fs=1.0)
+        probe = Trajectory(positions=pos[:1], numbers=numbers, dt_fs=None)
         name = label if label is not None else f"{probe.formula}_{k}"
+        provenance = {"source_file": str(p), "format": "ISO17 ASE db", "isomer_index": k, "first_row_id": block[0].id}
+        step, frame_steps, spacing_known = _timing(p, block, dt_fs, provenance)
         trajs.append(build_trajectory(
-            p, pos, numbers, dt_fs or ISO17_DT_FS,
+            p, pos, numbers, step,
             None if any(e is None for e in energies) else np.asarray(energies),
             None if any(f is None for f in forces) else np.stack(forces),
-            name,
-            {"source_file": str(p), "format": "ISO17 ASE db", "isomer_index": k, "first_row_id": block[0].id},
+            name, provenance, frame_steps=frame_steps, spacing_known=spacing_known,
         ))
     if molecule is None:
         return trajs
+    if isinstance(molecule, str) and molecule.lstrip("-").isdigit() and molecule not in [t.name for t in trajs]:
+        molecule = int(molecule)
     if isinstance(molecule, (int, np.integer)):
         if not -len(trajs) <= molecule < len(trajs):
-            raise IndexError(f"{p.name}: molecule index {molecule} out of range for {len(trajs)} isomers")
+            raise TrajectoryError(f"{p.name}: molecule index {molecule} out of range for {len(trajs)} isomers "
+                                  f"(0..{len(trajs) - 1})")
         return [trajs[molecule]]
     hits = [t for t in trajs if t.name == str(molecule)]
     if not hits:
-        raise KeyError(f"{p.name}: no isomer named {molecule!r}; names: {[t.name for t in trajs[:10]]}...")
+        raise TrajectoryError(f"{p.name}: no isomer named {molecule!r}; names: {[t.name for t in trajs[:10]]}; "
+                              f"or give an index 0..{len(trajs) - 1}")
     return hits

@@ -2,20 +2,22 @@
 
 ``load_trajectory`` dispatches on content rather than only on suffix: an npz is identified by its
 keys, a ``.db`` goes to the ISO17 reader, everything else goes through ASE. Every failure names
-the file and says what is wrong.
+the file and says what is wrong. What a file states is honoured: sGDML's ``r_unit``/``e_unit``
+are converted to Å and eV (unknown units are refused), a periodic cell (extxyz ``pbc``, sGDML
+``lattice``) makes the reader unwrap the molecule, per-frame times (``time_fs``, or CP2K's
+``time`` in fs) give the time step; each of these is recorded in the provenance.
 """
 from __future__ import annotations
 
 import json
 import os
-import warnings
 import zipfile
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from .build import MD17_DT_FS, build_trajectory, require_file
+from .build import MD17_DT_FS, build_trajectory, make_whole, require_file, steps_from_times, unit_factor
 from .iso17 import load_iso17
 from .trajectory import Trajectory, TrajectoryError
 
@@ -50,9 +52,11 @@ def _load_npz(path: Path, dt_fs: float | None, name: str | None) -> Trajectory:
             provenance = json.loads(str(_scalar(data["provenance"])))
         except json.JSONDecodeError as err:
             raise TrajectoryError(f"{path.name}: provenance is not valid JSON ({err})") from err
+    explicit_dt = dt_fs is not None
     if dt_fs is None:
-        if "dt_fs" in data:
+        if "dt_fs" in data:  # NaN: we saved a trajectory whose time step was not known
             dt_fs = float(_scalar(data["dt_fs"]))
+            dt_fs = None if np.isnan(dt_fs) else dt_fs
         elif "dt" in data:
             dt_fs = float(_scalar(data["dt"]))
         else:
@@ -63,14 +67,53 @@ def _load_npz(path: Path, dt_fs: float | None, name: str | None) -> Trajectory:
         name = str(_scalar(stored)) if stored is not None and stored.dtype.kind in "US" else path.stem
     provenance.setdefault("source_file", str(path))
     provenance.setdefault("format", "npz (MD17 keys)")
-    return build_trajectory(path, data["R"], data["z"], dt_fs, data.get("E"), data.get("F"), name, provenance)
+    pos, energies, forces, length = _npz_units(path, data, provenance)
+    if "lattice" in data:  # sGDML stores the cell of periodic data sets in r_unit
+        cell = np.asarray(data["lattice"], dtype=np.float64).reshape(3, 3) * length
+        pos = _unwrap(path, pos, data["z"], np.broadcast_to(cell, (pos.shape[0], 3, 3)), np.ones(3, bool), provenance)
+    # an explicit dt_fs declares the frames evenly spaced; otherwise keep the spacing we saved
+    steps = None if explicit_dt else data.get("frame_steps")
+    spacing_known = explicit_dt or "spacing_known" not in data or bool(_scalar(data["spacing_known"]))
+    return build_trajectory(path, pos, data["z"], dt_fs, energies, forces, name, provenance,
+                            frame_steps=steps, spacing_known=spacing_known)
+
+
+def _npz_units(path: Path, data: dict[str, np.ndarray], provenance: dict):
+    """R, E, F in Å, eV, eV/Å and the length factor (Å per file unit): sGDML files state r_unit and
+    e_unit; without them Å and eV are assumed."""
+    pos = np.asarray(data["R"], dtype=np.float64)
+    energies, forces = data.get("E"), data.get("F")
+    if "r_unit" not in data and "e_unit" not in data:
+        return pos, energies, forces, 1.0
+    r_unit = str(_scalar(data["r_unit"])) if "r_unit" in data else "Ang"
+    e_unit = str(_scalar(data["e_unit"])) if "e_unit" in data else "eV"
+    length, energy = unit_factor(path, "length", r_unit), unit_factor(path, "energy", e_unit)
+    provenance["units"] = {"r_unit": r_unit, "e_unit": e_unit, "length_factor": length, "energy_factor": energy,
+                           "note": f"converted on load: R x {length:g} -> Å, E x {energy:g} -> eV, "
+                                   f"F x {energy / length:g} -> eV/Å"}
+    energies = None if energies is None else np.asarray(energies, dtype=np.float64) * energy
+    forces = None if forces is None else np.asarray(forces, dtype=np.float64) * (energy / length)
+    return pos * length, energies, forces, length
+
+
+def _unwrap(path: Path, pos: np.ndarray, numbers, cells: np.ndarray, pbc: np.ndarray, provenance: dict) -> np.ndarray:
+    """Periodic input made whole (see ``make_whole``), with the cell and a note in the provenance."""
+    provenance["cell_A"] = np.round(cells[0], 6).tolist()
+    provenance["pbc"] = [bool(p) for p in pbc]
+    if not pbc.any():
+        return pos
+    if not np.allclose(cells, cells[0]):
+        provenance["cell_varies"] = True
+    provenance["pbc_note"] = ("periodic input made whole on load: molecule unwrapped along its bonds in frame 0, "
+                              "then each atom unwrapped through time by minimum image against the previous frame")
+    return make_whole(path, pos, np.asarray(numbers).astype(np.int64).ravel(), cells, pbc)
 
 
 def _from_rmd17(path: Path, data: dict[str, np.ndarray], dt_fs: float | None, name: str | None) -> Trajectory:
     """Revised MD17 stores frames drawn from MD17; ``old_indices`` (if present) restores time order."""
     pos, energies, forces = data["coords"], data.get("energies"), data.get("forces")
     provenance: dict = {"source_file": str(path), "format": "revised MD17 npz"}
-    step = 1
+    steps = None
     if "old_indices" in data:
         idx = np.asarray(data["old_indices"]).astype(np.int64).ravel()
         if idx.shape[0] != np.asarray(pos).shape[0]:
@@ -79,17 +122,16 @@ def _from_rmd17(path: Path, data: dict[str, np.ndarray], dt_fs: float | None, na
         pos = np.asarray(pos)[order]
         energies = None if energies is None else np.asarray(energies)[order]
         forces = None if forces is None else np.asarray(forces)[order]
-        gaps = np.unique(np.diff(idx[order]))
-        if gaps.size == 1:
-            step = int(gaps[0])
-        elif gaps.size > 1:
-            provenance["time_uniform"] = False
-            warnings.warn(f"{path.name}: frames are not evenly spaced in MD17 time (gaps {gaps[:5]}...); "
-                          "windows built on it mix time steps", stacklevel=3)
+        steps = idx[order]  # MD17 frame index: the time of each frame in MD17 sampling steps
+        if (np.diff(steps) == 0).any():
+            raise TrajectoryError(f"{path.name}: old_indices repeats a frame")
     if dt_fs is None:
-        dt_fs = MD17_DT_FS * step
-        provenance["dt_fs_note"] = f"assumed MD17 sampling step {MD17_DT_FS} fs x index gap {step}"
-    return build_trajectory(path, pos, data["nuclear_charges"], dt_fs, energies, forces, name or path.stem, provenance)
+        dt_fs = MD17_DT_FS
+        provenance["dt_fs_note"] = f"assumed the MD17 sampling step {MD17_DT_FS} fs per old_indices step"
+    else:
+        steps = None  # an explicit dt_fs declares the frames evenly spaced
+    return build_trajectory(path, pos, data["nuclear_charges"], dt_fs, energies, forces, name or path.stem, provenance,
+                            frame_steps=steps)
 
 
 def _load_ase(path: Path, dt_fs: float | None, name: str | None) -> Trajectory:
@@ -108,19 +150,30 @@ def _load_ase(path: Path, dt_fs: float | None, name: str | None) -> Trajectory:
     energies = _calc_property(frames, "energy")
     forces = _calc_property(frames, "forces")
     provenance: dict = {"source_file": str(path), "format": f"ase.io ({path.suffix.lstrip('.') or 'auto'})"}
+    frame_steps = None
     if dt_fs is None:
-        times = [a.info.get("time_fs") for a in frames]
-        if len(frames) > 1 and all(t is not None for t in times):
-            steps = np.diff(np.asarray(times, dtype=np.float64))
-            if not np.allclose(steps, steps[0], rtol=1e-6) or steps[0] <= 0:
-                raise TrajectoryError(f"{path.name}: time_fs is not evenly increasing; pass dt_fs explicitly")
-            dt_fs = float(steps[0])
-        elif len(frames) == 1:
-            dt_fs = 1.0
-        else:
-            raise TrajectoryError(f"{path.name}: the time between frames is not stored; pass dt_fs=")
+        dt_fs, frame_steps = _ase_times(path, frames, provenance)
     pos = np.stack([a.get_positions() for a in frames])  # (T, N, 3) Å
-    return build_trajectory(path, pos, numbers, dt_fs, energies, forces, name or path.stem, provenance)
+    pbc = np.asarray(frames[0].pbc, dtype=bool)
+    if pbc.any() or frames[0].cell.rank:
+        pos = _unwrap(path, pos, numbers, np.stack([np.asarray(a.cell) for a in frames]), pbc, provenance)
+    return build_trajectory(path, pos, numbers, dt_fs, energies, forces, name or path.stem, provenance,
+                            frame_steps=frame_steps)
+
+
+TIME_KEYS = ("time_fs", "time")  # ours (extxyz), CP2K's xyz comment ("i = 1, time = 0.500, E = ...", fs)
+
+
+def _ase_times(path: Path, frames, provenance: dict) -> tuple[float | None, np.ndarray | None]:
+    """(dt_fs, frame_steps) from a per-frame time key; (None, None) when the file stores no time."""
+    for key in TIME_KEYS:
+        times = [a.info.get(key) for a in frames]
+        if len(frames) > 1 and all(t is not None for t in times):
+            if key != "time_fs":
+                provenance["dt_fs_note"] = f"from the per-frame key {key!r}, read as fs"
+            return steps_from_times(path, np.asarray(times, dtype=np.float64))
+    provenance["dt_fs_note"] = "not stored in the file (no per-frame time_fs or time); pass --dt-fs"
+    return None, None
 
 
 def _calc_property(frames, key: str) -> np.ndarray | None:
@@ -134,19 +187,26 @@ def _calc_property(frames, key: str) -> np.ndarray | None:
     return np.asarray(values, dtype=np.float64)
 
 
-def load_trajectory(path: str | os.PathLike, *, dt_fs: float | None = None, name: str | None = None) -> Trajectory:
-    """Load one trajectory from MD17/rMD17/our npz, a single-molecule ASE database, or any ASE format.
+def load_trajectory(path: str | os.PathLike, *, dt_fs: float | None = None, name: str | None = None,
+                    molecule: int | str | None = None) -> Trajectory:
+    """Load one trajectory from MD17/rMD17/our npz, an ASE database (ISO17), or any ASE format.
 
-    ``dt_fs`` overrides the stored (or, for MD17, assumed 0.5 fs) time between frames. A database
-    holding several molecules (ISO17) must be read with ``load_iso17``.
+    ``dt_fs`` (fs) overrides the stored (or, for MD17, assumed 0.5 fs) time between frames and
+    declares the frames evenly spaced. ``molecule`` (index or name) picks one isomer of a
+    database holding several (ISO17); on the command line, ``FILE.db@INDEX`` or ``--molecule``.
     """
     p = require_file(path)
-    if p.suffix == ".npz" or zipfile.is_zipfile(p):
-        return _load_npz(p, dt_fs, name)
+    if dt_fs is not None and not dt_fs > 0:
+        raise TrajectoryError(f"{p.name}: the time step must be a positive number of fs, got {dt_fs}")
     if p.suffix == ".db":
-        trajs = load_iso17(p, dt_fs=dt_fs)
+        trajs = load_iso17(p, molecule, dt_fs=dt_fs)
         if len(trajs) != 1:
-            raise TrajectoryError(f"{p.name}: holds {len(trajs)} molecules; use load_iso17(path, molecule=...)")
+            raise TrajectoryError(f"{p.name}: holds {len(trajs)} molecules; pick one with {p.name}@INDEX or "
+                                  f"--molecule INDEX|NAME (Python: molecule=); names: {[t.name for t in trajs[:10]]}")
         traj = trajs[0]
         return traj if name is None else replace(traj, name=name)
+    if molecule is not None:
+        raise TrajectoryError(f"{p.name}: holds one molecule; a molecule selector only applies to databases (.db)")
+    if p.suffix == ".npz" or zipfile.is_zipfile(p):
+        return _load_npz(p, dt_fs, name)
     return _load_ase(p, dt_fs, name)

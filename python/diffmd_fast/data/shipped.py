@@ -26,8 +26,17 @@ def bundled(name: str) -> Path:
     return path
 
 
-def load_data(spec: str) -> Trajectory:
-    """A trajectory from a file path, or from the name of a bundled one when no such file exists."""
+def load_data(spec: str, *, dt_fs: float | None = None, molecule: int | str | None = None) -> Trajectory:
+    """A trajectory from a file path, or from the name of a bundled one when no such file exists.
+
+    ``FILE.db@M`` selects molecule ``M`` (index or name) of a database holding several (ISO17),
+    like ``molecule=M``; ``dt_fs`` (fs) gives or overrides the time between frames.
+    """
     if spec in bundled_names() and not Path(spec).exists():
-        return load_trajectory(bundled(spec))
-    return load_trajectory(spec)
+        return load_trajectory(bundled(spec), dt_fs=dt_fs, molecule=molecule)
+    path, sep, selector = spec.rpartition("@")
+    if sep and not Path(spec).exists() and Path(path).exists():
+        if molecule is not None and str(molecule) != selector:
+            raise ValueError(f"{spec}: selects molecule {selector!r} but --molecule says {molecule!r}; give one")
+        return load_trajectory(path, dt_fs=dt_fs, molecule=selector)
+    return load_trajectory(spec, dt_fs=dt_fs, molecule=molecule)

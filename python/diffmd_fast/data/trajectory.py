@@ -27,20 +27,27 @@ def _first_bad_frame(arr: np.ndarray) -> int:
 
 @dataclass(frozen=True)
 class Trajectory:
-    """Positions of N atoms over T evenly spaced frames, with optional energies and forces.
+    """Positions of N atoms over T frames in time order, with optional energies and forces.
 
     ``dt_fs`` is the time between *stored* frames (MD timestep times the save interval), so
-    a model trained on frame windows knows its physical time step. ``provenance`` is a JSON-able
-    dict recording how the data was made (engine, method, temperature, seed, command, source file).
+    a model trained on frame windows knows its physical time step; ``None`` when the file does
+    not say (pass it to the loader, ``--dt-fs`` on the command line). Frames that are not evenly
+    spaced (a data set that holds out some steps) carry ``frame_steps``: frame t lies at time
+    ``frame_steps[t] * dt_fs``; ``spacing_known=False`` says the frames are in time order but which
+    of them are consecutive is not known. Windows only ever span consecutive frames.
+    ``provenance`` is a JSON-able dict recording how the data was made (engine, method,
+    temperature, seed, command, source file, units converted, cell unwrapped).
     """
 
     positions: np.ndarray  # (T, N, 3) float64 Å
     numbers: np.ndarray  # (N,) int64 atomic numbers
-    dt_fs: float  # fs between stored frames
+    dt_fs: float | None  # fs between stored frames (or per unit of frame_steps); None: not known
     energies: np.ndarray | None = None  # (T,) eV
     forces: np.ndarray | None = None  # (T, N, 3) eV/Å
     name: str = "trajectory"
     provenance: dict[str, Any] = field(default_factory=dict)
+    frame_steps: np.ndarray | None = None  # (T,) int64 increasing, time in units of dt_fs; None: 0..T-1
+    spacing_known: bool = True  # False: in time order, but gaps between frames are not known
 
     def __post_init__(self) -> None:
         src = self.name
@@ -63,8 +70,22 @@ class Trajectory:
         num = num.astype(np.int64)
         if (num < 1).any() or (num > 118).any():
             raise TrajectoryError(f"{src}: atomic numbers must lie in 1..118, got {sorted(set(num.tolist()))}")
-        if not (np.isfinite(self.dt_fs) and self.dt_fs > 0):
-            raise TrajectoryError(f"{src}: dt_fs must be a positive number of fs, got {self.dt_fs!r}")
+        if self.dt_fs is not None and not (np.isfinite(self.dt_fs) and self.dt_fs > 0):
+            raise TrajectoryError(f"{src}: dt_fs must be a positive number of fs or None, got {self.dt_fs!r}")
+        dt_fs, steps = self.dt_fs, self.frame_steps
+        if steps is not None:
+            steps = np.asarray(steps)
+            if steps.shape != (pos.shape[0],) or not np.issubdtype(steps.dtype, np.integer):
+                raise TrajectoryError(f"{src}: frame_steps must be ({pos.shape[0]},) integers, got {steps.dtype} {steps.shape}")
+            gaps = np.diff(steps.astype(np.int64))
+            if (gaps <= 0).any():
+                raise TrajectoryError(f"{src}: frame_steps must increase, got {steps[:10].tolist()}...")
+            # canonical form: steps from 0 with gcd 1 (the gcd folds into dt_fs); None when even
+            g = int(np.gcd.reduce(gaps)) if gaps.size else 1
+            steps = (steps.astype(np.int64) - int(steps[0])) // g
+            dt_fs = None if dt_fs is None else float(dt_fs) * g
+            if (np.diff(steps) == 1).all():
+                steps = None
         energies = self._check_optional("energies", self.energies, (pos.shape[0],))
         forces = self._check_optional("forces", self.forces, pos.shape)
         try:
@@ -73,7 +94,9 @@ class Trajectory:
             raise TrajectoryError(f"{src}: provenance must be JSON-serialisable ({err})") from err
         object.__setattr__(self, "positions", pos)
         object.__setattr__(self, "numbers", num)
-        object.__setattr__(self, "dt_fs", float(self.dt_fs))
+        object.__setattr__(self, "dt_fs", None if dt_fs is None else float(dt_fs))
+        object.__setattr__(self, "frame_steps", steps)
+        object.__setattr__(self, "spacing_known", bool(self.spacing_known))
         object.__setattr__(self, "energies", energies)
         object.__setattr__(self, "forces", forces)
         object.__setattr__(self, "provenance", dict(self.provenance))
@@ -101,12 +124,44 @@ class Trajectory:
         return int(self.positions.shape[1])
 
     @property
+    def evenly_spaced(self) -> bool:
+        """True when frame t+1 always follows frame t by the same time (known or not)."""
+        return self.spacing_known and self.frame_steps is None
+
+    @property
+    def steps(self) -> np.ndarray | None:
+        """(T,) int64 time of each frame in units of dt_fs; None when the spacing is not known."""
+        if not self.spacing_known:
+            return None
+        return np.arange(self.num_frames, dtype=np.int64) if self.frame_steps is None else self.frame_steps
+
+    @property
+    def duration_fs(self) -> float | None:
+        """fs from the first to the last frame; None when the time step or the spacing is unknown."""
+        steps = self.steps
+        return None if self.dt_fs is None or steps is None else float(steps[-1] - steps[0]) * self.dt_fs
+
+    def consecutive(self, start: int, stop: int) -> bool:
+        """Whether frames ``start .. stop`` (inclusive) are consecutive MD frames, with no gap."""
+        steps = self.steps
+        if steps is None:
+            return False
+        return 0 <= start <= stop < self.num_frames and int(steps[stop] - steps[start]) == stop - start
+
+    def require_dt(self) -> float:
+        """dt_fs, or a one-line error saying how to give it."""
+        if self.dt_fs is None:
+            raise TrajectoryError(f"{self.name}: the time between frames is not stored; pass --dt-fs FS "
+                                  "(Python: dt_fs=)")
+        return self.dt_fs
+
+    @property
     def formula(self) -> str:
         """Hill-ordered chemical formula as ASE writes it, e.g. ``C2H6O``."""
         return Symbols(self.numbers).get_chemical_formula(mode="hill")
 
     def slice(self, start: int, stop: int | None = None, step: int = 1) -> "Trajectory":
-        """Frames ``start:stop:step`` as a new trajectory; ``dt_fs`` scales with ``step``."""
+        """Frames ``start:stop:step`` as a new trajectory; ``dt_fs`` scales with ``step`` when evenly spaced."""
         if step < 1:
             raise ValueError(f"{self.name}: slice step must be >= 1, got {step}")
         sel = slice(start, stop, step)
@@ -118,15 +173,18 @@ class Trajectory:
         return Trajectory(
             positions=pos,
             numbers=self.numbers,
-            dt_fs=self.dt_fs * step,
+            dt_fs=self.dt_fs * step if self.dt_fs is not None and self.frame_steps is None and self.spacing_known
+            else self.dt_fs,
             energies=None if self.energies is None else self.energies[sel],
             forces=None if self.forces is None else self.forces[sel],
             name=self.name,
             provenance={**self.provenance, "slice": [start, stop, step]},
+            frame_steps=None if self.frame_steps is None else self.frame_steps[sel],
+            spacing_known=self.spacing_known,
         )
 
     def __repr__(self) -> str:
         return (
             f"Trajectory(name={self.name!r}, formula={self.formula}, frames={self.num_frames}, "
-            f"dt_fs={self.dt_fs:g}, energies={self.energies is not None}, forces={self.forces is not None})"
+            f"dt_fs={self.dt_fs}, evenly_spaced={self.evenly_spaced}, energies={self.energies is not None}, forces={self.forces is not None})"
         )

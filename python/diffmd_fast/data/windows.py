@@ -19,17 +19,23 @@ from .trajectory import Trajectory, TrajectoryError
 
 
 class Window(NamedTuple):
-    """One training example: four frames of one molecule (float64, converted at collate time)."""
+    """One training example: four frames of one molecule (float64, centred and cast at collate time)."""
 
     positions: torch.Tensor  # (4 + K, N, 3) Å: t-(2+K)s, ..., t-2s, t-s, t, t+s (K history frames, default 0)
     z: torch.Tensor  # (N,) int64
 
 
 def _valid_times(traj: Trajectory, rng: range, stride: int, history: int = 0) -> np.ndarray:
-    """Window centres t in ``rng`` whose frames t-(2+history)s .. t+s all lie in [rng.start, rng.stop)."""
+    """Window centres t in ``rng`` whose frames t-(2+history)s .. t+s all lie in [rng.start, rng.stop) and
+    are consecutive MD frames (a gap in ``frame_steps``, or unknown spacing, excludes a window)."""
     start, stop = max(rng.start, 0), min(rng.stop, traj.num_frames)
     times = np.arange(rng.start, rng.stop, rng.step, dtype=np.int64)
-    return times[(times - (2 + history) * stride >= start) & (times + stride < stop)]
+    first = (2 + history) * stride
+    times = times[(times - first >= start) & (times + stride < stop)]
+    steps = traj.steps
+    if steps is None:
+        return times[:0]
+    return times[steps[times + stride] - steps[times - first] == first + stride]
 
 
 class FrameWindows(Dataset):
@@ -63,9 +69,12 @@ class FrameWindows(Dataset):
         ]
         counts = np.array([len(t) for t in self._times], dtype=np.int64)
         if counts.sum() == 0:
+            unknown = [t.name for t in trajs if not t.spacing_known]
             raise TrajectoryError(
                 f"FrameWindows: no complete window (needs {(3 + history) * stride + 1} consecutive frames at stride "
                 f"{stride}) in {self.names}"
+                + (f"; which frames of {unknown} are consecutive is not known: pass --dt-fs (Python: dt_fs=) if "
+                   "they are evenly spaced" if unknown else "")
             )
         self._offsets = np.concatenate([[0], np.cumsum(counts)])
 
@@ -85,15 +94,27 @@ class FrameWindows(Dataset):
         return Window(self._pos[k][t - (2 + self.history) * s: t + s + 1: s], self._z[k])
 
 
-def collate_windows(items: Sequence[Window], dtype: torch.dtype = torch.float32) -> FrameBatch:
-    """Concatenate molecules along the atom axis into one ``FrameBatch``."""
-    pos = torch.cat([w.positions for w in items], dim=1).to(dtype)  # (4 + K, N_total, 3)
+def collate_windows(items: Sequence[Window], dtype: torch.dtype = torch.float32, *, centre: bool = True) -> FrameBatch:
+    """Concatenate molecules along the atom axis into one ``FrameBatch``.
+
+    Each molecule is centred on the centroid of its x(t) in float64 before the cast to ``dtype``:
+    velocities (~1e-2 Å/frame) are differences of positions, and float32 positions far from the
+    origin (1e4 Å carries ~1e-3 Å of rounding) would destroy them. The centroids go to
+    ``FrameBatch.origin`` (float64), so ``batch.absolute(x)`` gives positions in the file's frame.
+    ``centre=False`` keeps the file's frame (origin zero), cast as is. Windows with K history
+    frames fill ``FrameBatch.history`` (K, N, 3).
+    """
+    pos = torch.cat([w.positions for w in items], dim=1).to(torch.float64)  # (4 + K, N_total, 3)
     z = torch.cat([w.z for w in items])
     sizes = torch.tensor([w.z.shape[0] for w in items], dtype=torch.int64)
     batch = torch.repeat_interleave(torch.arange(len(items), dtype=torch.int64), sizes)
+    origin = torch.stack([w.positions[-2].to(torch.float64).mean(0) for w in items])  # (B, 3) Å, centroid of x(t)
+    if not centre:
+        origin = torch.zeros_like(origin)
+    pos = (pos - origin[batch]).to(dtype)
     k = pos.shape[0] - 4
     return FrameBatch(z=z, x_prev2=pos[k], x_prev=pos[k + 1], x=pos[k + 2], x_next=pos[k + 3], batch=batch,
-                      num_graphs=len(items), history=pos[:k] if k > 0 else None)
+                      num_graphs=len(items), origin=origin, history=pos[:k] if k > 0 else None)
 
 
 def make_loader(
@@ -127,10 +148,15 @@ def start_batch(
     *,
     stride: int = 1,
     dtype: torch.dtype = torch.float32,
+    centre: bool = True,
 ) -> FrameBatch:
     """The window at frame ``t`` (one per trajectory, or one ``t`` each) to start a rollout from.
 
     ``x_next`` is x(t+s) when the reference has it (to score the first generated frame), else x(t).
+    ``centre=True`` centres each molecule in float64 before the cast (see ``collate_windows``), as
+    data far from the origin needs: a rollout's frames are then in that frame, and
+    ``batch.absolute(x)`` puts them back where the reference is. ``centre=False`` keeps the data's
+    frame (only safe near the origin in float32).
     """
     trajs = [trajs_or_traj] if isinstance(trajs_or_traj, Trajectory) else list(trajs_or_traj)
     times = [int(t)] * len(trajs) if isinstance(t, (int, np.integer)) else [int(v) for v in t]
@@ -143,7 +169,10 @@ def start_batch(
                 f"{traj.name}: rollout start frame {t0} needs 2*stride={2 * stride} earlier frames and must be "
                 f"< {traj.num_frames}"
             )
-        nxt = t0 + stride if t0 + stride < traj.num_frames else t0
+        nxt = t0 + stride if t0 + stride < traj.num_frames and traj.consecutive(t0, t0 + stride) else t0
+        if not traj.consecutive(t0 - 2 * stride, t0):
+            raise TrajectoryError(f"{traj.name}: rollout start frame {t0} needs the {2 * stride} frames before it "
+                                  f"to be consecutive MD frames; they are not (or their spacing is not known)")
         pos = traj.positions[[t0 - 2 * stride, t0 - stride, t0, nxt]]  # (4, N, 3)
         items.append(Window(torch.from_numpy(pos), torch.from_numpy(traj.numbers)))
-    return collate_windows(items, dtype=dtype)
+    return collate_windows(items, dtype=dtype, centre=centre)

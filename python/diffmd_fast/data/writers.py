@@ -48,17 +48,22 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 def save_npz(traj: Trajectory, path: str | os.PathLike, *, forces_dtype: type = np.float64) -> Path:
     """Write ``traj`` as a compressed npz readable by MD17/sGDML tools and by ``load_trajectory``.
 
-    Keys: R (T,N,3) Å, z (N,), E (T,) eV, F (T,N,3) eV/Å (E/F only when present), dt_fs, name,
-    provenance (JSON string). ``forces_dtype=np.float32`` halves the size of shipped files;
+    Keys: R (T,N,3) Å, z (N,), E (T,) eV, F (T,N,3) eV/Å (E/F only when present), dt_fs (NaN when
+    not known), name, provenance (JSON string); frame_steps (T,) and spacing_known only for frames
+    that are not evenly spaced. ``forces_dtype=np.float32`` halves the size of shipped files;
     positions always stay float64 because velocities and accelerations are small differences.
     """
     arrays: dict[str, np.ndarray] = {
         "R": traj.positions,
         "z": traj.numbers,
-        "dt_fs": np.array(traj.dt_fs),
+        "dt_fs": np.array(np.nan if traj.dt_fs is None else traj.dt_fs),
         "name": np.array(traj.name),
         "provenance": np.array(json.dumps(traj.provenance, sort_keys=True)),
     }
+    if traj.frame_steps is not None:
+        arrays["frame_steps"] = traj.frame_steps
+    if not traj.spacing_known:
+        arrays["spacing_known"] = np.array(False)
     if traj.energies is not None:
         arrays["E"] = traj.energies
     if traj.forces is not None:
@@ -70,7 +75,7 @@ def save_npz(traj: Trajectory, path: str | os.PathLike, *, forces_dtype: type = 
 
 
 def _frames_as_atoms(traj: Trajectory) -> list[Atoms]:
-    frames = []
+    frames, steps = [], traj.steps
     for t in range(traj.num_frames):
         atoms = Atoms(numbers=traj.numbers, positions=traj.positions[t])
         if traj.energies is not None or traj.forces is not None:
@@ -79,7 +84,8 @@ def _frames_as_atoms(traj: Trajectory) -> list[Atoms]:
                 energy=None if traj.energies is None else float(traj.energies[t]),
                 forces=None if traj.forces is None else traj.forces[t],
             )
-        atoms.info["time_fs"] = t * traj.dt_fs
+        if steps is not None and traj.dt_fs is not None:  # never write a time that is not known
+            atoms.info["time_fs"] = float(steps[t]) * traj.dt_fs
         frames.append(atoms)
     return frames
 

@@ -122,12 +122,15 @@ def rollout_armse(model: torch.nn.Module, sde: SDE, sampler: Sampler, trajs, fra
                                                                          starts_per_traj)]
     if not items:
         return None
-    start = start_batch([tr for tr, _ in items], [t0 for _, t0 in items], stride=stride, dtype=dtype).to(device)
+    start = start_batch([tr for tr, _ in items], [t0 for _, t0 in items], stride=stride, dtype=dtype,
+                        centre=True).to(device)
     res = rollout(model, sde, sampler, start, frames, generator=generator, guard=GuardConfig.finite_only(),
                   strict=True)  # validation keeps failing loudly on NaN, as before guards existed
+    pos = start.absolute(res.positions).cpu().numpy()  # (F, N, 3) float64 Å in the data's frame
+    atom_batch = start.batch.cpu().numpy()
     gen_err, static_err = [], []
     for b, (traj, t0) in enumerate(items):
         ref = traj.positions[t0 + stride: t0 + (frames + 1) * stride: stride]  # (F, n, 3)
-        gen_err.append(armse(res.molecule(b), ref))
+        gen_err.append(armse(pos[:, atom_batch == b], ref))
         static_err.append(armse(np.broadcast_to(traj.positions[t0], ref.shape), ref))
     return RolloutScore(float(np.mean(gen_err)), float(np.mean(static_err)), res.frames_per_s, res.mean_nfe)

@@ -52,7 +52,8 @@ def _select(frame: FrameBatch, keep: torch.Tensor) -> FrameBatch:
     atoms = keep[frame.batch]  # (N,)
     new_id = torch.cumsum(keep.to(torch.int64), 0) - 1
     return FrameBatch(z=frame.z[atoms], x_prev2=frame.x_prev2[atoms], x_prev=frame.x_prev[atoms], x=frame.x[atoms],
-                      x_next=frame.x_next[atoms], batch=new_id[frame.batch[atoms]], num_graphs=int(keep.sum()))
+                      x_next=frame.x_next[atoms], batch=new_id[frame.batch[atoms]], num_graphs=int(keep.sum()),
+                      origin=None if frame.origin is None else frame.origin[keep.to(frame.origin.device)])
 
 
 def sample_frame(model, sde: SDE, sampler: Sampler, frame: FrameBatch, graph: Graph,
@@ -90,6 +91,8 @@ class Stepper:
     by ``state_dict`` for exact resumption); strict: raise RolloutStopped on the first failure
     instead of stopping the molecule.
 
+    Positions are in the start batch's frame (molecules centred in float64 when the batch was built
+    with ``centre=True``; ``start.absolute(positions)`` puts them back in the data's frame).
     After ``step()``: ``positions`` (N, 3) Å is the newest frame of every start atom (NaN for stopped
     molecules), ``frame`` the window of the active molecules, ``t`` the number of frames generated,
     ``last_nfe`` the score evaluations of that step, ``stopped`` (B,) the StopReport of each stopped
@@ -194,7 +197,7 @@ class Stepper:
         like = self.start.x
         self.frame = FrameBatch(z=frame.z, x_prev2=state["x_prev2"].to(like), x_prev=state["x_prev"].to(like),
                                 x=state["x"].to(like), x_next=state["x"].to(like), batch=frame.batch,
-                                num_graphs=frame.num_graphs)
+                                num_graphs=frame.num_graphs, origin=frame.origin)
         self.atom_ids = state["atom_ids"].to(dev)
         self.positions = state["positions"].to(like)
         self.stopped = [None if r is None else StopReport(**r) for r in state["stopped"]]

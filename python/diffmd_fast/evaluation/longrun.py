@@ -306,6 +306,9 @@ def long_run_analysis(
     ``dt_fs`` fs apart, against a reference ``ref`` (T_ref, N, 3) Å (frames ``ref_dt_fs`` fs apart,
     default ``dt_fs``). No phase alignment: T and T_ref may differ.
 
+    Without a time step (``dt_fs`` None: a file that does not say how far apart its frames are) the
+    time-based metrics (stability_ps, temperatures, VDOS) are None and a note says why.
+
     The generated distributions use its stable part, frames [0, stability_frames). Both VDOS use the same
     segment length, so with equal frame times they share their bins; otherwise the reference spectrum is
     interpolated onto the generated bins below both Nyquist limits.
@@ -313,14 +316,15 @@ def long_run_analysis(
     g, r = _check_traj(gen, "gen"), _check_traj(ref, "ref")
     if g.shape[1:] != r.shape[1:]:
         raise ValueError(f"gen and ref must hold the same atoms, got shapes {g.shape} and {r.shape}")
-    dt = _check_dt(dt_fs)
-    dt_ref = _check_dt(dt if ref_dt_fs is None else ref_dt_fs, "ref_dt_fs")
+    timed = dt_fs is not None and (ref_dt_fs is not None or dt_fs is not None)
+    dt = _check_dt(dt_fs) if dt_fs is not None else None
+    dt_ref = _check_dt(dt if ref_dt_fs is None else ref_dt_fs, "ref_dt_fs") if timed else None
     masses(numbers, g.shape[1])  # fail on bad numbers before any long computation
     stable = bond_stability_frames(g, r, numbers, tol=tol)
-    ny_cm1, ny_thz = nyquist(dt)
+    ny_cm1, ny_thz = nyquist(dt) if dt is not None else (None, None)
     out = LongRun(metrics={
         "stability_frames": stable,
-        "stability_ps": stable * dt / 1000.0,
+        "stability_ps": stable * dt / 1000.0 if dt is not None else None,
         "stable_fraction": stable / g.shape[0],
         "h_r_mae": None, "h_r_jsd": None,
         "temperature_mean_K": None, "temperature_std_K": None,
@@ -338,6 +342,9 @@ def long_run_analysis(
     else:
         out.notes.append("no stable frame: h(r), temperature and VDOS are null")
 
+    if not timed:
+        out.notes.append("no time step: stability_ps, temperatures and VDOS are null")
+        return out
     if r.shape[0] >= 2:
         out.temperature_ref = temperature_series(r, numbers, dt_ref)
         met["temperature_ref_mean_K"] = float(out.temperature_ref.mean())

@@ -100,7 +100,8 @@ def run_diffmd(cfg: Config, train_set, val_set, items, frames: int, out_dir: Pat
     train_s = time.perf_counter() - t0
     model, stride = result.model, cfg.train.stride
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
-    start = start_batch([tr for tr, _ in items], [t for _, t in items], stride=stride, dtype=dtype).to(device)
+    start = start_batch([tr for tr, _ in items], [t for _, t in items], stride=stride, dtype=dtype,
+                        centre=True).to(device)
     gen = torch.Generator(device=device).manual_seed(cfg.train.seed)
     try:
         res = rollout(model, make_sde(cfg.sde), make_sampler(cfg.sampler), start, frames, generator=gen,
@@ -108,7 +109,8 @@ def run_diffmd(cfg: Config, train_set, val_set, items, frames: int, out_dir: Pat
     except FloatingPointError:
         return [None] * len(items), train_s, 0.0
     # a molecule the rollout guards stopped has NaN frames from its stop on: scored as diverged
-    gens = [res.molecule(b) for b in range(len(items))]
+    pos = start.absolute(res.positions).cpu()  # (F, N, 3) float64 Å, back in the data's frame
+    gens = [pos[:, start.batch.cpu() == b].numpy() for b in range(len(items))]
     return [g if np.isfinite(g).all() else None for g in gens], train_s, res.frames_per_s
 
 
@@ -123,14 +125,15 @@ def run_baseline(name: str, exp: ExperimentConfig, train_set, val_set, items, fr
     val = make_loader(val_set, batch_size=exp.baseline_batch, shuffle=False, stride=stride) if val_set else None
     train_next_frame(model, loader, val, epochs=exp.baseline_epochs, seed=exp.seed, progress=progress)
     train_s = time.perf_counter() - t0
-    start = start_batch([tr for tr, _ in items], [t for _, t in items], stride=stride)
+    start = start_batch([tr for tr, _ in items], [t for _, t in items], stride=stride, centre=True)
     t1 = time.perf_counter()
     try:
         pos = rollout_next_frame(model, start, frames)  # (F, N, 3)
     except FloatingPointError:
         return [None] * len(items), train_s, 0.0
     fps = frames / max(time.perf_counter() - t1, 1e-9)
-    return [pos[:, start.batch == b].double().numpy() for b in range(len(items))], train_s, fps
+    pos = start.absolute(pos)  # back in the data's frame
+    return [pos[:, start.batch == b].numpy() for b in range(len(items))], train_s, fps
 
 
 def compare(cfg: Config, exp: ExperimentConfig, train_set: Sequence[Trajectory], val_set: Sequence[Trajectory],

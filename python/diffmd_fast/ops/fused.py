@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from . import reference
+from .autocast import register_float32_autocast
 from .basis import sbf_dim
 
 try:
@@ -27,7 +28,10 @@ COMPILED = _C is not None and hasattr(torch.ops.diffmd_fast, "egl_attention")
 def egl_attention(x, v, q, k, m, w1, w2, row_ptr, col, *, cutoff: float, num_radial: int,
                   num_spherical: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused EGL attention. Shapes: x, v (N,3); q, k, m (N,H,D); w1, w2 (K,H,D);
-    row_ptr (N+1,) int64; col (E,) int64. Returns msg (N,H,D) and vec (N,H,3)."""
+    row_ptr (N+1,) int64; col (E,) int64. Returns msg (N,H,D) and vec (N,H,3).
+
+    Inputs must share float32 or float64; under torch.autocast (CPU or CUDA) the op computes in
+    float32 and returns the autocast dtype (ops/autocast.py)."""
     if not COMPILED:
         return reference.egl_attention(x, v, q, k, m, w1, w2, row_ptr, col, cutoff=cutoff,
                                        num_radial=num_radial, num_spherical=num_spherical)
@@ -66,3 +70,6 @@ if COMPILED:
         return (*grads, None, None, None, None, None)
 
     torch.library.register_autograd("diffmd_fast::egl_attention", _backward, setup_context=_setup_context)
+
+    _LIB = torch.library.Library("diffmd_fast", "IMPL")  # kept alive: the registrations live as long as it
+    register_float32_autocast("diffmd_fast::egl_attention", _LIB)

@@ -19,6 +19,7 @@ import math
 
 import torch
 
+from .autocast import float32_under_autocast
 from .basis import EPS, basis_constants, sbf_dim
 
 
@@ -100,9 +101,12 @@ def pair_basis(r: torch.Tensor, v_i: torch.Tensor, v_j: torch.Tensor, *, cutoff:
     return torch.cat(sbf1, dim=1), torch.cat(sbf2, dim=1)
 
 
+@float32_under_autocast
 def egl_attention(x, v, q, k, m, w1, w2, row_ptr, col, *, cutoff: float, num_radial: int,
                   num_spherical: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """msg (N,H,D) = Σ_j α_ijh m_jh and vec (N,H,3) = Σ_j α_ijh (x_i - x_j), α = softmax_j a_ijh."""
+    """msg (N,H,D) = Σ_j α_ijh m_jh and vec (N,H,3) = Σ_j α_ijh (x_i - x_j), α = softmax_j a_ijh.
+
+    Under torch.autocast: computed in float32, returned in the autocast dtype (ops/autocast.py)."""
     N, H, D = q.shape
     K = sbf_dim(num_radial, num_spherical)
     if w1.shape != (K, H, D) or w2.shape != (K, H, D):
