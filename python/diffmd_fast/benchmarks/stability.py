@@ -137,7 +137,8 @@ def run_cell(molecule: str, stride: int, sampler: str, args, split, run_dir: Pat
     starts = np.linspace(2 * stride, test.num_frames - 1, args.starts).round().astype(int).tolist()
     start = start_batch([test] * len(starts), starts, stride=stride, dtype=getattr(torch, run.config.train.dtype))
     gen = torch.Generator().manual_seed(args.seed)
-    stepper = Stepper(run.model, run.sde, run.sampler, start, corrections=corrections, generator=gen)
+    stepper = Stepper(run.model, run.sde, run.sampler, start, corrections=corrections, generator=gen,
+                      compile=run.config.rollout.compile)
     ref = split.reference.positions
     score = OnlineScore(ref, split.reference.numbers, len(starts), frame_fs, start.x)
     stepper.attach(score)

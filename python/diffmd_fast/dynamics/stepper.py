@@ -89,7 +89,8 @@ class Stepper:
     corrections: FrameCorrection objects applied to each sampled frame in order; guard: thresholds
     of the health checks; generator: the random stream of the sampler and the corrections (saved
     by ``state_dict`` for exact resumption); strict: raise RolloutStopped on the first failure
-    instead of stopping the molecule.
+    instead of stopping the molecule; compile: run the score network under torch.compile (shapes
+    marked dynamic, so a molecule stopping does not recompile).
 
     Positions are in the start batch's frame (molecules centred in float64 when the batch was built
     with ``centre=True``; ``start.absolute(positions)`` puts them back in the data's frame).
@@ -100,7 +101,13 @@ class Stepper:
 
     def __init__(self, model: torch.nn.Module, sde: SDE, sampler: Sampler, start: FrameBatch, *,
                  corrections: Sequence[FrameCorrection] = (), guard: GuardConfig = GuardConfig(),
-                 generator: torch.Generator | None = None, graph: Graph | None = None, strict: bool = False) -> None:
+                 generator: torch.Generator | None = None, graph: Graph | None = None, strict: bool = False,
+                 compile: bool = False) -> None:
+        max_z = getattr(getattr(model, "cfg", None), "max_z", None)
+        if max_z is not None and (int(start.z.max()) > max_z or int(start.z.min()) < 0):
+            raise ValueError(f"atomic numbers must lie in 0..{max_z} for this model, got {start.z.min()}..{start.z.max()}")
+        if compile:
+            model = torch.compile(model, dynamic=True)
         self.model, self.sde, self.sampler = model, sde, sampler
         self.corrections, self.generator, self.strict = tuple(corrections), generator, strict
         self.start = start
