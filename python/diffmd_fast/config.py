@@ -20,6 +20,9 @@ class ModelConfig:
 
     ``anchor``: add the gated pull towards the constant-velocity extrapolation x(t) + v(t) to the
     score (see score_net.py); False gives the paper's plain network, which never sees x(t).
+    ``sigma_data``: Å, the spread of x(t+1) about x(t) + v(t) in the training data; > 0 switches to
+    EDM preconditioning about the anchor and the matching loss weight (beyond the paper; see
+    score_net.py). 0 keeps the gated form.
     """
 
     num_layers: int = 6
@@ -33,6 +36,7 @@ class ModelConfig:
     max_z: int = 118  # largest atomic number the embedding accepts
     num_fourier: int = 16  # Gaussian Fourier features of log std (noise-level embedding)
     anchor: bool = True
+    sigma_data: float = 0.0  # Å; > 0: EDM preconditioning about x(t) + v(t)
     backend: Literal["fused", "reference"] = "fused"
 
 

@@ -101,3 +101,21 @@ def test_paper_form_without_anchor_is_equivariant():
     x_noisy, std = _inputs(b)
     q, t = orthogonal(7, True), torch.tensor([-1.0, 0.2, 4.0], dtype=torch.float64)
     assert torch.allclose(net(transform(b, q, t), x_noisy @ q.T + t, std), net(b, x_noisy, std) @ q.T, atol=1e-9)
+
+
+def test_edm_preconditioned_form_is_equivariant_and_starts_at_the_gaussian_posterior():
+    cfg = ModelConfig(**{**TINY.__dict__, "sigma_data": 0.01})
+    b = random_batch()
+    x_noisy, std = _inputs(b)
+    torch.manual_seed(0)
+    fresh = ScoreNet(cfg).double()  # κ = 0: exact score of N(x(t) + v(t), σ_d²) blurred by the noise
+    anchor = 2 * b.x - b.x_prev
+    assert torch.allclose(fresh(b, x_noisy, std), -(x_noisy - anchor) / (std**2 + 0.01**2), atol=1e-12)
+    net = make_net(cfg)
+    assert net.gate is None
+    q, t = orthogonal(5, True), torch.tensor([2.0, 1.0, -3.0], dtype=torch.float64)
+    score = net(b, x_noisy, std)
+    assert not torch.allclose(score, fresh(b, x_noisy, std))  # the EGL stack contributes
+    assert torch.allclose(net(transform(b, q, t), x_noisy @ q.T + t, std), score @ q.T, atol=1e-9)
+    with pytest.raises(ValueError, match="anchor"):
+        ScoreNet(ModelConfig(**{**TINY.__dict__, "sigma_data": 0.01, "anchor": False}))

@@ -62,13 +62,19 @@ def draw_noise_keyed(batch: FrameBatch, sde: SDE, keys: list[int], conditioning:
 
 
 def dsm_loss(model: torch.nn.Module, sde: SDE, batch: FrameBatch, noise: Noise,
-             graph: Graph | None = None) -> torch.Tensor:
-    """Scalar DSM loss of Eq. 8 with λ = std², mean over atoms per molecule then over molecules."""
+             graph: Graph | None = None, sigma_data: float = 0.0) -> torch.Tensor:
+    """Scalar DSM loss of Eq. 8 with λ = std², mean over atoms per molecule then over molecules.
+
+    ``sigma_data`` > 0 (Å): EDM's weight λ = std² (std² + σ_d²)/σ_d² instead (Karras et al. 2022),
+    i.e. the denoising error |D - x(t+1)|² measured in units of σ_d at high noise and of std at low
+    noise: O(1) at every level, where λ = std² leaves the high-noise levels weighted (σ_d/std)² ~ 1e-5."""
     cond = sde.condition(batch)  # (N, 1)
     s_atom = noise.s[batch.batch].unsqueeze(-1)  # (N, 1)
     x_noisy, std = sde.perturb(batch.x_next, s_atom, cond, noise.z)
     score = model(batch, x_noisy, std, graph)  # (N, 3) 1/Å
     per_atom = ((std * score + noise.z) ** 2).sum(-1)  # (N,)
+    if sigma_data > 0:
+        per_atom = per_atom * (1.0 + (std.squeeze(-1) / sigma_data) ** 2)
     return per_molecule_mean(per_atom, batch).mean()
 
 

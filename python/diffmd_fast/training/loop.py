@@ -110,7 +110,7 @@ def validation_loss(model: torch.nn.Module, sde: SDE, trajs: Sequence[Trajectory
             break
         batch = batch.to(device, dtype)
         keys = [noise_key(cfg.train.seed, -1, b, p) for p in range(batch.num_graphs)]
-        losses.append(float(dsm_loss(model, sde, batch, draw_noise_keyed(batch, sde, keys))))
+        losses.append(float(dsm_loss(model, sde, batch, draw_noise_keyed(batch, sde, keys), sigma_data=cfg.model.sigma_data)))
     model.train(was_training)
     return float(np.mean(losses))
 
@@ -219,7 +219,7 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
                     batch = pushforward(model, sde, sampler, batch, unroll, graph)
                 if tc.input_noise > 0:
                     batch = add_input_noise(batch, noise.eta, tc.input_noise)
-                loss = dsm_loss(ddp, sde, batch, noise, graph)
+                loss = dsm_loss(ddp, sde, batch, noise, graph, cfg.model.sigma_data)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite training loss at epoch {epoch}, batch {b}, step {step}")
                 opt.zero_grad(set_to_none=True)
