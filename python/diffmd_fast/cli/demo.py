@@ -27,6 +27,8 @@ def add_arguments(p):
     p.add_argument("--starts", type=int, default=8, help="rollout starts spread over the test frames")
     p.add_argument("--baselines", default="static,egnn,rf,gmn,tfn", help="comma-separated baselines to compare")
     p.add_argument("--baseline-epochs", type=int, default=5, help="training epochs of each baseline")
+    p.add_argument("--long-ps", type=float, default=10.0,
+                   help="then roll DiffMD out this many ps from each start, with the long-run metrics (0: skip)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -57,16 +59,45 @@ def run(args) -> int:
           f"train {n_train}, val {n_val}, test {split.test.num_frames} frames -> {out}")
     results = compare(cfg, exp, [split.train], [split.val], [split.test], out, progress=not args.quiet)
     table = results_table(results)
+    long_section = ""
+    if args.long_ps > 0:
+        long_section = _long_run(args, traj, split.test, out)
     minutes = (time.perf_counter() - t0) / 60
     report = out / "report.md"
     write_text(report,
         f"# DiffMD demo on {traj.name}\n\n{exp.rollout_starts} rollouts of {exp.rollout_frames} frames "
-        f"({exp.rollout_frames * traj.dt_fs:g} fs) from the test part; metrics averaged over rollouts.\n\n"
-        f"{table}\n\n![RMSD over time, mean over the rollouts](plots/rmsd_over_time.png)\n\n"
+        f"({exp.rollout_frames * traj.dt_fs * cfg.train.stride:g} fs) from the test part; metrics averaged over "
+        f"rollouts.\n\n{table}\n\n![RMSD over time, mean over the rollouts](plots/rmsd_over_time.png)\n\n"
         f"Distances and RMSF of the first rollout against its reference:\n\n"
         f"![distance distributions](plots/distance_distributions.png)\n\n![RMSF](plots/rmsf.png)\n\n"
+        f"{long_section}"
         f"Trajectories (first start): `trajectories/*.extxyz`. DiffMD run: `diffmd/` "
         f"(`diffmd info {out / 'diffmd'}`). Finished in {minutes:.1f} min.\n")
     print("\n" + table + "\n")
     print(f"report: {report}\nplots: {out / 'plots'}\ntrajectories: {out / 'trajectories'}  ({minutes:.1f} min)")
     return 0
+
+
+def _long_run(args, traj, test, out) -> str:
+    """Roll the trained DiffMD out for --long-ps from every start; print and return a report section."""
+    from ..experiments.long_rollout import long_rollout, write_long_rollout_outputs
+    from ..training.checkpoint import load_run
+    from .common import markdown_table
+
+    run = load_run(out / "diffmd")
+    result, gens = long_rollout(run, traj, test, ps=args.long_ps, starts=args.starts, progress=not args.quiet)
+    write_long_rollout_outputs(result, gens, traj, out)
+    s = result.summary()
+    row = {**s, "stable": f"{s['stable_starts']}/{s['starts']}"}
+    table = markdown_table([row], [("ps_per_start", "ps per start"), ("stable", "stable starts"),
+                                   ("stability_ps", "stable ps (mean)"), ("h_r_jsd", "h(r) JSD"),
+                                   ("temperature_mean_K", "T (K)"), ("temperature_ref_mean_K", "T ref (K)"),
+                                   ("vdos_overlap", "VDOS overlap"), ("nfe_per_frame", "NFE/frame"),
+                                   ("fs_per_s", "fs per wall s")])
+    print(f"\nlong rollouts: {s['starts']} starts x {s['ps_per_start']:g} ps ({s['frames']} frames of "
+          f"{s['frame_fs']:g} fs), thermostat/momentum per the run's [rollout] config\n{table}")
+    return (f"## Long rollouts\n\n{s['starts']} starts x {s['ps_per_start']:g} ps ({s['frames']} frames of "
+            f"{s['frame_fs']:g} fs) with the physics of the run's [rollout] config; stability as in MDsim (a bond "
+            f"more than 0.5 Å from its reference mean), h(r), temperature and VDOS over the stable frames against "
+            f"the whole reference.\n\n{table}\n\n![temperature](plots/long_temperature.png)\n\n"
+            f"![h(r)](plots/long_h_r.png)\n\n![VDOS](plots/long_vdos.png)\n\n")

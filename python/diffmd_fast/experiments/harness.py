@@ -27,7 +27,8 @@ from ..data.writers import write_text
 from ..dynamics.rollout import evenly_spaced_starts, rollout
 from ..diffusion.samplers import make_sampler
 from ..diffusion.sde import make_sde
-from ..training.loop import train
+from ..dynamics.physics import corrections_from_config
+from ..training.loop import data_stats, train
 
 
 @dataclass(frozen=True)
@@ -103,9 +104,11 @@ def run_diffmd(cfg: Config, train_set, val_set, items, frames: int, out_dir: Pat
     start = start_batch([tr for tr, _ in items], [t for _, t in items], stride=stride, dtype=dtype,
                         centre=True).to(device)
     gen = torch.Generator(device=device).manual_seed(cfg.train.seed)
+    stats = data_stats(train_set, stride)  # the thermostat's default target and the frame time
+    corrections = corrections_from_config(cfg.rollout, stats["frame_fs"], stats["temperature_K"])
     try:
         res = rollout(model, make_sde(cfg.sde), make_sampler(cfg.sampler), start, frames, generator=gen,
-                      progress=progress)
+                      progress=progress, corrections=corrections)
     except FloatingPointError:
         return [None] * len(items), train_s, 0.0
     # a molecule the rollout guards stopped has NaN frames from its stop on: scored as diverged
