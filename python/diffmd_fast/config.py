@@ -22,7 +22,8 @@ class ModelConfig:
     score (see score_net.py); False gives the paper's plain network, which never sees x(t).
     ``sigma_data``: Å, the spread of x(t+1) about x(t) + v(t) in the training data; > 0 switches to
     EDM preconditioning about the anchor and the matching loss weight (beyond the paper; see
-    score_net.py). 0 keeps the gated form.
+    score_net.py); -1 measures it from the training data when training starts (the measured value
+    is what the saved config holds); 0 keeps the gated form.
     """
 
     num_layers: int = 6

@@ -4,6 +4,7 @@ import os
 import socket
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -156,3 +157,15 @@ def test_two_process_gloo_ddp_equals_single_process(tmp_path):
         assert torch.equal(r0[name], r1[name]), name  # ranks identical
         assert torch.allclose(r0[name], ref, rtol=1e-9, atol=1e-12), name  # == single process
     assert single.steps == 4
+
+
+def test_sigma_data_is_measured_from_the_training_data_and_saved(tmp_path):
+    torch.set_num_threads(1)
+    traj = _traj(60)
+    x = traj.positions
+    expected = float(np.sqrt(np.mean((x[3:] - 2 * x[2:-1] + x[1:-2]) ** 2)))  # x(t+1) about x(t) + v(t)
+    cfg = _cfg(max_steps=2).with_overrides(["model.sigma_data=-1"])
+    res = train(cfg, traj, None, tmp_path / "run")
+    saved = load_run(tmp_path / "run").config.model.sigma_data
+    assert abs(saved - expected) < 1e-6 and abs(res.model.cfg.sigma_data - expected) < 1e-6
+    assert saved != cfg.model.sigma_data

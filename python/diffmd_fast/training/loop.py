@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Sequence
@@ -143,13 +143,29 @@ def data_stats(trajs: Sequence[Trajectory], stride: int) -> dict:
             "elements": sorted({int(z) for t in trajs for z in t.numbers})}
 
 
+def resolve_sigma_data(cfg: Config, trajs: Sequence[Trajectory]) -> Config:
+    """``model.sigma_data = -1`` means "measure it": the std (Å, per coordinate) of x(t+s) about the
+    anchor x(t) + v(t) over the training trajectories at the model's stride s. The measured value
+    goes into the resolved config that every checkpoint saves."""
+    if cfg.model.sigma_data >= 0:
+        return cfg
+    s = cfg.train.stride
+    offsets = [t.positions[3 * s:] - 2 * t.positions[2 * s:-s] + t.positions[s:-2 * s] for t in trajs
+               if t.num_frames > 3 * s]
+    if not offsets:
+        raise ValueError(f"model.sigma_data = -1 needs trajectories longer than {3 * s} frames to measure it")
+    value = float(np.sqrt(np.mean([np.mean(o * o) for o in offsets])))
+    return cfg.replace(model=replace(cfg.model, sigma_data=round(value, 6)))
+
+
 def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
           val_trajs: Sequence[Trajectory] | Trajectory | None = None, out_dir: str | Path = "runs/diffmd", *,
           resume: bool = True, progress: bool = False) -> TrainResult:
     """Train a score network on the windows of ``train_trajs``; checkpoints and metrics.jsonl go to
     ``out_dir``. With ``resume`` the newest good checkpoint there is continued."""
-    cfg, tc = config, config.train
     train_trajs = [train_trajs] if isinstance(train_trajs, Trajectory) else list(train_trajs)
+    cfg = resolve_sigma_data(config, train_trajs)
+    tc = cfg.train
     val_trajs = [val_trajs] if isinstance(val_trajs, Trajectory) else (list(val_trajs) if val_trajs else [])
     out = Path(out_dir)
     info = init_distributed(tc.device)
