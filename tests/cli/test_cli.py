@@ -171,3 +171,18 @@ def test_generate_shards_starts_over_torchrun_ranks(run_dir, tmp_path):
         a = load_trajectory(tmp_path / f"ddp_t{t0}.npz").positions
         b = load_trajectory(tmp_path / f"single_t{t0}.npz").positions
         assert a.shape == (3, 9, 3) and np.abs(a - b).max() < 1e-3
+
+
+def test_demo_runs_the_long_rollouts_and_reports_them(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code = main(["demo", "--out", str(out), *_sets(TINY + ["sampler.kind=heun"]), "--baselines", "static",
+                 "--frames", "4", "--starts", "2", "--long-ps", "0.02", "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "long rollouts: 2 starts x 0.02 ps (40 frames of 0.5 fs)" in printed
+    report = (out / "report.md").read_text()
+    assert "## Long rollouts" in report and "long_temperature.png" in report
+    for name in ("long_h_r.png", "long_temperature.png", "long_vdos.png"):
+        assert _is_png(out / "plots" / name), name
+    gen = load_trajectory(out / "trajectories" / "diffmd_long.extxyz")
+    assert 1 <= gen.num_frames <= 40 and np.isfinite(gen.positions).all()
