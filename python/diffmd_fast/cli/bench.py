@@ -2,6 +2,8 @@
 
     diffmd bench egl --cases paper-train          # fused EGL op vs eager vs compiled reference
     diffmd bench egl --help
+    diffmd bench rollout                          # DiffMD (batch 1, 100) vs GFN2-xTB MD: simulated ps per wall second
+    diffmd bench rollout --checkpoint runs/eth --frames 1000
 """
 from __future__ import annotations
 
@@ -9,16 +11,16 @@ import argparse
 
 NAME = "bench"
 HELP = "benchmarks (prints a markdown table, writes JSON)"
-SUITES = ("egl",)
+SUITES = ("egl", "rollout")
 
 
 def add_arguments(p):
-    p.add_argument("suite", choices=SUITES, help="egl: the fused op")
+    p.add_argument("suite", choices=SUITES, help="egl: the fused op; rollout: DiffMD vs GFN2-xTB MD speed and quality")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the suite (see `diffmd bench SUITE --help`)")
 
 
 def run(args) -> int:
-    from ..benchmarks import egl
+    from ..benchmarks import egl, rollout
 
-    {"egl": egl.main}[args.suite](args.rest)
+    {"egl": egl.main, "rollout": rollout.main}[args.suite](args.rest)
     return 0
