@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import platform
 import tempfile
 import time
@@ -212,7 +213,8 @@ def main(argv=None) -> dict:
 
     machine = dict(platform=platform.platform(), processor=platform.processor(), cpus=mp.cpu_count(),
                    torch=torch.__version__, tblite=version("tblite"), device=args.device,
-                   gpu=torch.cuda.get_device_name() if args.device == "cuda" else None, threads=args.threads)
+                   gpu=torch.cuda.get_device_name() if args.device == "cuda" else None, threads=args.threads,
+                   loadavg_1min=os.getloadavg()[0])  # other processes' load skews every rate in the table
     settings = dict(checkpoint=str(run.path) if args.checkpoint else f"demo.toml, {args.train_steps} steps",
                     data=ref.name, formula=ref.formula, frames=args.frames, xtb_steps=args.xtb_steps,
                     warmup=args.warmup, sampler=run.config.to_dict()["sampler"],

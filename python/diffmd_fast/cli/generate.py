@@ -25,7 +25,9 @@ complete, so that re-running a finished command says so instead of redoing it; r
 outputs) to generate afresh. When --frames <= 10000 an npz with the run's provenance is also
 written at the end (read back from the streamed file); longer runs keep only the streamed file.
 Several starts roll out together as one batch and get a _t<start> suffix; under torchrun each rank
-takes its share of the starts (and its own TRAJ.rank<r>.state.pt).
+takes its share of the starts (and its own TRAJ.rank<r>.state.pt; with the Langevin thermostat,
+whose noise is drawn for the whole batch from one stream, a sharded run is statistically
+equivalent to a single-process run, not identical).
 
 Rollout guards (diffmd_fast.dynamics.guards) stop a trajectory whose molecule turns non-finite,
 explodes or breaks a bond; the others go on. A stopped trajectory's files hold only its valid
