@@ -82,6 +82,8 @@ def run(args) -> int:
     all_starts = None if args.start is None else [int(s) for s in str(args.start).split(",")]
     info = init_distributed(args.device)
     try:
+        if all_starts is None and info.rank > 0:  # one structure: one trajectory, rolled out by rank 0
+            return 0
         starts = None if all_starts is None else all_starts[info.rank::info.world_size]
         return _generate(args, starts, all_starts is not None and len(all_starts) > 1,
                          info.device if info.enabled else resolve_device(args.device),
@@ -183,6 +185,9 @@ def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: 
     if status == "done":
         print(f"{out}: already complete ({args.frames} frames); remove {sink.state_path} to generate again")
         return _report_stops(stepper, labels, sink.frames)
+    if status == "fresh":  # an npz of an earlier run must not pass for this one's while it runs
+        for base in bases:
+            base.with_suffix(".npz").unlink(missing_ok=True)
     if status == "resumed":
         print(f"resuming {out} at frame {stepper.t} of {args.frames} from {sink.state_path}", file=sys.stderr)
     if velocity_note:
