@@ -36,7 +36,7 @@ def _cli(args, **kw):
 
 
 @pytest.mark.parametrize("suffix", [".extxyz", ".traj"])
-def test_killed_generate_resumes_to_a_byte_identical_file(tiny_run, ethanol60, tmp_path, suffix):
+def test_killed_generate_resumes_to_a_byte_identical_file(tiny_run, ethanol60, tmp_path, suffix, capsys):
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     frames, starts = 400, ["--start", "10,40", "--chunk", "7"]
@@ -71,10 +71,11 @@ def test_killed_generate_resumes_to_a_byte_identical_file(tiny_run, ethanol60, t
         a, b = tmp_path / f"killed_t{t0}{suffix}", tmp_path / f"whole_t{t0}{suffix}"
         assert a.read_bytes() == b.read_bytes(), f"seed {seed}"
         assert len(ase.io.read(a, ":")) == frames
-    again = _cli(_command(tiny_run, ethanol60, killed, frames, *starts))
-    assert again.returncode == 0 and "already complete" in again.stdout
-    other = _cli(_command(tiny_run, ethanol60, killed, frames + 1, *starts))
-    assert other.returncode == 2 and "other settings (frames=400)" in other.stderr
+    capsys.readouterr()
+    assert main(_command(tiny_run, ethanol60, killed, frames, *starts)) == 0
+    assert "already complete" in capsys.readouterr().out
+    assert main(_command(tiny_run, ethanol60, killed, frames + 1, *starts)) == 2
+    assert "other settings (frames=400)" in capsys.readouterr().err
 
 
 def test_generate_from_one_structure_needs_no_reference(tiny_run, tmp_path, capsys):
@@ -123,11 +124,11 @@ def _garbage(tmp_path):
     (_garbage, ["--temperature", "300"], "cannot read a structure"),
     (lambda p: "ethanol", ["--temperature", "300"], "holds several frames; pick the start frame(s) with --start"),
 ])
-def test_bad_structure_is_a_one_line_error_and_writes_nothing(tiny_run, tmp_path, make, extra, needle):
+def test_bad_structure_is_a_one_line_error_and_writes_nothing(tiny_run, tmp_path, make, extra, needle, capsys):
     out = tmp_path / "out" / "gen.extxyz"
-    proc = _cli(_command(tiny_run, make(tmp_path), out, 3, *extra))
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr
+    assert main(_command(tiny_run, make(tmp_path), out, 3, *extra)) == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("diffmd generate: error: ") and needle in lines[0], lines
     assert not out.parent.exists()
 
 
