@@ -2,6 +2,7 @@
 command ends byte-identical to an uninterrupted run; finished and mismatched re-runs are told
 apart; a one-structure start needs no reference trajectory; bad input is a one-line error that
 leaves no output behind; memory stays flat over a long run."""
+import dataclasses
 import os
 import random
 import resource
@@ -19,6 +20,7 @@ from ase import Atoms, units
 import diffmd_fast
 from diffmd_fast.cli import main
 from diffmd_fast.data import bundled, load_trajectory
+from diffmd_fast.training import checkpoint
 
 PACKAGE_PARENT = Path(diffmd_fast.__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
@@ -130,6 +132,22 @@ def test_bad_structure_is_a_one_line_error_and_writes_nothing(tiny_run, tmp_path
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("diffmd generate: error: ") and needle in lines[0], lines
     assert not out.parent.exists()
+
+
+def test_checkpoint_without_data_stats_falls_back_to_the_reference_or_says_what_is_missing(
+        tiny_run, ethanol60, tmp_path, monkeypatch, capsys):
+    """Checkpoints written before frame time, temperature and elements were recorded: with --start
+    the reference trajectory supplies them; a one-structure start cannot know the frame time."""
+    old = dataclasses.replace(checkpoint.load_run(tiny_run), data={})
+    monkeypatch.setattr(checkpoint, "load_run", lambda *a, **k: old)
+    assert main(_command(tiny_run, ethanol60, tmp_path / "ref.extxyz", 3, "--start", "20")) == 0
+    assert load_trajectory(tmp_path / "ref.npz").provenance["thermostat_target_K"] > 0
+    mol = tmp_path / "mol.xyz"
+    ase.io.write(mol, Atoms(numbers=load_trajectory(ethanol60).numbers, positions=load_trajectory(ethanol60).positions[0]))
+    capsys.readouterr()
+    assert main(_command(tiny_run, mol, tmp_path / "one.extxyz", 3, "--temperature", "300")) == 2
+    assert "does not record its frame time" in capsys.readouterr().err
+    assert not (tmp_path / "one.extxyz").exists()
 
 
 @pytest.mark.slow

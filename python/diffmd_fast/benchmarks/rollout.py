@@ -161,7 +161,8 @@ def table(rows: list[dict], ref_T: float) -> str:
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="diffmd bench rollout", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", metavar="RUN_DIR", help="trained run (default: train a demo-size model briefly)")
     ap.add_argument("--data", default="ethanol", help="reference trajectory (file or bundled name)")
     ap.add_argument("--batches", default="1,100", help="DiffMD batch sizes, comma-separated")
