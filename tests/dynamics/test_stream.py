@@ -5,7 +5,6 @@ leaves no output behind; memory stays flat over a long run."""
 import dataclasses
 import os
 import random
-import resource
 import signal
 import subprocess
 import sys
@@ -143,7 +142,8 @@ def test_checkpoint_without_data_stats_falls_back_to_the_reference_or_says_what_
     assert main(_command(tiny_run, ethanol60, tmp_path / "ref.extxyz", 3, "--start", "20")) == 0
     assert load_trajectory(tmp_path / "ref.npz").provenance["thermostat_target_K"] > 0
     mol = tmp_path / "mol.xyz"
-    ase.io.write(mol, Atoms(numbers=load_trajectory(ethanol60).numbers, positions=load_trajectory(ethanol60).positions[0]))
+    eth = load_trajectory(ethanol60)
+    ase.io.write(mol, Atoms(numbers=eth.numbers, positions=eth.positions[0]))
     capsys.readouterr()
     assert main(_command(tiny_run, mol, tmp_path / "one.extxyz", 3, "--temperature", "300")) == 2
     assert "does not record its frame time" in capsys.readouterr().err

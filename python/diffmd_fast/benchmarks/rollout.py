@@ -190,7 +190,8 @@ def main(argv=None) -> dict:
         if args.checkpoint:
             run_dir, sets = args.checkpoint, args.set
         else:
-            print(f"training a demo-size model for {args.train_steps} steps on {args.train_frames} frames ...", flush=True)
+            print(f"training a demo-size model for {args.train_steps} steps on {args.train_frames} frames ...",
+                  flush=True)
             run_dir, sets = _demo_run(ref, args.train_frames, args.train_steps, args.set, Path(tmp) / "run",
                                       args.device), []
         run = load_run(run_dir, args.device, sets)

@@ -125,14 +125,13 @@ def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: 
     import torch
     from tqdm.auto import tqdm
 
-    from ..data import Trajectory, load_data, load_trajectory, save_npz, start_batch
+    from ..data import load_data, start_batch
     from ..dynamics.guards import GuardConfig
     from ..dynamics.physics import corrections_from_config
     from ..dynamics.sink import FrameSink
     from ..dynamics.start import check_elements, history_from_velocities, start_velocities
     from ..dynamics.stepper import Stepper
     from ..training.checkpoint import load_run
-    from ..training.loop import data_stats
 
     if starts == []:  # more ranks than starts
         return 0
@@ -151,16 +150,8 @@ def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: 
     if not frame_fs:
         raise ValueError(f"{run.path} does not record its frame time (an older checkpoint); start from a reference "
                          "trajectory with --start, whose time step sets it")
-    rollout_cfg = cfg.rollout if args.temperature is None else dataclasses.replace(cfg.rollout,
-                                                                                   temperature_K=args.temperature)
-    data_T = run.data.get("temperature_K")
-    needs_T = rollout_cfg.thermostat == "langevin" and not rollout_cfg.temperature_K
-    if needs_T and not data_T:
-        if ref is None:
-            raise ValueError("the Langevin thermostat needs a target temperature and this checkpoint does not record "
-                             "its training data's: give --temperature K (or --set rollout.thermostat=none)")
-        data_T = data_stats([ref], stride)["temperature_K"]
-    corrections = corrections_from_config(rollout_cfg, frame_fs, data_T)
+    rollout_cfg, target_T = _rollout_physics(run, args.temperature, ref, stride)
+    corrections = corrections_from_config(rollout_cfg, frame_fs, target_T)
 
     if structure is not None:
         v, velocity_note = start_velocities(structure, args.temperature, args.seed)
@@ -210,27 +201,59 @@ def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: 
 
     written = [str(p) for p, n in zip(sink.paths, sink.frames) if n > 0]
     if args.frames <= NPZ_MAX_FRAMES:
-        for b, (base, label) in enumerate(zip(bases, labels)):
-            if sink.frames[b] == 0:
-                continue
-            report = stepper.stopped[b]
-            streamed = load_trajectory(sink.paths[b], dt_fs=frame_fs)
-            prov = {"generator": "diffmd_fast DiffMD rollout", "checkpoint": str(run.path), "source": str(args.data),
-                    "source_provenance": None if ref is None else ref.provenance, "start_frame": label,
-                    "start_velocities": velocity_note, "stride": stride, "frame_fs": frame_fs,
-                    "sampler": cfg.to_dict()["sampler"], "rollout": dataclasses.asdict(rollout_cfg),
-                    "thermostat_target_K": data_T if needs_T else rollout_cfg.temperature_K,
-                    "mean_nfe_per_frame": nfe, "frames_per_s": rate, "frames_requested": args.frames,
-                    "stopped": None if report is None else report.to_dict()}
-            name = (ref.name if ref is not None else Path(args.data).stem) + "-diffmd" + (f"-t{label}" if label is not None else "")
-            traj = Trajectory(positions=streamed.positions, numbers=streamed.numbers, dt_fs=frame_fs, name=name,
-                              provenance=prov)
-            written.append(str(save_npz(traj, base.with_suffix(".npz"))))
+        prov = {"generator": "diffmd_fast DiffMD rollout", "checkpoint": str(run.path), "source": str(args.data),
+                "source_provenance": None if ref is None else ref.provenance, "start_velocities": velocity_note,
+                "stride": stride, "frame_fs": frame_fs, "sampler": cfg.to_dict()["sampler"],
+                "rollout": dataclasses.asdict(rollout_cfg),
+                "thermostat_target_K": ((rollout_cfg.temperature_K or target_T)
+                                        if rollout_cfg.thermostat == "langevin" else None),
+                "mean_nfe_per_frame": nfe, "frames_per_s": rate, "frames_requested": args.frames}
+        name = (ref.name if ref is not None else Path(args.data).stem) + "-diffmd"
+        written += _write_npz(sink, stepper, bases, labels, frame_fs, name, prov)
     ps = done * frame_fs / 1000
     print(f"generated {done} frames x {len(labels)} trajectories ({ps:.4g} ps each) at {rate:.2f} frames/s "
           f"({ps / wall if wall > 0 else float('inf'):.3g} ps/s), {nfe:.1f} score evaluations per frame; "
           f"wrote {', '.join(written) or 'nothing'}")
     return _report_stops(stepper, labels, sink.frames)
+
+
+def _rollout_physics(run, temperature_K, ref, stride):
+    """(the [rollout] section with --temperature as the thermostat target, the fallback target in K):
+    the training data's temperature from the checkpoint, or for older checkpoints the reference
+    trajectory's. Raises ValueError when the thermostat needs a temperature no source gives."""
+    import dataclasses
+
+    from ..training.loop import data_stats
+
+    cfg = run.config.rollout
+    if temperature_K is not None:
+        cfg = dataclasses.replace(cfg, temperature_K=temperature_K)
+    data_T = run.data.get("temperature_K")
+    if cfg.thermostat == "langevin" and not cfg.temperature_K and not data_T:
+        if ref is None:
+            raise ValueError("the Langevin thermostat needs a target temperature and this checkpoint does not record "
+                             "its training data's: give --temperature K (or --set rollout.thermostat=none)")
+        data_T = data_stats([ref], stride)["temperature_K"]
+    return cfg, data_T
+
+
+def _write_npz(sink, stepper, bases, labels, frame_fs: float, name: str, provenance: dict) -> list[str]:
+    """One npz per trajectory with frames (read back from its streamed file), with ``provenance``
+    plus its start frame and stop report; returns the paths written."""
+    from ..data import Trajectory, load_trajectory, save_npz
+
+    written = []
+    for b, (base, label) in enumerate(zip(bases, labels)):
+        if sink.frames[b] == 0:
+            continue
+        report = stepper.stopped[b]
+        streamed = load_trajectory(sink.paths[b], dt_fs=frame_fs)
+        traj = Trajectory(positions=streamed.positions, numbers=streamed.numbers, dt_fs=frame_fs,
+                          name=name if label is None else f"{name}-t{label}",
+                          provenance={**provenance, "start_frame": label,
+                                      "stopped": None if report is None else report.to_dict()})
+        written.append(str(save_npz(traj, base.with_suffix(".npz"))))
+    return written
 
 
 def _report_stops(stepper, labels, frames) -> int:

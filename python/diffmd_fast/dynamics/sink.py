@@ -139,7 +139,8 @@ class FrameSink:
         try:
             state = torch.load(self.state_path, map_location="cpu", weights_only=False)
         except Exception as err:  # torch raises several types for a damaged file
-            raise ResumeError(f"{self.state_path}: cannot be read ({type(err).__name__}); remove it to start over") from err
+            raise ResumeError(f"{self.state_path}: cannot be read ({type(err).__name__}); "
+                              "remove it to start over") from err
         if state["settings"] != self.settings:
             diff = sorted(k for k in set(state["settings"]) | set(self.settings)
                           if state["settings"].get(k) != self.settings.get(k))
