@@ -3,6 +3,8 @@
     diffmd bench egl --cases paper-train          # fused EGL op vs eager vs compiled reference
     diffmd bench egl --help
     diffmd bench stability --molecules ethanol --strides 1,4,8 --ps 10   # long rollouts
+    diffmd bench rollout                          # DiffMD (batch 1, 100) vs GFN2-xTB MD: simulated ps per wall second
+    diffmd bench rollout --checkpoint runs/eth --frames 1000
 """
 from __future__ import annotations
 
@@ -10,16 +12,17 @@ import argparse
 
 NAME = "bench"
 HELP = "benchmarks (prints a markdown table, writes JSON)"
-SUITES = ("egl", "stability")
+SUITES = ("egl", "rollout", "stability")
 
 
 def add_arguments(p):
-    p.add_argument("suite", choices=SUITES, help="egl: the fused op; stability: long rollouts, stride x sampler")
+    p.add_argument("suite", choices=SUITES, help="egl: the fused op; rollout: DiffMD vs GFN2-xTB MD speed and quality; "
+                                                 "stability: long rollouts, stride x sampler")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the suite (see `diffmd bench SUITE --help`)")
 
 
 def run(args) -> int:
-    from ..benchmarks import egl, stability
+    from ..benchmarks import egl, rollout, stability
 
-    {"egl": egl.main, "stability": stability.main}[args.suite](args.rest)
+    {"egl": egl.main, "rollout": rollout.main, "stability": stability.main}[args.suite](args.rest)
     return 0

@@ -1,99 +1,271 @@
-"""Roll out new frames from a trained checkpoint, starting from frames of a reference trajectory.
+"""Roll out new frames from a trained checkpoint, streamed to disk and resumable.
 
     diffmd generate --checkpoint runs/ethanol --data ethanol --start 5000 --frames 200 --out gen.extxyz
     diffmd generate --checkpoint runs/ethanol --data ethanol --start 3000,4000,5000 --frames 200 --out gen.npz
+    diffmd generate --checkpoint runs/ethanol --data mol.xyz --temperature 500 --frames 1000000 --out long.traj
 
-Frames are generated autoregressively: each new frame is sampled by the reverse diffusion
-starting from the previous one and fed back with its velocity and acceleration. Several starts
-roll out together as one batch. Each output is written as extxyz (ASE, OVITO, VMD) and npz; with
-several starts the file names get a _t<start> suffix.
+Start: with --start, the window of the reference trajectory --data at those frames (the frame and
+the two before it at the model's stride). Without --start, --data holds one structure: its
+velocities are taken from the file when it has them (momenta in extxyz/.traj), else drawn from the
+Maxwell-Boltzmann distribution at --temperature K (seeded by --seed, zero net linear and angular
+momentum), and the two history frames are built from them at the model's frame time (a
+constant-velocity history, see diffmd_fast.dynamics.start). No reference trajectory is needed.
 
-Rollout guards (diffmd_fast.dynamics.guards) stop a trajectory whose molecule turns non-finite, explodes or
-breaks a bond; the others go on. A stopped trajectory's files hold only its valid frames (never a
-NaN frame; none at all if its first frame failed), its provenance carries the stop report, the
-report is printed on stderr and the exit status is 3.
+Physics: every frame gets the checkpoint's [rollout] corrections (momentum projection, Langevin
+thermostat; --set rollout.thermostat=none for the paper's uncorrected sampler). The thermostat's
+target is --temperature when given, else rollout.temperature_K, else the training data's
+temperature recorded in the checkpoint (older checkpoints: the reference trajectory's).
+
+Output: frames are appended to TRAJ as they are generated (extended XYZ for .extxyz/.xyz/.npz,
+ASE's binary format for .traj) in chunks of --chunk frames, so memory stays bounded whatever
+--frames is. After each chunk the sampler state (RNG included) is saved atomically beside the
+output as TRAJ.state.pt; re-running the same command after a kill continues from the last saved
+frame and ends with files byte-identical to an uninterrupted run's. The sidecar stays, marked
+complete, so that re-running a finished command says so instead of redoing it; remove it (and the
+outputs) to generate afresh. When --frames <= 10000 an npz with the run's provenance is also
+written at the end (read back from the streamed file); longer runs keep only the streamed file.
+Several starts roll out together as one batch and get a _t<start> suffix; under torchrun each rank
+takes its share of the starts (and its own TRAJ.rank<r>.state.pt; with the Langevin thermostat,
+whose noise is drawn for the whole batch from one stream, a sharded run is statistically
+equivalent to a single-process run, not identical).
+
+Rollout guards (diffmd_fast.dynamics.guards) stop a trajectory whose molecule turns non-finite,
+explodes or breaks a bond; the others go on. A stopped trajectory's files hold only its valid
+frames (never a NaN frame; none at all if its first frame failed), its npz provenance carries the
+stop report, the report is printed on stderr and the exit status is 3.
 """
 from __future__ import annotations
 
 NAME = "generate"
-HELP = "roll out trajectories from a checkpoint and a start frame"
+HELP = "roll out trajectories from a checkpoint and a start frame or structure (streamed, resumable)"
+NPZ_MAX_FRAMES = 10_000  # beyond this the npz (the whole run in memory at the end) is skipped
+STREAM_SUFFIX = {".npz": ".extxyz", ".extxyz": ".extxyz", ".xyz": ".xyz", ".traj": ".traj"}
 
 
 def add_arguments(p):
     from .common import add_data_argument
 
     p.add_argument("--checkpoint", required=True, metavar="RUN_DIR", help="training run directory (its newest good checkpoint is used)")
-    add_data_argument(p, help_extra=" holding the start frame and the two before it")
-    p.add_argument("--start", "--start-frame", dest="start", required=True, metavar="FRAME[,FRAME...]",
-                   help="start frame index/indices in --data (the last known frame); under torchrun write "
-                        "--start-frame, since torchrun's own parser takes --start for its --start-method")
+    add_data_argument(p, help_extra="; with --start the trajectory holding the start frames, without it one "
+                                    "structure (extxyz/.traj/xyz/... with or without velocities)")
+    p.add_argument("--start", "--start-frame", dest="start", default=None, metavar="FRAME[,FRAME...]",
+                   help="start frame index/indices in --data (the last known frame); omit to start from the single "
+                        "structure in --data; under torchrun write --start-frame, since torchrun's own parser takes "
+                        "--start for its --start-method")
+    p.add_argument("--temperature", type=float, default=None, metavar="K",
+                   help="Maxwell-Boltzmann temperature of the start velocities when --data has none, and the "
+                        "thermostat's target")
     p.add_argument("--frames", type=int, required=True, metavar="N", help="frames to generate after the start")
-    p.add_argument("--out", required=True, metavar="TRAJ", help="output path (.extxyz or .npz; both are written)")
+    p.add_argument("--out", required=True, metavar="TRAJ",
+                   help="output path: .extxyz/.xyz or .traj (streamed), or .npz (streamed as .extxyz)")
+    p.add_argument("--chunk", type=int, default=500, metavar="N", help="frames between appends and state saves")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                   help="override a config field for sampling, e.g. sampler.kind=pc, sampler.prior=velocity")
+                   help="override a config field for sampling, e.g. sampler.kind=pc, rollout.thermostat=none")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--seed", type=int, default=1, help="seed of the sampler noise (PC sampler)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the sampler noise, thermostat and start velocities")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     from ..training.distributed import init_distributed, resolve_device, shutdown
 
     if args.frames < 1:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")
-    all_starts = [int(s) for s in str(args.start).split(",")]
+    if args.chunk < 1:
+        raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
+    if args.temperature is not None and not args.temperature > 0:
+        raise ValueError(f"--temperature must be > 0 K, got {args.temperature}")
+    if Path(args.out).suffix not in STREAM_SUFFIX:
+        raise ValueError(f"--out {args.out}: the suffix must be one of {', '.join(STREAM_SUFFIX)}")
+    all_starts = None if args.start is None else [int(s) for s in str(args.start).split(",")]
     info = init_distributed(args.device)
     try:
-        return _generate(args, all_starts[info.rank::info.world_size], len(all_starts) > 1,
-                         info.device if info.enabled else resolve_device(args.device))
+        if all_starts is None and info.rank > 0:  # one structure: one trajectory, rolled out by rank 0
+            return 0
+        starts = None if all_starts is None else all_starts[info.rank::info.world_size]
+        return _generate(args, starts, all_starts is not None and len(all_starts) > 1,
+                         info.device if info.enabled else resolve_device(args.device),
+                         f".rank{info.rank}" if info.enabled else "")
     finally:
         shutdown(info)
 
 
-def _generate(args, starts: list[int], suffixed: bool, device) -> int:
+def _read_structure(spec: str):
+    """The one structure (ase.Atoms, momenta kept) in ``spec``: any file ase.io reads, or a
+    trajectory file/bundled name of one frame. Raises ValueError when unreadable or not one frame."""
+    from pathlib import Path
+
+    import ase.io
+    from ase import Atoms
+
+    from ..data import load_data
+
+    path = Path(spec)
+    if path.is_file() and path.suffix != ".npz":
+        try:
+            frames = ase.io.read(path, index=":")
+        except Exception as err:  # noqa: BLE001 - ASE raises many types for unreadable files
+            raise ValueError(f"{path}: cannot read a structure from it ({type(err).__name__}: {err})") from err
+    else:
+        traj = load_data(spec)
+        frames = [Atoms(numbers=traj.numbers, positions=p) for p in traj.positions[:2]]
+    if len(frames) != 1:
+        raise ValueError(f"{spec} holds {'several' if frames else 'no'} frames; pick the start frame(s) with --start")
+    return frames[0]
+
+
+def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: str) -> int:
+    import dataclasses
     import sys
+    import time
     from pathlib import Path
 
     import torch
+    from tqdm.auto import tqdm
 
-    from ..data import Trajectory, save_npz, start_batch, write_extxyz
-    from ..dynamics.rollout import rollout
+    from ..data import start_batch
+    from ..dynamics.guards import GuardConfig
+    from ..dynamics.physics import corrections_from_config
+    from ..dynamics.sink import FrameSink
+    from ..dynamics.start import check_elements, history_from_velocities, start_velocities
+    from ..dynamics.stepper import Stepper
     from ..training.checkpoint import load_run
     from .common import load_input
 
-    if not starts:  # more ranks than starts
+    if starts == []:  # more ranks than starts
         return 0
     run = load_run(args.checkpoint, device, args.set)
-    model, sde, sampler, cfg, ckpt = run.model, run.sde, run.sampler, run.config, run.path
-    ref = load_input(args.data, args, need_dt=True)
-    stride = cfg.train.stride
-    dtype = getattr(torch, cfg.train.dtype)
-    start = start_batch([ref] * len(starts), starts, stride=stride, dtype=dtype, centre=True).to(device)
-    gen = torch.Generator(device=device).manual_seed(args.seed)
-    res = rollout(model, sde, sampler, start, args.frames, generator=gen, progress=not args.quiet)
-    absolute = start.absolute(res.positions).cpu()  # (F, N, 3) float64 Å in the reference's frame
+    cfg = run.config
+    stride, dtype = cfg.train.stride, getattr(torch, cfg.train.dtype)
+    ref, structure, velocity_note = None, None, None
+    if starts is None:
+        structure = _read_structure(args.data)
+        numbers = structure.numbers
+    else:
+        ref = load_input(args.data, args, need_dt=True)
+        numbers = ref.numbers
+    check_elements(numbers, run.data.get("elements"), f"--data {args.data}")
+    frame_fs = run.data.get("frame_fs") or (ref.dt_fs * stride if ref is not None else None)
+    if not frame_fs:
+        raise ValueError(f"{run.path} does not record its frame time (an older checkpoint); start from a reference "
+                         "trajectory with --start, whose time step sets it")
+    rollout_cfg, target_T = _rollout_physics(run, args.temperature, ref, stride)
+    corrections = corrections_from_config(rollout_cfg, frame_fs, target_T)
+
+    if structure is not None:
+        v, velocity_note = start_velocities(structure, args.temperature, args.seed)
+        start = history_from_velocities(structure.positions, v, numbers, frame_fs, dtype=dtype).to(device)
+        labels = [None]
+    else:
+        start = start_batch([ref] * len(starts), starts, stride=stride, dtype=dtype).to(device)
+        labels = list(starts)
     out = Path(args.out)
+    stream_suffix = STREAM_SUFFIX[out.suffix]
     stem = out.with_suffix("")
+    bases = [stem.with_name(f"{stem.name}_t{t0}") if suffixed else stem for t0 in labels]
+    gen = torch.Generator(device=device).manual_seed(args.seed)
+    stepper = Stepper(run.model, run.sde, run.sampler, start, corrections=corrections, guard=GuardConfig(),
+                      generator=gen, compile=rollout_cfg.compile)
+    settings = {"checkpoint": str(Path(run.path).resolve()), "data": str(args.data), "starts": starts,
+                "frames": args.frames, "seed": args.seed, "set": list(args.set), "temperature": args.temperature,
+                "out": str(out), "device": device.type}
+    sink = FrameSink([b.with_suffix(stream_suffix) for b in bases], start.z.cpu().numpy(), start.batch.cpu().numpy(),
+                     frame_fs, Path(f"{out}{rank_tag}.state.pt"), settings, chunk=args.chunk)
+    status = sink.resume(stepper)
+    if status == "done":
+        print(f"{out}: already complete ({args.frames} frames); remove {sink.state_path} to generate again")
+        return _report_stops(stepper, labels, sink.frames)
+    if status == "fresh":  # an npz of an earlier run must not pass for this one's while it runs
+        for base in bases:
+            base.with_suffix(".npz").unlink(missing_ok=True)
+    if status == "resumed":
+        print(f"resuming {out} at frame {stepper.t} of {args.frames} from {sink.state_path}", file=sys.stderr)
+    if velocity_note:
+        print(f"start velocities: {velocity_note}", file=sys.stderr)
+
+    stepper.attach(sink)
+    first, nfe0, wall0 = stepper.t, stepper.total_nfe, time.perf_counter()
+    with tqdm(total=args.frames, initial=first, unit="frame", disable=args.quiet, desc="generate") as bar:
+        while stepper.t < args.frames and stepper.num_active > 0:
+            stepper.step()
+            bar.update(1)
+            rate = (stepper.t - first) * frame_fs / 1000 / max(time.perf_counter() - wall0, 1e-9)
+            bar.set_postfix(ps=f"{stepper.t * frame_fs / 1000:.3f}", ps_per_s=f"{rate:.3g}",
+                            stopped=start.num_graphs - stepper.num_active, refresh=False)
+    sink.finish(stepper)
+    wall = time.perf_counter() - wall0
+    done = stepper.t - first
+    rate = done / wall if wall > 0 else float("inf")
+    nfe = (stepper.total_nfe - nfe0) / max(done, 1)
+
+    written = [str(p) for p, n in zip(sink.paths, sink.frames) if n > 0]
+    if args.frames <= NPZ_MAX_FRAMES:
+        prov = {"generator": "diffmd_fast DiffMD rollout", "checkpoint": str(run.path), "source": str(args.data),
+                "source_provenance": None if ref is None else ref.provenance, "start_velocities": velocity_note,
+                "stride": stride, "frame_fs": frame_fs, "sampler": cfg.to_dict()["sampler"],
+                "rollout": dataclasses.asdict(rollout_cfg),
+                "thermostat_target_K": ((rollout_cfg.temperature_K or target_T)
+                                        if rollout_cfg.thermostat == "langevin" else None),
+                "mean_nfe_per_frame": nfe, "frames_per_s": rate, "frames_requested": args.frames}
+        name = (ref.name if ref is not None else Path(args.data).stem) + "-diffmd"
+        written += _write_npz(sink, stepper, bases, labels, frame_fs, name, prov)
+    ps = done * frame_fs / 1000
+    print(f"generated {done} frames x {len(labels)} trajectories ({ps:.4g} ps each) at {rate:.2f} frames/s "
+          f"({ps / wall if wall > 0 else float('inf'):.3g} ps/s), {nfe:.1f} score evaluations per frame; "
+          f"wrote {', '.join(written) or 'nothing'}")
+    return _report_stops(stepper, labels, sink.frames)
+
+
+def _rollout_physics(run, temperature_K, ref, stride):
+    """(the [rollout] section with --temperature as the thermostat target, the fallback target in K):
+    the training data's temperature from the checkpoint, or for older checkpoints the reference
+    trajectory's. Raises ValueError when the thermostat needs a temperature no source gives."""
+    import dataclasses
+
+    from ..training.loop import data_stats
+
+    cfg = run.config.rollout
+    if temperature_K is not None:
+        cfg = dataclasses.replace(cfg, temperature_K=temperature_K)
+    data_T = run.data.get("temperature_K")
+    if cfg.thermostat == "langevin" and not cfg.temperature_K and not data_T:
+        if ref is None:
+            raise ValueError("the Langevin thermostat needs a target temperature and this checkpoint does not record "
+                             "its training data's: give --temperature K (or --set rollout.thermostat=none)")
+        data_T = data_stats([ref], stride)["temperature_K"]
+    return cfg, data_T
+
+
+def _write_npz(sink, stepper, bases, labels, frame_fs: float, name: str, provenance: dict) -> list[str]:
+    """One npz per trajectory with frames (read back from its streamed file), with ``provenance``
+    plus its start frame and stop report; returns the paths written."""
+    from ..data import Trajectory, load_trajectory, save_npz
+
     written = []
-    for b, t0 in enumerate(starts):
-        base = stem.with_name(f"{stem.name}_t{t0}") if suffixed else stem
-        report = res.stopped[b]
-        if report is not None:
-            print(f"start {t0}: {report.message()}; keeping its {res.valid_frames[b]} valid frames", file=sys.stderr)
-        if res.valid_frames[b] == 0:
+    for b, (base, label) in enumerate(zip(bases, labels)):
+        if sink.frames[b] == 0:
             continue
-        prov = {"generator": "diffmd_fast DiffMD rollout", "checkpoint": str(ckpt), "source": ref.name,
-                "source_provenance": ref.provenance, "start_frame": t0, "stride": stride,
-                "sampler": cfg.to_dict()["sampler"], "mean_nfe_per_frame": res.mean_nfe,
-                "frames_per_s": res.frames_per_s, "frames_requested": args.frames,
-                "stopped": None if report is None else report.to_dict()}
-        valid = absolute[: res.valid_frames[b], start.batch.cpu() == b].numpy()
-        traj = Trajectory(positions=valid, numbers=ref.numbers, dt_fs=ref.dt_fs * stride,
-                          name=f"{ref.name}-diffmd-t{t0}", provenance=prov)
-        written += [save_npz(traj, base.with_suffix(".npz")), write_extxyz(traj, base.with_suffix(".extxyz"))]
-    print(f"generated {args.frames} frames x {len(starts)} trajectories at {res.frames_per_s:.2f} frames/s, "
-          f"{res.mean_nfe:.1f} score evaluations per frame; wrote {', '.join(map(str, written)) or 'nothing'}")
-    if res.reports:
-        print(f"{len(res.reports)} of {len(starts)} trajectories stopped early (see above)", file=sys.stderr)
+        report = stepper.stopped[b]
+        streamed = load_trajectory(sink.paths[b], dt_fs=frame_fs)
+        traj = Trajectory(positions=streamed.positions, numbers=streamed.numbers, dt_fs=frame_fs,
+                          name=name if label is None else f"{name}-t{label}",
+                          provenance={**provenance, "start_frame": label,
+                                      "stopped": None if report is None else report.to_dict()})
+        written.append(str(save_npz(traj, base.with_suffix(".npz"))))
+    return written
+
+
+def _report_stops(stepper, labels, frames) -> int:
+    """Print every stop report on stderr; 3 if any molecule stopped, else 0."""
+    import sys
+
+    reports = [(label, r, n) for label, r, n in zip(labels, stepper.stopped, frames) if r is not None]
+    for label, report, n in reports:
+        where = "the structure" if label is None else f"start {label}"
+        print(f"{where}: {report.message()}; keeping its {n} valid frames", file=sys.stderr)
+    if reports:
+        print(f"{len(reports)} of {len(labels)} trajectories stopped early (see above)", file=sys.stderr)
         return 3
     return 0

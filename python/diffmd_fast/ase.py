@@ -1,0 +1,99 @@
+"""DiffMD as an ASE integrator: ``DiffMDDynamics`` runs a trained checkpoint like VelocityVerlet.
+
+    from ase.io import read, Trajectory
+    from ase.md import MDLogger
+    from diffmd_fast.ase import DiffMDDynamics
+
+    atoms = read("mol.xyz")
+    dyn = DiffMDDynamics(atoms, checkpoint="runs/eth", temperature_K=500)
+    dyn.attach(Trajectory("out.traj", "w", atoms).write, interval=10)
+    dyn.attach(MDLogger(dyn, atoms, "md.log"), interval=100)
+    dyn.run(10000)
+
+Each step samples the next frame with the shared rollout loop (dynamics.stepper.Stepper, the same
+object ``diffmd generate`` and the evaluation harness drive) and writes it to the Atoms: the
+positions, and the velocities implied by consecutive frames, (x(t+1) - x(t)) / Δt, in ASE units.
+The time step is the model's frame time. The Stepper holds the state (the last three frames), so
+positions changed on the Atoms between steps are overwritten by the next step, not conditioned on.
+
+DiffMD has no potential energy: when the Atoms have no calculator, ``NoPotential`` is attached,
+which reports NaN energy and forces so that MDLogger prints the kinetic energy and temperature
+(and NaN for Epot and Etot). Attach a real calculator (e.g. tblite's) to log true energies.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from ase import Atoms, units
+from ase.calculators.calculator import Calculator, all_changes
+from ase.md.md import MolecularDynamics
+
+from .dynamics.guards import GuardConfig
+from .dynamics.physics import corrections_from_config
+from .dynamics.start import check_elements, history_from_velocities, start_velocities
+from .dynamics.stepper import Stepper
+from .training.checkpoint import load_run
+
+__all__ = ["DiffMDDynamics", "NoPotential"]
+
+
+class NoPotential(Calculator):
+    """A calculator for models without an energy: NaN energy (eV) and forces (eV/Å)."""
+
+    implemented_properties = ["energy", "forces"]
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        self.results = {"energy": float("nan"), "forces": np.full((len(self.atoms), 3), np.nan)}
+
+
+class DiffMDDynamics(MolecularDynamics):
+    """ASE molecular dynamics driven by a DiffMD checkpoint (see the module docstring).
+
+    atoms: one molecule; its velocities (momenta) start the run, or, when it has none (or all
+    zero), velocities drawn from Maxwell-Boltzmann at ``temperature_K`` (zero net linear and
+    angular momentum, seeded by ``seed``). checkpoint: a training run directory. temperature_K
+    also sets the Langevin thermostat's target when the run's [rollout] section uses one (else the
+    training data's temperature). overrides: config overrides ("sampler.eps=0.01", ...).
+    guard: the rollout health checks; a failing frame raises RolloutStopped (a FloatingPointError).
+    trajectory, logfile, loginterval and further keyword arguments go to MolecularDynamics.
+
+    Raises ValueError for elements the checkpoint was not trained on, missing velocities without
+    a temperature, or a checkpoint that does not record its frame time."""
+
+    def __init__(self, atoms: Atoms, checkpoint: str, *, temperature_K: float | None = None, seed: int = 1,
+                 device: str | torch.device = "cpu", overrides: Sequence[str] = (),
+                 guard: GuardConfig = GuardConfig(), trajectory=None, logfile=None, loginterval: int = 1, **kwargs):
+        run = load_run(checkpoint, device, overrides)
+        check_elements(atoms.numbers, run.data.get("elements"), "the atoms")
+        frame_fs = run.data.get("frame_fs")
+        if not frame_fs:
+            raise ValueError(f"{run.path} does not record its frame time (an older checkpoint); retrain it or use "
+                             "`diffmd generate --start` with its reference trajectory")
+        velocities, self.velocity_source = start_velocities(atoms, temperature_K, seed)
+        rollout_cfg = run.config.rollout if temperature_K is None else dataclasses.replace(
+            run.config.rollout, temperature_K=temperature_K)
+        corrections = corrections_from_config(rollout_cfg, frame_fs, run.data.get("temperature_K"))
+        start = history_from_velocities(atoms.positions, velocities, atoms.numbers, frame_fs,
+                                        dtype=getattr(torch, run.config.train.dtype)).to(device)
+        self.run_info, self.frame_fs = run, float(frame_fs)
+        self.stepper = Stepper(run.model, run.sde, run.sampler, start, corrections=corrections, guard=guard,
+                               generator=torch.Generator(device=device).manual_seed(seed), strict=True)
+        atoms.set_velocities(velocities / units.fs)  # Å/fs -> ASE units
+        if atoms.calc is None:
+            atoms.calc = NoPotential()
+        super().__init__(atoms, self.frame_fs * units.fs, trajectory=trajectory, logfile=logfile,
+                         loginterval=loginterval, **kwargs)
+
+    def step(self) -> None:
+        """Sample the next frame and write positions and implied velocities to the atoms."""
+        before = self.stepper.positions.double().cpu().numpy().copy()  # step() updates positions in place
+        after = self.stepper.step().double().cpu().numpy()  # (N, 3) Å
+        self.atoms.set_positions(after)
+        self.atoms.set_velocities((after - before) / self.frame_fs / units.fs)
+
+    def _refresh_properties(self) -> None:
+        """DiffMD needs no forces: skip the force evaluation MolecularDynamics does after each step."""

@@ -1,0 +1,208 @@
+"""Does DiffMD accelerate MD? Simulated time per wall second of DiffMD rollouts against GFN2-xTB
+MD on the same molecule, machine and thread count, with the quality of each rollout beside it.
+
+Rows, all measured in one run:
+  - GFN2-xTB: ASE Langevin (the reference data's temperature, 0.01/fs friction, its time step)
+    with tblite's calculator, one trajectory, from the same start frame as DiffMD's batch 1;
+  - DiffMD at each batch size (default 1 and 100): the Stepper with the checkpoint's [rollout]
+    corrections and the default guards, from evenly spaced frames of the reference's test part.
+Columns: ps/s per trajectory and in total (batch x per trajectory: the figure that says whether
+many short DiffMD rollouts outrun one MD run), score evaluations (NFE) per frame, the mean time
+until a bond leaves its reference mean length by more than 0.5 Å (ps; capped at the rollout
+length; a molecule stopped by a guard counts up to its stop), the h(r) Jensen-Shannon divergence
+of the pooled interatomic distances against the reference, and the mean kinetic temperature of
+finite-difference velocities (K; the reference's in the header). Warm-up frames/steps are not
+timed. Without --checkpoint a demo-size model (configs/demo.toml) is trained briefly on the first
+--train-frames frames, so its quality columns mean little: pass a trained run for those.
+
+    python benches/bench_rollout.py                        # or: diffmd bench rollout
+    python benches/bench_rollout.py --checkpoint runs/eth --frames 1000 --xtb-steps 4000 --threads 2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..dynamics.physics import corrections_from_config
+from ..evaluation.longrun import bond_stability_frames, hr_errors, hr_histogram, temperature_series
+
+
+def _quality(trajs: list[np.ndarray], ref, dt_fs: float) -> dict:
+    """Stability (ps, mean over trajectories), h(r) JSD of the pooled frames and mean kinetic temperature
+    (K), with the definitions of evaluation/longrun.py, against the whole reference."""
+    valid = [x for x in trajs if x.shape[0] > 0]
+    stable = [bond_stability_frames(x, ref.positions, ref.numbers) if len(x) else 0 for x in trajs]
+    out = {"stable_ps": float(np.mean(stable)) * dt_fs / 1000, "hr_jsd": float("nan"), "mean_T_K": float("nan")}
+    if valid:
+        h_ref, edges = hr_histogram(ref.positions)
+        out["hr_jsd"] = hr_errors(hr_histogram(np.concatenate(valid))[0], h_ref, edges)[1]
+        temps = [temperature_series(x, ref.numbers, dt_fs) for x in valid if len(x) > 1]
+        if temps:
+            out["mean_T_K"] = float(np.concatenate(temps).mean())
+    return out
+
+
+def _diffmd_row(run, ref, starts: list[int], frames: int, warmup: int, device, seed: int) -> dict:
+    from ..data import start_batch
+    from ..dynamics.stepper import Stepper
+
+    cfg = run.config
+    frame_fs = run.data.get("frame_fs") or ref.dt_fs * cfg.train.stride
+    start = start_batch([ref] * len(starts), starts, stride=cfg.train.stride,
+                        dtype=getattr(torch, cfg.train.dtype)).to(device)
+    corrections = corrections_from_config(cfg.rollout, frame_fs, run.data.get("temperature_K"))
+    stepper = Stepper(run.model, run.sde, run.sampler, start, corrections=corrections,
+                      generator=torch.Generator(device=device).manual_seed(seed), compile=cfg.rollout.compile)
+    kept: list[np.ndarray] = []
+    stepper.attach(lambda s: kept.append(s.start.absolute(s.positions).cpu().numpy().copy()))
+    stepper.run(warmup)
+    nfe0, t0 = stepper.total_nfe, time.perf_counter()
+    stepper.run(frames)
+    if start.x.is_cuda:
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - t0
+    done = stepper.t - warmup
+    positions = np.stack(kept[warmup:])  # (done, N, 3) the timed frames, NaN after a stop
+    batch = start.batch.cpu().numpy()
+    trajs = []
+    for b in range(len(starts)):
+        x = positions[:, batch == b]
+        ok = np.isfinite(x).all(axis=(1, 2))
+        trajs.append(x[: int(np.argmin(ok)) if not ok.all() else len(x)])
+    per_traj = done * frame_fs / 1000 / wall if wall > 0 else float("nan")
+    return {"method": "DiffMD", "batch": len(starts), "frames": done, "frame_fs": frame_fs, "wall_s": wall,
+            "ps_per_s": per_traj, "total_ps_per_s": per_traj * len(starts),
+            "nfe_per_frame": (stepper.total_nfe - nfe0) / max(done, 1),
+            "stopped": sum(r is not None for r in stepper.stopped),
+            **_quality(trajs, ref, frame_fs)}
+
+
+def _xtb_row(ref, start: int, steps: int, warmup: int, threads: int, temperature_K: float, seed: int) -> dict:
+    from ase import Atoms, units
+    from ase.constraints import FixCom
+    from ase.md.langevin import Langevin
+    from tblite.ase import TBLite
+
+    from ..data.simulate import omp_threads
+
+    dt = ref.dt_fs
+    atoms = Atoms(numbers=ref.numbers, positions=ref.positions[start])
+    atoms.set_velocities((ref.positions[start] - ref.positions[start - 1]) / dt / units.fs)
+    atoms.calc = TBLite(method="GFN2-xTB", verbosity=0)
+    atoms.set_constraint(FixCom())  # as data/simulate.py, which made the bundled reference
+    dyn = Langevin(atoms, dt * units.fs, temperature_K=temperature_K, friction=0.01 / units.fs, fixcm=False,
+                   rng=np.random.default_rng(seed))
+    kept = []
+    dyn.attach(lambda: kept.append(atoms.get_positions()), interval=1)
+    with omp_threads(threads):
+        dyn.run(warmup)
+        t0 = time.perf_counter()
+        dyn.run(steps)
+        wall = time.perf_counter() - t0
+    per_traj = steps * dt / 1000 / wall
+    return {"method": "GFN2-xTB (ASE Langevin + tblite)", "batch": 1, "frames": steps, "frame_fs": dt, "wall_s": wall,
+            "ps_per_s": per_traj, "total_ps_per_s": per_traj, "nfe_per_frame": None, "stopped": 0,
+            **_quality([np.stack(kept[warmup + 1:])], ref, dt)}
+
+
+def _demo_run(ref, train_frames: int, steps: int, overrides: list[str], out: Path, device: str) -> Path:
+    from ..config import Config
+    from ..training.loop import train
+
+    cfg = Config.from_toml(resources.files("diffmd_fast") / "configs" / "demo.toml",
+                           [f"train.max_steps={steps}", "train.val_rollout_frames=0", f"train.device={device}",
+                            *overrides])
+    train(cfg, ref.slice(0, train_frames), None, out)
+    return out
+
+
+def table(rows: list[dict], ref_T: float) -> str:
+    xtb = next((r for r in rows if r["method"].startswith("GFN2")), None)
+    lines = [f"| method | batch | frame (fs) | ps/s per trajectory | ps/s total | vs xTB | NFE/frame | frames | "
+             f"stable (ps) | h(r) JSD | mean T (K; ref {ref_T:.0f}) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        speed = f"{r['total_ps_per_s'] / xtb['total_ps_per_s']:.3g}x" if xtb else "–"
+        nfe = "–" if r["nfe_per_frame"] is None else f"{r['nfe_per_frame']:.1f}"
+        stops = f" ({r['stopped']} stopped)" if r["stopped"] else ""
+        lines.append(f"| {r['method']} | {r['batch']} | {r['frame_fs']:g} | {r['ps_per_s']:.3g} | "
+                     f"{r['total_ps_per_s']:.3g} | {speed} | {nfe} | {r['frames']}{stops} | {r['stable_ps']:.3g} | "
+                     f"{r['hr_jsd']:.3g} | {r['mean_T_K']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(prog="diffmd bench rollout", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", metavar="RUN_DIR", help="trained run (default: train a demo-size model briefly)")
+    ap.add_argument("--data", default="ethanol", help="reference trajectory (file or bundled name)")
+    ap.add_argument("--batches", default="1,100", help="DiffMD batch sizes, comma-separated")
+    ap.add_argument("--frames", type=int, default=40, help="timed DiffMD frames per batch size")
+    ap.add_argument("--xtb-steps", type=int, default=1000, help="timed GFN2-xTB MD steps")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed frames/steps before timing")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="threads of torch and tblite")
+    ap.add_argument("--train-frames", type=int, default=2000, help="training frames of the demo model (and the "
+                                                                    "start of the test part the rollouts start in)")
+    ap.add_argument("--train-steps", type=int, default=60, help="optimiser steps of the demo model")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                    help="config override (of the demo model, or applied to --checkpoint)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", default="benches/results/bench_rollout_{device}.json")
+    args = ap.parse_args(argv)
+    from ..data import load_data
+    from ..data.writers import write_text
+    from ..training.checkpoint import load_run
+
+    torch.set_num_threads(args.threads)
+    ref = load_data(args.data)
+    batches = [int(b) for b in args.batches.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.checkpoint:
+            run_dir, sets = args.checkpoint, args.set
+        else:
+            print(f"training a demo-size model for {args.train_steps} steps on {args.train_frames} frames ...",
+                  flush=True)
+            run_dir, sets = _demo_run(ref, args.train_frames, args.train_steps, args.set, Path(tmp) / "run",
+                                      args.device), []
+        run = load_run(run_dir, args.device, sets)
+    stride = run.config.train.stride
+    lo, hi = max(args.train_frames, 2 * stride), ref.num_frames - 1
+    if hi < lo:
+        raise ValueError(f"{ref.name}: no test frames after --train-frames {args.train_frames}")
+    ref_T = float(temperature_series(ref.positions, ref.numbers, ref.dt_fs).mean())
+    target_T = float(ref.provenance.get("temperature_K") or ref_T)
+    first = int(lo)
+    rows = [_xtb_row(ref, first, args.xtb_steps, args.warmup, args.threads, target_T, args.seed)]
+    print(f"  GFN2-xTB: {rows[-1]['ps_per_s']:.3g} ps/s", flush=True)
+    for b in batches:
+        starts = sorted({int(t) for t in np.linspace(lo, hi, b).round()}) if b > 1 else [first]
+        rows.append(_diffmd_row(run, ref, starts, args.frames, args.warmup, torch.device(args.device), args.seed))
+        print(f"  DiffMD batch {len(starts)}: {rows[-1]['total_ps_per_s']:.3g} ps/s total", flush=True)
+    from importlib.metadata import version
+
+    machine = dict(platform=platform.platform(), processor=platform.processor(), cpus=mp.cpu_count(),
+                   torch=torch.__version__, tblite=version("tblite"), device=args.device,
+                   gpu=torch.cuda.get_device_name() if args.device == "cuda" else None, threads=args.threads,
+                   loadavg_1min=os.getloadavg()[0])  # other processes' load skews every rate in the table
+    settings = dict(checkpoint=str(run.path) if args.checkpoint else f"demo.toml, {args.train_steps} steps",
+                    data=ref.name, formula=ref.formula, frames=args.frames, xtb_steps=args.xtb_steps,
+                    warmup=args.warmup, sampler=run.config.to_dict()["sampler"],
+                    rollout=run.config.to_dict()["rollout"], reference_T_K=ref_T, xtb_T_K=target_T,
+                    metrics="local (benchmarks/rollout.py); to move to evaluation/longrun.py")
+    print(f"\nDiffMD vs GFN2-xTB MD, {ref.name} ({ref.formula}), {args.threads} thread(s) — {machine}\n")
+    print(table(rows, ref_T))
+    path = args.json.format(device=args.device)
+    write_text(path, json.dumps(dict(machine=machine, settings=settings, rows=rows), indent=1))
+    print(f"\nwrote {path}")
+    return dict(machine=machine, settings=settings, rows=rows)

@@ -1,0 +1,168 @@
+"""Streaming a rollout to disk with exact resumption: ``FrameSink``, a Stepper observer.
+
+Every molecule of the batch gets its own file (extended XYZ, or ASE's binary .traj). The sink
+buffers ``chunk`` frames, appends them to the files, fsyncs them and then writes, atomically, a
+sidecar ``state.pt`` holding the stepper's state (windows, stop reports, RNG), the number of frames
+and bytes of every file and the settings of the command. Memory stays bounded by the chunk
+whatever the length of the run.
+
+A run killed at any moment is continued by ``resume``: the files are cut back to the lengths the
+sidecar recorded (a kill during an append leaves a partial tail; for .traj the header, which an
+append rewrites, is restored too) and the stepper continues from the recorded state, so the files
+end byte-identical to an uninterrupted run's, provided that everything written is deterministic:
+the seeded generator drives the sampler noise and the thermostat, and no timestamps are written.
+
+A stopped molecule's file keeps only its valid frames (a molecule stopped at its first frame gets
+no file). Each frame carries ``time_fs``, the simulated time since the start frame (fs).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import torch
+from ase import Atoms
+
+from ..data.writers import atomic_path
+
+FORMATS = {".extxyz": "extxyz", ".xyz": "extxyz", ".traj": "traj"}
+# An ASE .traj (ULM) file starts with a 48-byte header (tag, version, item count, offsets
+# position) that every append rewrites in place; the rest only grows.
+_ULM_HEADER = 48
+
+
+class ResumeError(ValueError):
+    """The sidecar does not fit this command or these files; the message says how to proceed."""
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_state(state: dict, path: Path) -> None:
+    """torch.save ``state`` to ``path`` atomically and durably (temp file, fsync, rename)."""
+    with atomic_path(path, ".pt") as tmp:
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+class FrameSink:
+    """Stream the frames of every molecule of a Stepper to ``paths`` (one per molecule, in batch
+    order; the suffix picks the format, see FORMATS).
+
+    numbers: (N,) atomic numbers of the stepper's start batch; batch: (N,) molecule of each atom;
+    frame_fs: the model's frame time (fs); state_path: the resume sidecar; settings: a picklable
+    description of the command (a resume with other settings is refused); chunk: frames buffered
+    between appends (and sidecar writes)."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike], numbers: np.ndarray, batch: np.ndarray, frame_fs: float,
+                 state_path: str | os.PathLike, settings: dict, chunk: int = 500) -> None:
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1 frame, got {chunk}")
+        self.paths = [Path(p) for p in paths]
+        for p in self.paths:
+            if p.suffix not in FORMATS:
+                raise ValueError(f"{p}: unknown trajectory format {p.suffix!r}; use one of {sorted(FORMATS)}")
+        batch = np.asarray(batch)
+        if len(self.paths) != int(batch.max()) + 1:
+            raise ValueError(f"{len(self.paths)} output paths for {int(batch.max()) + 1} molecules")
+        self.atoms_of = [np.flatnonzero(batch == b) for b in range(len(self.paths))]
+        self.numbers = [np.asarray(numbers)[idx] for idx in self.atoms_of]
+        self.frame_fs, self.state_path, self.settings, self.chunk = frame_fs, Path(state_path), settings, chunk
+        self.frames = [0] * len(self.paths)  # frames in each file
+        self._buffer: list[tuple[int, np.ndarray, list[bool]]] = []
+
+    def __call__(self, stepper) -> None:
+        """Observer: keep the newest frame of every molecule still running; append every ``chunk``."""
+        active = [r is None for r in stepper.stopped]
+        # in the data's frame: the stepper works on molecules centred in float64 (FrameBatch.origin)
+        self._buffer.append((stepper.t, stepper.start.absolute(stepper.positions.detach()).cpu().numpy().copy(), active))
+        if len(self._buffer) >= self.chunk:
+            self.flush(stepper)
+
+    def _atoms(self, b: int, t: int, positions: np.ndarray) -> Atoms:
+        return Atoms(numbers=self.numbers[b], positions=positions[self.atoms_of[b]],
+                     info={"time_fs": t * self.frame_fs})
+
+    def _append(self, b: int, frames: list[Atoms]) -> None:
+        path = self.paths[b]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if FORMATS[path.suffix] == "traj":
+            with ase.io.Trajectory(path, "a") as out:
+                for atoms in frames:
+                    out.write(atoms)
+        else:
+            with open(path, "a") as out:
+                ase.io.write(out, frames, format="extxyz")
+        _fsync(path)  # on disk before the sidecar that counts it
+
+    def _record(self, b: int) -> dict:
+        path = self.paths[b]
+        if not path.exists():
+            return {"frames": 0, "bytes": 0, "head": b""}
+        with open(path, "rb") as fh:
+            head = fh.read(_ULM_HEADER) if FORMATS[path.suffix] == "traj" else b""
+        return {"frames": self.frames[b], "bytes": path.stat().st_size, "head": head}
+
+    def flush(self, stepper, done: bool = False) -> None:
+        """Append the buffered frames, then record the stepper state in the sidecar."""
+        for b in range(len(self.paths)):
+            frames = [self._atoms(b, t, pos) for t, pos, active in self._buffer if active[b]]
+            if frames:
+                self._append(b, frames)
+                self.frames[b] += len(frames)
+        self._buffer.clear()
+        save_state({"settings": self.settings, "stepper": stepper.state_dict(), "done": done,
+                    "files": [self._record(b) for b in range(len(self.paths))]}, self.state_path)
+
+    def finish(self, stepper) -> None:
+        """Write what is buffered and mark the sidecar complete."""
+        self.flush(stepper, done=True)
+
+    def resume(self, stepper) -> str:
+        """Prepare the files for this run: "fresh" (no sidecar: old files removed), "resumed" (files
+        cut back to the sidecar and ``stepper`` restored) or "done" (the sidecar marks this command
+        complete; nothing changed). Raises ResumeError when the sidecar belongs to another command
+        or the files are shorter than it records."""
+        if not self.state_path.exists():
+            for p in self.paths:
+                p.unlink(missing_ok=True)
+            return "fresh"
+        try:
+            state = torch.load(self.state_path, map_location="cpu", weights_only=False)
+        except Exception as err:  # torch raises several types for a damaged file
+            raise ResumeError(f"{self.state_path}: cannot be read ({type(err).__name__}); "
+                              "remove it to start over") from err
+        if state["settings"] != self.settings:
+            diff = sorted(k for k in set(state["settings"]) | set(self.settings)
+                          if state["settings"].get(k) != self.settings.get(k))
+            was = ", ".join(f"{k}={state['settings'].get(k)!r}" for k in diff)
+            raise ResumeError(f"{self.state_path} belongs to a run with other settings ({was}); rerun that command "
+                              f"to continue it, or remove the file (and its outputs) to start over")
+        if state["done"]:
+            stepper.load_state_dict(state["stepper"])
+            self.frames = [f["frames"] for f in state["files"]]
+            return "done"
+        for p, rec in zip(self.paths, state["files"]):
+            size = p.stat().st_size if p.exists() else 0
+            if size < rec["bytes"]:
+                raise ResumeError(f"cannot resume: {p} has {size} bytes, the sidecar {self.state_path} recorded "
+                                  f"{rec['bytes']}; remove the sidecar to start over")
+            if rec["bytes"] == 0:
+                p.unlink(missing_ok=True)
+                continue
+            with open(p, "r+b") as fh:
+                fh.truncate(rec["bytes"])
+                fh.write(rec["head"])  # .traj: the header as it was; extxyz: nothing
+        stepper.load_state_dict(state["stepper"])
+        self.frames = [f["frames"] for f in state["files"]]
+        return "resumed"

@@ -1,0 +1,170 @@
+"""Streaming, resumable `diffmd generate`: a run SIGKILLed at a random frame and re-run with the same
+command ends byte-identical to an uninterrupted run; finished and mismatched re-runs are told
+apart; a one-structure start needs no reference trajectory; bad input is a one-line error that
+leaves no output behind; memory stays flat over a long run."""
+import dataclasses
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+from ase import Atoms, units
+
+import diffmd_fast
+from diffmd_fast.cli import main
+from diffmd_fast.data import bundled, load_trajectory
+from diffmd_fast.training import checkpoint
+
+PACKAGE_PARENT = Path(diffmd_fast.__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
+       "PYTHONPATH": f"{PACKAGE_PARENT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+def _command(run, data, out, frames, *extra):
+    return ["generate", "--checkpoint", str(run), "--data", str(data), "--frames", str(frames), "--out", str(out),
+            "--quiet", "--device", "cpu", *extra]
+
+
+def _cli(args, **kw):
+    return subprocess.run([sys.executable, "-m", "diffmd_fast.cli", *args], capture_output=True, text=True, env=ENV,
+                          timeout=600, **kw)
+
+
+@pytest.mark.parametrize("suffix", [".extxyz", ".traj"])
+def test_killed_generate_resumes_to_a_byte_identical_file(tiny_run, ethanol60, tmp_path, suffix, capsys):
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    frames, starts = 400, ["--start", "10,40", "--chunk", "7"]
+    killed = tmp_path / f"killed{suffix}"
+    state = Path(f"{killed}.state.pt")
+    log = tmp_path / "killed.log"
+    with open(log, "wb") as sink:  # a file, not a pipe: an undrained pipe could block the child
+        proc = subprocess.Popen([sys.executable, "-m", "diffmd_fast.cli", *_command(tiny_run, ethanol60, killed, frames,
+                                                                                     *starts)],
+                                env=ENV, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not state.exists():
+            assert proc.poll() is None, f"generate exited early: {log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, "no state saved after 120 s"
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 1.5))
+        assert proc.poll() is None, "generate finished before the kill; make it longer"
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stem = killed.with_suffix("")
+    partial = [load_trajectory(stem.with_name(f"killed_t{t0}{suffix}"), dt_fs=0.5).num_frames for t0 in (10, 40)]
+    assert 0 < min(partial) and max(partial) < frames, f"seed {seed}"
+    resumed = _cli(_command(tiny_run, ethanol60, killed, frames, *starts))
+    assert resumed.returncode == 0 and "resuming" in resumed.stderr, resumed.stderr[-2000:]
+    assert main(_command(tiny_run, ethanol60, tmp_path / f"whole{suffix}", frames, *starts)) == 0
+    for t0 in (10, 40):
+        a, b = tmp_path / f"killed_t{t0}{suffix}", tmp_path / f"whole_t{t0}{suffix}"
+        assert a.read_bytes() == b.read_bytes(), f"seed {seed}"
+        assert len(ase.io.read(a, ":")) == frames
+    capsys.readouterr()
+    assert main(_command(tiny_run, ethanol60, killed, frames, *starts)) == 0
+    assert "already complete" in capsys.readouterr().out
+    assert main(_command(tiny_run, ethanol60, killed, frames + 1, *starts)) == 2
+    assert "other settings (frames=400)" in capsys.readouterr().err
+
+
+def test_generate_from_one_structure_needs_no_reference(tiny_run, tmp_path, capsys):
+    mol = tmp_path / "mol.xyz"
+    ase.io.write(mol, Atoms(numbers=load_trajectory(bundled("ethanol")).numbers,
+                            positions=load_trajectory(bundled("ethanol")).positions[100]))
+    out = tmp_path / "one.extxyz"
+    assert main(_command(tiny_run, mol, out, 6, "--temperature", "500")) == 0
+    assert "Maxwell-Boltzmann at 500 K" in capsys.readouterr().err
+    gen = load_trajectory(tmp_path / "one.npz")
+    assert gen.positions.shape == (6, 9, 3) and np.isfinite(gen.positions).all()
+    assert gen.provenance["start_frame"] is None and gen.provenance["thermostat_target_K"] == 500.0
+    frames = ase.io.read(out, ":")
+    assert [a.info["time_fs"] for a in frames] == [0.5 * k for k in range(1, 7)]
+    # velocities stored with the structure are used as they are (no --temperature needed)
+    moving = Atoms(numbers=gen.numbers, positions=gen.positions[-1])
+    moving.set_velocities((gen.positions[-1] - gen.positions[-2]) / 0.5 / units.fs)
+    ase.io.write(tmp_path / "moving.extxyz", moving)
+    assert main(_command(tiny_run, tmp_path / "moving.extxyz", tmp_path / "cont.traj", 3)) == 0
+    assert "from the structure" in capsys.readouterr().err
+    assert len(ase.io.read(tmp_path / "cont.traj", ":")) == 3
+
+
+def _foreign(tmp_path):
+    path = tmp_path / "nf3.xyz"
+    ase.io.write(path, Atoms("NF3", positions=[[0, 0, 0.5], [1.3, 0, 0], [-0.6, 1.1, 0], [-0.6, -1.1, 0]]))
+    return path
+
+
+def _still(tmp_path):
+    path = tmp_path / "still.xyz"
+    traj = load_trajectory(bundled("ethanol"))
+    ase.io.write(path, Atoms(numbers=traj.numbers, positions=traj.positions[0]))
+    return path
+
+
+def _garbage(tmp_path):
+    path = tmp_path / "broken.xyz"
+    path.write_text("9\nnot a comment line\nC 0 0\n")
+    return path
+
+
+@pytest.mark.parametrize("make, extra, needle", [
+    (_still, [], "no velocities; give a temperature"),
+    (_foreign, ["--temperature", "300"], "contains N,F, which the checkpoint was not trained on"),
+    (_garbage, ["--temperature", "300"], "cannot read a structure"),
+    (lambda p: "ethanol", ["--temperature", "300"], "holds several frames; pick the start frame(s) with --start"),
+])
+def test_bad_structure_is_a_one_line_error_and_writes_nothing(tiny_run, tmp_path, make, extra, needle, capsys):
+    out = tmp_path / "out" / "gen.extxyz"
+    assert main(_command(tiny_run, make(tmp_path), out, 3, *extra)) == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("diffmd generate: error: ") and needle in lines[0], lines
+    assert not out.parent.exists()
+
+
+def test_checkpoint_without_data_stats_falls_back_to_the_reference_or_says_what_is_missing(
+        tiny_run, ethanol60, tmp_path, monkeypatch, capsys):
+    """Checkpoints written before frame time, temperature and elements were recorded: with --start
+    the reference trajectory supplies them; a one-structure start cannot know the frame time."""
+    old = dataclasses.replace(checkpoint.load_run(tiny_run), data={})
+    monkeypatch.setattr(checkpoint, "load_run", lambda *a, **k: old)
+    assert main(_command(tiny_run, ethanol60, tmp_path / "ref.extxyz", 3, "--start", "20")) == 0
+    assert load_trajectory(tmp_path / "ref.npz").provenance["thermostat_target_K"] > 0
+    mol = tmp_path / "mol.xyz"
+    eth = load_trajectory(ethanol60)
+    ase.io.write(mol, Atoms(numbers=eth.numbers, positions=eth.positions[0]))
+    capsys.readouterr()
+    assert main(_command(tiny_run, mol, tmp_path / "one.extxyz", 3, "--temperature", "300")) == 2
+    assert "does not record its frame time" in capsys.readouterr().err
+    assert not (tmp_path / "one.extxyz").exists()
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_over_a_long_run(tiny_run, ethanol60, tmp_path):
+    """20,000 frames of 8 molecules: an in-memory rollout would hold 20000 x 72 x 3 float64 (35 MB)
+    plus the npz; the streamed run's peak RSS stays within 25 MB of a 500-frame run's."""
+    starts = ["--start", "10,15,20,25,30,35,40,45", "--chunk", "500"]
+
+    def peak_mb(frames, name):
+        code = ("import resource, sys; from diffmd_fast.cli import main; rc = main(sys.argv[1:]); "
+                "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024); sys.exit(rc)")
+        proc = subprocess.run([sys.executable, "-c", code, *_command(tiny_run, ethanol60, tmp_path / name, frames,
+                                                                      *starts)],
+                              capture_output=True, text=True, env=ENV, timeout=1200)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return float(proc.stdout.split("PEAK")[-1])
+
+    short, long = peak_mb(500, "short.extxyz"), peak_mb(20_000, "long.extxyz")
+    assert long < short + 25.0, (short, long)
+    assert sum(1 for line in open(tmp_path / "long_t45.extxyz") if line.startswith("9")) == 20_000
