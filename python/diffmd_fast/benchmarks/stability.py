@@ -62,6 +62,7 @@ class Cell:
     fs_per_s_per_trajectory: float
     wall_s: float
     physics: str
+    training: str = ""  # the run's rollout-relevant training settings
 
 
 class OnlineScore:
@@ -156,10 +157,16 @@ def run_cell(molecule: str, stride: int, sampler: str, args, split, run_dir: Pat
     temp = score.temp_sum / score.temp_count if score.temp_count else float("nan")
     temp_ref = run.data.get("temperature_K") or float("nan")
     physics = ",".join(type(c).__name__ for c in corrections) or "none"
+    if run.config.rollout.thermostat == "langevin":
+        physics += f" (tau {run.config.rollout.tau_fs:g} fs)"
+    m, tc = run.config.model, run.config.train
+    training = (f"{'EDM sigma_data ' + format(m.sigma_data, '.4g') if m.sigma_data > 0 else 'gated anchor'}, "
+                f"input noise {tc.input_noise:g} A, unroll p {tc.unroll_prob:g} k {tc.unroll_steps}, "
+                f"{run.path.parent.name} step {run.path.stem.split('_')[-1]}")
     return Cell(molecule, stride, frame_fs, sampler, len(starts), frames, int((stable >= frames).sum()),
                 float(stable.mean() * frame_fs / 1000), float(stable.min() * frame_fs / 1000), jsd, temp, temp_ref,
                 (temp - temp_ref) / temp_ref, stepper.total_nfe / max(ran, 1), ran * frame_fs * len(starts) / wall,
-                ran * frame_fs / wall, wall, physics)
+                ran * frame_fs / wall, wall, physics, training)
 
 
 @dataclass
@@ -181,13 +188,13 @@ def _split(molecule: str) -> _Split:
 
 def markdown(cells: list[Cell]) -> str:
     head = ("| molecule | stride (fs) | sampler | NFE/frame | stable rollouts | stability ps (mean / min) | "
-            "h(r) JSD | T (K) | T ref (K) | fs per wall s (all / per traj.) |")
-    lines = [head, "|" + "---|" * 10]
+            "h(r) JSD | T (K) | T ref (K) | fs per wall s (all / per traj.) | physics | training |")
+    lines = [head, "|" + "---|" * 12]
     for c in cells:
         lines.append(f"| {c.molecule} | {c.stride} ({c.frame_fs:g}) | {c.sampler} | {c.nfe_per_frame:.1f} | "
                      f"{c.stable_rollouts}/{c.rollouts} | {c.stability_ps_mean:.2f} / {c.stability_ps_min:.2f} | "
                      f"{c.h_r_jsd:.4f} | {c.temperature_K:.0f} | {c.temperature_ref_K:.0f} | "
-                     f"{c.fs_per_s_total:.0f} / {c.fs_per_s_per_trajectory:.0f} |")
+                     f"{c.fs_per_s_total:.0f} / {c.fs_per_s_per_trajectory:.0f} | {c.physics} | {c.training} |")
     return "\n".join(lines)
 
 
@@ -221,7 +228,7 @@ def main(argv=None) -> list[Cell]:
     cells = []
     grid = [(m, int(k), s) for m in args.molecules.split(",") for k in args.strides.split(",")
             for s in args.samplers.split(",")]
-    tag = "".join(f"_{o}" for o in args.rollout_set).replace("=", "-")
+    tag = "".join(f"_{o}" for o in args.rollout_set).replace("=", "-").replace("/", "-")
     for molecule, stride, sampler in tqdm(grid, desc="cells", unit="cell"):
         cache = Path(args.runs) / "cells" / f"{molecule}_s{stride}_{sampler}_{args.ps:g}ps_{args.starts}{tag}.json"
         if cache.exists():
