@@ -90,8 +90,9 @@ class DiffMDDynamics(MolecularDynamics):
 
     def step(self) -> None:
         """Sample the next frame and write positions and implied velocities to the atoms."""
-        before = self.stepper.positions.double().cpu().numpy().copy()  # step() updates positions in place
-        after = self.stepper.step().double().cpu().numpy()  # (N, 3) Å
+        absolute = self.stepper.start.absolute  # the stepper works on the molecule centred in float64
+        before = absolute(self.stepper.positions).cpu().numpy().copy()  # step() updates positions in place
+        after = absolute(self.stepper.step()).cpu().numpy()  # (N, 3) Å
         self.atoms.set_positions(after)
         self.atoms.set_velocities((after - before) / self.frame_fs / units.fs)
 

@@ -41,7 +41,7 @@ def starts(ethanol):
 
 
 def _rollout_armse(model, batch, refs) -> float:
-    gen = rollout_next_frame(model, batch, FRAMES).numpy()  # (F, S*N, 3)
+    gen = batch.absolute(rollout_next_frame(model, batch, FRAMES)).numpy()  # (F, S*N, 3) in the data's frame
     gen = gen.reshape(FRAMES, len(STARTS), -1, 3).transpose(1, 0, 2, 3)  # (S, F, N, 3)
     return float(np.mean([metrics.armse(g, r) for g, r in zip(gen, refs)]))
 

@@ -15,7 +15,7 @@ def test_history_is_the_constant_velocity_past_at_the_frame_time():
     x, v = rng.normal(size=(5, 3)), rng.normal(size=(5, 3)) * 0.01  # Å, Å/fs
     b = history_from_velocities(x, v, [6, 1, 1, 8, 1], frame_fs=0.5)
     assert b.num_graphs == 1 and b.z.tolist() == [6, 1, 1, 8, 1] and b.x.dtype == torch.float64
-    assert torch.allclose(b.x, torch.from_numpy(x))
+    assert torch.allclose(b.absolute(b.x), torch.from_numpy(x))  # centred in float64; origin kept
     assert torch.allclose(b.velocity, torch.from_numpy(v) * 0.5)  # Å per frame
     assert torch.allclose(b.acceleration, torch.zeros(5, 3, dtype=torch.float64), atol=1e-15)
 
