@@ -183,7 +183,7 @@ def test_demo_runs_the_long_rollouts_and_reports_them(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "long rollouts: 2 starts x 0.02 ps (20 frames of 1 fs)" in printed  # demo.toml: stride 2
     report = (out / "report.md").read_text()
-    assert "## Long rollouts" in report and "long_temperature.png" in report
+    assert "## Long rollouts" in report and "long_temperature.png" in report and "vs xTB" in report
     for name in ("long_h_r.png", "long_temperature.png", "long_vdos.png"):
         assert _is_png(out / "plots" / name), name
     gen = load_trajectory(out / "trajectories" / "diffmd_long.extxyz")

@@ -87,7 +87,9 @@ def _diffmd_row(run, ref, starts: list[int], frames: int, warmup: int, device, s
             **_quality(trajs, ref, frame_fs)}
 
 
-def _xtb_row(ref, start: int, steps: int, warmup: int, threads: int, temperature_K: float, seed: int) -> dict:
+def xtb_row(ref, start: int, steps: int, warmup: int, threads: int, temperature_K: float, seed: int) -> dict:
+    """GFN2-xTB MD (ASE Langevin + tblite, ``threads`` threads) of ``steps`` timed steps from frame
+    ``start`` of ``ref``: its simulated ps per wall second and the quality columns."""
     from ase import Atoms, units
     from ase.constraints import FixCom
     from ase.md.langevin import Langevin
@@ -183,7 +185,7 @@ def main(argv=None) -> dict:
     ref_T = float(temperature_series(ref.positions, ref.numbers, ref.dt_fs).mean())
     target_T = float(ref.provenance.get("temperature_K") or ref_T)
     first = int(lo)
-    rows = [_xtb_row(ref, first, args.xtb_steps, args.warmup, args.threads, target_T, args.seed)]
+    rows = [xtb_row(ref, first, args.xtb_steps, args.warmup, args.threads, target_T, args.seed)]
     print(f"  GFN2-xTB: {rows[-1]['ps_per_s']:.3g} ps/s", flush=True)
     for b in batches:
         starts = sorted({int(t) for t in np.linspace(lo, hi, b).round()}) if b > 1 else [first]

@@ -84,20 +84,31 @@ def _long_run(args, traj, test, out) -> str:
     from ..training.checkpoint import load_run
     from .common import markdown_table
 
+    import torch
+
+    from ..benchmarks.rollout import xtb_row
+
     run = load_run(out / "diffmd")
     result, gens = long_rollout(run, traj, test, ps=args.long_ps, starts=args.starts, progress=not args.quiet)
     write_long_rollout_outputs(result, gens, traj, out)
     s = result.summary()
-    row = {**s, "stable": f"{s['stable_starts']}/{s['starts']}"}
+    # the engine that made the data, same machine and threads, 400 timed steps: is DiffMD faster?
+    xtb = xtb_row(traj, result.starts[0], 400, 5, torch.get_num_threads(),
+                  float(traj.provenance.get("temperature_K") or s["temperature_ref_mean_K"]), 1)
+    xtb_fs = 1000.0 * xtb["ps_per_s"]
+    row = {**s, "stable": f"{s['stable_starts']}/{s['starts']}", "xtb_fs_per_s": xtb_fs,
+           "vs_xtb": f"{s['fs_per_s'] / xtb_fs:.2f}x"}
     table = markdown_table([row], [("ps_per_start", "ps per start"), ("stable", "stable starts"),
                                    ("stability_ps", "stable ps (mean)"), ("h_r_jsd", "h(r) JSD"),
                                    ("temperature_mean_K", "T (K)"), ("temperature_ref_mean_K", "T ref (K)"),
                                    ("vdos_overlap", "VDOS overlap"), ("nfe_per_frame", "NFE/frame"),
-                                   ("fs_per_s", "fs per wall s")])
+                                   ("fs_per_s", "fs per wall s"), ("xtb_fs_per_s", "GFN2-xTB fs per wall s"),
+                                   ("vs_xtb", "vs xTB")])
     print(f"\nlong rollouts: {s['starts']} starts x {s['ps_per_start']:g} ps ({s['frames']} frames of "
           f"{s['frame_fs']:g} fs), thermostat/momentum per the run's [rollout] config\n{table}")
     return (f"## Long rollouts\n\n{s['starts']} starts x {s['ps_per_start']:g} ps ({s['frames']} frames of "
             f"{s['frame_fs']:g} fs) with the physics of the run's [rollout] config; stability as in MDsim (a bond "
             f"more than 0.5 Å from its reference mean), h(r), temperature and VDOS over the stable frames against "
-            f"the whole reference.\n\n{table}\n\n![temperature](plots/long_temperature.png)\n\n"
+            f"the whole reference. Speed: all starts together against one GFN2-xTB MD run (ASE + tblite) on "
+            f"the same machine and threads.\n\n{table}\n\n![temperature](plots/long_temperature.png)\n\n"
             f"![h(r)](plots/long_h_r.png)\n\n![VDOS](plots/long_vdos.png)\n\n")
