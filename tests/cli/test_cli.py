@@ -188,3 +188,18 @@ def test_demo_runs_the_long_rollouts_and_reports_them(tmp_path, capsys):
         assert _is_png(out / "plots" / name), name
     gen = load_trajectory(out / "trajectories" / "diffmd_long.extxyz")
     assert 1 <= gen.num_frames <= 20 and np.isfinite(gen.positions).all()
+
+
+def test_evaluate_a_run_without_start_frame_gives_the_long_run_metrics(tmp_path):
+    from diffmd_fast.data import Trajectory, bundled, save_npz
+
+    ref = load_trajectory(bundled("ethanol"))
+    gen = Trajectory(positions=ref.positions[100:400], numbers=ref.numbers, dt_fs=0.5, name="from-structure",
+                     provenance={"stride": 1})  # as a one-structure `diffmd generate` writes: no start frame
+    save_npz(gen, tmp_path / "gen.npz")
+    proc = _cli("evaluate", "--reference", "ethanol", "--generated", str(tmp_path / "gen.npz"),
+                "--json", str(tmp_path / "m.json"))
+    assert "phase-aligned metrics skipped" in proc.stdout
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["aligned_frames"] == 0 and m["stability_frames"] == 300 and m["h_r_jsd"] < 0.05
+    assert 300 < m["temperature_mean_K"] < 1000

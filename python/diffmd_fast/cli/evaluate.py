@@ -52,11 +52,14 @@ def add_arguments(p):
                                                   "h(r) and VDOS plots (PNG) here")
 
 
-def aligned_reference(ref, gen, start: int, stride: int):
+def aligned_reference(ref, gen, start: int | None, stride: int):
     """The reference frames at the generated frames' times, start+stride, ..., start+T*stride, as far as the
-    reference goes: fewer than T (possibly none) when a long run outlasts it."""
+    reference goes: fewer than T (possibly none) when a long run outlasts it; none without a start
+    frame (a run started from one structure is not in phase with any reference frame)."""
     if gen.num_atoms != ref.num_atoms or not (gen.numbers == ref.numbers).all():
         raise ValueError(f"generated trajectory has atoms {gen.formula}, reference {ref.formula}: not the same molecule")
+    if start is None:
+        return ref.positions[:0]
     if not 0 <= start < ref.num_frames:
         raise ValueError(f"start frame {start} is outside the reference {ref.name} ({ref.num_frames} frames)")
     last = min(start + gen.num_frames * stride, ref.num_frames - 1)
@@ -66,7 +69,7 @@ def aligned_reference(ref, gen, start: int, stride: int):
     return ref.positions[start + stride: last + 1: stride]
 
 
-def score(ref, gen, start: int, stride: int):
+def score(ref, gen, start: int | None, stride: int):
     """(flat metrics dict, longrun.LongRun) of one generated trajectory against the reference."""
     from ..evaluation import longrun, metrics
 
@@ -99,8 +102,10 @@ def run(args) -> int:
     first = named["diffmd"]
     start = args.start if args.start is not None else first.provenance.get("start_frame")
     if start is None:
-        raise ValueError(f"{args.generated} does not record its start frame; pass --start")
-    start = int(start)
+        print(f"{args.generated} records no start frame (a run from one structure?): phase-aligned metrics "
+              "skipped; pass --start to compare frame by frame")
+    else:
+        start = int(start)
     stride = args.stride or int(first.provenance.get("stride", 1))
     results, runs, rows = {}, {}, []
     for name, gen in named.items():
@@ -124,7 +129,7 @@ def run(args) -> int:
     for name, gen in named.items():
         for note in runs[name].notes:
             print(f"{name}: {note}")
-        if results[name]["aligned_frames"] < gen.num_frames:
+        if start is not None and results[name]["aligned_frames"] < gen.num_frames:
             print(f"{name}: the reference covers {results[name]['aligned_frames']} of {gen.num_frames} frames; "
                   "phase-aligned metrics use those")
     if args.plots:
