@@ -29,6 +29,9 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q "${wheels[0]}" numpy scipy pybind11 scikit-build-core ninja cmake
 fi
+# what `import diffmd_fast` itself needs besides torch (the package's data layer reads with ASE);
+# checked every time so that a venv cached by an older version of this script is topped up
+"$VENV/bin/python" -c "import ase, tqdm" 2>/dev/null || "$VENV/bin/pip" install -q ase tqdm
 "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.version.cuda is None)" ||
   fail "torch in $VENV is not a CUDA build"
 
