@@ -12,7 +12,7 @@ until a bond leaves its reference mean length by more than 0.5 Å (ps; capped at
 length; a molecule stopped by a guard counts up to its stop), the h(r) Jensen-Shannon divergence
 of the pooled interatomic distances against the reference, and the mean kinetic temperature of
 finite-difference velocities (K; the reference's in the header). Warm-up frames/steps are not
-timed. Without --checkpoint a demo-size model (configs/demo.toml) is trained briefly on the first
+timed. Without --checkpoint a demo-size long-rollout model (configs/long.toml) is trained briefly on the first
 --train-frames frames, so its quality columns mean little: pass a trained run for those.
 
     python benches/bench_rollout.py                        # or: diffmd bench rollout
@@ -121,7 +121,7 @@ def _demo_run(ref, train_frames: int, steps: int, overrides: list[str], out: Pat
     from ..config import Config
     from ..training.loop import train
 
-    cfg = Config.from_toml(resources.files("diffmd_fast") / "configs" / "demo.toml",
+    cfg = Config.from_toml(resources.files("diffmd_fast") / "configs" / "long.toml",
                            [f"train.max_steps={steps}", "train.val_rollout_frames=0", f"train.device={device}",
                             *overrides])
     train(cfg, ref.slice(0, train_frames), None, out)
@@ -197,7 +197,7 @@ def main(argv=None) -> dict:
                    torch=torch.__version__, tblite=version("tblite"), device=args.device,
                    gpu=torch.cuda.get_device_name() if args.device == "cuda" else None, threads=args.threads,
                    loadavg_1min=os.getloadavg()[0])  # other processes' load skews every rate in the table
-    settings = dict(checkpoint=str(run.path) if args.checkpoint else f"demo.toml, {args.train_steps} steps",
+    settings = dict(checkpoint=str(run.path) if args.checkpoint else f"long.toml, {args.train_steps} steps",
                     data=ref.name, formula=ref.formula, frames=args.frames, xtb_steps=args.xtb_steps,
                     warmup=args.warmup, sampler=run.config.to_dict()["sampler"],
                     rollout=run.config.to_dict()["rollout"], reference_T_K=ref_T, xtb_T_K=target_T,

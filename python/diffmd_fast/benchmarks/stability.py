@@ -212,8 +212,8 @@ def main(argv=None) -> list[Cell]:
     ap.add_argument("--ps", type=float, default=10.0, help="picoseconds to roll out from each start")
     ap.add_argument("--starts", type=int, default=8, help="rollouts per cell (distinct test frames)")
     ap.add_argument("--max-minutes", type=float, default=10.0, help="wall-time cap of one cell's rollout")
-    ap.add_argument("--config", default=str(files("diffmd_fast") / "configs" / "demo.toml"),
-                    help="training config (default: the demo's)")
+    ap.add_argument("--config", default=str(files("diffmd_fast") / "configs" / "long.toml"),
+                    help="training config (default: configs/long.toml, the demo-size long-rollout model)")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="training override")
     ap.add_argument("--rollout-set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                     help="rollout override, e.g. rollout.thermostat=none")

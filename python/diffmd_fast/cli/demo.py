@@ -1,13 +1,15 @@
 """The main job: train a small DiffMD on bundled GFN2-xTB data, roll it out, and compare it with
-the baselines on the same starts.
+the baselines on the same starts (in phase, 20 frames); then train a long-rollout DiffMD
+(configs/long.toml) and roll it out for --long-ps picoseconds from every start, with the long-run
+metrics (stability, h(r), temperature, VDOS) and a GFN2-xTB speed row.
 
-    diffmd demo                      # ethanol, ~5 minutes on 2 CPU cores
+    diffmd demo                      # ethanol, ~7 minutes on 2 CPU cores
     diffmd demo --data aspirin --out runs/demo-aspirin --frames 40
 
 Short-to-long task: the first TRAIN frames train every model, the next VAL frames validate, and
 rollouts start at evenly spaced frames of the rest. Writes into OUT: results.md/json (the table
 printed at the end), plots/*.png, trajectories/*.extxyz (open in OVITO or VMD, or ase gui),
-diffmd/ (the checkpointed run, usable with `diffmd generate`) and report.md.
+diffmd/ and diffmd-long/ (the checkpointed runs, usable with `diffmd generate`) and report.md.
 """
 from __future__ import annotations
 
@@ -21,7 +23,10 @@ def add_arguments(p):
     add_data_argument(p, required=False, help_extra="; default: bundled ethanol")
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="output directory (default runs/demo)")
     p.add_argument("--config", metavar="CFG.toml", help="DiffMD config (default: the packaged configs/demo.toml)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override a DiffMD config field")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override a DiffMD config field (of both DiffMD models)")
+    p.add_argument("--long-config", metavar="CFG.toml",
+                   help="config of the long-rollout DiffMD (default: the packaged configs/long.toml)")
     p.add_argument("--split", default="2000,1000", metavar="TRAIN,VAL", help="frames for training and validation; the rest is test")
     p.add_argument("--frames", type=int, default=20, help="frames per rollout (0.5 fs each for the bundled MD17-style data)")
     p.add_argument("--starts", type=int, default=8, help="rollout starts spread over the test frames")
@@ -61,7 +66,7 @@ def run(args) -> int:
     table = results_table(results)
     long_section = ""
     if args.long_ps > 0:
-        long_section = _long_run(args, traj, split.test, out)
+        long_section = _long_run(args, traj, split, out)
     minutes = (time.perf_counter() - t0) / 60
     report = out / "report.md"
     write_text(report,
@@ -78,8 +83,14 @@ def run(args) -> int:
     return 0
 
 
-def _long_run(args, traj, test, out) -> str:
-    """Roll the trained DiffMD out for --long-ps from every start; print and return a report section."""
+def _long_run(args, traj, split, out) -> str:
+    """Train the long-rollout DiffMD (configs/long.toml: 1 fs frames, one score evaluation per frame,
+    thermostat and momentum projection) on the same split, roll it out for --long-ps from every
+    start, time GFN2-xTB beside it; print and return a report section."""
+    from importlib import resources
+
+    from ..config import Config
+    from ..training.loop import train
     from ..experiments.long_rollout import long_rollout, write_long_rollout_outputs
     from ..training.checkpoint import load_run
     from .common import markdown_table
@@ -88,8 +99,11 @@ def _long_run(args, traj, test, out) -> str:
 
     from ..benchmarks.rollout import xtb_row
 
-    run = load_run(out / "diffmd")
-    result, gens = long_rollout(run, traj, test, ps=args.long_ps, starts=args.starts, progress=not args.quiet)
+    cfg_path = args.long_config or resources.files("diffmd_fast") / "configs" / "long.toml"
+    train(Config.from_toml(cfg_path, overrides=args.set), [split.train], [split.val], out / "diffmd-long",
+          progress=not args.quiet)
+    run = load_run(out / "diffmd-long")
+    result, gens = long_rollout(run, traj, split.test, ps=args.long_ps, starts=args.starts, progress=not args.quiet)
     write_long_rollout_outputs(result, gens, traj, out)
     s = result.summary()
     # the engine that made the data, same machine and threads, 400 timed steps: is DiffMD faster?
@@ -106,8 +120,10 @@ def _long_run(args, traj, test, out) -> str:
                                    ("vs_xtb", "vs xTB")])
     print(f"\nlong rollouts: {s['starts']} starts x {s['ps_per_start']:g} ps ({s['frames']} frames of "
           f"{s['frame_fs']:g} fs), thermostat/momentum per the run's [rollout] config\n{table}")
-    return (f"## Long rollouts\n\n{s['starts']} starts x {s['ps_per_start']:g} ps ({s['frames']} frames of "
-            f"{s['frame_fs']:g} fs) with the physics of the run's [rollout] config; stability as in MDsim (a bond "
+    return (f"## Long rollouts\n\nA second DiffMD trained for long rollouts (`diffmd-long/`, configs/long.toml: "
+            f"EDM preconditioning, input noise and pushforward training, one score evaluation per frame): "
+            f"{s['starts']} starts x {s['ps_per_start']:g} ps ({s['frames']} frames of "
+            f"{s['frame_fs']:g} fs) with the physics of its [rollout] config; stability as in MDsim (a bond "
             f"more than 0.5 Å from its reference mean), h(r), temperature and VDOS over the stable frames against "
             f"the whole reference. Speed: all starts together against one GFN2-xTB MD run (ASE + tblite) on "
             f"the same machine and threads.\n\n{table}\n\n![temperature](plots/long_temperature.png)\n\n"
