@@ -169,3 +169,12 @@ def test_sigma_data_is_measured_from_the_training_data_and_saved(tmp_path):
     saved = load_run(tmp_path / "run").config.model.sigma_data
     assert abs(saved - expected) < 1e-6 and abs(res.model.cfg.sigma_data - expected) < 1e-6
     assert saved != cfg.model.sigma_data
+
+
+def test_resuming_with_another_model_config_is_a_clear_error(tmp_path):
+    torch.set_num_threads(1)
+    traj = _traj()
+    train(_cfg(max_steps=2), traj, None, tmp_path / "run")
+    with pytest.raises(ValueError, match=r"another \[model\] config \(differs in hidden\).*--no-resume"):
+        train(_cfg(max_steps=4).with_overrides(["model.hidden=32"]), traj, None, tmp_path / "run")
+    assert train(_cfg(max_steps=4), traj, None, tmp_path / "run").steps == 4  # same config resumes

@@ -193,6 +193,12 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
     found = load_latest(out, map_location=device) if resume else None
     if found is not None:
         state, path = found
+        saved = state.get("config", {})
+        for section in ("model", "sde"):  # what the weights mean; a resumed run must not change it
+            if saved.get(section) not in (None, cfg.to_dict()[section]):
+                changed = sorted(k for k, v in cfg.to_dict()[section].items() if saved[section].get(k) != v)
+                raise ValueError(f"{out} holds checkpoints of another [{section}] config (differs in "
+                                 f"{', '.join(changed)}); train into a new directory or pass --no-resume")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
