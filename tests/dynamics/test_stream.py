@@ -8,7 +8,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import ase.io
@@ -17,6 +16,7 @@ import pytest
 from ase import Atoms, units
 
 import diffmd_fast
+from kill_helpers import kill_at_random_moment
 from diffmd_fast.cli import main
 from diffmd_fast.data import bundled, load_trajectory
 from diffmd_fast.training import checkpoint
@@ -43,25 +43,10 @@ def test_killed_generate_resumes_to_a_byte_identical_file(tiny_run, ethanol60, t
     frames, starts = 400, ["--start", "10,40", "--chunk", "7"]
     killed = tmp_path / f"killed{suffix}"
     state = Path(f"{killed}.state.pt")
-    log = tmp_path / "killed.log"
-    with open(log, "wb") as sink:  # a file, not a pipe: an undrained pipe could block the child
-        proc = subprocess.Popen([sys.executable, "-m", "diffmd_fast.cli", *_command(tiny_run, ethanol60, killed, frames,
-                                                                                     *starts)],
-                                env=ENV, stdout=sink, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while not state.exists():
-            assert proc.poll() is None, f"generate exited early: {log.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, "no state saved after 120 s"
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 1.5))
-        assert proc.poll() is None, "generate finished before the kill; make it longer"
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    cmd = [sys.executable, "-m", "diffmd_fast.cli", *_command(tiny_run, ethanol60, killed, frames, *starts)]
+    status = kill_at_random_moment(cmd, ENV, tmp_path / "killed.log", state.exists, rng, what="state saved",
+                                   wait_s=120, max_delay_s=1.5)
+    assert status == -signal.SIGKILL
     stem = killed.with_suffix("")
     partial = [load_trajectory(stem.with_name(f"killed_t{t0}{suffix}"), dt_fs=0.5).num_frames for t0 in (10, 40)]
     assert 0 < min(partial) and max(partial) < frames, f"seed {seed}"

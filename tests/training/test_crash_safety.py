@@ -5,9 +5,7 @@ import json
 import os
 import random
 import signal
-import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pytest
 import torch
 
 import diffmd_fast
+from kill_helpers import kill_at_random_moment
 from diffmd_fast.training.checkpoint import CheckpointError, list_checkpoints
 from diffmd_fast.cli import common
 from diffmd_fast.config import Config
@@ -45,23 +44,8 @@ def _kill_mid_run(data: Path, run: Path, rng: random.Random) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     cmd = [sys.executable, "-m", "diffmd_fast.cli", "train", "--data", str(data), "--split", "40,0,1", "--out", str(run),
            *(a for o in OVERRIDES for a in ("--set", o))]
-    log = run.with_name(run.name + ".log")  # a file, not a pipe: an undrained pipe could block the child
-    with open(log, "wb") as sink:
-        proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while len(list_checkpoints(run)) < 2:
-            assert proc.poll() is None, f"training exited early: {log.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, "no checkpoint after 60 s"
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 1.0))
-        assert proc.poll() is None, "training finished before the kill; make it longer"
-        proc.send_signal(signal.SIGKILL)
-        return proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    return kill_at_random_moment(cmd, env, run.with_name(run.name + ".log"), lambda: len(list_checkpoints(run)) >= 2,
+                                 rng, what="checkpoint", wait_s=60, max_delay_s=1.0)
 
 
 def test_sigkill_at_random_moment_then_resume_equals_uninterrupted(tmp_path, capsys):
