@@ -32,9 +32,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.md.md import MolecularDynamics
 
 from .dynamics.guards import GuardConfig
-from .dynamics.physics import corrections_from_config
 from .dynamics.start import check_elements, history_from_velocities, start_velocities
-from .dynamics.stepper import Stepper
 from .training.checkpoint import load_run
 
 __all__ = ["DiffMDDynamics", "NoPotential"]
@@ -76,12 +74,11 @@ class DiffMDDynamics(MolecularDynamics):
         velocities, self.velocity_source = start_velocities(atoms, temperature_K, seed)
         rollout_cfg = run.config.rollout if temperature_K is None else dataclasses.replace(
             run.config.rollout, temperature_K=temperature_K)
-        corrections = corrections_from_config(rollout_cfg, frame_fs, run.data.get("temperature_K"))
         start = history_from_velocities(atoms.positions, velocities, atoms.numbers, frame_fs,
                                         dtype=getattr(torch, run.config.train.dtype)).to(device)
         self.run_info, self.frame_fs = run, float(frame_fs)
-        self.stepper = Stepper(run.model, run.sde, run.sampler, start, corrections=corrections, guard=guard,
-                               generator=torch.Generator(device=device).manual_seed(seed), strict=True)
+        self.stepper = run.stepper(start, frame_fs, rollout=rollout_cfg, guard=guard,
+                                   generator=torch.Generator(device=device).manual_seed(seed), strict=True)
         atoms.set_velocities(velocities / units.fs)  # Å/fs -> ASE units
         if atoms.calc is None:
             atoms.calc = NoPotential()

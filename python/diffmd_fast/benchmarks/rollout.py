@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..dynamics.physics import corrections_from_config
 from ..evaluation.longrun import bond_stability_frames, hr_errors, hr_histogram, temperature_series
 
 
@@ -54,15 +53,12 @@ def _quality(trajs: list[np.ndarray], ref, dt_fs: float) -> dict:
 
 def _diffmd_row(run, ref, starts: list[int], frames: int, warmup: int, device, seed: int) -> dict:
     from ..data import start_batch
-    from ..dynamics.stepper import Stepper
 
     cfg = run.config
     frame_fs = run.data.get("frame_fs") or ref.dt_fs * cfg.train.stride
     start = start_batch([ref] * len(starts), starts, stride=cfg.train.stride,
                         dtype=getattr(torch, cfg.train.dtype)).to(device)
-    corrections = corrections_from_config(cfg.rollout, frame_fs, run.data.get("temperature_K"))
-    stepper = Stepper(run.model, run.sde, run.sampler, start, corrections=corrections,
-                      generator=torch.Generator(device=device).manual_seed(seed), compile=cfg.rollout.compile)
+    stepper = run.stepper(start, frame_fs, generator=torch.Generator(device=device).manual_seed(seed))
     kept: list[np.ndarray] = []
     stepper.attach(lambda s: kept.append(s.start.absolute(s.positions).cpu().numpy().copy()))
     stepper.run(warmup)

@@ -127,19 +127,16 @@ def _train_or_load(molecule: str, stride: int, args, trajs) -> Path:
 
 def run_cell(molecule: str, stride: int, sampler: str, args, split, run_dir: Path) -> Cell:
     from ..data import start_batch
-    from ..dynamics.physics import corrections_from_config
-    from ..dynamics.stepper import Stepper
+    from ..dynamics.rollout import evenly_spaced_starts
     from ..training.checkpoint import load_run
 
     run = load_run(run_dir, "cpu", SAMPLERS[sampler] + args.rollout_set)
     frame_fs = run.data.get("frame_fs") or split.test.dt_fs * stride
-    corrections = corrections_from_config(run.config.rollout, frame_fs, run.data.get("temperature_K"))
     test = split.test
-    starts = np.linspace(2 * stride, test.num_frames - 1, args.starts).round().astype(int).tolist()
+    starts = evenly_spaced_starts(test.num_frames, 0, stride, args.starts)
     start = start_batch([test] * len(starts), starts, stride=stride, dtype=getattr(torch, run.config.train.dtype))
-    gen = torch.Generator().manual_seed(args.seed)
-    stepper = Stepper(run.model, run.sde, run.sampler, start, corrections=corrections, generator=gen,
-                      compile=run.config.rollout.compile)
+    stepper = run.stepper(start, frame_fs, generator=torch.Generator().manual_seed(args.seed))
+    corrections = stepper.corrections
     ref = split.reference.positions
     score = OnlineScore(ref, split.reference.numbers, len(starts), frame_fs, start.x)
     stepper.attach(score)

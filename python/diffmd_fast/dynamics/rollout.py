@@ -19,11 +19,11 @@ from ..ops.graph import Graph
 from .guards import GuardConfig, StopReport
 from .physics import FrameCorrection
 from .stepper import RolloutStopped, Stepper
-
-__all__ = ["RolloutResult", "RolloutScore", "RolloutStopped", "evenly_spaced_starts", "rollout", "rollout_armse"]
 from ..evaluation.metrics import armse
 from ..diffusion.samplers import Sampler
 from ..diffusion.sde import SDE
+
+__all__ = ["RolloutResult", "RolloutScore", "RolloutStopped", "evenly_spaced_starts", "rollout", "rollout_armse"]
 
 
 @dataclass(frozen=True)

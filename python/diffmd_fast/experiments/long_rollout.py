@@ -16,8 +16,7 @@ import numpy as np
 import torch
 
 from ..data import Trajectory, start_batch, write_extxyz
-from ..dynamics.physics import corrections_from_config
-from ..dynamics.rollout import rollout
+from ..dynamics.rollout import evenly_spaced_starts, rollout
 from ..evaluation import plots
 from ..evaluation.longrun import LongRun, long_run_analysis
 from ..training.checkpoint import TrainedRun
@@ -55,15 +54,14 @@ def long_rollout(run: TrainedRun, reference: Trajectory, test: Trajectory, *, ps
     each start's valid frames ((T_b, n, 3) float64 Å, in the reference's frame)."""
     stride = run.config.train.stride
     frame_fs = run.data.get("frame_fs") or test.require_dt() * stride
-    corrections = corrections_from_config(run.config.rollout, frame_fs, run.data.get("temperature_K"))
-    t0s = np.linspace(2 * stride, test.num_frames - 1, starts).round().astype(int).tolist()
+    t0s = evenly_spaced_starts(test.num_frames, 0, stride, starts)
     device = next(run.model.parameters()).device
     dtype = next(run.model.parameters()).dtype
     start = start_batch([test] * len(t0s), t0s, stride=stride, dtype=dtype).to(device)
     frames = max(1, int(round(ps * 1000.0 / frame_fs)))
     t0 = time.perf_counter()
     res = rollout(run.model, run.sde, run.sampler, start, frames, generator=torch.Generator().manual_seed(seed),
-                  progress=progress, corrections=corrections)
+                  progress=progress, corrections=run.corrections(frame_fs))
     wall = time.perf_counter() - t0
     pos = start.absolute(res.positions).cpu().numpy()  # (T, N, 3) float64 Å
     atom_batch = start.batch.cpu().numpy()

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..config import Config
+from ..config import Config, RolloutConfig
 
 REQUIRED_KEYS = ("model", "optimizer", "scheduler", "rng", "epoch", "batch_in_epoch", "step", "config")
 _NAME = re.compile(r"ckpt_(\d+)\.pt$")
@@ -122,6 +122,23 @@ class TrainedRun:
     config: Config
     path: Path
     data: dict
+
+    def corrections(self, frame_fs: float, rollout: RolloutConfig | None = None) -> list:
+        """The frame corrections of ``rollout`` (default: this run's [rollout] section) at the model's
+        frame time ``frame_fs`` (fs), the thermostat defaulting to the training data's temperature."""
+        from ..dynamics.physics import corrections_from_config
+
+        return corrections_from_config(rollout or self.config.rollout, frame_fs, self.data.get("temperature_K"))
+
+    def stepper(self, start, frame_fs: float, *, rollout: RolloutConfig | None = None, **kwargs):
+        """A dynamics.Stepper driving this run's network from the FrameBatch ``start``, with the
+        corrections and the compile setting of ``rollout`` (default: this run's [rollout] section);
+        further keyword arguments (generator, guard, strict) go to the Stepper."""
+        from ..dynamics.stepper import Stepper
+
+        rollout = rollout or self.config.rollout
+        return Stepper(self.model, self.sde, self.sampler, start, corrections=self.corrections(frame_fs, rollout),
+                       compile=rollout.compile, **kwargs)
 
 
 def load_run(directory: str | Path, device: Any = "cpu", overrides: Sequence[str] = ()) -> TrainedRun:
