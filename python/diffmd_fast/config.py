@@ -105,6 +105,9 @@ class TrainConfig:
     unroll_prob: float = 0.0  # probability that a batch is conditioned on the model's own frames
     unroll_steps: int = 1  # most model steps unrolled (k drawn uniformly in 1..unroll_steps)
     max_steps: int = 0  # stop after this many optimiser steps (0: no limit), for smoke runs
+    # wall-clock training budget (0: no limit), checked between optimiser steps; checkpoints carry
+    # the seconds trained so far, so a killed and resumed run counts on from there
+    max_minutes: float = 0.0
     val_every: int = 5  # epochs
     val_rollout_frames: int = 20  # frames rolled out for the validation ARMSE (0: skip)
     val_rollout_starts: int = 4  # rollout starts spread over the validation trajectory

@@ -87,3 +87,9 @@ def test_bad_arguments_raise(train_loader, two_molecules):
         train_next_frame(model, train_loader, epochs=-1)
     with pytest.raises(ValueError, match="unknown baseline"):
         build_baseline("nope")
+
+
+def test_max_seconds_ends_training_after_one_step(train_loader, val_loader):
+    model = build_baseline("egnn", hidden=8, num_layers=1).double()
+    hist = train_next_frame(model, train_loader, val_loader, epochs=50, progress=False, max_seconds=1e-9)
+    assert len(hist.train) == 1 and len(hist.val) == 1  # the cut epoch is still recorded and validated

@@ -178,3 +178,15 @@ def test_resuming_with_another_model_config_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match=r"another \[model\] config \(differs in hidden\).*--no-resume"):
         train(_cfg(max_steps=4).with_overrides(["model.hidden=32"]), traj, None, tmp_path / "run")
     assert train(_cfg(max_steps=4), traj, None, tmp_path / "run").steps == 4  # same config resumes
+
+
+def test_max_minutes_stops_training_and_a_resumed_run_counts_on(tmp_path):
+    torch.set_num_threads(1)
+    traj = _traj()
+    res = train(_cfg(epochs=1000, max_minutes=1e-9), traj, None, tmp_path / "run")
+    assert res.steps == 1  # the budget is checked between optimiser steps: one step, then a checkpoint
+    state, _ = load_latest(tmp_path / "run")
+    assert state["train_s"] > 0 and state["step"] == 1
+    again = train(_cfg(epochs=1000, max_minutes=1e-9), traj, None, tmp_path / "run")
+    assert again.steps == 1  # budget already spent before this call: no further step
+    assert train(_cfg(epochs=1000, max_steps=3), traj, None, tmp_path / "run").steps == 3  # no time limit: trains on

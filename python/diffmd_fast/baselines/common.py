@@ -22,6 +22,7 @@ Decisions (the paper leaves them open):
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -221,10 +222,14 @@ def train_next_frame(
     weight_decay: float = 1e-10,
     seed: int = 1,
     progress: bool = True,
+    max_seconds: float = 0.0,
 ) -> TrainHistory:
     """Adam on the MSE of x(t+1) with ReduceLROnPlateau on the training loss (paper's recipe).
 
     Raises FloatingPointError on a non-finite prediction, loss or gradient, before any weight changes.
+
+    ``max_seconds`` > 0 is a wall-clock budget, checked between optimiser steps: when it is spent the
+    current epoch ends early (recorded, validated and kept if best, like a full one) and training stops.
 
     Keeps the weights of the best validation epoch when ``val_loader`` is given. Models without
     parameters (the static frame) are only evaluated. Batches are cast to the model's dtype.
@@ -244,10 +249,13 @@ def train_next_frame(
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=5, min_lr=1e-7)
     best, best_state = float("inf"), None
+    deadline = time.perf_counter() + max_seconds if max_seconds > 0 else float("inf")
     for epoch in tqdm(range(epochs), desc=type(model).__name__, disable=not progress):
         model.train()
         total, count = 0.0, 0
         for step, batch in enumerate(train_loader):
+            if time.perf_counter() >= deadline and count:
+                break
             loss = _loss(model, batch.to(dtype=dtype))
             opt.zero_grad(set_to_none=True)
             (loss / loss_unit).backward()
@@ -264,6 +272,8 @@ def train_next_frame(
             hist.val.append(evaluate_loss(model, val_loader))
             if hist.val[-1] < best:
                 best, best_state = hist.val[-1], copy.deepcopy(model.state_dict())
+        if time.perf_counter() >= deadline:
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
     return hist

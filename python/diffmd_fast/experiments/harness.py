@@ -37,6 +37,7 @@ class ExperimentConfig:
     baseline_hidden: int = 64  # paper: hidden 64, 4 layers for every baseline
     baseline_layers: int = 4
     baseline_epochs: int = 20
+    baseline_max_minutes: float = 0.0  # wall-clock training budget per baseline (0: none), besides the epochs
     # Per-baseline (hidden, layers) where the shared size does not fit a CPU budget: e3nn's TFN at
     # hidden 64 x 4 layers takes ~40 s per batch of 200 ethanol windows on 2 cores.
     baseline_sizes: dict[str, tuple[int, int]] = field(default_factory=lambda: {"tfn": (16, 2)})
@@ -95,9 +96,10 @@ def _score(name: str, gens: list[np.ndarray | None], items, frames: int, stride:
 _REFERENCE_ONLY = ("armse_static", "armse_mean_structure", "mobility_ref", "frames")
 
 
-def run_diffmd(cfg: Config, train_set, val_set, items, frames: int, out_dir: Path, progress: bool):
+def run_diffmd(cfg: Config, train_set, val_set, items, frames: int, out_dir: Path, progress: bool,
+               distributed: bool = True):
     t0 = time.perf_counter()
-    result = train(cfg, train_set, val_set, out_dir / "diffmd", progress=progress)
+    result = train(cfg, train_set, val_set, out_dir / "diffmd", progress=progress, distributed=distributed)
     train_s = time.perf_counter() - t0
     model, stride = result.model, cfg.train.stride
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
@@ -126,7 +128,8 @@ def run_baseline(name: str, exp: ExperimentConfig, train_set, val_set, items, fr
     t0 = time.perf_counter()
     loader = make_loader(train_set, batch_size=exp.baseline_batch, shuffle=True, stride=stride, seed=exp.seed)
     val = make_loader(val_set, batch_size=exp.baseline_batch, shuffle=False, stride=stride) if val_set else None
-    train_next_frame(model, loader, val, epochs=exp.baseline_epochs, seed=exp.seed, progress=progress)
+    train_next_frame(model, loader, val, epochs=exp.baseline_epochs, seed=exp.seed, progress=progress,
+                     max_seconds=60.0 * exp.baseline_max_minutes)
     train_s = time.perf_counter() - t0
     start = start_batch([tr for tr, _ in items], [t for _, t in items], stride=stride, centre=True)
     t1 = time.perf_counter()

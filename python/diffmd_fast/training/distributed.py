@@ -47,15 +47,16 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return dev
 
 
-def init_distributed(device: str = "auto") -> DistInfo:
+def init_distributed(device: str = "auto", *, join: bool = True) -> DistInfo:
     """Join the process group when launched by torchrun (RANK / WORLD_SIZE set), else run alone.
 
-    Backend: nccl on GPU, gloo on CPU."""
+    ``join=False`` runs alone even under torchrun (on this rank's GPU): each rank then trains its
+    own model, e.g. one experiment cell per rank. Backend: nccl on GPU, gloo on CPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
     dev = resolve_device(device, local_rank)
-    if world <= 1:
+    if world <= 1 or not join:
         return DistInfo(0, 1, 0, dev, False)
     created = False
     if not dist.is_initialized():
@@ -78,6 +79,15 @@ def all_mean(value: float, info: DistInfo) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=info.device)
     dist.all_reduce(t)
     return float(t) / info.world_size
+
+
+def any_rank(flag: bool, info: DistInfo) -> bool:
+    """True when ``flag`` is true on any rank (identity when alone): one decision every rank shares."""
+    if not info.enabled:
+        return flag
+    t = torch.tensor([float(flag)], dtype=torch.float64, device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def barrier(info: DistInfo) -> None:

@@ -43,7 +43,7 @@ from ..nn.score_net import ScoreNet
 from ..ops.graph import complete_graph
 from .checkpoint import load_latest, save_checkpoint
 from .conditioning import add_input_noise, pushforward
-from .distributed import DistInfo, GlobalBatchSampler, all_mean, barrier, init_distributed, shutdown
+from .distributed import DistInfo, GlobalBatchSampler, all_mean, any_rank, barrier, init_distributed, shutdown
 
 _P = 1_000_003  # mixing prime for noise keys
 
@@ -160,15 +160,18 @@ def resolve_sigma_data(cfg: Config, trajs: Sequence[Trajectory]) -> Config:
 
 def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
           val_trajs: Sequence[Trajectory] | Trajectory | None = None, out_dir: str | Path = "runs/diffmd", *,
-          resume: bool = True, progress: bool = False) -> TrainResult:
+          resume: bool = True, progress: bool = False, distributed: bool = True) -> TrainResult:
     """Train a score network on the windows of ``train_trajs``; checkpoints and metrics.jsonl go to
-    ``out_dir``. With ``resume`` the newest good checkpoint there is continued."""
+    ``out_dir``. With ``resume`` the newest good checkpoint there is continued. ``distributed=False``
+    trains alone even under torchrun (each rank its own model). Training stops early, with a
+    checkpoint, at ``train.max_steps`` optimiser steps or ``train.max_minutes`` of training time
+    (counted over resumes)."""
     train_trajs = [train_trajs] if isinstance(train_trajs, Trajectory) else list(train_trajs)
     cfg = resolve_sigma_data(config, train_trajs)
     tc = cfg.train
     val_trajs = [val_trajs] if isinstance(val_trajs, Trajectory) else (list(val_trajs) if val_trajs else [])
     out = Path(out_dir)
-    info = init_distributed(tc.device)
+    info = init_distributed(tc.device, join=distributed)
     device, dtype = info.device, getattr(torch, tc.dtype)
     log = print if info.is_main else (lambda *a, **k: None)
     torch.manual_seed(tc.seed)
@@ -190,6 +193,7 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
 
     epoch, batch_in_epoch, step, history = 0, 0, 0, []
     loss_sum, loss_count = 0.0, 0
+    trained_s = 0.0  # s of training before this call (from the checkpoint)
     found = load_latest(out, map_location=device) if resume else None
     if found is not None:
         state, path = found
@@ -207,9 +211,21 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
         epoch, batch_in_epoch, step = state["epoch"], state["batch_in_epoch"], state["step"]
         loss_sum, loss_count = state.get("loss_sum", 0.0), state.get("loss_count", 0)
         history = state.get("history", [])
+        trained_s = state.get("train_s", 0.0)
         log(f"resumed from {path} (epoch {epoch}, batch {batch_in_epoch}, step {step})")
     ddp = (DistributedDataParallel(model, device_ids=None, find_unused_parameters=not cfg.model.anchor)
            if info.enabled else model)
+
+    clock = time.perf_counter()
+
+    def train_seconds() -> float:
+        return trained_s + time.perf_counter() - clock
+
+    def budget_spent() -> bool:
+        """max_steps or max_minutes reached: one decision shared by every rank (their clocks differ)."""
+        if tc.max_steps and step >= tc.max_steps:
+            return True
+        return tc.max_minutes > 0 and any_rank(train_seconds() >= 60.0 * tc.max_minutes, info)
 
     def checkpoint(ep: int, b_in_ep: int) -> None:
         rngs = _gather_rng(info)
@@ -217,12 +233,13 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
             save_checkpoint(out, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                   "scheduler": sched.state_dict(), "rng": rngs, "epoch": ep, "batch_in_epoch": b_in_ep,
                                   "step": step, "loss_sum": loss_sum, "loss_count": loss_count, "history": history,
-                                  "config": cfg.to_dict(), "data": stats}, cfg, keep=tc.keep_checkpoints)
+                                  "train_s": train_seconds(), "config": cfg.to_dict(), "data": stats}, cfg,
+                            keep=tc.keep_checkpoints)
         barrier(info)
 
     log(f"training {sum(p.numel() for p in model.parameters())} parameters on {device} ({info.world_size} rank(s)), "
         f"{len(data)} windows, {bsamp.batches_per_epoch} steps/epoch of {bsamp.global_batch}")
-    stopped = False
+    stopped = found is not None and budget_spent()  # a resumed run that had used its budget trains no further
     # progress: one bar over epochs (loss, lr, validation ARMSE in its postfix) on rank 0; without
     # it the per-epoch records are printed as JSON lines (logs of batch jobs)
     bar = tqdm(total=tc.epochs, initial=epoch, unit="epoch", desc="train", disable=not (progress and info.is_main))
@@ -253,7 +270,7 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
                 loss_sum, loss_count = loss_sum + float(loss.detach()), loss_count + 1
                 if progress and step % tc.log_every == 0:
                     bar.set_postfix(step=step, loss=f"{float(loss.detach()):.4f}")
-                if tc.max_steps and step >= tc.max_steps:
+                if budget_spent():
                     stopped = True
                     checkpoint(epoch, b + 1)
                     break
