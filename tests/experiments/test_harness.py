@@ -42,14 +42,13 @@ def test_compare_writes_table_plots_and_trajectories(tmp_path):
 
 
 def test_results_command_fills_both_tables(tmp_path, capsys):
-    sets = [a for item in TINY for a in ("--set", item)]
     assert main(["results", "--s2l", "c7o2h10_0", "--o2o", "c7o2h10_0", "--o2o", "c7o2h10_1", "--o2o", "c7o2h10_2",
-                 "--o2o-test", "1", "--split", "300,100", "--frames", "2", "--starts", "1", "--baselines", "static",
-                 "--baseline-epochs", "0", "--out", str(tmp_path), "--quiet", *sets]) == 0
+                 "--o2o-test", "1", "--split", "300,100", "--frames", "2", "--starts", "1", "--models", "static",
+                 "--out", str(tmp_path), "--quiet"]) == 0
     md = (tmp_path / "tables.md").read_text()
-    assert "Table 1" in md and "Table 2" in md and "| DiffMD |" in md and "| static |" in md
+    assert "Table 1" in md and "Table 2" in md and "| static frame |" in md
     data = json.loads((tmp_path / "tables.json").read_text())
-    assert set(data) == {"table1", "table2"} and len(data["table2"]["test"]) == 1
+    assert set(data) == {"table1", "table2"} and len(data["table2"]["columns"]) == 1
 
 
 def test_results_command_needs_data():
