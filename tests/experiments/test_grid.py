@@ -186,3 +186,11 @@ def test_paper_protocol_reads_the_benchmark_sets(tmp_path, monkeypatch, capsys):
     assert "| static frame |" in (tmp_path / "out" / "tables.md").read_text()
     assert main(argv) == 2  # Table 2's set is missing: one line naming the command that makes it
     assert "diffmd data make c7o2h10-gfn2" in capsys.readouterr().err
+
+
+def test_every_model_is_spread_over_two_ranks():
+    grid = _grid(columns=("a", "b", "c", "d"), models=("static", "egnn", "rf", "gmn"))
+    for rank in (0, 1):
+        mine = [c for c in shard(grid.cells(), rank, 2) if c.table == TABLE1]
+        assert {c.model for c in mine} == {"static", "egnn", "rf", "gmn"}
+        assert len(mine) == 8

@@ -199,10 +199,13 @@ class Grid:
                              f"of the stride of {bad}")
 
     def cells(self) -> list[Cell]:
-        """Table 1 molecule by molecule (every model of a molecule), then Table 2: with models
-        interleaved, every shard gets a mix of DiffMD and baseline cells."""
-        return ([Cell(TABLE1, r.key, col) for col in self.s2l for r in self.rows]
-                + ([Cell(TABLE2, r.key, O2O_COLUMN) for r in self.rows] if self.o2o else []))
+        """Table 1 molecule by molecule, then Table 2. Molecule j lists the models rotated by j, so
+        that with shards taking every w-th cell each model's cells spread over the ranks (with a
+        fixed order, w = 2 and an even number of models, one rank would get every DiffMD cell)."""
+        keys = [r.key for r in self.rows]
+        table1 = [Cell(TABLE1, keys[(i + j) % len(keys)], col) for j, col in enumerate(self.s2l)
+                  for i in range(len(keys))]
+        return table1 + ([Cell(TABLE2, k, O2O_COLUMN) for k in keys] if self.o2o else [])
 
     def row(self, key: str) -> Row:
         return next(r for r in self.rows if r.key == key)
