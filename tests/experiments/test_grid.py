@@ -14,7 +14,7 @@ from diffmd_fast.experiments.grid import (TABLE1, TABLE2, Cell, Grid, Protocol, 
 from diffmd_fast.experiments.harness import ExperimentConfig
 from diffmd_fast.experiments.tables import relative_improvement, render_results
 
-PROTOCOL = Protocol(data="test", split=(300, 100), o2o_test=1, span=4, starts=1, history_stride=1)
+PROTOCOL = Protocol(data="test", split=(300, 100, 0), o2o_test=1, span=4, starts=1, history_stride=1)
 
 
 def _grid(columns=("ethanol", "aspirin"), models=("static", "egnn")) -> Grid:
@@ -81,7 +81,7 @@ def _cell(model, label, kind, columns: dict, stride=1):
                    "stability_ps": 0.05, "stability_frames": 100.0, "h_r_jsd": 0.01, "mobility_ratio": 0.9}
                for c, v in columns.items()}
     return {"model": model, "label": label, "columns": metrics, "size": "hidden 8", "budget": "≤ 1 min",
-            "spec": {"protocol": {"data": "hand-made", "split": [300, 100], "o2o_test": 1, "span": 100, "starts": 2,
+            "spec": {"protocol": {"data": "hand-made", "split": [300, 100, 0], "o2o_test": 1, "span": 100, "starts": 2,
                                   "history_stride": 2}, "model": {"kind": kind}},
             "train_s": 10.0, "rollout": {"stride": stride, "frame_fs": 0.5 * stride, "span_fs": 50.0},
             "data": {"train": ["x"], "train_frames": 300, "val_frames": 100, "test": ["x"], "test_frames": 600,
@@ -151,7 +151,7 @@ TINY = ["model.num_layers=1", "model.hidden=16", "model.heads=2", "model.ffn=16"
 
 def test_results_grid_end_to_end_on_bundled_ethanol(tmp_path, capsys):
     sets = [a for item in TINY for a in ("--set", item)]
-    argv = ["results", "--s2l", "ethanol", "--split", "300,100", "--frames", "4", "--starts", "1",
+    argv = ["results", "--s2l", "ethanol", "--split", "300,100,200", "--frames", "4", "--starts", "1",
             "--models", "static,egnn,diffmd-long", "--baseline-epochs", "1", "--baseline-hidden", "8",
             "--baseline-layers", "1", "--out", str(tmp_path), "--quiet", *sets]
     assert main(argv) == 0
@@ -160,6 +160,7 @@ def test_results_grid_end_to_end_on_bundled_ethanol(tmp_path, capsys):
     m = cell["columns"]["ethanol"]
     assert m["armse"] > 0 and m["rollouts"] == 1 and cell["train_s"] > 0
     assert cell["rollout"]["frames"] == 2  # stride 2: 4 data frames are 2 model frames
+    assert (cell["data"]["train_frames"], cell["data"]["val_frames"], cell["data"]["test_frames"]) == (300, 100, 200)
     assert (tmp_path / "runs" / TABLE1 / "diffmd-long" / "ethanol" / "log.txt").read_text()  # the training log
     md = (tmp_path / "tables.md").read_text()
     assert "| DiffMD (long-rollout mode) |" in md and "| static frame |" in md and "Table 1b" in md

@@ -55,3 +55,17 @@ def test_results_command_needs_data():
     with pytest.raises(SystemExit):
         main(["results"])
     assert main(["results", "--out", "x"]) == 2
+
+
+def test_a_baseline_whose_training_diverges_is_scored_na(monkeypatch, tmp_path):
+    from diffmd_fast.experiments import harness
+
+    def explode(*args, **kwargs):
+        raise FloatingPointError("non-finite gradient")
+
+    monkeypatch.setattr(harness, "train_next_frame", explode)
+    split = short_to_long_split(load_trajectory(bundled("ethanol")).slice(0, 400), train=200, val=50, test=150)
+    items = harness._starts([split.test], 3, 1, 2)
+    gens, _, fps = harness.run_baseline("egnn", ExperimentConfig(baseline_hidden=8, baseline_layers=1), [split.train],
+                                        [split.val], items, 3, 1, progress=False)
+    assert gens == [None, None] and fps == 0.0

@@ -27,8 +27,9 @@ def add_arguments(p):
     p.add_argument("--s2l", action="append", default=[], metavar="FILE", help="trajectory for Table 1 (repeatable)")
     p.add_argument("--o2o", action="append", default=[], metavar="FILE", help="isomer trajectory for Table 2 (repeatable)")
     p.add_argument("--tables", default="1,2", help="which tables to run (default 1,2)")
-    p.add_argument("--split", default="20000,10000", metavar="TRAIN,VAL",
-                   help="Table 1 train/validation frames per molecule; the rest is test (paper: 20000,10000 of 40000)")
+    p.add_argument("--split", default="20000,10000,10000", metavar="TRAIN,VAL[,TEST]",
+                   help="Table 1 consecutive train/validation/test frames per molecule (no TEST: the rest); "
+                        "paper: 20000,10000,10000")
     p.add_argument("--o2o-test", type=int, default=5, metavar="N", help="held-out isomers in Table 2 (largest drift)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (tables.md, tables.json, cells/, runs/)")
     p.add_argument("--models", default=DEFAULT_MODELS,
@@ -60,6 +61,13 @@ def _sizes(items: list[str]) -> dict[str, tuple[int, int]]:
             raise ValueError(f"--baseline-size {item!r} must look like NAME=HIDDENxLAYERS, e.g. tfn=16x2")
         sizes[name] = (int(hidden), int(layers))
     return sizes
+
+
+def _split(text: str) -> tuple[int, int, int]:
+    parts = text.split(",")
+    if len(parts) not in (2, 3) or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"--split takes TRAIN,VAL or TRAIN,VAL,TEST frame counts, got {text!r}")
+    return tuple(int(p) for p in parts) + (0,) * (3 - len(parts))
 
 
 def _sources(args, tables: set[str]) -> tuple[dict[str, str], dict[str, str], str]:
@@ -99,8 +107,7 @@ def run(args) -> int:
         exp = ExperimentConfig(baselines=(), baseline_epochs=args.baseline_epochs, baseline_hidden=args.baseline_hidden,
                                baseline_layers=args.baseline_layers, baseline_sizes=_sizes(args.baseline_size))
         rows = make_rows([m for m in args.models.split(",") if m], exp, args.set, args.max_minutes)
-        n_train, n_val = (int(v) for v in args.split.split(","))
-        protocol = Protocol(data=data, split=(n_train, n_val), o2o_test=args.o2o_test, span=args.frames,
+        protocol = Protocol(data=data, split=_split(args.split), o2o_test=args.o2o_test, span=args.frames,
                             starts=args.starts, history_stride=max(r.stride for r in rows))
         grid = Grid(rows, protocol, s2l, o2o, load=lambda spec: load_input(spec, args, need_dt=True))
         ran = run_grid(grid, args.out, rank=rank, world=world, progress=not args.quiet)

@@ -155,7 +155,7 @@ class Protocol:
     """What every cell's numbers depend on besides its model; stored in each cell, compared on resume."""
 
     data: str  # what the trajectories are, e.g. "md17-gfn2 + c7o2h10-gfn2"
-    split: tuple[int, int]  # Table 1: train, validation frames; the rest of each trajectory is its test block
+    split: tuple[int, int, int]  # Table 1: consecutive train, validation, test frames (test 0: the rest)
     o2o_test: int  # Table 2: held-out isomers
     span: int  # data frames each rollout covers
     starts: int  # rollout starts per test trajectory
@@ -222,8 +222,8 @@ class Grid:
         """(train, validation, test) trajectories of a cell."""
         if cell.table == TABLE1:
             traj = self.trajectory(cell.column, self.s2l[cell.column])
-            n_train, n_val = self.protocol.split
-            s = short_to_long_split(traj, train=n_train, val=n_val, test=traj.num_frames - n_train - n_val)
+            n_train, n_val, n_test = self.protocol.split
+            s = short_to_long_split(traj, train=n_train, val=n_val, test=n_test or traj.num_frames - n_train - n_val)
             return [s.train], [s.val] if s.val is not None else [], [s.test]
         s = one_to_others_split([self.trajectory(k, v) for k, v in self.o2o.items()], num_test=self.protocol.o2o_test)
         return s.train, list(s.val or []), s.test

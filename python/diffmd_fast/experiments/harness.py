@@ -99,7 +99,11 @@ _REFERENCE_ONLY = ("armse_static", "armse_mean_structure", "mobility_ref", "fram
 def run_diffmd(cfg: Config, train_set, val_set, items, frames: int, out_dir: Path, progress: bool,
                distributed: bool = True):
     t0 = time.perf_counter()
-    result = train(cfg, train_set, val_set, out_dir / "diffmd", progress=progress, distributed=distributed)
+    try:
+        result = train(cfg, train_set, val_set, out_dir / "diffmd", progress=progress, distributed=distributed)
+    except FloatingPointError as err:  # a non-finite training loss: the paper's "NA", like a diverged rollout
+        print(f"DiffMD training diverged: {err}")
+        return [None] * len(items), time.perf_counter() - t0, 0.0
     train_s = time.perf_counter() - t0
     model, stride = result.model, cfg.train.stride
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
@@ -111,7 +115,8 @@ def run_diffmd(cfg: Config, train_set, val_set, items, frames: int, out_dir: Pat
     try:
         res = rollout(model, make_sde(cfg.sde), make_sampler(cfg.sampler), start, frames, generator=gen,
                       progress=progress, corrections=corrections)
-    except FloatingPointError:
+    except FloatingPointError as err:
+        print(f"DiffMD rollout diverged: {err}")
         return [None] * len(items), train_s, 0.0
     # a molecule the rollout guards stopped has NaN frames from its stop on: scored as diverged
     pos = start.absolute(res.positions).cpu()  # (F, N, 3) float64 Å, back in the data's frame
@@ -128,14 +133,19 @@ def run_baseline(name: str, exp: ExperimentConfig, train_set, val_set, items, fr
     t0 = time.perf_counter()
     loader = make_loader(train_set, batch_size=exp.baseline_batch, shuffle=True, stride=stride, seed=exp.seed)
     val = make_loader(val_set, batch_size=exp.baseline_batch, shuffle=False, stride=stride) if val_set else None
-    train_next_frame(model, loader, val, epochs=exp.baseline_epochs, seed=exp.seed, progress=progress,
-                     max_seconds=60.0 * exp.baseline_max_minutes)
+    try:
+        train_next_frame(model, loader, val, epochs=exp.baseline_epochs, seed=exp.seed, progress=progress,
+                         max_seconds=60.0 * exp.baseline_max_minutes)
+    except FloatingPointError as err:  # a non-finite loss or gradient: the paper's "NA"
+        print(f"{name} training diverged: {err}")
+        return [None] * len(items), time.perf_counter() - t0, 0.0
     train_s = time.perf_counter() - t0
     start = start_batch([tr for tr, _ in items], [t for _, t in items], stride=stride, centre=True)
     t1 = time.perf_counter()
     try:
         pos = rollout_next_frame(model, start, frames)  # (F, N, 3)
-    except FloatingPointError:
+    except FloatingPointError as err:
+        print(f"{name} rollout diverged: {err}")
         return [None] * len(items), train_s, 0.0
     fps = frames / max(time.perf_counter() - t1, 1e-9)
     pos = start.absolute(pos)  # back in the data's frame

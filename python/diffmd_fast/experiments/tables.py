@@ -153,7 +153,7 @@ def _caption(table: str, layout: Layout, cells: Mapping[tuple[str, str], dict], 
                                  f"{d['dt_fs']:g} fs frames" for d in data))
     if table == TABLE1:
         split = (f"train on the first {proto['split'][0]} frames of each molecule, validate on the next "
-                 f"{proto['split'][1]}, roll out in the rest ({', '.join(_distinct(str(d['test_frames']) for d in data))} frames)")
+                 f"{proto['split'][1]}, roll out in the next {'/'.join(_distinct(str(d['test_frames']) for d in data))}")
     else:
         split = (f"train on {len(data[0]['train'])} isomers ({data[0]['train_frames']} frames), roll out on the "
                  f"{proto['o2o_test']} with the largest drift")
