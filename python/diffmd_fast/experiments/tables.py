@@ -5,7 +5,7 @@ roll out from starts in the rest; one column per molecule, ARMSE (Å) per model.
 Table 2 (one-to-others): train on most isomers, test on the held-out isomers with the largest
 drift (data.splits.one_to_others_split); one column per held-out isomer.
 Both are written as markdown and JSON. The paper's sizes (20k/10k/10k frames, 200 epochs) are the
-defaults of the full benchmark data (scripts/make_benchmark_data.sh); smaller settings run on the
+defaults of the full benchmark data (`diffmd data make`); smaller settings run on the
 bundled trajectories in minutes.
 """
 from __future__ import annotations
