@@ -58,6 +58,21 @@ def test_extxyz_round_trip(tmp_path, traj):
     assert out.dt_fs == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize("suffix", [".npz", ".extxyz"])
+def test_velocities_round_trip(tmp_path, traj, suffix):
+    """The engine's velocities (Å/fs) survive every format we write; slices keep them aligned."""
+    from dataclasses import replace
+
+    v = np.random.default_rng(2).standard_normal(traj.positions.shape) * 0.01  # (T, N, 3) Å/fs
+    with_v = replace(traj, velocities=v)
+    path = save_npz(with_v, tmp_path / "w.npz") if suffix == ".npz" else write_extxyz(with_v, tmp_path / f"w{suffix}")
+    np.testing.assert_allclose(load_trajectory(path).velocities, v, rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(with_v.slice(2, 8, 3).velocities, v[2:8:3])
+    assert load_trajectory(save_npz(traj, tmp_path / "plain.npz")).velocities is None
+    with pytest.raises(TrajectoryError, match="velocities must have shape"):
+        replace(traj, velocities=v[:, :2])
+
+
 def test_extxyz_from_raw_positions(tmp_path, traj):
     path = write_extxyz(traj.positions, tmp_path / "raw.xyz", traj.numbers, dt_fs=2.0)
     out = load_trajectory(path)

@@ -96,3 +96,13 @@ def test_omp_threads_restores_runtime_setting():
     with omp_threads(1):
         assert lib.omp_get_max_threads() == 1
     assert lib.omp_get_max_threads() == before
+
+
+def test_records_the_engines_velocities(run):
+    """V (Å/fs) is stored, survives the npz round trip, and matches the positions' central difference."""
+    traj, out, _ = run
+    assert traj.velocities.shape == traj.positions.shape
+    np.testing.assert_array_equal(load_trajectory(out).velocities, traj.velocities)
+    central = (traj.positions[2:] - traj.positions[:-2]) / (2 * traj.dt_fs)  # Å/fs, 1 fs apart
+    err = np.abs(central - traj.velocities[1:-1]).mean() / np.abs(traj.velocities).mean()
+    assert err < 0.1  # a wrong unit (ASE time vs fs: x10) or frame would be off by far more

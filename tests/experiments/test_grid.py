@@ -3,18 +3,17 @@ paper's layout from cell files, and one tiny end-to-end run on the bundled data.
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import pytest
 
 from diffmd_fast.cli import main
-from diffmd_fast.data import bundled
+from diffmd_fast.data import benchmark, bundled
 from diffmd_fast.experiments.grid import (TABLE1, TABLE2, Cell, Grid, Protocol, make_rows, run_grid, shard)
 from diffmd_fast.experiments.harness import ExperimentConfig
 from diffmd_fast.experiments.tables import relative_improvement, render_results
 
-PROTOCOL = Protocol(data="test", split=(300, 100, 0), o2o_test=1, span=4, starts=1, history_stride=1)
+PROTOCOL = Protocol(s2l_data="test", o2o_data="test", split=(300, 100, 0), o2o_test=1, span=4, starts=1,
+                    history_stride=1)
 
 
 def _grid(columns=("ethanol", "aspirin"), models=("static", "egnn")) -> Grid:
@@ -32,7 +31,7 @@ class Counting:
 
     def __call__(self, grid, cell, work):
         self.ran.append(cell)
-        return {"spec": grid.spec(grid.row(cell.model)), "model": cell.model, "columns": {}}
+        return {"spec": grid.spec(grid.row(cell.model), cell.table), "model": cell.model, "columns": {}}
 
 
 def test_grid_skips_finished_cells_and_reruns_a_deleted_one(tmp_path):
@@ -179,7 +178,7 @@ def test_paper_protocol_reads_the_benchmark_sets(tmp_path, monkeypatch, capsys):
             raise FileNotFoundError(f"{set_name} is missing; run `diffmd data make {set_name}`")
         return {"ethanol": bundled("ethanol")}
 
-    monkeypatch.setitem(sys.modules, "diffmd_fast.data.benchmark", types.SimpleNamespace(benchmark_files=benchmark_files))
+    monkeypatch.setattr(benchmark, "benchmark_files", benchmark_files)
     argv = ["results", "--protocol", "paper", "--data-dir", str(tmp_path / "data"), "--split", "300,100", "--frames",
             "2", "--starts", "1", "--models", "static", "--out", str(tmp_path / "out"), "--quiet"]
     assert main([*argv, "--tables", "1"]) == 0

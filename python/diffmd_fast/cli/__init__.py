@@ -12,9 +12,9 @@ import sys
 import warnings
 from typing import Sequence
 
-from . import bench, demo, evaluate, generate, info, results, simulate, train
+from . import bench, data, demo, evaluate, generate, info, results, simulate, train
 
-COMMANDS = (demo, simulate, train, generate, evaluate, info, results, bench)
+COMMANDS = (demo, simulate, data, train, generate, evaluate, info, results, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

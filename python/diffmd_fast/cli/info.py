@@ -63,7 +63,7 @@ def _data_info(spec: str, args) -> dict:
     if "cell_A" in traj.provenance:
         info["cell_A"] = traj.provenance["cell_A"]
         info["pbc"] = traj.provenance.get("pbc")
-    info.update(energies=traj.energies is not None, forces=traj.forces is not None, provenance=dict(traj.provenance))
+    info.update(energies=traj.energies is not None, forces=traj.forces is not None, velocities=traj.velocities is not None, provenance=dict(traj.provenance))
     return info
 
 

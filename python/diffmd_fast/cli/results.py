@@ -70,8 +70,8 @@ def _split(text: str) -> tuple[int, int, int]:
     return tuple(int(p) for p in parts) + (0,) * (3 - len(parts))
 
 
-def _sources(args, tables: set[str]) -> tuple[dict[str, str], dict[str, str], str]:
-    """Table 1 and Table 2 trajectories (name -> file) and what they are, for the caption."""
+def _sources(args, tables: set[str]) -> tuple[dict[str, str], dict[str, str], str, str]:
+    """Table 1 and Table 2 trajectories (name -> file) and what each set is, for the captions."""
     from pathlib import Path
 
     if args.protocol == "paper":
@@ -81,12 +81,12 @@ def _sources(args, tables: set[str]) -> tuple[dict[str, str], dict[str, str], st
 
         sets = {"1": "md17-gfn2", "2": "c7o2h10-gfn2"}
         files = {t: {k: str(v) for k, v in benchmark_files(sets[t], args.data_dir).items()} for t in sorted(tables)}
-        return files.get("1", {}), files.get("2", {}), " + ".join(sets[t] for t in sorted(tables))
+        return files.get("1", {}), files.get("2", {}), sets["1"], sets["2"]
     if not args.s2l and not args.o2o:
         raise ValueError("give --protocol paper, or trajectories with --s2l (Table 1) and/or --o2o (Table 2)")
     s2l = {Path(s).stem: s for s in args.s2l} if "1" in tables else {}
     o2o = {Path(s).stem: s for s in args.o2o} if "2" in tables else {}
-    return s2l, o2o, "files " + ", ".join([*s2l.values(), *o2o.values()])
+    return s2l, o2o, "files " + ", ".join(s2l.values()), "files " + ", ".join(o2o.values())
 
 
 def run(args) -> int:
@@ -103,12 +103,14 @@ def run(args) -> int:
     rank, world = rank_and_world()
     grid = None
     if not args.render_only:
-        s2l, o2o, data = _sources(args, tables)
+        s2l, o2o, s2l_data, o2o_data = _sources(args, tables)
         exp = ExperimentConfig(baselines=(), baseline_epochs=args.baseline_epochs, baseline_hidden=args.baseline_hidden,
                                baseline_layers=args.baseline_layers, baseline_sizes=_sizes(args.baseline_size))
         rows = make_rows([m for m in args.models.split(",") if m], exp, args.set, args.max_minutes)
-        protocol = Protocol(data=data, split=_split(args.split), o2o_test=args.o2o_test, span=args.frames,
-                            starts=args.starts, history_stride=max(r.stride for r in rows))
+        # history for stride 2 (long-rollout mode) whatever the rows: the starts stay the same
+        # when rows are added to a run later
+        protocol = Protocol(s2l_data=s2l_data, o2o_data=o2o_data, split=_split(args.split), o2o_test=args.o2o_test,
+                            span=args.frames, starts=args.starts, history_stride=max(2, *(r.stride for r in rows)))
         grid = Grid(rows, protocol, s2l, o2o, load=lambda spec: load_input(spec, args, need_dt=True))
         ran = run_grid(grid, args.out, rank=rank, world=world, progress=not args.quiet)
         print(f"rank {rank}/{world}: ran {len(ran)} cell(s)")

@@ -26,7 +26,7 @@ def add_arguments(p):
     p.add_argument("--name", help="trajectory name (default: from the SMILES/file)")
     p.add_argument("--threads", type=int, default=1, help="OpenMP threads for tblite (1 is fastest for small molecules)")
     p.add_argument("--forces-dtype", choices=("float64", "float32"), default="float64",
-                   help="storage of forces in the npz (float32 halves shipped files; positions stay float64)")
+                   help="storage of forces and velocities in the npz (float32 halves shipped files; positions stay float64)")
     p.add_argument("--extxyz", action="store_true", help="also write an extxyz beside the npz (for OVITO/VMD)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -86,7 +86,7 @@ def make_whole(path: Path, positions: np.ndarray, numbers: np.ndarray, cells: np
 
 
 def build_trajectory(path, positions, numbers, dt_fs, energies, forces, name, provenance, *,
-                     frame_steps=None, spacing_known: bool = True) -> Trajectory:
+                     frame_steps=None, spacing_known: bool = True, velocities=None) -> Trajectory:
     """Construct and validate; errors always carry the file name."""
     try:
         pos = np.asarray(positions, dtype=np.float64)
@@ -94,7 +94,7 @@ def build_trajectory(path, positions, numbers, dt_fs, energies, forces, name, pr
             pos = pos[None]
         return Trajectory(positions=pos, numbers=np.asarray(numbers).ravel(), dt_fs=dt_fs, energies=energies,
                           forces=forces, name=name, provenance=provenance, frame_steps=frame_steps,
-                          spacing_known=spacing_known)
+                          spacing_known=spacing_known, velocities=velocities)
     except TrajectoryError as err:
         msg = str(err)  # name the file, not the trajectory, so the user knows what to fix
         msg = f"{path.name}:{msg[len(name) + 1:]}" if msg.startswith(f"{name}:") else f"{path.name}: {msg}"

@@ -68,6 +68,8 @@ def _load_npz(path: Path, dt_fs: float | None, name: str | None) -> Trajectory:
     provenance.setdefault("source_file", str(path))
     provenance.setdefault("format", "npz (MD17 keys)")
     pos, energies, forces, length = _npz_units(path, data, provenance)
+    # our own key: the engine's velocities, Å/fs (x length factor if a file ever states r_unit)
+    velocities = None if "V" not in data else np.asarray(data["V"], dtype=np.float64) * length
     if "lattice" in data:  # sGDML stores the cell of periodic data sets in r_unit
         cell = np.asarray(data["lattice"], dtype=np.float64).reshape(3, 3) * length
         pos = _unwrap(path, pos, data["z"], np.broadcast_to(cell, (pos.shape[0], 3, 3)), np.ones(3, bool), provenance)
@@ -75,7 +77,7 @@ def _load_npz(path: Path, dt_fs: float | None, name: str | None) -> Trajectory:
     steps = None if explicit_dt else data.get("frame_steps")
     spacing_known = explicit_dt or "spacing_known" not in data or bool(_scalar(data["spacing_known"]))
     return build_trajectory(path, pos, data["z"], dt_fs, energies, forces, name, provenance,
-                            frame_steps=steps, spacing_known=spacing_known)
+                            frame_steps=steps, spacing_known=spacing_known, velocities=velocities)
 
 
 def _npz_units(path: Path, data: dict[str, np.ndarray], provenance: dict):
@@ -154,11 +156,16 @@ def _load_ase(path: Path, dt_fs: float | None, name: str | None) -> Trajectory:
     if dt_fs is None:
         dt_fs, frame_steps = _ase_times(path, frames, provenance)
     pos = np.stack([a.get_positions() for a in frames])  # (T, N, 3) Å
+    velocities = None  # ASE stores momenta; velocities in Å per ASE time unit -> Å/fs
+    if all(a.has("momenta") for a in frames):
+        from ase import units
+
+        velocities = np.stack([a.get_velocities() for a in frames]) * units.fs
     pbc = np.asarray(frames[0].pbc, dtype=bool)
     if pbc.any() or frames[0].cell.rank:
         pos = _unwrap(path, pos, numbers, np.stack([np.asarray(a.cell) for a in frames]), pbc, provenance)
     return build_trajectory(path, pos, numbers, dt_fs, energies, forces, name or path.stem, provenance,
-                            frame_steps=frame_steps)
+                            frame_steps=frame_steps, velocities=velocities)
 
 
 TIME_KEYS = ("time_fs", "time")  # ours (extxyz), CP2K's xyz comment ("i = 1, time = 0.500, E = ...", fs)

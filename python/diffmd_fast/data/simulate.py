@@ -15,6 +15,8 @@ Choices (not fixed by the paper):
 - Energies and forces are the ones the integrator itself computed: after each step ASE's
   calculator cache holds them for the current positions, so recording costs no extra
   electronic-structure call. Forces are stored without the FixCom projection.
+- Velocities (Å/fs) are the integrator's own at each stored frame, so a model may condition on
+  them instead of finite differences of positions.
 """
 from __future__ import annotations
 
@@ -149,6 +151,7 @@ def simulate(
     positions = np.empty((frames, len(atoms), 3))  # Å
     energies = np.empty(frames)  # eV
     forces = np.empty((frames, len(atoms), 3))  # eV/Å
+    velocities = np.empty((frames, len(atoms), 3))  # Å/fs
     temps = np.empty(frames)  # K
     start = time.perf_counter()
     with omp_threads(threads), tqdm(total=n_eq + n_prod, desc=f"xTB MD {name}", unit="step",
@@ -165,6 +168,7 @@ def simulate(
                     positions[i] = atoms.get_positions()
                     energies[i] = atoms.get_potential_energy()  # cached from the step's own call
                     forces[i] = atoms.get_forces(apply_constraint=False)
+                    velocities[i] = atoms.get_velocities() * units.fs  # Å per ASE time unit -> Å/fs
                     temps[i] = atoms.get_temperature()
         except CalculationFailed as err:
             raise RuntimeError(f"simulate {name}: GFN2-xTB failed at MD step {step}: {err}") from err
@@ -183,7 +187,8 @@ def simulate(
         "versions": _versions(),
     }
     traj = Trajectory(positions=positions, numbers=atoms.get_atomic_numbers(), dt_fs=timestep_fs * save_every,
-                      energies=energies, forces=forces, name=name, provenance=provenance)
+                      energies=energies, forces=forces, name=name, provenance=provenance,
+                      velocities=velocities)
     if out is not None:
         save_npz(traj, out)
     return traj

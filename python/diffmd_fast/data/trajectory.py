@@ -35,7 +35,8 @@ class Trajectory:
     spaced (a data set that holds out some steps) carry ``frame_steps``: frame t lies at time
     ``frame_steps[t] * dt_fs``; ``spacing_known=False`` says the frames are in time order but which
     of them are consecutive is not known. Windows only ever span consecutive frames.
-    ``provenance`` is a JSON-able dict recording how the data was made (engine, method,
+    ``velocities`` are the MD engine's velocities at each stored frame where the file has them
+    (not finite differences of positions). ``provenance`` is a JSON-able dict recording how the data was made (engine, method,
     temperature, seed, command, source file, units converted, cell unwrapped).
     """
 
@@ -48,6 +49,7 @@ class Trajectory:
     provenance: dict[str, Any] = field(default_factory=dict)
     frame_steps: np.ndarray | None = None  # (T,) int64 increasing, time in units of dt_fs; None: 0..T-1
     spacing_known: bool = True  # False: in time order, but gaps between frames are not known
+    velocities: np.ndarray | None = None  # (T, N, 3) Å/fs, the engine's own (diffmd simulate records them)
 
     def __post_init__(self) -> None:
         src = self.name
@@ -88,6 +90,7 @@ class Trajectory:
                 steps = None
         energies = self._check_optional("energies", self.energies, (pos.shape[0],))
         forces = self._check_optional("forces", self.forces, pos.shape)
+        velocities = self._check_optional("velocities", self.velocities, pos.shape)
         try:
             json.dumps(self.provenance)
         except TypeError as err:
@@ -99,6 +102,7 @@ class Trajectory:
         object.__setattr__(self, "spacing_known", bool(self.spacing_known))
         object.__setattr__(self, "energies", energies)
         object.__setattr__(self, "forces", forces)
+        object.__setattr__(self, "velocities", velocities)
         object.__setattr__(self, "provenance", dict(self.provenance))
 
     def _check_optional(self, key: str, arr: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -181,10 +185,11 @@ class Trajectory:
             provenance={**self.provenance, "slice": [start, stop, step]},
             frame_steps=None if self.frame_steps is None else self.frame_steps[sel],
             spacing_known=self.spacing_known,
+            velocities=None if self.velocities is None else self.velocities[sel],
         )
 
     def __repr__(self) -> str:
         return (
             f"Trajectory(name={self.name!r}, formula={self.formula}, frames={self.num_frames}, "
-            f"dt_fs={self.dt_fs}, evenly_spaced={self.evenly_spaced}, energies={self.energies is not None}, forces={self.forces is not None})"
+            f"dt_fs={self.dt_fs}, evenly_spaced={self.evenly_spaced}, energies={self.energies is not None}, forces={self.forces is not None}, velocities={self.velocities is not None})"
         )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import ase.io
 import numpy as np
-from ase import Atoms
+from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from .trajectory import Trajectory
@@ -48,9 +48,9 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 def save_npz(traj: Trajectory, path: str | os.PathLike, *, forces_dtype: type = np.float64) -> Path:
     """Write ``traj`` as a compressed npz readable by MD17/sGDML tools and by ``load_trajectory``.
 
-    Keys: R (T,N,3) Å, z (N,), E (T,) eV, F (T,N,3) eV/Å (E/F only when present), dt_fs (NaN when
+    Keys: R (T,N,3) Å, z (N,), E (T,) eV, F (T,N,3) eV/Å, V (T,N,3) Å/fs (E/F/V only when present), dt_fs (NaN when
     not known), name, provenance (JSON string); frame_steps (T,) and spacing_known only for frames
-    that are not evenly spaced. ``forces_dtype=np.float32`` halves the size of shipped files;
+    that are not evenly spaced. ``forces_dtype=np.float32`` (forces and velocities) halves shipped files;
     positions always stay float64 because velocities and accelerations are small differences.
     """
     arrays: dict[str, np.ndarray] = {
@@ -68,6 +68,8 @@ def save_npz(traj: Trajectory, path: str | os.PathLike, *, forces_dtype: type = 
         arrays["E"] = traj.energies
     if traj.forces is not None:
         arrays["F"] = traj.forces.astype(forces_dtype)
+    if traj.velocities is not None:
+        arrays["V"] = traj.velocities.astype(forces_dtype)
     with atomic_path(path, ".npz") as tmp:
         with open(tmp, "wb") as fh:  # a file handle stops numpy appending a second ".npz"
             np.savez_compressed(fh, **arrays)
@@ -78,6 +80,8 @@ def _frames_as_atoms(traj: Trajectory) -> list[Atoms]:
     frames, steps = [], traj.steps
     for t in range(traj.num_frames):
         atoms = Atoms(numbers=traj.numbers, positions=traj.positions[t])
+        if traj.velocities is not None:  # Å/fs -> ASE's units (written as momenta)
+            atoms.set_velocities(traj.velocities[t] / units.fs)
         if traj.energies is not None or traj.forces is not None:
             atoms.calc = SinglePointCalculator(
                 atoms,

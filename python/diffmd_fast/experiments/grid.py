@@ -29,7 +29,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import redirect_stdout
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from importlib import resources
 from pathlib import Path
@@ -152,14 +152,23 @@ def make_rows(names: Sequence[str], exp: ExperimentConfig, overrides: Sequence[s
 
 @dataclass(frozen=True)
 class Protocol:
-    """What every cell's numbers depend on besides its model; stored in each cell, compared on resume."""
+    """What the cells' numbers depend on besides their model; each cell stores (and on resume
+    compares) the part that concerns its table (``for_table``)."""
 
-    data: str  # what the trajectories are, e.g. "md17-gfn2 + c7o2h10-gfn2"
+    s2l_data: str  # what Table 1's trajectories are, e.g. "md17-gfn2"
+    o2o_data: str  # what Table 2's trajectories are, e.g. "c7o2h10-gfn2"
     split: tuple[int, int, int]  # Table 1: consecutive train, validation, test frames (test 0: the rest)
     o2o_test: int  # Table 2: held-out isomers
     span: int  # data frames each rollout covers
     starts: int  # rollout starts per test trajectory
     history_stride: int  # largest model stride: starts leave 2 × this many frames of history
+
+    def for_table(self, table: str) -> dict:
+        """The fields a cell of ``table`` depends on (Table 1 ignores the isomer split and vice versa)."""
+        common = {"span": self.span, "starts": self.starts, "history_stride": self.history_stride}
+        if table == TABLE1:
+            return {"data": self.s2l_data, "split": list(self.split), **common}
+        return {"data": self.o2o_data, "o2o_test": self.o2o_test, **common}
 
 
 @dataclass(frozen=True)
@@ -193,10 +202,10 @@ class Grid:
 
     def __post_init__(self) -> None:
         p = self.protocol
-        bad = [r.key for r in self.rows if p.history_stride % r.stride or p.span % r.stride]
-        if bad:
-            raise ValueError(f"rollout span {p.span} frames and history stride {p.history_stride} must be multiples "
-                             f"of the stride of {bad}")
+        bad = [r.key for r in self.rows if p.history_stride % r.stride]
+        if bad or p.span % p.history_stride:
+            raise ValueError(f"the rollout span ({p.span} frames) must be a multiple of {p.history_stride}, and that "
+                             f"of the stride of every model (not so for {bad})")
 
     def cells(self) -> list[Cell]:
         """Table 1 molecule by molecule, then Table 2. Molecule j lists the models rotated by j, so
@@ -228,9 +237,9 @@ class Grid:
         s = one_to_others_split([self.trajectory(k, v) for k, v in self.o2o.items()], num_test=self.protocol.o2o_test)
         return s.train, list(s.val or []), s.test
 
-    def spec(self, row: Row) -> dict:
-        """The settings a finished cell of ``row`` must match to be reused (JSON-normalised)."""
-        return json.loads(json.dumps({"protocol": asdict(self.protocol), "model": row.describe()}))
+    def spec(self, row: Row, table: str) -> dict:
+        """The settings a finished cell of ``row`` in ``table`` must match to be reused (JSON-normalised)."""
+        return json.loads(json.dumps({"protocol": self.protocol.for_table(table), "model": row.describe()}))
 
 
 def shard(cells: Sequence[Cell], rank: int, world: int) -> list[Cell]:
@@ -302,7 +311,7 @@ def run_cell(grid: Grid, cell: Cell, work: Path, progress: bool = False) -> dict
     prov = first.provenance
     return {
         "table": cell.table, "model": row.key, "label": row.label, "column": cell.column, "columns": columns,
-        "size": row.size(), "budget": row.budget(), "spec": grid.spec(row),
+        "size": row.size(), "budget": row.budget(), "spec": grid.spec(row, cell.table),
         "train_s": train_s, "cell_s": time.perf_counter() - t0, "rollout_frames_per_s": fps,
         "rollout": {"starts": len(items), "frames": frames, "stride": row.stride, "frame_fs": first.dt_fs * row.stride,
                     "span_fs": p.span * first.dt_fs},
@@ -320,7 +329,7 @@ def _finished(grid: Grid, cell: Cell, out: Path) -> bool:
     if not path.is_file():
         return False
     stored = json.loads(path.read_text()).get("spec")
-    want = grid.spec(grid.row(cell.model))
+    want = grid.spec(grid.row(cell.model), cell.table)
     if stored != want:
         keys = sorted(k for part in ("protocol", "model") for k in set(want[part]) | set((stored or {}).get(part, {}))
                       if (stored or {}).get(part, {}).get(k) != want[part].get(k))

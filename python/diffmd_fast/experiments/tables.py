@@ -28,7 +28,7 @@ from .grid import O2O_COLUMN, PAPER_MODELS, TABLE1, TABLE2, Grid
 
 MISSING = "–"  # the cell has not run
 NA = "NA"  # the model diverged (the paper's mark)
-MD17_ORDER = ("aspirin", "benzene", "ethanol", "malonaldehyde", "naphthalene", "salicylic", "toluene", "uracil")
+MD17_ORDER = ("aspirin", "benzene", "ethanol", "malonaldehyde", "naphthalene", "salicylic_acid", "toluene", "uracil")
 TITLES = {TABLE1: ("Table 1: short-to-long, ARMSE (Å)", "Table 1b: short-to-long, physical checks"),
           TABLE2: ("Table 2: one-to-others on the held-out isomers, ARMSE (Å)",
                    "Table 2b: one-to-others, physical checks")}
