@@ -263,7 +263,7 @@ def benchmark_files(set_name: str, root: str | os.PathLike | None = None) -> dic
                                 f"{'' if root == cache_dir() else f' --root {root}'}")
     out, bad = {}, []
     for spec in bset.take(manifest.get("count", len(entries))).molecules:
-        if _status(root / set_name, spec, entries[spec.name]) != "done":
+        if _status(root / set_name, spec, entries.get(spec.name)) != "done":
             bad.append(spec.name)
         out[spec.name] = root / set_name / f"{spec.name}.npz"
     if bad:
