@@ -6,8 +6,8 @@ Every (model, molecule) is one cell, cached as OUT/cells/...json when it finishe
 same command continues a killed run; under torchrun the cells are shared out over the ranks.
 
     diffmd data make md17-gfn2 && diffmd data make c7o2h10-gfn2          # the benchmark data, once
-    diffmd results --protocol paper --out results/paper --split 2000,1000 --max-minutes 1 \\
-        --set model.hidden=32                                           # a CPU budget
+    diffmd results --protocol paper --out results/paper --split 2000,1000,10000 --max-minutes 0.5 \\
+        --set model.hidden=64 --set model.ffn=128                       # a CPU budget (README)
     torchrun --nproc-per-node 2 -m diffmd_fast.cli results --protocol paper --out results/paper ...
     diffmd results --render-only --out results/paper                   # tables from the cells so far
     diffmd results --s2l ethanol --o2o c7o2h10_0 --o2o c7o2h10_1 --o2o c7o2h10_2 --o2o-test 1 \\
