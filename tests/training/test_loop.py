@@ -189,4 +189,5 @@ def test_max_minutes_stops_training_and_a_resumed_run_counts_on(tmp_path):
     assert state["train_s"] > 0 and state["step"] == 1
     again = train(_cfg(epochs=1000, max_minutes=1e-9), traj, None, tmp_path / "run")
     assert again.steps == 1  # budget already spent before this call: no further step
+    assert again.train_s >= state["train_s"] > 0  # the seconds of the first call count
     assert train(_cfg(epochs=1000, max_steps=3), traj, None, tmp_path / "run").steps == 3  # no time limit: trains on

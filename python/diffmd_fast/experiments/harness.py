@@ -104,7 +104,7 @@ def run_diffmd(cfg: Config, train_set, val_set, items, frames: int, out_dir: Pat
     except FloatingPointError as err:  # a non-finite training loss: the paper's "NA", like a diverged rollout
         print(f"DiffMD training diverged: {err}")
         return [None] * len(items), time.perf_counter() - t0, 0.0
-    train_s = time.perf_counter() - t0
+    train_s = result.train_s  # over every resume of a killed run, not only this call
     model, stride = result.model, cfg.train.stride
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
     start = start_batch([tr for tr, _ in items], [t for _, t in items], stride=stride, dtype=dtype,

@@ -60,6 +60,7 @@ class TrainResult:
     epochs: int  # epochs completed
     steps: int  # optimiser steps taken in total
     history: list[dict] = field(default_factory=list)  # one record per completed epoch
+    train_s: float = 0.0  # s of training, summed over the calls that resumed this run
 
 
 def unroll_steps(tc: TrainConfig, epoch: int, batch: int) -> int:
@@ -300,4 +301,4 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
     finally:
         bar.close()
         shutdown(info)
-    return TrainResult(out, model, epoch, step, history)
+    return TrainResult(out, model, epoch, step, history, train_seconds())
