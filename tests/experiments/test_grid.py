@@ -104,6 +104,7 @@ def test_tables_mark_best_second_na_missing_and_relative_improvement(tmp_path):
     ]:
         for col, v in vals.items():
             _write(tmp_path, TABLE1, col, _cell(model, label, kind, {col: v}, stride=2 if model == "diffmd-long" else 1))
+    (tmp_path / "cells" / TABLE1 / "gmn" / ".aspirin.json.x1y2.json").write_text("{half a cell")  # being written
     md, data = render_results(tmp_path)
     armse_part = md.split("Table 1b")[0]
     lines = {ln.split(" | ")[0].lstrip("| "): ln for ln in armse_part.splitlines() if ln.startswith("| ")}

@@ -47,7 +47,8 @@ def load_cells(out: str | Path) -> dict[str, dict[tuple[str, str], dict]]:
     found: dict[str, dict[tuple[str, str], dict]] = {TABLE1: {}, TABLE2: {}}
     for table in found:
         for path in sorted((Path(out) / "cells" / table).glob("*/*.json")):
-            found[table][(path.parent.name, path.stem)] = json.loads(path.read_text())
+            if not path.name.startswith("."):  # a cell being written (atomic_path's temp file)
+                found[table][(path.parent.name, path.stem)] = json.loads(path.read_text())
     return found
 
 
