@@ -11,7 +11,7 @@ from model_helpers import perturb_
 
 SMALL = {"static": {}, "egnn": {"hidden": 16, "num_layers": 2}, "rf": {"hidden": 16, "num_layers": 2},
          "gmn": {"hidden": 16, "num_layers": 2}, "tfn": {"hidden": 16, "num_layers": 2},
-         "se3tr": {"hidden": 16, "num_layers": 2}}
+         "se3tr": {"hidden": 16, "num_layers": 2}, "scfnn": {"hidden": 16, "num_layers": 2}}
 
 
 def _transform(batch: FrameBatch, q: torch.Tensor, t: torch.Tensor) -> FrameBatch:

@@ -24,6 +24,7 @@ BUDGET = {
     "gmn": ({"hidden": 16, "num_layers": 2}, 15),
     "tfn": ({"hidden": 16, "num_layers": 1}, 5),
     "se3tr": ({"hidden": 16, "num_layers": 1}, 3),
+    "scfnn": ({"hidden": 16, "num_layers": 2}, 8),
 }
 FRAMES = 20
 STARTS = list(range(420, 960, 60))  # unseen stretches after the training frames
