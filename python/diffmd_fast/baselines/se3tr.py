@@ -26,6 +26,8 @@ attentive self-interaction (the skip W_S f_i is a plain linear self-interaction)
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from e3nn import o3
 from e3nn.nn import FullyConnectedNet, Gate
@@ -38,7 +40,7 @@ from .tfn import SH_IRREPS, IrrepsNextFrame, hidden_irreps
 def head_irreps(channels: int, heads: int) -> o3.Irreps:
     """Irreps with the layout of ``hidden_irreps(channels)``, each multiplicity a multiple of ``heads``."""
     _, _, irreps = hidden_irreps(channels)
-    return o3.Irreps([(heads * -(-mul // heads), ir) for mul, ir in irreps])
+    return o3.Irreps([(heads * math.ceil(mul / heads), ir) for mul, ir in irreps])
 
 
 def _head_blocks(x: torch.Tensor, irreps: o3.Irreps, heads: int):
