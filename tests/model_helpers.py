@@ -48,3 +48,12 @@ def make_net(cfg: ModelConfig = TINY) -> ScoreNet:
         if net.gate is not None:
             net.gate.weight.normal_()
     return net
+
+
+def perturb_(model: torch.nn.Module, scale: float = 0.2) -> torch.nn.Module:
+    """``model`` with scale × N(0, 1) added to every weight (global RNG), in place: leaves the
+    near-identity inits (constant velocity, tiny coordinate messages) so every term matters."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return model

@@ -102,6 +102,7 @@ class TrainConfig:
     epochs: int = 200
     stride: int = 1  # MD frames between consecutive model frames
     input_noise: float = 0.0  # Å, std of the noise on the conditioning frames x(t-2), x(t-1), x(t)
+    input_noise_shared: float = 0.0  # Å, std of one offset added to all three (velocities stay exact)
     unroll_prob: float = 0.0  # probability that a batch is conditioned on the model's own frames
     unroll_steps: int = 1  # most model steps unrolled (k drawn uniformly in 1..unroll_steps)
     max_steps: int = 0  # stop after this many optimiser steps (0: no limit), for smoke runs

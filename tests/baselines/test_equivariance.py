@@ -7,9 +7,11 @@ from scipy.spatial.transform import Rotation
 
 from diffmd_fast.baselines import REGISTRY, build_baseline
 from diffmd_fast.data import FrameBatch
+from model_helpers import perturb_
 
 SMALL = {"static": {}, "egnn": {"hidden": 16, "num_layers": 2}, "rf": {"hidden": 16, "num_layers": 2},
-         "gmn": {"hidden": 16, "num_layers": 2}, "tfn": {"hidden": 16, "num_layers": 2}}
+         "gmn": {"hidden": 16, "num_layers": 2}, "tfn": {"hidden": 16, "num_layers": 2},
+         "se3tr": {"hidden": 16, "num_layers": 2}, "scfnn": {"hidden": 16, "num_layers": 2}}
 
 
 def _transform(batch: FrameBatch, q: torch.Tensor, t: torch.Tensor) -> FrameBatch:
@@ -20,11 +22,7 @@ def _transform(batch: FrameBatch, q: torch.Tensor, t: torch.Tensor) -> FrameBatc
 
 def _randomised(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = build_baseline(name, **SMALL[name]).double().eval()
-    with torch.no_grad():
-        for p in model.parameters():  # leave the near-identity init so every term matters
-            p.add_(0.2 * torch.randn_like(p))
-    return model
+    return perturb_(build_baseline(name, **SMALL[name]).double().eval())
 
 
 def test_registry_holds_every_baseline():

@@ -16,12 +16,15 @@ from diffmd_fast.baselines import build_baseline, rollout_next_frame, train_next
 from diffmd_fast.baselines.common import evaluate_loss
 from diffmd_fast.data import make_loader, start_batch
 
-# name: (constructor kwargs, epochs) — tiny models; TFN (e3nn) is slower per step but learns faster
+# name: (constructor kwargs, epochs) — tiny models; the e3nn ones (TFN, SE(3)-Transformer) are slower per
+# step but learn faster
 BUDGET = {
     "egnn": ({"hidden": 16, "num_layers": 2}, 15),
     "rf": ({"hidden": 16, "num_layers": 2}, 15),
     "gmn": ({"hidden": 16, "num_layers": 2}, 15),
     "tfn": ({"hidden": 16, "num_layers": 1}, 5),
+    "se3tr": ({"hidden": 16, "num_layers": 1}, 3),
+    "scfnn": ({"hidden": 16, "num_layers": 2}, 8),
 }
 FRAMES = 20
 STARTS = list(range(420, 960, 60))  # unseen stretches after the training frames

@@ -46,10 +46,21 @@ def test_windows_carry_the_history_frames():
 
 def test_input_noise_perturbs_the_conditioning_frames_only():
     batch = _linear_windows(history=0)
-    eta = torch.randn(3, *batch.x.shape, dtype=torch.float64)
+    eta = torch.randn(4, *batch.x.shape, dtype=torch.float64)
     noisy = add_input_noise(batch, eta, 0.01)
     assert torch.allclose(noisy.x - batch.x, 0.01 * eta[2]) and torch.allclose(noisy.x_prev2 - batch.x_prev2, 0.01 * eta[0])
     assert torch.equal(noisy.x_next, batch.x_next)
+
+
+def test_shared_input_noise_moves_the_geometry_and_keeps_velocity_and_acceleration():
+    batch = _linear_windows(history=0)
+    eta = torch.randn(4, *batch.x.shape, dtype=torch.float64)
+    noisy = add_input_noise(batch, eta, 0.0, 0.02)
+    assert torch.allclose(noisy.x - batch.x, 0.02 * eta[3]) and torch.equal(noisy.x_next, batch.x_next)
+    torch.testing.assert_close(noisy.x - noisy.x_prev, batch.x - batch.x_prev)  # velocity unchanged
+    torch.testing.assert_close(noisy.x_prev - noisy.x_prev2, batch.x_prev - batch.x_prev2)  # and acceleration
+    both = add_input_noise(batch, eta, 0.01, 0.02)
+    assert torch.allclose(both.x_prev - batch.x_prev, 0.01 * eta[1] + 0.02 * eta[3])
 
 
 @pytest.mark.parametrize("steps", [1, 3])
@@ -92,7 +103,8 @@ def test_training_with_noise_and_unroll_resumes_exactly(tmp_path):
     torch.set_num_threads(1)
     traj = load_trajectory(bundled("ethanol")).slice(0, 44)
     cfg = Config(model=TINY, train=TrainConfig(batch_size=8, epochs=2, val_every=100, val_rollout_frames=0,
-                                               dtype="float64", input_noise=0.002, unroll_prob=0.5, unroll_steps=2))
+                                               dtype="float64", input_noise=0.002, input_noise_shared=0.001,
+                                               unroll_prob=0.5, unroll_steps=2))
     cfg = cfg.with_overrides(["sampler.kind=heun", "sampler.steps=1"])
     full = train(cfg, traj, None, tmp_path / "full")
     killed = train(cfg.with_overrides([f"train.max_steps={full.steps - 3}"]), traj, None, tmp_path / "resumed")
@@ -101,5 +113,6 @@ def test_training_with_noise_and_unroll_resumes_exactly(tmp_path):
     assert resumed.steps == full.steps
     for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
-    plain = train(cfg.with_overrides(["train.input_noise=0", "train.unroll_prob=0"]), traj, None, tmp_path / "plain")
+    plain = train(cfg.with_overrides(["train.input_noise=0", "train.input_noise_shared=0", "train.unroll_prob=0"]),
+                  traj, None, tmp_path / "plain")
     assert plain.history[-1]["train_loss"] != full.history[-1]["train_loss"]  # the options act

@@ -104,6 +104,18 @@ def scatter_mean(src: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor
     return scatter_sum(src, index, n) / count
 
 
+def scatter_softmax(logits: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    """(E, H): softmax of ``logits`` (E, H) over the rows that share an ``index`` (E,) value, per column.
+
+    The per-segment maximum is subtracted first (detached: the shift cancels in the ratio), so
+    exp never overflows and every denominator is >= 1.
+    """
+    idx = index[:, None].expand_as(logits)
+    top = logits.new_full((n, logits.shape[1]), float("-inf")).scatter_reduce(0, idx, logits.detach(), "amax")
+    e = torch.exp(logits - top[index])  # (E, H), each in (0, 1]
+    return e / scatter_sum(e, index, n)[index]
+
+
 def mlp(d_in: int, hidden: int, d_out: int, act: type[nn.Module] = nn.SiLU) -> nn.Sequential:
     """Two-layer perceptron, the building block of every baseline's learned functions."""
     return nn.Sequential(nn.Linear(d_in, hidden), act(), nn.Linear(hidden, d_out))

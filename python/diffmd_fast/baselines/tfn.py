@@ -16,6 +16,8 @@ molecules; longer pairs are still in the complete graph but get a zero filter).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from e3nn import o3
 from e3nn.math import soft_one_hot_linspace
@@ -23,7 +25,7 @@ from e3nn.nn import FullyConnectedNet, Gate
 from torch import nn
 
 from ..data.batch import FrameBatch
-from .common import NextFrameModel, NodeEmbedding, make_edges, mlp, register, scatter_mean
+from .common import Edges, NextFrameModel, NodeEmbedding, make_edges, mlp, register, scatter_mean
 
 SH_IRREPS = o3.Irreps.spherical_harmonics(2)  # 0e + 1o + 2e of the edge direction
 
@@ -51,16 +53,31 @@ class TFNLayer(nn.Module):
         return self.gate(self.self_int(feats) + scatter_mean(msg, recv, feats.shape[0]))
 
 
-@register("tfn")
-class TFN(NextFrameModel):
-    def __init__(self, hidden: int = 64, num_layers: int = 4, num_basis: int = 8, r_max: float = 5.0):
+def radial_features(edges: Edges, r_max: float, num_basis: int) -> torch.Tensor:
+    """(E, num_basis + 1) invariant edge scalars: a smooth radial basis of |r_ij| on [0, r_max] Å
+    (zero at and beyond r_max, scaled to O(1) components) and the bonded flag."""
+    basis = soft_one_hot_linspace(
+        edges.dist[:, 0], 0.0, r_max, num_basis, basis="smooth_finite", cutoff=True
+    ) * num_basis**0.5  # (E, num_basis)
+    return torch.cat([basis, edges.bonded], dim=-1)
+
+
+class IrrepsNextFrame(NextFrameModel):
+    """Shared body of the e3nn baselines (TFN, SE(3)-Transformer): embed, stack layers, read out a 1o.
+
+    ``make_layer(irreps_in)`` builds one layer with ``irreps_out`` and the call signature
+    ``layer(feats (N, irreps_in.dim), sh (E, SH_IRREPS.dim), edge_scalars (E, num_basis + 1), recv, send)``.
+    """
+
+    def __init__(self, hidden: int, num_layers: int, num_basis: int, r_max: float,
+                 make_layer: Callable[[o3.Irreps], nn.Module]):
         super().__init__()
         self.num_basis, self.r_max = num_basis, float(r_max)
         self.embed = NodeEmbedding(hidden)
         irreps = o3.Irreps(f"{hidden}x0e + 1x1o")
         layers = []
         for _ in range(num_layers):
-            layers.append(TFNLayer(irreps, hidden, num_basis))
+            layers.append(make_layer(irreps))
             irreps = layers[-1].irreps_out
         self.layers = nn.ModuleList(layers)
         self.readout = o3.Linear(irreps, o3.Irreps("1x1o"))
@@ -77,10 +94,13 @@ class TFN(NextFrameModel):
         scale = self.embed.speed_scale.scale.to(v.dtype)  # Å/frame
         feats = torch.cat([h0, v / scale], dim=-1)  # irreps hidden x0e + 1x1o
         sh = o3.spherical_harmonics(SH_IRREPS, edges.rel, normalize=True, normalization="component")
-        basis = soft_one_hot_linspace(
-            edges.dist[:, 0], 0.0, self.r_max, self.num_basis, basis="smooth_finite", cutoff=True
-        ) * self.num_basis**0.5  # (E, num_basis)
-        edge_scalars = torch.cat([basis, edges.bonded], dim=-1)
+        edge_scalars = radial_features(edges, self.r_max, self.num_basis)
         for layer in self.layers:
             feats = layer(feats, sh, edge_scalars, edges.recv, edges.send)
         return batch.x + self.phi_v(h0) * v + scale * self.readout(feats)
+
+
+@register("tfn")
+class TFN(IrrepsNextFrame):
+    def __init__(self, hidden: int = 64, num_layers: int = 4, num_basis: int = 8, r_max: float = 5.0):
+        super().__init__(hidden, num_layers, num_basis, r_max, lambda irreps: TFNLayer(irreps, hidden, num_basis))

@@ -23,7 +23,7 @@ from .sde import SDE
 class Noise(NamedTuple):
     s: torch.Tensor  # (B,) diffusion time per molecule in [eps, 1] (sde.time_from_uniform)
     z: torch.Tensor  # (N, 3) standard normal per atom
-    eta: torch.Tensor | None = None  # (3, N, 3) standard normal for the conditioning frames (input noise)
+    eta: torch.Tensor | None = None  # (4, N, 3) standard normal: one per conditioning frame, then a shared offset
 
 
 def _atoms_per_molecule(batch: FrameBatch) -> torch.Tensor:
@@ -40,8 +40,8 @@ def draw_noise(batch: FrameBatch, sde: SDE, generator: torch.Generator | None = 
 
 def draw_noise_keyed(batch: FrameBatch, sde: SDE, keys: list[int], conditioning: bool = False) -> Noise:
     """Noise where molecule b's draws depend only on ``keys[b]`` (an int), not on the batch it sits in;
-    with ``conditioning`` also ``eta`` for the three conditioning frames (drawn after s and z, so the
-    other draws do not change).
+    with ``conditioning`` also ``eta`` (4, N, 3): one draw for each conditioning frame and one shared
+    by all three (drawn after s and z, so the other draws do not change).
 
     Drawn on the CPU in float64 and cast, so the values are identical on every device and rank.
     """
@@ -55,7 +55,7 @@ def draw_noise_keyed(batch: FrameBatch, sde: SDE, keys: list[int], conditioning:
         s.append(torch.rand(1, generator=gen, dtype=torch.float64))
         z.append(torch.randn(n, 3, generator=gen, dtype=torch.float64))
         if conditioning:
-            eta.append(torch.randn(3, n, 3, generator=gen, dtype=torch.float64))
+            eta.append(torch.randn(4, n, 3, generator=gen, dtype=torch.float64))
     dev, dt = batch.x.device, batch.x.dtype
     s_t = sde.time_from_uniform(torch.cat(s))
     return Noise(s_t.to(dev, dt), torch.cat(z).to(dev, dt), torch.cat(eta, dim=1).to(dev, dt) if conditioning else None)

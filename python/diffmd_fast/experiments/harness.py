@@ -39,8 +39,11 @@ class ExperimentConfig:
     baseline_epochs: int = 20
     baseline_max_minutes: float = 0.0  # wall-clock training budget per baseline (0: none), besides the epochs
     # Per-baseline (hidden, layers) where the shared size does not fit a CPU budget: e3nn's TFN at
-    # hidden 64 x 4 layers takes ~40 s per batch of 200 ethanol windows on 2 cores.
-    baseline_sizes: dict[str, tuple[int, int]] = field(default_factory=lambda: {"tfn": (16, 2)})
+    # hidden 64 x 4 layers takes ~40 s per batch of 200 ethanol windows on 2 cores. The e3nn
+    # SE(3)-Transformer, forward + backward per batch of 200 ethanol windows (float32, 1 thread, on a
+    # busy 2-core box where TFN 64 x 4 took 72 s and TFN 16 x 2 ~2 s): 101 s at 64 x 4, 24 s at
+    # 32 x 4, 2.3-3.4 s at 16 x 2, so it gets TFN's size. SCFNN (1.1 s at 64 x 4) keeps the shared one.
+    baseline_sizes: dict[str, tuple[int, int]] = field(default_factory=lambda: {"tfn": (16, 2), "se3tr": (16, 2)})
     baseline_batch: int = 200
     rollout_frames: int = 20  # generated frames per rollout
     rollout_starts: int = 4  # rollout starts per test trajectory

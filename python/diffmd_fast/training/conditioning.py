@@ -6,7 +6,12 @@ remedies, used together:
 
 - Noise injection (Sanchez-Gonzalez et al. 2020, "Learning to simulate complex physics with graph
   networks"): Gaussian noise of std ``input_noise`` Å on x(t-2), x(t-1), x(t), target the clean
-  x(t+1), so the model learns to move a perturbed state back towards the data.
+  x(t+1), so the model learns to move a perturbed state back towards the data. Independent noise
+  on each frame also corrupts the finite-difference velocity (std √2·σ), and the best guess of
+  x(t+1) from a noisy velocity shrinks it: rollouts cool. ``input_noise_shared`` Å is one offset
+  added to all three frames: it moves the geometry off the data (bond lengths, angles) and leaves
+  velocity and acceleration exact, so it teaches the restoring pull without that damping (the
+  same idea as the random-walk noise of Sanchez-Gonzalez et al., taken to its limit).
 - Pushforward (Brandstetter et al. 2022, "Message passing neural PDE solvers"): condition on the
   model's own k-step prediction from an earlier window, with no gradient through the unroll, so the
   model learns to correct its own errors rather than generic noise.
@@ -27,11 +32,13 @@ from ..dynamics.stepper import sample_frame
 from ..ops.graph import Graph
 
 
-def add_input_noise(batch: FrameBatch, noise: torch.Tensor, std: float) -> FrameBatch:
-    """The window with ``std`` (Å) times ``noise`` (3, N, 3), standard normal, added to x(t-2),
-    x(t-1), x(t); x(t+1) (the target) untouched."""
-    return replace(batch, x_prev2=batch.x_prev2 + std * noise[0], x_prev=batch.x_prev + std * noise[1],
-                   x=batch.x + std * noise[2])
+def add_input_noise(batch: FrameBatch, noise: torch.Tensor, std: float, shared_std: float = 0.0) -> FrameBatch:
+    """The window with ``std`` (Å) times ``noise[k]`` added to frame k of x(t-2), x(t-1), x(t), and
+    ``shared_std`` (Å) times ``noise[3]`` added to all three; ``noise`` (4, N, 3) standard normal.
+    x(t+1) (the target) is untouched."""
+    offset = shared_std * noise[3]  # (N, 3) Å, the same for the three frames: velocities unchanged
+    return replace(batch, x_prev2=batch.x_prev2 + std * noise[0] + offset,
+                   x_prev=batch.x_prev + std * noise[1] + offset, x=batch.x + std * noise[2] + offset)
 
 
 @torch.no_grad()

@@ -252,13 +252,13 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
             for b, batch in enumerate(loader, start=batch_in_epoch):
                 batch = batch.to(device, dtype)
                 keys = [noise_key(tc.seed, epoch, b, p) for p in bsamp.positions()]
-                noise = draw_noise_keyed(batch, sde, keys, conditioning=tc.input_noise > 0)
+                noise = draw_noise_keyed(batch, sde, keys, conditioning=tc.input_noise > 0 or tc.input_noise_shared > 0)
                 graph = complete_graph(batch.batch)
                 unroll = unroll_steps(tc, epoch, b)
                 if unroll:
                     batch = pushforward(model, sde, sampler, batch, unroll, graph)
-                if tc.input_noise > 0:
-                    batch = add_input_noise(batch, noise.eta, tc.input_noise)
+                if noise.eta is not None:
+                    batch = add_input_noise(batch, noise.eta, tc.input_noise, tc.input_noise_shared)
                 loss = dsm_loss(ddp, sde, batch, noise, graph, cfg.model.sigma_data)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite training loss at epoch {epoch}, batch {b}, step {step}")
