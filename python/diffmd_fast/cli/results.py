@@ -42,7 +42,7 @@ def add_arguments(p):
     p.add_argument("--baseline-hidden", type=int, default=64, help="paper: 64")
     p.add_argument("--baseline-layers", type=int, default=4, help="paper: 4")
     p.add_argument("--baseline-size", action="append", default=[], metavar="NAME=HIDDENxLAYERS",
-                   help="one baseline's size, e.g. tfn=16x2 (the default for tfn: e3nn is slow on CPUs)")
+                   help="one baseline's size, e.g. tfn=16x1 (default for tfn and se3tr: 16x2, e3nn is slow on CPUs)")
     p.add_argument("--frames", type=int, default=100, help="data frames each rollout covers")
     p.add_argument("--starts", type=int, default=4, help="rollout starts per test trajectory")
     p.add_argument("--render-only", action="store_true", help="only render the tables from the cells under --out")
@@ -53,7 +53,9 @@ def add_arguments(p):
 
 
 def _sizes(items: list[str]) -> dict[str, tuple[int, int]]:
-    sizes = {"tfn": (16, 2)}
+    from ..experiments.harness import ExperimentConfig
+
+    sizes = dict(ExperimentConfig().baseline_sizes)  # the CPU sizes of the e3nn models, then the options
     for item in items:
         name, sep, size = item.partition("=")
         hidden, x, layers = size.partition("x")
