@@ -331,11 +331,16 @@ def _finished(grid: Grid, cell: Cell, out: Path) -> bool:
     stored = json.loads(path.read_text()).get("spec")
     want = grid.spec(grid.row(cell.model), cell.table)
     if stored != want:
-        keys = sorted(k for part in ("protocol", "model") for k in set(want[part]) | set((stored or {}).get(part, {}))
-                      if (stored or {}).get(part, {}).get(k) != want[part].get(k))
-        raise ValueError(f"{path} was made with other settings (differs in {', '.join(keys)}); "
+        raise ValueError(f"{path} was made with other settings (differs in {', '.join(_differences(stored, want))}); "
                          f"use another --out or delete that cell")
     return True
+
+
+def _differences(a, b, prefix: str = "") -> list[str]:
+    """Dotted paths of the leaves where two JSON-like values differ (e.g. ``model.config.train.lr``)."""
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return [] if a == b else [prefix or "(all)"]
+    return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)]
 
 
 def run_grid(grid: Grid, out: str | Path, *, rank: int = 0, world: int = 1, progress: bool = True,
