@@ -281,19 +281,15 @@ def _column_metrics(name: str, summary: dict, gens, items, stride: int) -> dict:
     """
     pairs = [(g, tr) for g, (tr, _) in zip(gens, items) if tr.name == name]
     diverged = sum(g is None for g, _ in pairs)
-    longrun = [None if g is None else long_run_metrics(g, tr.positions, tr.numbers, tr.dt_fs * stride,
-                                                       ref_dt_fs=tr.dt_fs) for g, tr in pairs]
-    ok = diverged == 0
+    out = {"armse": None, "armse_static": _finite(summary.get("armse_static")), "rollouts": len(pairs),
+           "diverged": diverged, "stability_ps": None, "stability_frames": None, "h_r_jsd": None, "mobility_ratio": None}
+    if diverged:
+        return out
+    longrun = [long_run_metrics(g, tr.positions, tr.numbers, tr.dt_fs * stride, ref_dt_fs=tr.dt_fs) for g, tr in pairs]
+    out.update({k: _mean([m[k] for m in longrun]) for k in ("stability_ps", "stability_frames", "h_r_jsd")})
     mob, mob_ref = summary.get("mobility"), summary.get("mobility_ref")
-    return {
-        "armse": _finite(summary.get("armse")) if ok else None,
-        "armse_static": _finite(summary.get("armse_static")),
-        "rollouts": len(pairs), "diverged": diverged,
-        "stability_ps": _mean([m and m["stability_ps"] for m in longrun]) if ok else None,
-        "stability_frames": _mean([m and m["stability_frames"] for m in longrun]) if ok else None,
-        "h_r_jsd": _mean([m and m["h_r_jsd"] for m in longrun]) if ok else None,
-        "mobility_ratio": _finite(mob / mob_ref) if ok and mob is not None and mob_ref else None,
-    }
+    out.update(armse=_finite(summary.get("armse")), mobility_ratio=_finite(mob / mob_ref) if mob_ref else None)
+    return out
 
 
 def run_cell(grid: Grid, cell: Cell, work: Path, progress: bool = False) -> dict:
