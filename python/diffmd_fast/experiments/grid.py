@@ -357,7 +357,7 @@ def run_grid(grid: Grid, out: str | Path, *, rank: int = 0, world: int = 1, prog
         bar.set_postfix_str(f"{cell.table} {cell.model} {cell.column}")
         work = cell.work_dir(out)
         work.mkdir(parents=True, exist_ok=True)
-        with open(work / "log.txt", "a") as log, redirect_stdout(log):
+        with open(work / "log.txt", "a", buffering=1) as log, redirect_stdout(log):  # line-buffered: a killed run keeps its log
             payload = runner(grid, cell, work)
         write_text(cell.path(out), json.dumps(payload, indent=2, allow_nan=False))
         bar.update(1)
