@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 
 from diffmd_fast.cli import main
@@ -77,7 +79,8 @@ def test_shards_partition_the_cells(tmp_path, world):
 def _cell(model, label, kind, columns: dict, stride=1):
     """A cell payload as run_cell writes it; columns: name -> ARMSE (None: diverged)."""
     metrics = {c: {"armse": v, "armse_static": 0.5, "rollouts": 2, "diverged": 0 if v is not None else 2,
-                   "stability_ps": 0.05, "stability_frames": 100.0, "h_r_jsd": 0.01, "mobility_ratio": 0.9}
+                   "stability_ps": 0.05 if v is not None else 0.004, "stability_frames": 100.0 if v is not None else 8.0,
+                   "h_r_jsd": 0.01, "mobility_ratio": 0.9 if v is not None else None}
                for c, v in columns.items()}
     return {"model": model, "label": label, "columns": metrics, "size": "hidden 8", "budget": "≤ 1 min",
             "spec": {"protocol": {"data": "hand-made", "split": [300, 100, 0], "o2o_test": 1, "span": 100, "starts": 2,
@@ -120,7 +123,8 @@ def test_tables_mark_best_second_na_missing_and_relative_improvement(tmp_path):
     assert t1["relative_improvement"]["ethanol"] == pytest.approx((0.719 - 0.637) / 0.719)
     assert lines["Relative impro."] == "| Relative impro. | 25.3% | 11.4% |"
     assert t1["missing"] == ["GMN × aspirin"] and "Missing cells (–): GMN × aspirin" in md
-    assert "| RF | 0.050 · 0.010 · 0.90 | NA |" in md  # the physical-checks table
+    # the physical-checks table: stopped rollouts still say how long they stayed intact
+    assert "| RF | 0.050 · 0.010 · 0.90 | 0.004 · 0.010 · NA (2/2 stopped) |" in md
     assert "DiffMD (long-rollout mode) 1 fs" in md and "test box" in md and "≤ 1 min" in md
     assert TABLE2 not in data
 
@@ -195,3 +199,20 @@ def test_every_model_is_spread_over_two_ranks():
         mine = [c for c in shard(grid.cells(), rank, 2) if c.table == TABLE1]
         assert {c.model for c in mine} == {"static", "egnn", "rf", "gmn"}
         assert len(mine) == 8
+
+
+def test_a_stopped_rollout_counts_up_to_its_stop_in_the_physical_checks():
+    from diffmd_fast.data import bundled, load_trajectory
+    from diffmd_fast.experiments.grid import _column_metrics
+
+    traj = load_trajectory(bundled("ethanol")).slice(0, 400)
+    whole = traj.positions[101:141].copy()  # (40, 9, 3) the reference itself: stable throughout
+    stopped = whole.copy()
+    stopped[10:] = np.nan  # a guard stopped it after 10 frames
+    items = [(traj, 100), (traj, 100)]
+    m = _column_metrics(traj.name, {"armse": float("nan"), "armse_static": 0.1}, [whole, stopped], items, 1)
+    assert m["diverged"] == 1 and m["armse"] is None and m["mobility_ratio"] is None
+    assert m["stability_frames"] == pytest.approx((40 + 10) / 2)  # 40 and 10 frames, not NA
+    assert m["h_r_jsd"] is not None
+    gone = _column_metrics(traj.name, {"armse_static": 0.1}, [None, stopped], items, 1)
+    assert gone["stability_frames"] == pytest.approx((0 + 10) / 2)

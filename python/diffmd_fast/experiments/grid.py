@@ -44,7 +44,7 @@ from ..config import Config
 from ..data import Trajectory, one_to_others_split, short_to_long_split
 from ..data.writers import write_text
 from ..evaluation.longrun import long_run_metrics
-from .harness import ExperimentConfig, _score, _starts, run_baseline, run_diffmd
+from .harness import ExperimentConfig, _score, _starts, completed, run_baseline, run_diffmd
 
 TABLE1, TABLE2 = "table1", "table2"
 O2O_COLUMN = "isomers"  # file name of a Table 2 cell: one cell holds every held-out isomer
@@ -273,20 +273,34 @@ def _mean(values: list) -> float | None:
 
 
 def _column_metrics(name: str, summary: dict, gens, items, stride: int) -> dict:
-    """One column's numbers: ARMSE (Å) and the physical checks, None where a rollout diverged.
+    """One column's numbers: ARMSE (Å) and mobility, None unless every rollout ran its whole length,
+    and the physical checks, which also count the rollouts a guard stopped.
 
     Stability (Fu et al. 2023: frames until a bond is > 0.5 Å from its mean length over the test
-    block) and h(r) JSD (stable part against the whole test block) come from evaluation.longrun;
-    mobility is the generated over the reference mean frame-to-frame displacement, in phase.
+    block) and h(r) JSD (stable part against the whole test block) come from evaluation.longrun,
+    over each rollout's finite frames: a rollout the guards stopped is stable at most up to its stop,
+    one that diverged outright (None, or no finite frame) for 0 frames. Mobility is the generated
+    over the reference mean frame-to-frame displacement, in phase.
     """
     pairs = [(g, tr) for g, (tr, _) in zip(gens, items) if tr.name == name]
-    diverged = sum(g is None for g, _ in pairs)
+    diverged = sum(not completed(g) for g, _ in pairs)
     out = {"armse": None, "armse_static": _finite(summary.get("armse_static")), "rollouts": len(pairs),
            "diverged": diverged, "stability_ps": None, "stability_frames": None, "h_r_jsd": None, "mobility_ratio": None}
+    stable_frames, stable_ps, jsd = [], [], []
+    for g, tr in pairs:
+        finite = 0 if g is None else int(np.argmin(np.isfinite(g).all(axis=(1, 2)))) if not completed(g) else len(g)
+        if finite < 2:  # too short for the long-run analysis: stable for what there is
+            stable_frames.append(finite)
+            stable_ps.append(finite * tr.dt_fs * stride / 1000)
+            continue
+        m = long_run_metrics(g[:finite], tr.positions, tr.numbers, tr.dt_fs * stride, ref_dt_fs=tr.dt_fs)
+        stable_frames.append(m["stability_frames"])
+        stable_ps.append(m["stability_ps"])
+        jsd.append(m["h_r_jsd"])
+    out.update(stability_frames=_mean(stable_frames), stability_ps=_mean(stable_ps),
+               h_r_jsd=_mean(jsd) if jsd else None)
     if diverged:
         return out
-    longrun = [long_run_metrics(g, tr.positions, tr.numbers, tr.dt_fs * stride, ref_dt_fs=tr.dt_fs) for g, tr in pairs]
-    out.update({k: _mean([m[k] for m in longrun]) for k in ("stability_ps", "stability_frames", "h_r_jsd")})
     mob, mob_ref = summary.get("mobility"), summary.get("mobility_ref")
     out.update(armse=_finite(summary.get("armse")), mobility_ratio=_finite(mob / mob_ref) if mob_ref else None)
     return out

@@ -80,20 +80,26 @@ def _average(per_rollout: list[dict]) -> dict:
     return out
 
 
+def completed(g: np.ndarray | None) -> bool:
+    """Whether a rollout ran its whole length: not diverged (None) nor stopped by a guard (NaN frames
+    from the stop on; their finite prefix still tells how long the molecule stayed intact)."""
+    return g is not None and bool(np.isfinite(g).all())
+
+
 def _score(name: str, gens: list[np.ndarray | None], items, frames: int, stride: int, train_s: float,
            fps: float) -> ModelResult:
     def summary(sel):
         per = [metrics.evaluate(g, _reference(tr, t0, frames, stride), tr.numbers, start=tr.positions[t0])
-               for g, (tr, t0) in sel if g is not None]
+               for g, (tr, t0) in sel if completed(g)]
         avg = _average(per) if per else {"armse": math.nan}
-        if any(g is None for g, _ in sel):  # an average over the survivors would flatter the model
+        if not all(completed(g) for g, _ in sel):  # an average over the survivors would flatter the model
             avg = {k: (v if k in _REFERENCE_ONLY else math.nan) for k, v in avg.items()}
         return avg
 
     pairs = list(zip(gens, items))
     names = dict.fromkeys(tr.name for tr, _ in items)
     per_traj = {n: summary([(g, it) for g, it in pairs if it[0].name == n]) for n in names}
-    return ModelResult(name, summary(pairs), per_traj, len(gens), sum(g is None for g in gens), train_s, fps)
+    return ModelResult(name, summary(pairs), per_traj, len(gens), sum(not completed(g) for g in gens), train_s, fps)
 
 
 _REFERENCE_ONLY = ("armse_static", "armse_mean_structure", "mobility_ref", "frames")
@@ -121,10 +127,9 @@ def run_diffmd(cfg: Config, train_set, val_set, items, frames: int, out_dir: Pat
     except FloatingPointError as err:
         print(f"DiffMD rollout diverged: {err}")
         return [None] * len(items), train_s, 0.0
-    # a molecule the rollout guards stopped has NaN frames from its stop on: scored as diverged
+    # a molecule the rollout guards stopped has NaN frames from its stop on: not ``completed``
     pos = start.absolute(res.positions).cpu()  # (F, N, 3) float64 Å, back in the data's frame
-    gens = [pos[:, start.batch.cpu() == b].numpy() for b in range(len(items))]
-    return [g if np.isfinite(g).all() else None for g in gens], train_s, res.frames_per_s
+    return [pos[:, start.batch.cpu() == b].numpy() for b in range(len(items))], train_s, res.frames_per_s
 
 
 def run_baseline(name: str, exp: ExperimentConfig, train_set, val_set, items, frames: int, stride: int,
@@ -192,9 +197,9 @@ def results_table(results: Sequence[ModelResult]) -> str:
 
 
 def _mean_rmsd_curve(gens, items, frames: int, stride: int) -> np.ndarray | None:
-    """(F,) Å: per-frame RMSD averaged over the rollouts that did not diverge."""
+    """(F,) Å: per-frame RMSD averaged over the rollouts that ran their whole length."""
     curves = [metrics.per_frame_rmsd(g, _reference(tr, t0, frames, stride)) for g, (tr, t0) in zip(gens, items)
-              if g is not None]
+              if completed(g)]
     return np.mean(curves, axis=0) if curves else None
 
 
@@ -206,7 +211,7 @@ def _write_outputs(results, rollouts, items, frames, stride, cfg, exp, out: Path
     plots.plot_rmsd_curves(curves, out / "plots" / "rmsd_over_time.png", dt_fs=dt,
                            title=f"mean over {len(items)} rollouts")
     # the first start as an example: trajectories for a viewer, distances and RMSF against its reference
-    named = {k: g[0] for k, g in rollouts.items() if g[0] is not None}
+    named = {k: g[0] for k, g in rollouts.items() if completed(g[0])}
     gen_dir = out / "trajectories"
     gen_dir.mkdir(exist_ok=True)
     write_extxyz(ref, gen_dir / "reference.extxyz", traj.numbers, dt_fs=dt)

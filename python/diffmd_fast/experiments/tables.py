@@ -131,13 +131,14 @@ def _static(cells, table: str, layout: Layout, column: str) -> float | None:
 def _physical(m: dict | None) -> str:
     if m is None:
         return MISSING
-    if m["diverged"]:
-        return NA
 
     def num(v, f):
         return "n/a" if v is None else format(v, f)
 
-    return f"{num(m['stability_ps'], '.3f')} · {num(m['h_r_jsd'], '.3f')} · {num(m['mobility_ratio'], '.2f')}"
+    # stability and h(r) count stopped rollouts up to their stop; mobility needs whole rollouts
+    mobility = NA if m["diverged"] else num(m["mobility_ratio"], ".2f")
+    stopped = f" ({m['diverged']}/{m['rollouts']} stopped)" if m["diverged"] else ""
+    return f"{num(m['stability_ps'], '.3f')} · {num(m['h_r_jsd'], '.3f')} · {mobility}{stopped}"
 
 
 def _distinct(values) -> list:
@@ -199,7 +200,8 @@ def render_table(table: str, layout: Layout, cells: Mapping[tuple[str, str], dic
             for k, label, _ in layout.rows]
     md = "\n".join([f"### {title}", "", *head, *body, "", *caption, "",
                     f"### {phys_title}", "",
-                    "Each cell: MDsim stability (ps, at most the rollout length) · h(r) JSD · mobility "
+                    "Each cell: MDsim stability (ps, at most the rollout length; a rollout the guards stopped "
+                    "counts up to its stop) · h(r) JSD · mobility "
                     "(generated / reference displacement per frame); not in the paper.", "", *head, *phys])
     payload = {
         "title": title, "columns": list(cols),
