@@ -30,7 +30,7 @@ def add_arguments(p):
     p.add_argument("--split", default="2000,1000", metavar="TRAIN,VAL", help="frames for training and validation; the rest is test")
     p.add_argument("--frames", type=int, default=20, help="frames per rollout (0.5 fs each for the bundled MD17-style data)")
     p.add_argument("--starts", type=int, default=8, help="rollout starts spread over the test frames")
-    p.add_argument("--baselines", default="static,egnn,rf,gmn,tfn", help="comma-separated baselines to compare")
+    p.add_argument("--baselines", default="static,egnn,rf,gmn,tfn,se3tr,scfnn", help="comma-separated baselines to compare")
     p.add_argument("--baseline-epochs", type=int, default=5, help="training epochs of each baseline")
     p.add_argument("--long-ps", type=float, default=10.0,
                    help="then roll DiffMD out this many ps from each start, with the long-run metrics (0: skip)")

@@ -33,7 +33,7 @@ from ..training.loop import data_stats, train
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    baselines: tuple[str, ...] = ("static", "egnn", "rf", "gmn", "tfn")
+    baselines: tuple[str, ...] = ("static", "egnn", "rf", "gmn", "tfn", "se3tr", "scfnn")
     baseline_hidden: int = 64  # paper: hidden 64, 4 layers for every baseline
     baseline_layers: int = 4
     baseline_epochs: int = 20
