@@ -20,7 +20,6 @@ Cost on one free core (measured ms/step, OMP_NUM_THREADS=1): ethanol 1.3, C7H10O
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -33,7 +32,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .writers import write_text
+from .writers import sha256, write_text
 
 ENV_ROOT = "DIFFMD_DATA"  # overrides the per-user cache directory
 
@@ -132,14 +131,6 @@ def get_set(name: str) -> BenchmarkSet:
     if name not in BENCHMARK_SETS:
         raise ValueError(f"unknown benchmark set {name!r}; known: {', '.join(BENCHMARK_SETS)}")
     return BENCHMARK_SETS[name]
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _manifest_path(root: Path, set_name: str) -> Path:

@@ -5,6 +5,7 @@ interrupted run never leaves a half-written file that a later load would trust.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -36,6 +37,15 @@ def atomic_path(path: str | os.PathLike, suffix: str) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks): checkpoint sidecars, data manifests."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -8,7 +8,6 @@ each bad one. The resolved config is saved beside them (config.json / config.tom
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import warnings
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 
 from ..config import Config, RolloutConfig
+from ..data.writers import sha256
 
 REQUIRED_KEYS = ("model", "optimizer", "scheduler", "rng", "epoch", "batch_in_epoch", "step", "config")
 _NAME = re.compile(r"ckpt_(\d+)\.pt$")
@@ -27,14 +27,6 @@ _NAME = re.compile(r"ckpt_(\d+)\.pt$")
 
 class CheckpointError(RuntimeError):
     """No usable checkpoint although some exist; the message lists every file and its problem."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _atomic_write(path: Path, writer) -> None:
@@ -67,7 +59,7 @@ def save_checkpoint(directory: str | Path, state: dict[str, Any], config: Config
         torch.save(state, f)
         f.flush()
         os.fsync(f.fileno())
-    digest = _sha256(tmp)
+    digest = sha256(tmp)
     _atomic_write(path.with_name(path.name + ".sha256"), lambda f: f.write(digest.encode()))
     os.replace(tmp, path)
     for old in list_checkpoints(d)[:-keep] if keep > 0 else []:
@@ -81,7 +73,7 @@ def verify_and_load(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
     sidecar = path.with_name(path.name + ".sha256")
     if not sidecar.is_file():
         raise CheckpointError(f"{path}: checksum file {sidecar.name} is missing")
-    if _sha256(path) != sidecar.read_text().strip():
+    if sha256(path) != sidecar.read_text().strip():
         raise CheckpointError(f"{path}: checksum mismatch (file truncated or corrupted)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)
