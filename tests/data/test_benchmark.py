@@ -102,11 +102,12 @@ def test_the_real_sets_are_the_papers():
 def test_a_killed_make_continues(tmp_path):
     """SIGKILL `make` at a random moment after its first molecule; the same call finishes the rest
     and keeps what was done."""
-    script = tmp_path / "make.py"
+    script = tmp_path / "make.py"  # the set spelled out: the child needs nothing from the test tree
     script.write_text(
-        "import sys\nfrom pathlib import Path\nsys.path.insert(0, %r)\n" % str(Path(__file__).parent)
-        + "from test_benchmark import three_set\nfrom diffmd_fast.data.benchmark import make\n"
-        "make(three_set(), Path(sys.argv[1]), jobs=1, progress=False)\n")
+        "import sys\nfrom pathlib import Path\n"
+        "from diffmd_fast.data.benchmark import BenchmarkSet, MoleculeSpec, make\n"
+        f"molecules = tuple(MoleculeSpec(**m) for m in {[vars(m) for m in three_set().molecules]!r})\n"
+        "make(BenchmarkSet('tiny', 'test set', molecules), Path(sys.argv[1]), jobs=1, progress=False)\n")
     root = tmp_path / "root"
     manifest = root / "tiny" / "manifest.json"
     cmd = [sys.executable, "-u", str(script), str(root)]
