@@ -46,7 +46,7 @@ def run(args) -> int:
                                       progress=not args.quiet)
             entries = manifest["entries"].values()
             print(f"{name}: {len(entries)} molecules in {root / name} "
-                  f"({sum(e['wall_s'] for e in entries) / 60:.1f} core-min of MD in all)")
+                  f"({sum(e['wall_s'] for e in entries) / 60:.1f} min of MD wall time summed over molecules)")
         return 0
     for name in args.sets or list(benchmark.BENCHMARK_SETS):
         made = benchmark.read_manifest(root, name)
