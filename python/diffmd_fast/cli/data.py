@@ -29,7 +29,7 @@ def add_arguments(p):
     stat.add_argument("sets", nargs="*", metavar="SET", help="default: every set")
     stat.add_argument("--count", type=int, metavar="N", help="molecules to check (default: as made)")
     for q in (make, stat):
-        q.add_argument("--root", metavar="DIR", help="data root (default: $DIFFMD_DATA or the user cache dir)")
+        q.add_argument("--data-dir", metavar="DIR", help="data root (default: $DIFFMD_DATA or the user cache dir)")
 
 
 def run(args) -> int:
@@ -37,7 +37,7 @@ def run(args) -> int:
 
     from ..data import benchmark
 
-    root = Path(args.root) if args.root else benchmark.cache_dir()
+    root = Path(args.data_dir) if args.data_dir else benchmark.cache_dir()
     if args.action == "make":
         if args.jobs < 1:
             raise ValueError(f"--jobs must be >= 1, got {args.jobs}")

@@ -250,7 +250,7 @@ def benchmark_files(set_name: str, root: str | os.PathLike | None = None) -> dic
     manifest = read_manifest(root, set_name)
     entries = manifest["entries"]
     if not entries:
-        where = "" if root == cache_dir() else f" --root {root}"
+        where = "" if root == cache_dir() else f" --data-dir {root}"
         raise FileNotFoundError(f"no {set_name} data under {root}; run `diffmd data make {set_name}{where}`")
     out, bad = {}, []
     for spec in bset.take(manifest.get("count", len(entries))).molecules:
