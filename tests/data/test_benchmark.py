@@ -127,3 +127,13 @@ def test_a_killed_make_continues(tmp_path):
 def three_set() -> BenchmarkSet:
     return BenchmarkSet("tiny", "test set", TINY.molecules + (MoleculeSpec("ammonia", "N", 300.0, 0.5, 6,
                                                                            equilibration_fs=1.0),))
+
+
+def test_cli_status_and_errors(tmp_path, capsys):
+    from diffmd_fast.cli import main
+
+    assert main(["data", "status", "md17-gfn2", "--data-dir", str(tmp_path)]) == 0
+    assert "md17-gfn2: 0/8 made" in capsys.readouterr().out
+    assert main(["data", "make", "md17-gfn2", "--jobs", "0", "--data-dir", str(tmp_path)]) == 2
+    assert main(["results", "--protocol", "paper", "--out", str(tmp_path / "r"), "--data-dir", str(tmp_path)]) == 2
+    assert f"run `diffmd data make md17-gfn2 --data-dir {tmp_path}`" in capsys.readouterr().err
