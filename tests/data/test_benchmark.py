@@ -9,6 +9,7 @@ import json
 import random
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -69,8 +70,7 @@ def test_benchmark_files_refuses_missing_or_corrupt_data(tmp_path, monkeypatch):
     out.mkdir()
     (out / "water.npz").write_bytes(b"not an npz")
     manifest = {"set": "tiny", "count": 1, "entries": {"water": {"file": "water.npz", "sha256": "0" * 64,
-                                                                "spec": {k: getattr(TINY.molecules[0], k) for k in
-                                                                         TINY.molecules[0].__dataclass_fields__}}}}
+                                                                "spec": asdict(TINY.molecules[0])}}}
     (out / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(FileNotFoundError, match="water missing or corrupt"):
         benchmark_files("tiny", tmp_path)

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -153,13 +153,9 @@ def _status(root: Path, spec: MoleculeSpec, entry: dict | None) -> str:
     path = root / f"{spec.name}.npz"
     if entry is None or not path.exists():
         return "missing"
-    if entry.get("spec") != _spec_dict(spec):
+    if entry.get("spec") != asdict(spec):
         return "stale"
     return "done" if sha256(path) == entry["sha256"] else "corrupt"
-
-
-def _spec_dict(spec: MoleculeSpec) -> dict:
-    return {k: getattr(spec, k) for k in spec.__dataclass_fields__}
 
 
 def status(bset: BenchmarkSet, root: Path | None = None) -> dict[str, str]:
@@ -190,7 +186,7 @@ def _simulate(spec: MoleculeSpec, out_dir: Path) -> dict:
     from .readers import load_trajectory
 
     prov = load_trajectory(out).provenance
-    return {"file": out.name, "sha256": sha256(out), "command": shlex.join(argv), "spec": _spec_dict(spec),
+    return {"file": out.name, "sha256": sha256(out), "command": shlex.join(argv), "spec": asdict(spec),
             "wall_s": round(time.perf_counter() - t0, 1), "mean_temperature_K": prov.get("mean_temperature_K"),
             "ms_per_step": prov.get("ms_per_step"), "versions": prov.get("versions"),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -248,16 +244,12 @@ def benchmark_files(set_name: str, root: str | os.PathLike | None = None) -> dic
     bset = get_set(set_name)
     root = cache_dir() if root is None else Path(root)
     manifest = read_manifest(root, set_name)
-    entries = manifest["entries"]
-    if not entries:
-        where = "" if root == cache_dir() else f" --data-dir {root}"
-        raise FileNotFoundError(f"no {set_name} data under {root}; run `diffmd data make {set_name}{where}`")
-    out, bad = {}, []
-    for spec in bset.take(manifest.get("count", len(entries))).molecules:
-        if _status(root / set_name, spec, entries.get(spec.name)) != "done":
-            bad.append(spec.name)
-        out[spec.name] = root / set_name / f"{spec.name}.npz"
+    command = f"diffmd data make {set_name}" + ("" if root == cache_dir() else f" --data-dir {root}")
+    if not manifest["entries"]:
+        raise FileNotFoundError(f"no {set_name} data under {root}; run `{command}`")
+    states = status(bset.take(manifest.get("count", len(manifest["entries"]))), root)
+    bad = [name for name, state in states.items() if state != "done"]
     if bad:
         raise FileNotFoundError(f"{set_name}: {', '.join(bad)} missing or corrupt under {root}; "
-                                f"run `diffmd data make {set_name}` to regenerate")
-    return out
+                                f"run `{command}` to regenerate")
+    return {name: root / set_name / f"{name}.npz" for name in states}

@@ -288,7 +288,7 @@ def _column_metrics(name: str, summary: dict, gens, items, stride: int) -> dict:
            "diverged": diverged, "stability_ps": None, "stability_frames": None, "h_r_jsd": None, "mobility_ratio": None}
     stable_frames, stable_ps, jsd = [], [], []
     for g, tr in pairs:
-        finite = 0 if g is None else int(np.argmin(np.isfinite(g).all(axis=(1, 2)))) if not completed(g) else len(g)
+        finite = 0 if g is None else int(np.isfinite(g).all(axis=(1, 2)).cumprod().sum())  # frames before any NaN
         if finite < 2:  # too short for the long-run analysis: stable for what there is
             stable_frames.append(finite)
             stable_ps.append(finite * tr.dt_fs * stride / 1000)
