@@ -40,6 +40,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..data.batch import FrameBatch
 from .egl import EGL
+from ..ops import fused
 from ..ops.graph import Graph, complete_graph
 
 
@@ -86,9 +87,50 @@ class ScoreNet(nn.Module):
         """(N, 3) Å: constant-velocity extrapolation x(t) + v(t)."""
         return 2.0 * batch.x - batch.x_prev
 
+    def fused_params(self) -> list[torch.Tensor]:
+        """The parameters in the order of the ``diffmd_fast::egt_score`` op (csrc/egt_score).
+
+        Built once and kept (walking the modules costs more than the op at batch 1); ``.to()``,
+        ``.double()`` and ``load_state_dict`` may replace Parameter objects, so they drop it."""
+        if getattr(self, "_fused_params", None) is None:
+            self._fused_params = self._collect_fused_params()
+        return self._fused_params
+
+    def _apply(self, fn, *args, **kwargs):
+        self._fused_params = None
+        return super()._apply(fn, *args, **kwargs)
+
+    def load_state_dict(self, *args, **kwargs):
+        self._fused_params = None
+        return super().load_state_dict(*args, **kwargs)
+
+    def _collect_fused_params(self) -> list[torch.Tensor]:
+        out = [self.embed.weight, self.noise_features.w, self.scalar_mlp[0].weight, self.scalar_mlp[0].bias,
+               self.scalar_mlp[2].weight, self.scalar_mlp[2].bias, self.delta_scale]
+        if self.gate is not None:
+            out += [self.gate.weight, self.gate.bias]
+        for layer in self.layers:
+            out += [layer.f_q.weight, layer.f_q.bias, layer.f_k.weight, layer.f_k.bias, layer.f_m.weight,
+                    layer.f_m.bias, layer.w_sbf1, layer.w_sbf2, layer.f_v[0].weight, layer.f_v[0].bias,
+                    layer.f_v[2].weight, layer.f_v[2].bias, layer.head_mix, layer.out.weight, layer.out.bias,
+                    layer.ffn[0].weight, layer.ffn[0].bias, layer.ffn[3].weight, layer.ffn[3].bias,
+                    layer.norm1.weight, layer.norm1.bias, layer.norm2.weight, layer.norm2.bias]
+        return out
+
+    def uses_fused_network(self, x: torch.Tensor) -> bool:
+        """Whether a forward at ``x`` runs as the one ``egt_score`` op: autograd off, no active dropout,
+        the fused backend and the compiled extension (else the modules run, op by op)."""
+        return (fused.SCORE_NET_COMPILED and self.cfg.backend == "fused" and not torch.is_grad_enabled()
+                and (not self.training or self.cfg.dropout == 0.0) and x.dtype in (torch.float32, torch.float64)
+                and not torch.is_autocast_enabled(x.device.type))
+
     def forward(self, batch: FrameBatch, x_noisy: torch.Tensor, std: torch.Tensor,
                 graph: Graph | None = None) -> torch.Tensor:
-        """Score (N, 3) in 1/Å at the noisy next frame x_noisy (N, 3) with noise std (N, 1) Å."""
+        """Score (N, 3) in 1/Å at the noisy next frame x_noisy (N, 3) with noise std (N, 1) Å.
+
+        With autograd off (rollouts, sampling) and the compiled extension this is one call of the
+        ``diffmd_fast::egt_score`` op, the same arithmetic without per-op Python dispatch; raises
+        ValueError on mismatched shapes or atomic numbers outside 0..max_z."""
         if x_noisy.shape != batch.x.shape or std.shape != (x_noisy.shape[0], 1):
             raise ValueError(f"x_noisy must be {tuple(batch.x.shape)} and std ({x_noisy.shape[0]}, 1); "
                              f"got {tuple(x_noisy.shape)} and {tuple(std.shape)}")
@@ -96,6 +138,11 @@ class ScoreNet(nn.Module):
             raise ValueError(f"atomic numbers must lie in 0..{self.cfg.max_z}, got {batch.z.min()}..{batch.z.max()}")
         if graph is None:
             graph = complete_graph(batch.batch)
+        if self.uses_fused_network(x_noisy):
+            c = self.cfg
+            return torch.ops.diffmd_fast.egt_score(
+                batch.z, batch.x_prev, batch.x, x_noisy, std, graph.row_ptr, graph.col, self.fused_params(),
+                float(c.cutoff), c.num_radial, c.num_spherical, c.heads, c.anchor, float(c.sigma_data), c.num_layers)
         v = batch.velocity  # (N, 3) Å/frame
         offset = x_noisy - self.anchor(batch)  # (N, 3) Å
         speed = v.norm(dim=-1, keepdim=True)  # (N, 1)

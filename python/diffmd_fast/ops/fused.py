@@ -1,13 +1,17 @@
-"""Thin Python face of the compiled ``diffmd_fast::egl_attention`` ops.
+"""Thin Python face of the compiled ``diffmd_fast`` ops.
 
-The C++ library defines two ops (schemas in csrc/egl_attention/egl_register.cpp):
+The C++ library defines (schemas in csrc/egl_attention/egl_register.cpp and csrc/egt_score/):
     egl_attention(x, v, q, k, m, w1, w2, row_ptr, col, cutoff, num_radial, num_spherical)
         -> (msg (N,H,D), vec (N,H,3), lse (N,H))
     egl_attention_backward(grad_msg, grad_vec, x, v, q, k, m, w1, w2, row_ptr, col, msg, vec, lse,
                            cutoff, num_radial, num_spherical) -> (gx, gv, gq, gk, gm, gw1, gw2)
+    egt_score(z, x_prev, x, x_noisy, std, row_ptr, col, params, cutoff, num_radial, num_spherical, heads,
+              anchor, sigma_data, num_layers) -> score (N,3)
 Here they get fake (meta) implementations for torch.compile and an autograd formula that calls the
 backward op (FlashAttention-style: the forward saves outputs and the log-sum-exp; the backward
 recomputes the pair terms). Without the compiled extension, the reference runs instead.
+``egt_score`` is the whole score network in one inference-only call (nn.ScoreNet routes to it when
+autograd is off; see csrc/egt_score/egt_score.cpp for why).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ except ImportError:
     _C = None
 
 COMPILED = _C is not None and hasattr(torch.ops.diffmd_fast, "egl_attention")
+SCORE_NET_COMPILED = _C is not None and hasattr(torch.ops.diffmd_fast, "egt_score")
 
 
 def egl_attention(x, v, q, k, m, w1, w2, row_ptr, col, *, cutoff: float, num_radial: int,
@@ -70,6 +75,11 @@ if COMPILED:
         return (*grads, None, None, None, None, None)
 
     torch.library.register_autograd("diffmd_fast::egl_attention", _backward, setup_context=_setup_context)
+
+    @torch.library.register_fake("diffmd_fast::egt_score")
+    def _egt_score_fake(z, x_prev, x, x_noisy, std, row_ptr, col, params, cutoff, num_radial, num_spherical, heads,
+                        anchor, sigma_data, num_layers):
+        return torch.empty_like(x)
 
     _LIB = torch.library.Library("diffmd_fast", "IMPL")  # kept alive: the registrations live as long as it
     register_float32_autocast("diffmd_fast::egl_attention", _LIB)

@@ -1,0 +1,121 @@
+"""The whole-network op diffmd_fast::egt_score (csrc/egt_score) against the ScoreNet modules.
+
+The op is the modules' arithmetic in C++, so in float64 the two agree to rounding for every output
+form (plain, gated anchor, EDM), several molecules, with and without padding atoms far away; it
+must refuse what it cannot do (autograd) with a clear error, and ScoreNet must route to it only
+when autograd is off."""
+from dataclasses import replace
+
+import pytest
+import torch
+
+from diffmd_fast.nn.score_net import ScoreNet
+from diffmd_fast.ops import fused
+from diffmd_fast.ops.graph import complete_graph
+from model_helpers import TINY, make_net, orthogonal, perturb_, random_batch, transform
+
+pytestmark = pytest.mark.skipif(not fused.SCORE_NET_COMPILED, reason="compiled extension not built")
+
+FORMS = {"plain": dict(anchor=False), "gated": dict(anchor=True), "edm": dict(anchor=True, sigma_data=0.003)}
+
+
+def _inputs(batch, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    n = batch.x.shape[0]
+    std = torch.exp(torch.empty(n, 1, dtype=torch.float64).uniform_(-7.0, -1.0, generator=gen))  # 1e-3 .. 0.37 Å
+    x_noisy = 2 * batch.x - batch.x_prev + std * torch.randn(n, 3, generator=gen, dtype=torch.float64)
+    return x_noisy, std
+
+
+def _modules(net: ScoreNet, batch, x_noisy, std):
+    with torch.enable_grad():  # autograd on: the op-by-op path
+        assert not net.uses_fused_network(x_noisy)
+        return net(batch, x_noisy, std).detach()
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+@pytest.mark.parametrize("layers,heads,sizes", [(1, 1, (3,)), (2, 2, (5, 4)), (3, 4, (9, 1, 7))])
+def test_matches_modules_float64(form, layers, heads, sizes):
+    net = perturb_(make_net(replace(TINY, num_layers=layers, heads=heads, **FORMS[form])))
+    net.eval()
+    batch = random_batch(sizes, seed=layers)
+    x_noisy, std = _inputs(batch)
+    with torch.no_grad():
+        assert net.uses_fused_network(x_noisy)
+        got = net(batch, x_noisy, std)
+    want = _modules(net, batch, x_noisy, std)
+    assert got.dtype == torch.float64 and got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10 * want.abs().max().item())
+
+
+def test_float32_close_to_float64():
+    net = perturb_(make_net(replace(TINY, **FORMS["edm"])))
+    net.eval()
+    batch = random_batch((6, 5))
+    x_noisy, std = _inputs(batch)
+    with torch.no_grad():
+        want = net(batch, x_noisy, std)
+        b32 = replace(batch, x_prev2=batch.x_prev2.float(), x_prev=batch.x_prev.float(), x=batch.x.float(),
+                      x_next=batch.x_next.float())
+        got = net.float()(b32, x_noisy.float(), std.float())
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), want, rtol=2e-3, atol=2e-3 * want.abs().max().item())
+
+
+@pytest.mark.parametrize("reflect", [False, True])
+def test_equivariant(reflect):
+    net = perturb_(make_net(replace(TINY, **FORMS["gated"])))
+    net.eval()
+    batch = random_batch((5, 4), seed=3)
+    x_noisy, std = _inputs(batch)
+    q, t = orthogonal(4, reflect), torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)
+    with torch.no_grad():
+        score = net(batch, x_noisy, std)
+        moved = net(transform(batch, q, t), x_noisy @ q.T + t, std)
+    torch.testing.assert_close(moved, score @ q.T, rtol=1e-9, atol=1e-9 * score.abs().max().item())
+
+
+def test_routing_follows_autograd_and_dropout():
+    net = make_net(replace(TINY, dropout=0.1))
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    with torch.no_grad():
+        assert not net.train().uses_fused_network(x)  # dropout active in training mode
+        assert net.eval().uses_fused_network(x)
+        assert not net.eval().uses_fused_network(x.half())
+    assert not net.eval().uses_fused_network(x)  # autograd on: modules
+
+
+def test_refuses_autograd_and_bad_shapes():
+    net = make_net()
+    batch = random_batch((4,))
+    x_noisy, std = _inputs(batch)
+    graph = complete_graph(batch.batch)
+    c = net.cfg
+
+    def call(params, x=batch.x, s=std):
+        return torch.ops.diffmd_fast.egt_score(batch.z, batch.x_prev, x, x_noisy, s, graph.row_ptr, graph.col,
+                                               params, c.cutoff, c.num_radial, c.num_spherical, c.heads, c.anchor,
+                                               c.sigma_data, c.num_layers)
+
+    with pytest.raises(RuntimeError, match="inference-only"):
+        call(net.fused_params())  # parameters require grad, grad mode on
+    with torch.no_grad():
+        with pytest.raises(RuntimeError, match="parameter tensors"):
+            call(net.fused_params()[:-1])
+        with pytest.raises(RuntimeError, match="std must be"):
+            call(net.fused_params(), s=std[:2])
+        with pytest.raises(RuntimeError, match="dtype"):
+            call(net.fused_params(), x=batch.x.float())
+
+
+def test_opcheck():
+    net = make_net(replace(TINY, **FORMS["edm"]))
+    batch = random_batch((4, 3))
+    x_noisy, std = _inputs(batch)
+    graph = complete_graph(batch.batch)
+    c = net.cfg
+    params = [p.detach() for p in net.fused_params()]
+    args = (batch.z, batch.x_prev, batch.x, x_noisy, std, graph.row_ptr, graph.col, params, c.cutoff,
+            c.num_radial, c.num_spherical, c.heads, c.anchor, c.sigma_data, c.num_layers)
+    torch.library.opcheck(torch.ops.diffmd_fast.egt_score.default, args,
+                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
