@@ -26,7 +26,7 @@ def _toy(n_mol=200, atoms=10, seed=0):
 
 
 def _exact_score(mu, sde, cond):
-    return lambda x, s: -(x - mu) / (TAU**2 + sde.marginal_var(s, cond))
+    return lambda x, s, std=None: -(x - mu) / (TAU**2 + (sde.marginal_var(s, cond) if std is None else std * std))
 
 
 @pytest.mark.parametrize("sampler", [ODESampler(eps=1e-4), PCSampler(eps=1e-4, n_predictor=200, n_corrector=1)])
@@ -62,7 +62,7 @@ def test_heun_sampler_converges_to_the_adaptive_ode_solution():
     """A non-Gaussian target (mixture of two Gaussians per coordinate) so that low orders are wrong."""
     sde = ConditionalVESDE()
     mu, batch, cond, gen = _toy(n_mol=8, atoms=4)
-    def score(x, s):  # exact score of ½N(μ-δ, τ²) + ½N(μ+δ, τ²) convolved with the SDE's kernel
+    def score(x, s, std=None):  # exact score of ½N(μ-δ, τ²) + ½N(μ+δ, τ²) convolved with the SDE's kernel
         var = TAU**2 + sde.marginal_var(s, cond)
         a, b = -((x - mu + 0.1) ** 2) / (2 * var), -((x - mu - 0.1) ** 2) / (2 * var)
         w = torch.sigmoid(b - a)

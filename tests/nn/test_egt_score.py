@@ -92,13 +92,13 @@ def test_refuses_autograd_and_bad_shapes():
     graph = complete_graph(batch.batch)
     c = net.cfg
 
-    def call(params, x=batch.x, s=std):
+    def call(params, x=batch.x, s=std):  # params: the cached detached aliases
         return torch.ops.diffmd_fast.egt_score(batch.z, batch.x_prev, x, x_noisy, s, graph.row_ptr, graph.col,
                                                params, c.cutoff, c.num_radial, c.num_spherical, c.heads, c.anchor,
                                                c.sigma_data, c.num_layers)
 
     with pytest.raises(RuntimeError, match="inference-only"):
-        call(net.fused_params())  # parameters require grad, grad mode on
+        call(net.fused_params(), x=batch.x.clone().requires_grad_())  # grad mode on
     with torch.no_grad():
         with pytest.raises(RuntimeError, match="parameter tensors"):
             call(net.fused_params()[:-1])
@@ -106,6 +106,30 @@ def test_refuses_autograd_and_bad_shapes():
             call(net.fused_params(), s=std[:2])
         with pytest.raises(RuntimeError, match="dtype"):
             call(net.fused_params(), x=batch.x.float())
+
+
+def test_cached_parameters_follow_updates_and_conversions():
+    """The op reads cached detached aliases: in-place optimiser steps, load_state_dict and dtype
+    conversions must all show through."""
+    net = perturb_(make_net(replace(TINY, **FORMS["gated"])))
+    net.eval()
+    batch = random_batch((5, 4), seed=7)
+    x_noisy, std = _inputs(batch)
+    with torch.no_grad():
+        net(batch, x_noisy, std)  # builds the cache
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    with torch.enable_grad():
+        net(batch, x_noisy, std).square().sum().backward()
+    opt.step()
+    other = perturb_(make_net(replace(TINY, **FORMS["gated"])))
+    for step in ("optimiser", "load_state_dict", "float_and_back"):
+        if step == "load_state_dict":
+            net.load_state_dict(other.state_dict())
+        if step == "float_and_back":
+            net.float().double()
+        with torch.no_grad():
+            got = net(batch, x_noisy, std)
+        torch.testing.assert_close(got, _modules(net, batch, x_noisy, std), rtol=1e-10, atol=1e-9)
 
 
 def test_opcheck():

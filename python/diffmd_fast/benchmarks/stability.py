@@ -116,7 +116,7 @@ def _train_or_load(molecule: str, stride: int, args, trajs) -> Path:
     from ..config import Config
     from ..training.loop import train
 
-    run = Path(args.runs) / f"{molecule}_s{stride}"
+    run = Path(args.runs) / f"{Path(molecule).stem}_s{stride}"  # a data file's name, never its path
     done = run / "DONE"
     if not done.exists():
         cfg = Config.from_toml(args.config, overrides=[f"train.stride={stride}", *args.set])
@@ -203,7 +203,7 @@ def main(argv=None) -> list[Cell]:
     from ..data.writers import write_text
 
     ap = argparse.ArgumentParser(prog="diffmd bench stability", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--molecules", default="ethanol", help="bundled names, comma separated")
+    ap.add_argument("--molecules", default="ethanol", help="bundled names or trajectory files, comma separated")
     ap.add_argument("--strides", default="1,4,8", help="MD steps per model frame, comma separated")
     ap.add_argument("--samplers", default="heun1,heun2", help=f"comma separated, of {sorted(SAMPLERS)}")
     ap.add_argument("--ps", type=float, default=10.0, help="picoseconds to roll out from each start")
@@ -227,7 +227,7 @@ def main(argv=None) -> list[Cell]:
             for s in args.samplers.split(",")]
     tag = "".join(f"_{o}" for o in args.rollout_set).replace("=", "-").replace("/", "-")
     for molecule, stride, sampler in tqdm(grid, desc="cells", unit="cell"):
-        cache = Path(args.runs) / "cells" / f"{molecule}_s{stride}_{sampler}_{args.ps:g}ps_{args.starts}{tag}.json"
+        cache = Path(args.runs) / "cells" / f"{Path(molecule).stem}_s{stride}_{sampler}_{args.ps:g}ps_{args.starts}{tag}.json"
         if cache.exists():
             cells.append(Cell(**json.loads(cache.read_text())))
             continue

@@ -3,7 +3,8 @@ fixed-step Heun in the noise std for few score evaluations) and predictor-correc
 (Algorithm 1). All integrate diffusion time s from 1 down to ``eps``, start from a given x(1)
 (the prior: x(t) as in the paper, or x(t) + v(t)) and count score evaluations (NFE).
 
-A score function is ``score_fn(x (N, 3), s (N, 1)) -> (N, 3)``; the rollout closes the network,
+A score function is ``score_fn(x (N, 3), s (N, 1), std=None) -> (N, 3)``, ``std`` the marginal std at s
+(N, 1) Å when the sampler already has it (else the score function computes it); the rollout closes the network,
 the SDE and the conditioning frames over it, so samplers know nothing about molecules except the
 ``batch`` index (used for the per-molecule Langevin step size).
 """
@@ -22,7 +23,7 @@ from ..data.batch import FrameBatch
 from .sde import SDE
 
 ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
-ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+ScoreFn = Callable[..., torch.Tensor]  # (x (N, 3), s (N, 1), std (N, 1) | None = None) -> score (N, 3)
 
 
 @dataclass(frozen=True)
@@ -163,22 +164,22 @@ class HeunSampler(Sampler):
     def sample(self, score_fn, sde, cond, x_start, batch_index, generator=None) -> SampleResult:
         grid = sde.time_grid(self.steps, self.eps, dtype=x_start.dtype, device=x_start.device)
         n = x_start.shape[0]
+        # every grid point's std in one pass (few ops matter at batch 1): (steps + 1, N, 1) Å
+        stds = sde.marginal_std(grid.view(-1, 1, 1), cond).expand(-1, n, 1)
         x, nfe = x_start, 0
-        s = grid[0].expand(n, 1)
-        std = sde.marginal_std(s, cond)  # (N, 1) Å
-        d = -std * score_fn(x, s)  # (N, 3) dx/dσ
+        s, std = grid[0].expand(n, 1), stds[0]
+        d = -std * score_fn(x, s, std)  # (N, 3) dx/dσ
         nfe += 1
         for i in range(self.steps):
-            s_next = grid[i + 1].expand(n, 1)
-            std_next = sde.marginal_std(s_next, cond)
+            s_next, std_next = grid[i + 1].expand(n, 1), stds[i + 1]
             x_euler = x + (std_next - std) * d
             if i == self.steps - 1:
                 x = x_euler
                 break
-            d_next = -std_next * score_fn(x_euler, s_next)
+            d_next = -std_next * score_fn(x_euler, s_next, std_next)
             x = x + (std_next - std) * 0.5 * (d + d_next)
             s, std = s_next, std_next
-            d = -std * score_fn(x, s)  # the derivative at the accepted point opens the next step
+            d = -std * score_fn(x, s, std)  # the derivative at the accepted point opens the next step
             nfe += 2
         return SampleResult(x, nfe)
 

@@ -169,11 +169,11 @@ class RolloutGuard:
     def check(self, x_prev: torch.Tensor, x: torch.Tensor, bad_score: torch.Tensor) -> torch.Tensor:
         """(B,) bool: molecules whose new frame ``x`` (N, 3) Å, following ``x_prev`` (N, 3), fails
         a check; ``bad_score`` (N,) bool marks atoms that got a non-finite score while sampling."""
-        failed = torch.zeros(self.num, dtype=torch.bool, device=x.device)
-        for reason, (_, mask) in self._violations(x_prev, x, bad_score).items():
-            owner = self.batch[self.bonds[:, 0]] if reason == "bond_broken" else self.batch
-            failed |= _per_molecule_any(mask, owner, self.num)
-        return failed
+        checks = self._violations(x_prev, x, bad_score)
+        bonds = checks.pop("bond_broken")[1]  # (M,) per bond, the rest per atom (N,): one reduction each
+        atoms = torch.stack([mask for _, mask in checks.values()]).any(0)
+        return (_per_molecule_any(atoms, self.batch, self.num)
+                | _per_molecule_any(bonds, self.batch[self.bonds[:, 0]], self.num))
 
     def reports(self, failed: torch.Tensor, x_prev: torch.Tensor, x: torch.Tensor, bad_score: torch.Tensor,
                 frame: int) -> list[StopReport]:

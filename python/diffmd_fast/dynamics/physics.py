@@ -37,10 +37,31 @@ from ..data.batch import FrameBatch
 _THERMAL_SPEED = math.sqrt(units.kB) * units.fs
 
 
+_MASS_TABLES: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+
+
 def masses_of(z: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """(N,) atomic masses in amu (ASE's table, IUPAC standard atomic weights) for atomic numbers z (N,)."""
-    table = torch.as_tensor(atomic_masses, dtype=dtype, device=z.device)
-    return table[z]
+    key = (dtype, z.device)
+    if key not in _MASS_TABLES:
+        _MASS_TABLES[key] = torch.as_tensor(atomic_masses, dtype=dtype, device=z.device)
+    return _MASS_TABLES[key][z]
+
+
+class _PerMolecule:
+    """Masses (N, 1) amu and molecule masses (B, 1) of the last window's atoms, recomputed only when
+    the window's atoms change (a molecule stopped): per frame they are the same tensors."""
+
+    def __init__(self) -> None:
+        self._key: tuple = ()
+
+    def __call__(self, frame: FrameBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (frame.z, frame.batch, frame.num_graphs)  # the tensors themselves: held, so never recycled
+        if len(self._key) != 3 or any(a is not b for a, b in zip(key[:2], self._key[:2])) or key[2] != self._key[2]:
+            m = masses_of(frame.z).unsqueeze(-1)  # (N, 1) amu
+            mt = torch.zeros(frame.num_graphs, 1, dtype=m.dtype, device=m.device).index_add_(0, frame.batch, m)
+            self._key, self._values = key, (m, mt)
+        return self._values
 
 
 class FrameCorrection(Protocol):
@@ -51,11 +72,13 @@ class FrameCorrection(Protocol):
 class MomentumProjection:
     """Remove the net linear and angular momentum of the implied velocity of every molecule."""
 
+    def __init__(self) -> None:
+        self._masses = _PerMolecule()
+
     def __call__(self, frame: FrameBatch, x_new: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         batch, num = frame.batch, frame.num_graphs
         x, d = frame.x.double(), (x_new - frame.x).double()  # (N, 3) Å, displacement ∝ velocity
-        m = masses_of(frame.z).unsqueeze(-1)  # (N, 1) amu
-        mt = torch.zeros(num, 1, dtype=x.dtype, device=x.device).index_add_(0, batch, m)  # (B, 1)
+        m, mt = self._masses(frame)  # (N, 1), (B, 1) amu
         com = torch.zeros(num, 3, dtype=x.dtype, device=x.device).index_add_(0, batch, m * x) / mt
         d = d - (torch.zeros(num, 3, dtype=x.dtype, device=x.device).index_add_(0, batch, m * d) / mt)[batch]
         r = x - com[batch]  # (N, 3) Å about the centre of mass
@@ -81,14 +104,15 @@ class LangevinThermostat:
                              f"{temperature_K}, {tau_fs}, {frame_fs}")
         self.temperature_K, self.tau_fs, self.frame_fs = temperature_K, tau_fs, frame_fs
         self.c = math.exp(-frame_fs / tau_fs)
+        self._masses = _PerMolecule()
 
     def __call__(self, frame: FrameBatch, x_new: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         dt = self.frame_fs
         v = (x_new - frame.x).double() / dt  # (N, 3) Å/fs
-        sigma = _THERMAL_SPEED * math.sqrt(self.temperature_K) / masses_of(frame.z).sqrt()  # (N,) Å/fs
+        sigma = _THERMAL_SPEED * math.sqrt(self.temperature_K) / self._masses(frame)[0].sqrt()  # (N, 1) Å/fs
         device = generator.device if generator is not None else v.device  # the stepper's (resumable) stream
         xi = torch.randn(v.shape, generator=generator, dtype=torch.float64, device=device).to(v.device)
-        v = self.c * v + math.sqrt(1.0 - self.c**2) * sigma.unsqueeze(-1) * xi
+        v = self.c * v + math.sqrt(1.0 - self.c**2) * sigma * xi
         return (frame.x.double() + v * dt).to(x_new.dtype)
 
 

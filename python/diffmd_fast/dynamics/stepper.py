@@ -63,16 +63,17 @@ def sample_frame(model, sde: SDE, sampler: Sampler, frame: FrameBatch, graph: Gr
     lowest = sampler.eps * (1.0 - 1e-6)  # exp(log eps) may round below eps
     bad = torch.zeros(frame.x.shape[0], dtype=torch.bool, device=frame.x.device)
 
-    def score_fn(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        std = sde.marginal_std(s, cond)  # (N, 1) Å
+    def score_fn(x: torch.Tensor, s: torch.Tensor, std: torch.Tensor | None = None) -> torch.Tensor:
+        if std is None:
+            std = sde.marginal_std(s, cond)  # (N, 1) Å
         score = model(frame, x, std, graph)  # (N, 3) 1/Å
         # Every non-finite score is zeroed so that no NaN reaches the shared step-size control, but
         # it is the molecule's fault only at a legitimate point: adaptive solvers also probe times
         # outside [eps, 1] and wild trial steps, and reject those steps themselves.
-        nonfinite = ~torch.isfinite(score).all(-1)  # (N,)
-        inside = (s.squeeze(-1) >= lowest) & (std.squeeze(-1) > 0)
-        bad.logical_or_(nonfinite & torch.isfinite(x).all(-1) & inside)  # no host sync: read once per frame
-        return torch.where(nonfinite.unsqueeze(-1), torch.zeros_like(score), score)
+        finite = torch.isfinite(score).all(-1, keepdim=True)  # (N, 1)
+        inside = (s >= lowest) & (std > 0) & torch.isfinite(x).all(-1, keepdim=True)  # (N, 1)
+        bad.logical_or_((inside & ~finite).squeeze(-1))  # no host sync: read once per frame
+        return torch.where(finite, score, 0.0)
 
     res = sampler.sample(score_fn, sde, cond, sampler.start(frame), frame.batch, generator)
     return res.x, res.nfe, bad

@@ -90,10 +90,12 @@ class ScoreNet(nn.Module):
     def fused_params(self) -> list[torch.Tensor]:
         """The parameters in the order of the ``diffmd_fast::egt_score`` op (csrc/egt_score).
 
-        Built once and kept (walking the modules costs more than the op at batch 1); ``.to()``,
-        ``.double()`` and ``load_state_dict`` may replace Parameter objects, so they drop it."""
+        Detached aliases (the op has no backward, and tensors that require grad cost it ~2x at batch 1),
+        built once and kept (walking the modules costs more than the op at batch 1). They share the
+        parameters' storage, so optimiser steps and ``load_state_dict`` show through; ``.to()``,
+        ``.double()`` and ``load_state_dict`` may replace Parameter objects, so they drop the list."""
         if getattr(self, "_fused_params", None) is None:
-            self._fused_params = self._collect_fused_params()
+            self._fused_params = [p.detach() for p in self._collect_fused_params()]
         return self._fused_params
 
     def _apply(self, fn, *args, **kwargs):
