@@ -27,4 +27,8 @@ def test_bench_rollout_writes_rows_for_xtb_and_each_batch(tmp_path, capsys):
         assert row["ps_per_s"] > 0 and row["total_ps_per_s"] >= row["ps_per_s"]
         assert 0 <= row["stable_ps"] <= row["frames"] * row["frame_fs"] / 1000
     assert all(r["nfe_per_frame"] == 1.0 for r in data["rows"][1:])  # one Euler step a frame
+    assert "| batch | atoms | frame (ms) | score call: egt_score op (ms)" in printed
+    for row in data["rows"][1:]:  # the per-call split of each DiffMD batch
+        assert row["atoms"] == 9 * row["batch"]
+        assert all(row[k] > 0 for k in ("ms_per_frame", "score_call_ms", "score_modules_ms", "egl_op_ms"))
     assert np.isfinite(data["rows"][0]["hr_jsd"]) and data["rows"][0]["mean_T_K"] > 0

@@ -6,6 +6,9 @@ Rows, all measured in one run:
     with tblite's calculator, one trajectory, from the same start frame as DiffMD's batch 1;
   - DiffMD at each batch size (default 1 and 100): the Stepper with the checkpoint's [rollout]
     corrections and the default guards, from evenly spaced frames of the reference's test part.
+A second table splits a frame's time: the whole step, one score call (the network as the one
+``egt_score`` op), the same network run op by op through the modules, and the EGL attention op alone
+(x layers).
 Columns: ps/s per trajectory and in total (batch x per trajectory: the figure that says whether
 many short DiffMD rollouts outrun one MD run), score evaluations (NFE) per frame, the mean time
 until a bond leaves its reference mean length by more than 0.5 Å (ps; capped at the rollout
@@ -33,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import ops
 from ..evaluation.longrun import bond_stability_frames, hr_errors, hr_histogram, temperature_series
 
 
@@ -76,11 +80,52 @@ def _diffmd_row(run, ref, starts: list[int], frames: int, warmup: int, device, s
         ok = np.isfinite(x).all(axis=(1, 2))
         trajs.append(x[: int(np.argmin(ok)) if not ok.all() else len(x)])
     per_traj = done * frame_fs / 1000 / wall if wall > 0 else float("nan")
-    return {"method": "DiffMD", "batch": len(starts), "frames": done, "frame_fs": frame_fs, "wall_s": wall,
+    return {"method": "DiffMD", "batch": len(starts), "atoms": start.x.shape[0], "frames": done, "frame_fs": frame_fs, "wall_s": wall,
             "ps_per_s": per_traj, "total_ps_per_s": per_traj * len(starts),
             "nfe_per_frame": (stepper.total_nfe - nfe0) / max(done, 1),
-            "stopped": sum(r is not None for r in stepper.stopped),
-            **_quality(trajs, ref, frame_fs)}
+            "stopped": sum(r is not None for r in stepper.stopped), "ms_per_frame": wall / max(done, 1) * 1e3,
+            **call_times(run.model, start), **_quality(trajs, ref, frame_fs)}
+
+
+def _median_ms(fn, repeats: int, inner: int = 10) -> float:
+    fn()
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        runs.append((time.perf_counter() - t0) / inner * 1e3)
+    return float(np.median(runs))
+
+
+def call_times(model, start, repeats: int = 7) -> dict:
+    """Per-call times (ms, median) of one score evaluation on the window ``start``: the whole network
+    as one ``egt_score`` op (what rollouts run), the same network op by op through the modules (autograd
+    off, fused attention), and the EGL attention op alone, once per layer (its share of either)."""
+    from ..ops.graph import complete_graph
+
+    graph = complete_graph(start.batch)
+    x_noisy = 2.0 * start.x - start.x_prev
+    std = torch.full_like(start.x[:, :1], 0.05)  # Å
+    layer, cfg = model.layers[0], model.cfg
+    q = torch.randn(start.x.shape[0], cfg.heads, cfg.hidden // cfg.heads, dtype=start.x.dtype, device=start.x.device)
+    v = start.velocity.contiguous()
+    sync = torch.cuda.synchronize if start.x.is_cuda else (lambda: None)
+
+    def timed(fn):
+        return _median_ms(lambda: (fn(), sync()), repeats)
+
+    with torch.no_grad():
+        fused = timed(lambda: model(start, x_noisy, std, graph))
+        model.fused_network = False
+        try:
+            modules = timed(lambda: model(start, x_noisy, std, graph))
+        finally:
+            model.fused_network = True
+        attention = timed(lambda: ops.egl_attention(start.x, v, q, q, q, layer.w_sbf1, layer.w_sbf2, graph.row_ptr,
+                                                    graph.col, cutoff=cfg.cutoff, num_radial=cfg.num_radial,
+                                                    num_spherical=cfg.num_spherical))
+    return {"score_call_ms": fused, "score_modules_ms": modules, "egl_op_ms": attention * cfg.num_layers}
 
 
 def xtb_row(ref, start: int, steps: int, warmup: int, threads: int, temperature_K: float, seed: int) -> dict:
@@ -136,6 +181,19 @@ def table(rows: list[dict], ref_T: float) -> str:
         lines.append(f"| {r['method']} | {r['batch']} | {r['frame_fs']:g} | {r['ps_per_s']:.3g} | "
                      f"{r['total_ps_per_s']:.3g} | {speed} | {nfe} | {r['frames']}{stops} | {r['stable_ps']:.3g} | "
                      f"{r['hr_jsd']:.3g} | {r['mean_T_K']:.0f} |")
+    return "\n".join(lines)
+
+
+def call_table(rows: list[dict]) -> str:
+    """Where a frame's time goes, per DiffMD batch: the whole step against one score call (the fused
+    network op), the same network op by op, and the EGL attention op's own share."""
+    lines = ["| batch | atoms | frame (ms) | score call: egt_score op (ms) | score, modules op by op (ms) | "
+             "EGL attention op x layers (ms) | op-by-op / fused |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if "score_call_ms" in r:
+            lines.append(f"| {r['batch']} | {r['atoms']} | {r['ms_per_frame']:.3g} | {r['score_call_ms']:.3g} | "
+                         f"{r['score_modules_ms']:.3g} | {r['egl_op_ms']:.3g} | "
+                         f"{r['score_modules_ms'] / r['score_call_ms']:.2g}x |")
     return "\n".join(lines)
 
 
@@ -200,6 +258,8 @@ def main(argv=None) -> dict:
                     metrics="local (benchmarks/rollout.py); to move to evaluation/longrun.py")
     print(f"\nDiffMD vs GFN2-xTB MD, {ref.name} ({ref.formula}), {args.threads} thread(s) — {machine}\n")
     print(table(rows, ref_T))
+    print(f"\nPer frame and per score call (batch of ethanol-like windows, {args.threads} thread(s)):\n")
+    print(call_table(rows))
     path = args.json.format(device=args.device)
     write_text(path, json.dumps(dict(machine=machine, settings=settings, rows=rows), indent=1))
     print(f"\nwrote {path}")

@@ -76,6 +76,7 @@ class ScoreNet(nn.Module):
         # larger than one frame's spread around x(t) + v(t).
         if cfg.sigma_data > 0 and not cfg.anchor:
             raise ValueError("model.sigma_data > 0 (EDM preconditioning about the anchor) needs model.anchor = true")
+        self.fused_network = True  # False: always run the modules op by op (to compare or debug the op)
         self.delta_scale = nn.Parameter(torch.zeros(()) if cfg.anchor else torch.ones(()))
         self.gate = nn.Linear(cfg.hidden, 1) if cfg.anchor and cfg.sigma_data <= 0 else None
         if self.gate is not None:
@@ -120,9 +121,11 @@ class ScoreNet(nn.Module):
         return out
 
     def uses_fused_network(self, x: torch.Tensor) -> bool:
-        """Whether a forward at ``x`` runs as the one ``egt_score`` op: autograd off, no active dropout,
-        the fused backend and the compiled extension (else the modules run, op by op)."""
-        return (fused.SCORE_NET_COMPILED and self.cfg.backend == "fused" and not torch.is_grad_enabled()
+        """Whether a forward at ``x`` runs as the one ``egt_score`` op: ``fused_network`` set, autograd
+        off, no active dropout, the fused backend and the compiled extension (else the modules run, op
+        by op)."""
+        return (self.fused_network and fused.SCORE_NET_COMPILED and self.cfg.backend == "fused"
+                and not torch.is_grad_enabled()
                 and (not self.training or self.cfg.dropout == 0.0) and x.dtype in (torch.float32, torch.float64)
                 and not torch.is_autocast_enabled(x.device.type))
 
