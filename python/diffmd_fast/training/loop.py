@@ -42,7 +42,7 @@ from ..evaluation.longrun import temperature_series
 from ..nn.score_net import ScoreNet
 from ..ops.graph import complete_graph
 from .checkpoint import load_latest, save_checkpoint
-from .conditioning import add_input_noise, pushforward
+from .conditioning import add_input_noise, bond_force_constants, linear_response_target, pushforward
 from .distributed import DistInfo, GlobalBatchSampler, all_mean, any_rank, barrier, init_distributed, shutdown
 
 _P = 1_000_003  # mixing prime for noise keys
@@ -186,6 +186,7 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
                                                        min_lr=tc.min_lr)
     data = FrameWindows(train_trajs, stride=tc.stride, history=tc.unroll_steps if tc.unroll_prob > 0 else 0)
     stats = data_stats(train_trajs, tc.stride)
+    bond_k = bond_force_constants(train_trajs, cfg.model.max_z) if tc.input_noise_response else None
     bsamp = GlobalBatchSampler(len(data), tc.batch_size, rank=info.rank, world_size=info.world_size, seed=tc.seed)
     # own generator: a DataLoader iterator otherwise draws its base seed from the global RNG, which
     # would shift the dropout stream of a run resumed mid-epoch
@@ -258,7 +259,9 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
                 if unroll:
                     batch = pushforward(model, sde, sampler, batch, unroll, graph)
                 if noise.eta is not None:
-                    batch = add_input_noise(batch, noise.eta, tc.input_noise, tc.input_noise_shared)
+                    noisy = add_input_noise(batch, noise.eta, tc.input_noise, tc.input_noise_shared)
+                    batch = (noisy if bond_k is None else
+                             linear_response_target(batch, noisy, graph, bond_k, stats["frame_fs"]))
                 loss = dsm_loss(ddp, sde, batch, noise, graph, cfg.model.sigma_data)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite training loss at epoch {epoch}, batch {b}, step {step}")
