@@ -160,7 +160,7 @@ def run_cell(molecule: str, stride: int, sampler: str, args, split, run_dir: Pat
     training = (f"{'EDM sigma_data ' + format(m.sigma_data, '.4g') if m.sigma_data > 0 else 'gated anchor'}, "
                 f"input noise {tc.input_noise:g} A, unroll p {tc.unroll_prob:g} k {tc.unroll_steps}, "
                 f"{run.path.parent.name} step {run.path.stem.split('_')[-1]}")
-    return Cell(molecule, stride, frame_fs, sampler, len(starts), frames, int((stable >= frames).sum()),
+    return Cell(Path(molecule).stem, stride, frame_fs, sampler, len(starts), frames, int((stable >= frames).sum()),
                 float(stable.mean() * frame_fs / 1000), float(stable.min() * frame_fs / 1000), jsd, temp, temp_ref,
                 (temp - temp_ref) / temp_ref, stepper.total_nfe / max(ran, 1), ran * frame_fs * len(starts) / wall,
                 ran * frame_fs / wall, wall, physics, training)
