@@ -36,7 +36,7 @@ using Egl = std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, co
 at::Tensor linear(const at::Tensor& h, const at::Tensor& w, const at::Tensor& b) { return at::addmm(b, h, w.t()); }
 
 at::Tensor egt_score(const at::Tensor& z, const at::Tensor& x_prev, const at::Tensor& x, const at::Tensor& x_noisy,
-                     const at::Tensor& std, const at::Tensor& row_ptr, const at::Tensor& col, at::TensorList params,
+                     const at::Tensor& x_anchor, const at::Tensor& std, const at::Tensor& row_ptr, const at::Tensor& col, at::TensorList params,
                      double cutoff, int64_t num_radial, int64_t num_spherical, int64_t heads, bool anchor,
                      double sigma_data, int64_t num_layers) {
   const bool edm = sigma_data > 0.0, gated = anchor && !edm;
@@ -47,22 +47,23 @@ at::Tensor egt_score(const at::Tensor& z, const at::Tensor& x_prev, const at::Te
               head + kPerLayer * num_layers, " parameter tensors for ", num_layers, " layers, got ", params.size());
   TORCH_CHECK(x.dim() == 2 && x.size(1) == 3, "egt_score: x must be (N, 3), got ", x.sizes());
   const int64_t N = x.size(0);
-  TORCH_CHECK(x_prev.sizes() == x.sizes() && x_noisy.sizes() == x.sizes(), "egt_score: x_prev and x_noisy must be ",
-              x.sizes(), " like x, got ", x_prev.sizes(), " and ", x_noisy.sizes());
+  TORCH_CHECK(x_prev.sizes() == x.sizes() && x_noisy.sizes() == x.sizes() && x_anchor.sizes() == x.sizes(),
+              "egt_score: x_prev, x_noisy and x_anchor must be ", x.sizes(), " like x, got ", x_prev.sizes(), ", ",
+              x_noisy.sizes(), " and ", x_anchor.sizes());
   TORCH_CHECK(std.dim() == 2 && std.size(0) == N && std.size(1) == 1, "egt_score: std must be (", N, ", 1), got ",
               std.sizes());
   TORCH_CHECK(z.dim() == 1 && z.size(0) == N && z.scalar_type() == at::kLong, "egt_score: z must be int64 (", N,
               ",), got ", z.scalar_type(), " ", z.sizes());
-  for (const at::Tensor* t : {&x_prev, &x_noisy, &std})
+  for (const at::Tensor* t : {&x_prev, &x_noisy, &x_anchor, &std})
     TORCH_CHECK(t->scalar_type() == x.scalar_type() && t->device() == x.device(),
-                "egt_score: x_prev, x_noisy and std must share x's dtype and device");
+                "egt_score: x_prev, x_noisy, x_anchor and std must share x's dtype and device");
   for (const at::Tensor& p : params)
     TORCH_CHECK(p.scalar_type() == x.scalar_type() && p.device() == x.device(), "egt_score: parameters must be ",
                 x.scalar_type(), " on ", x.device(), " like x, got ", p.scalar_type(), " on ", p.device());
 
   static auto egl = c10::Dispatcher::singleton().findSchemaOrThrow("diffmd_fast::egl_attention", "").typed<Egl>();
   const at::Tensor v0 = x - x_prev;                          // (N, 3) Å/frame
-  const at::Tensor offset = x_noisy - (2.0 * x - x_prev);    // (N, 3) Å from the anchor x(t) + v(t)
+  const at::Tensor offset = x_noisy - x_anchor;               // (N, 3) Å from the anchor (x(t) + v(t) [+ prior])
   const at::Tensor speed = at::linalg_vector_norm(v0, 2, {-1}, true);  // (N, 1)
   const at::Tensor arg = (2.0 * M_PI) * std.log() * params[1];          // (N, F)
   const at::Tensor scalars = at::cat({at::log(speed + 1e-4), at::log1p(speed / std),
@@ -108,16 +109,17 @@ at::Tensor egt_score(const at::Tensor& z, const at::Tensor& x_prev, const at::Te
 
 // Inference only: refuse a graph that autograd would silently drop, then run below autograd.
 at::Tensor egt_score_autograd(const at::Tensor& z, const at::Tensor& x_prev, const at::Tensor& x,
-                              const at::Tensor& x_noisy, const at::Tensor& std, const at::Tensor& row_ptr,
+                              const at::Tensor& x_noisy, const at::Tensor& x_anchor, const at::Tensor& std, const at::Tensor& row_ptr,
                               const at::Tensor& col, at::TensorList params, double cutoff, int64_t num_radial,
                               int64_t num_spherical, int64_t heads, bool anchor, double sigma_data, int64_t num_layers) {
-  bool needs_grad = x_prev.requires_grad() || x.requires_grad() || x_noisy.requires_grad() || std.requires_grad();
+  bool needs_grad = x_prev.requires_grad() || x.requires_grad() || x_noisy.requires_grad() || x_anchor.requires_grad() ||
+                    std.requires_grad();
   for (const at::Tensor& p : params) needs_grad = needs_grad || p.requires_grad();
   TORCH_CHECK(!needs_grad || !at::GradMode::is_enabled(),
               "egt_score is inference-only (no backward); run it under torch.no_grad() or call the ScoreNet "
               "modules, which train through the differentiable egl_attention op");
   at::AutoDispatchBelowADInplaceOrView below;
-  return egt_score(z, x_prev, x, x_noisy, std, row_ptr, col, params, cutoff, num_radial, num_spherical, heads,
+  return egt_score(z, x_prev, x, x_noisy, x_anchor, std, row_ptr, col, params, cutoff, num_radial, num_spherical, heads,
                    anchor, sigma_data, num_layers);
 }
 
@@ -125,7 +127,8 @@ at::Tensor egt_score_autograd(const at::Tensor& z, const at::Tensor& x_prev, con
 
 TORCH_LIBRARY_FRAGMENT(diffmd_fast, m) {
   m.def(
-      "egt_score(Tensor z, Tensor x_prev, Tensor x, Tensor x_noisy, Tensor std, Tensor row_ptr, Tensor col, "
+      "egt_score(Tensor z, Tensor x_prev, Tensor x, Tensor x_noisy, Tensor x_anchor, Tensor std, Tensor row_ptr, "
+      "Tensor col, "
       "Tensor[] params, float cutoff, int num_radial, int num_spherical, int heads, bool anchor, float sigma_data, "
       "int num_layers) -> Tensor");
 }

@@ -24,6 +24,9 @@ class ModelConfig:
     EDM preconditioning about the anchor and the matching loss weight (beyond the paper; see
     score_net.py); -1 measures it from the training data when training starts (the measured value
     is what the saved config holds); 0 keeps the gated form.
+    ``bond_prior`` (needs ``anchor``): the anchor becomes the Verlet step of a harmonic bond model fitted
+    to the training data, so that off the data the default is a restoring bond instead of ballistic
+    flight (beyond the paper; nn/bond_prior.py).
     """
 
     num_layers: int = 6
@@ -38,6 +41,7 @@ class ModelConfig:
     num_fourier: int = 16  # Gaussian Fourier features of log std (noise-level embedding)
     anchor: bool = True
     sigma_data: float = 0.0  # Å; > 0: EDM preconditioning about x(t) + v(t)
+    bond_prior: bool = False  # anchor = Verlet step of a harmonic covalent-bond model (nn/bond_prior.py)
     backend: Literal["fused", "reference"] = "fused"
 
 

@@ -16,7 +16,18 @@ from model_helpers import TINY, make_net, orthogonal, perturb_, random_batch, tr
 
 pytestmark = pytest.mark.skipif(not fused.SCORE_NET_COMPILED, reason="compiled extension not built")
 
-FORMS = {"plain": dict(anchor=False), "gated": dict(anchor=True), "edm": dict(anchor=True, sigma_data=0.003)}
+FORMS = {"plain": dict(anchor=False), "gated": dict(anchor=True), "edm": dict(anchor=True, sigma_data=0.003),
+         "edm+bond_prior": dict(anchor=True, sigma_data=0.003, bond_prior=True)}
+
+
+def _net(form: str, **cfg) -> ScoreNet:
+    net = perturb_(make_net(replace(TINY, **FORMS[form], **cfg)))
+    if net.bond_prior is not None:  # tables as a fit would leave them: every pair bonded near 1.3 Å
+        with torch.no_grad():
+            net.bond_prior.k.fill_(30.0)
+            net.bond_prior.r0.fill_(1.3)
+            net.bond_prior.frame_fs.fill_(1.0)
+    return net
 
 
 def _inputs(batch, seed=1):
@@ -36,7 +47,7 @@ def _modules(net: ScoreNet, batch, x_noisy, std):
 @pytest.mark.parametrize("form", sorted(FORMS))
 @pytest.mark.parametrize("layers,heads,sizes", [(1, 1, (3,)), (2, 2, (5, 4)), (3, 4, (9, 1, 7))])
 def test_matches_modules_float64(form, layers, heads, sizes):
-    net = perturb_(make_net(replace(TINY, num_layers=layers, heads=heads, **FORMS[form])))
+    net = _net(form, num_layers=layers, heads=heads)
     net.eval()
     batch = random_batch(sizes, seed=layers)
     x_noisy, std = _inputs(batch)
@@ -49,7 +60,7 @@ def test_matches_modules_float64(form, layers, heads, sizes):
 
 
 def test_float32_close_to_float64():
-    net = perturb_(make_net(replace(TINY, **FORMS["edm"])))
+    net = _net("edm+bond_prior")
     net.eval()
     batch = random_batch((6, 5))
     x_noisy, std = _inputs(batch)
@@ -62,9 +73,10 @@ def test_float32_close_to_float64():
     torch.testing.assert_close(got.double(), want, rtol=2e-3, atol=2e-3 * want.abs().max().item())
 
 
+@pytest.mark.parametrize("form", ["gated", "edm+bond_prior"])
 @pytest.mark.parametrize("reflect", [False, True])
-def test_equivariant(reflect):
-    net = perturb_(make_net(replace(TINY, **FORMS["gated"])))
+def test_equivariant(reflect, form):
+    net = _net(form)
     net.eval()
     batch = random_batch((5, 4), seed=3)
     x_noisy, std = _inputs(batch)
@@ -93,7 +105,8 @@ def test_refuses_autograd_and_bad_shapes():
     c = net.cfg
 
     def call(params, x=batch.x, s=std):  # params: the cached detached aliases
-        return torch.ops.diffmd_fast.egt_score(batch.z, batch.x_prev, x, x_noisy, s, graph.row_ptr, graph.col,
+        return torch.ops.diffmd_fast.egt_score(batch.z, batch.x_prev, x, x_noisy, 2 * x - batch.x_prev, s,
+                                               graph.row_ptr, graph.col,
                                                params, c.cutoff, c.num_radial, c.num_spherical, c.heads, c.anchor,
                                                c.sigma_data, c.num_layers)
 
@@ -111,7 +124,7 @@ def test_refuses_autograd_and_bad_shapes():
 def test_cached_parameters_follow_updates_and_conversions():
     """The op reads cached detached aliases: in-place optimiser steps, load_state_dict and dtype
     conversions must all show through."""
-    net = perturb_(make_net(replace(TINY, **FORMS["gated"])))
+    net = _net("gated")
     net.eval()
     batch = random_batch((5, 4), seed=7)
     x_noisy, std = _inputs(batch)
@@ -139,7 +152,7 @@ def test_opcheck():
     graph = complete_graph(batch.batch)
     c = net.cfg
     params = [p.detach() for p in net.fused_params()]
-    args = (batch.z, batch.x_prev, batch.x, x_noisy, std, graph.row_ptr, graph.col, params, c.cutoff,
+    args = (batch.z, batch.x_prev, batch.x, x_noisy, 2 * batch.x - batch.x_prev, std, graph.row_ptr, graph.col, params, c.cutoff,
             c.num_radial, c.num_spherical, c.heads, c.anchor, c.sigma_data, c.num_layers)
     torch.library.opcheck(torch.ops.diffmd_fast.egt_score.default, args,
                           test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))

@@ -14,14 +14,16 @@ from diffmd_fast.data import bundled, load_trajectory
 from diffmd_fast.data.batch import FrameBatch
 from diffmd_fast.dynamics.physics import masses_of
 from diffmd_fast.ops.graph import complete_graph
-from diffmd_fast.training.conditioning import bond_force_constants, linear_response_target
+from diffmd_fast.nn.bond_prior import bond_statistics
+from diffmd_fast.training.conditioning import linear_response_target
 from diffmd_fast.training.loop import train
 from model_helpers import TINY
 
 
 def test_bond_constants_of_ethanol_are_covalent_and_symmetric():
-    k = bond_force_constants([load_trajectory(bundled("ethanol"))], 10)
-    assert torch.equal(k, k.T)
+    k, r0 = bond_statistics([load_trajectory(bundled("ethanol"))], 10)
+    assert torch.equal(k, k.T) and torch.equal(r0, r0.T)
+    assert 1.05 < float(r0[1, 6]) < 1.13 and 0.93 < float(r0[1, 8]) < 1.0 and 1.48 < float(r0[6, 6]) < 1.56
     for a, b in [(1, 6), (1, 8), (6, 6), (6, 8)]:  # C-H, O-H, C-C, C-O: tens of eV/Å²
         assert 10.0 < float(k[a, b]) < 80.0, (a, b, float(k[a, b]))
     assert float(k[1, 1]) == 0.0 and float(k[8, 8]) == 0.0  # no such bonds in ethanol

@@ -39,6 +39,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..data.batch import FrameBatch
+from .bond_prior import BondPrior
 from .egl import EGL
 from ..ops import fused
 from ..ops.graph import Graph, complete_graph
@@ -76,6 +77,9 @@ class ScoreNet(nn.Module):
         # larger than one frame's spread around x(t) + v(t).
         if cfg.sigma_data > 0 and not cfg.anchor:
             raise ValueError("model.sigma_data > 0 (EDM preconditioning about the anchor) needs model.anchor = true")
+        if cfg.bond_prior and not cfg.anchor:
+            raise ValueError("model.bond_prior (a prior on the anchor) needs model.anchor = true")
+        self.bond_prior = BondPrior(cfg.max_z) if cfg.bond_prior else None
         self.fused_network = True  # False: always run the modules op by op (to compare or debug the op)
         self.delta_scale = nn.Parameter(torch.zeros(()) if cfg.anchor else torch.ones(()))
         self.gate = nn.Linear(cfg.hidden, 1) if cfg.anchor and cfg.sigma_data <= 0 else None
@@ -83,10 +87,13 @@ class ScoreNet(nn.Module):
             nn.init.zeros_(self.gate.weight)
             nn.init.constant_(self.gate.bias, 2.0)
 
-    @staticmethod
-    def anchor(batch: FrameBatch) -> torch.Tensor:
-        """(N, 3) Å: constant-velocity extrapolation x(t) + v(t)."""
-        return 2.0 * batch.x - batch.x_prev
+    def anchor(self, batch: FrameBatch, graph: Graph) -> torch.Tensor:
+        """(N, 3) Å: the constant-velocity step x(t) + v(t), plus the bond prior's Verlet displacement
+        when ``model.bond_prior`` is set."""
+        x_anchor = 2.0 * batch.x - batch.x_prev
+        if self.bond_prior is not None:
+            x_anchor = x_anchor + self.bond_prior(batch.x, batch.z, graph)
+        return x_anchor
 
     def fused_params(self) -> list[torch.Tensor]:
         """The parameters in the order of the ``diffmd_fast::egt_score`` op (csrc/egt_score).
@@ -143,13 +150,14 @@ class ScoreNet(nn.Module):
             raise ValueError(f"atomic numbers must lie in 0..{self.cfg.max_z}, got {batch.z.min()}..{batch.z.max()}")
         if graph is None:
             graph = complete_graph(batch.batch)
+        x_anchor = self.anchor(batch, graph)  # (N, 3) Å
         if self.uses_fused_network(x_noisy):
             c = self.cfg
             return torch.ops.diffmd_fast.egt_score(
-                batch.z, batch.x_prev, batch.x, x_noisy, std, graph.row_ptr, graph.col, self.fused_params(),
+                batch.z, batch.x_prev, batch.x, x_noisy, x_anchor, std, graph.row_ptr, graph.col, self.fused_params(),
                 float(c.cutoff), c.num_radial, c.num_spherical, c.heads, c.anchor, float(c.sigma_data), c.num_layers)
         v = batch.velocity  # (N, 3) Å/frame
-        offset = x_noisy - self.anchor(batch)  # (N, 3) Å
+        offset = x_noisy - x_anchor  # (N, 3) Å
         speed = v.norm(dim=-1, keepdim=True)  # (N, 1)
         log_std = std.log()
         scalars = torch.cat([torch.log(speed + 1e-4), torch.log1p(speed / std),

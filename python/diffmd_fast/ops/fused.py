@@ -5,7 +5,7 @@ The C++ library defines (schemas in csrc/egl_attention/egl_register.cpp and csrc
         -> (msg (N,H,D), vec (N,H,3), lse (N,H))
     egl_attention_backward(grad_msg, grad_vec, x, v, q, k, m, w1, w2, row_ptr, col, msg, vec, lse,
                            cutoff, num_radial, num_spherical) -> (gx, gv, gq, gk, gm, gw1, gw2)
-    egt_score(z, x_prev, x, x_noisy, std, row_ptr, col, params, cutoff, num_radial, num_spherical, heads,
+    egt_score(z, x_prev, x, x_noisy, x_anchor, std, row_ptr, col, params, cutoff, num_radial, num_spherical, heads,
               anchor, sigma_data, num_layers) -> score (N,3)
 Here they get fake (meta) implementations for torch.compile and an autograd formula that calls the
 backward op (FlashAttention-style: the forward saves outputs and the log-sum-exp; the backward
@@ -77,7 +77,7 @@ if COMPILED:
     torch.library.register_autograd("diffmd_fast::egl_attention", _backward, setup_context=_setup_context)
 
     @torch.library.register_fake("diffmd_fast::egt_score")
-    def _egt_score_fake(z, x_prev, x, x_noisy, std, row_ptr, col, params, cutoff, num_radial, num_spherical, heads,
+    def _egt_score_fake(z, x_prev, x, x_noisy, x_anchor, std, row_ptr, col, params, cutoff, num_radial, num_spherical, heads,
                         anchor, sigma_data, num_layers):
         return torch.empty_like(x)
 

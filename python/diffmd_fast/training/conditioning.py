@@ -31,9 +31,6 @@ stay exact.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Sequence
-
-import numpy as np
 import torch
 from ase import units
 from ase.data import covalent_radii
@@ -43,8 +40,7 @@ from ..diffusion.samplers import Sampler
 from ..diffusion.sde import SDE
 from ..dynamics.stepper import sample_frame
 from ..dynamics.physics import masses_of
-from ..evaluation.longrun import temperature_series
-from ..evaluation.metrics import BOND_SCALE, bond_lengths, bonds_from_reference
+from ..evaluation.metrics import BOND_SCALE
 from ..ops.graph import Graph
 
 
@@ -89,39 +85,13 @@ def pushforward(model: torch.nn.Module, sde: SDE, sampler: Sampler, batch: Frame
                    history=None)
 
 
-def bond_force_constants(trajs: Sequence, max_z: int) -> torch.Tensor:
-    """(max_z + 1, max_z + 1) float64 harmonic bond force constants, eV/Å², per element pair (0 where
-    no bond of that pair was seen): k = k_B T / var(r) (equipartition of a classical harmonic bond),
-    with r every covalent bond of that pair (perceived in each trajectory's first frame, covalent
-    radii x BOND_SCALE) over all frames, T the trajectory's mean kinetic temperature; pairs pooled
-    over bonds and trajectories. Raises ValueError for a trajectory without a time step."""
-    num = np.zeros((max_z + 1, max_z + 1))
-    den = np.zeros((max_z + 1, max_z + 1))
-    for traj in trajs:
-        if traj.num_frames < 3:
-            continue
-        z = np.asarray(traj.numbers)
-        bonds = bonds_from_reference(traj.positions[:1], z)
-        if not len(bonds):
-            continue
-        kT = units.kB * float(temperature_series(traj.positions, z, traj.dt_fs).mean())  # eV
-        var = bond_lengths(traj.positions, bonds).var(axis=0)  # (B,) Å²
-        for (i, j), v in zip(bonds, var):
-            a, b = sorted((int(z[i]), int(z[j])))
-            num[a, b] += kT
-            den[a, b] += v
-    k = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-    k = np.maximum(k, k.T)
-    return torch.from_numpy(k)
-
-
 def linear_response_target(clean: FrameBatch, noisy: FrameBatch, graph: Graph, bond_k: torch.Tensor,
                            frame_fs: float) -> FrameBatch:
     """``noisy`` with its target moved by the first-order response to its perturbation (module
     docstring): x(t+1) + 2 Δx(t) - Δx(t-1) + Δt² F(Δx(t)) / m, Δx = noisy - clean conditioning frames
     (N, 3) Å, F the harmonic bond forces (eV/Å) of the stretches Δx(t) puts on the bonds of clean x(t)
     (bonded: directed ``graph`` edges shorter than BOND_SCALE x the covalent radii; constants
-    ``bond_k`` eV/Å² from bond_force_constants), m the masses (amu), Δt = ``frame_fs`` fs."""
+    ``bond_k`` eV/Å² from nn.bond_prior.bond_statistics), m the masses (amu), Δt = ``frame_fs`` fs."""
     d_t = (noisy.x - clean.x).double()  # (N, 3) Å
     d_prev = (noisy.x_prev - clean.x_prev).double()
     x, z = clean.x.double(), clean.z

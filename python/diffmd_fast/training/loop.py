@@ -42,7 +42,8 @@ from ..evaluation.longrun import temperature_series
 from ..nn.score_net import ScoreNet
 from ..ops.graph import complete_graph
 from .checkpoint import load_latest, save_checkpoint
-from .conditioning import add_input_noise, bond_force_constants, linear_response_target, pushforward
+from ..nn.bond_prior import bond_statistics
+from .conditioning import add_input_noise, linear_response_target, pushforward
 from .distributed import DistInfo, GlobalBatchSampler, all_mean, any_rank, barrier, init_distributed, shutdown
 
 _P = 1_000_003  # mixing prime for noise keys
@@ -186,7 +187,9 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
                                                        min_lr=tc.min_lr)
     data = FrameWindows(train_trajs, stride=tc.stride, history=tc.unroll_steps if tc.unroll_prob > 0 else 0)
     stats = data_stats(train_trajs, tc.stride)
-    bond_k = bond_force_constants(train_trajs, cfg.model.max_z) if tc.input_noise_response else None
+    bond_k = bond_statistics(train_trajs, cfg.model.max_z)[0] if tc.input_noise_response else None
+    if model.bond_prior is not None:  # its tables are buffers: a resumed run reloads the same values
+        model.bond_prior.fit(train_trajs, stats["frame_fs"])
     bsamp = GlobalBatchSampler(len(data), tc.batch_size, rank=info.rank, world_size=info.world_size, seed=tc.seed)
     # own generator: a DataLoader iterator otherwise draws its base seed from the global RNG, which
     # would shift the dropout stream of a run resumed mid-epoch
@@ -199,8 +202,10 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
     found = load_latest(out, map_location=device) if resume else None
     if found is not None:
         state, path = found
-        saved = state.get("config", {})
-        for section in ("model", "sde"):  # what the weights mean; a resumed run must not change it
+        # what the weights mean; a resumed run must not change it (fields added since the checkpoint
+        # was written read as their defaults, as load_run reads them)
+        saved = Config.from_dict(state["config"]).to_dict() if "config" in state else {}
+        for section in ("model", "sde"):
             if saved.get(section) not in (None, cfg.to_dict()[section]):
                 changed = sorted(k for k, v in cfg.to_dict()[section].items() if saved[section].get(k) != v)
                 raise ValueError(f"{out} holds checkpoints of another [{section}] config (differs in "
