@@ -27,6 +27,11 @@ untrained network (κ = 0) is the exact posterior mean of a Gaussian of width σ
 with no damping of the velocity, and (3) with the matching loss weight (losses.dsm_loss) the
 high-noise estimate, which a one-step sampler uses, is trained as much as the low-noise ones.
 
+``bond_prior`` (beyond the paper; nn/bond_prior.py) adds to the anchor the Verlet step of a harmonic
+covalent-bond model fitted to the training data, x_anchor = x(t) + v(t) + Δt² F_bond(x(t))/m, so the
+network learns a correction to that step and, off the data, bonds pull back instead of the
+constant-velocity default letting atoms fly off.
+
 Node features (invariant): embedding of z, plus an MLP of [log(|v(t)| + 1e-4), log1p(|v(t)|/σ),
 log1p(|x̃ - x_anchor|/σ)] and Gaussian Fourier features of log σ (the noise-level embedding).
 """
