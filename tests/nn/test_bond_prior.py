@@ -9,7 +9,8 @@ from ase.data import atomic_masses, covalent_radii
 
 from diffmd_fast.config import Config, TrainConfig
 from diffmd_fast.data import bundled, load_trajectory
-from diffmd_fast.nn.bond_prior import BondPrior, bond_statistics
+from diffmd_fast.nn.bond_prior import BondPrior
+from diffmd_fast.training.conditioning import bond_statistics
 from diffmd_fast.nn.score_net import ScoreNet
 from diffmd_fast.ops.graph import complete_graph
 from diffmd_fast.training.checkpoint import load_run
@@ -59,14 +60,15 @@ def test_restoring_and_switched_off_beyond_its_range():
     assert float(prior(at_rest, z, graph).abs().max()) < 1e-15
 
 
-def test_fit_uses_the_data_and_needs_a_frame_time():
-    traj = load_trajectory(bundled("ethanol"))
+def test_tables_are_checked_and_the_prior_needs_the_anchor():
+    k, r0 = bond_statistics([load_trajectory(bundled("ethanol"))], 10)
     prior = BondPrior(10)
-    prior.fit([traj], 1.0)
-    k, r0 = bond_statistics([traj], 10)
+    prior.set_tables(k, r0, 1.0)
     assert torch.equal(prior.k, k) and torch.equal(prior.r0, r0) and float(prior.frame_fs) == 1.0
     with pytest.raises(ValueError, match="frame time"):
-        prior.fit([traj], 0.0)
+        prior.set_tables(k, r0, 0.0)
+    with pytest.raises(ValueError, match="bond tables"):
+        prior.set_tables(k[:5, :5], r0, 1.0)
     with pytest.raises(ValueError, match="anchor"):
         ScoreNet(replace(TINY, anchor=False, bond_prior=True))
 

@@ -14,8 +14,7 @@ from diffmd_fast.data import bundled, load_trajectory
 from diffmd_fast.data.batch import FrameBatch
 from diffmd_fast.dynamics.physics import masses_of
 from diffmd_fast.ops.graph import complete_graph
-from diffmd_fast.nn.bond_prior import bond_statistics
-from diffmd_fast.training.conditioning import linear_response_target
+from diffmd_fast.training.conditioning import bond_statistics, linear_response_target
 from diffmd_fast.training.loop import train
 from model_helpers import TINY
 

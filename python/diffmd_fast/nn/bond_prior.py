@@ -17,9 +17,6 @@ bonds that pull back instead of breaking. Its tables are buffers: they are saved
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-
-import numpy as np
 import torch
 from ase import units
 from ase.data import atomic_masses, covalent_radii
@@ -30,39 +27,10 @@ from ..ops.graph import Graph
 SWITCH_ON, SWITCH_OFF = 1.4, 1.6  # × sum of covalent radii: full prior force below, none above
 
 
-def bond_statistics(trajs: Sequence, max_z: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(k, r0), each (max_z + 1, max_z + 1) float64 and symmetric, per element pair: the harmonic force
-    constant k = k_B T / var(r) (eV/Å², equipartition of a classical harmonic bond) and the mean
-    length r0 (Å) of every covalent bond of that pair (perceived in each trajectory's first frame:
-    covalent radii x 1.2), over all frames, T each trajectory's mean kinetic temperature; bonds of a
-    pair pooled (mean of their variances and mean lengths). Pairs never bonded in the data: 0."""
-    from ..evaluation.longrun import temperature_series
-    from ..evaluation.metrics import bond_lengths, bonds_from_reference
-
-    kt_sum, var_sum, len_sum, count = (np.zeros((max_z + 1, max_z + 1)) for _ in range(4))
-    for traj in trajs:
-        if traj.num_frames < 3:
-            continue
-        z = np.asarray(traj.numbers)
-        bonds = bonds_from_reference(traj.positions[:1], z)
-        if not len(bonds):
-            continue
-        kT = units.kB * float(temperature_series(traj.positions, z, traj.dt_fs).mean())  # eV
-        lengths = bond_lengths(traj.positions, bonds)  # (T, B) Å
-        for (i, j), mean, var in zip(bonds, lengths.mean(axis=0), lengths.var(axis=0)):
-            a, b = sorted((int(z[i]), int(z[j])))
-            kt_sum[a, b] += kT
-            var_sum[a, b] += var
-            len_sum[a, b] += mean
-            count[a, b] += 1
-    k = np.divide(kt_sum, var_sum, out=np.zeros_like(kt_sum), where=var_sum > 0)
-    r0 = np.divide(len_sum, count, out=np.zeros_like(len_sum), where=count > 0)
-    return torch.from_numpy(np.maximum(k, k.T)), torch.from_numpy(np.maximum(r0, r0.T))
-
-
 class BondPrior(nn.Module):
-    """Harmonic bond prior (module docstring). ``fit`` measures its tables on training trajectories;
-    until then (and for element pairs without data) it exerts no force."""
+    """Harmonic bond prior (module docstring). ``set_tables`` gives it the element-pair tables that
+    training measures on its data (training.conditioning.bond_statistics); until then (and for
+    element pairs without data) it exerts no force."""
 
     def __init__(self, max_z: int) -> None:
         super().__init__()
@@ -73,11 +41,14 @@ class BondPrior(nn.Module):
         self.register_buffer("masses", torch.as_tensor(atomic_masses[: max_z + 1], dtype=torch.float64))  # amu
 
     @torch.no_grad()
-    def fit(self, trajs: Sequence, frame_fs: float) -> None:
-        """Measure k and r0 on ``trajs`` (bond_statistics) for a model with frames ``frame_fs`` fs apart."""
+    def set_tables(self, k: torch.Tensor, r0: torch.Tensor, frame_fs: float) -> None:
+        """Force constants ``k`` (eV/Å²) and rest lengths ``r0`` (Å), (max_z + 1, max_z + 1) each, for a
+        model whose frames are ``frame_fs`` fs apart. Raises ValueError on a non-positive frame time
+        or tables of another shape."""
         if not frame_fs > 0:
             raise ValueError(f"the bond prior needs a positive frame time, got {frame_fs} fs")
-        k, r0 = bond_statistics(trajs, self.k.shape[0] - 1)
+        if k.shape != self.k.shape or r0.shape != self.r0.shape:
+            raise ValueError(f"bond tables must be {tuple(self.k.shape)}, got {tuple(k.shape)} and {tuple(r0.shape)}")
         self.k.copy_(k)
         self.r0.copy_(r0)
         self.frame_fs.fill_(frame_fs)

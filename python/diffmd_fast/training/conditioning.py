@@ -31,6 +31,9 @@ stay exact.
 from __future__ import annotations
 
 from dataclasses import replace
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 from ase import units
 from ase.data import covalent_radii
@@ -40,7 +43,8 @@ from ..diffusion.samplers import Sampler
 from ..diffusion.sde import SDE
 from ..dynamics.stepper import sample_frame
 from ..dynamics.physics import masses_of
-from ..evaluation.metrics import BOND_SCALE
+from ..evaluation.longrun import temperature_series
+from ..evaluation.metrics import BOND_SCALE, bond_lengths, bonds_from_reference
 from ..ops.graph import Graph
 
 
@@ -85,13 +89,40 @@ def pushforward(model: torch.nn.Module, sde: SDE, sampler: Sampler, batch: Frame
                    history=None)
 
 
+def bond_statistics(trajs: Sequence, max_z: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(k, r0), each (max_z + 1, max_z + 1) float64 and symmetric, per element pair: the harmonic force
+    constant k = k_B T / var(r) (eV/Å², equipartition of a classical harmonic bond) and the mean
+    length r0 (Å) of every covalent bond of that pair (perceived in each trajectory's first frame:
+    covalent radii x 1.2), over all frames, T each trajectory's mean kinetic temperature; bonds of a
+    pair pooled (mean of their variances and mean lengths). Pairs never bonded in the data: 0."""
+    kt_sum, var_sum, len_sum, count = (np.zeros((max_z + 1, max_z + 1)) for _ in range(4))
+    for traj in trajs:
+        if traj.num_frames < 3:
+            continue
+        z = np.asarray(traj.numbers)
+        bonds = bonds_from_reference(traj.positions[:1], z)
+        if not len(bonds):
+            continue
+        kT = units.kB * float(temperature_series(traj.positions, z, traj.dt_fs).mean())  # eV
+        lengths = bond_lengths(traj.positions, bonds)  # (T, B) Å
+        for (i, j), mean, var in zip(bonds, lengths.mean(axis=0), lengths.var(axis=0)):
+            a, b = sorted((int(z[i]), int(z[j])))
+            kt_sum[a, b] += kT
+            var_sum[a, b] += var
+            len_sum[a, b] += mean
+            count[a, b] += 1
+    k = np.divide(kt_sum, var_sum, out=np.zeros_like(kt_sum), where=var_sum > 0)
+    r0 = np.divide(len_sum, count, out=np.zeros_like(len_sum), where=count > 0)
+    return torch.from_numpy(np.maximum(k, k.T)), torch.from_numpy(np.maximum(r0, r0.T))
+
+
 def linear_response_target(clean: FrameBatch, noisy: FrameBatch, graph: Graph, bond_k: torch.Tensor,
                            frame_fs: float) -> FrameBatch:
     """``noisy`` with its target moved by the first-order response to its perturbation (module
     docstring): x(t+1) + 2 Δx(t) - Δx(t-1) + Δt² F(Δx(t)) / m, Δx = noisy - clean conditioning frames
     (N, 3) Å, F the harmonic bond forces (eV/Å) of the stretches Δx(t) puts on the bonds of clean x(t)
     (bonded: directed ``graph`` edges shorter than BOND_SCALE x the covalent radii; constants
-    ``bond_k`` eV/Å² from nn.bond_prior.bond_statistics), m the masses (amu), Δt = ``frame_fs`` fs."""
+    ``bond_k`` eV/Å² from bond_statistics), m the masses (amu), Δt = ``frame_fs`` fs."""
     d_t = (noisy.x - clean.x).double()  # (N, 3) Å
     d_prev = (noisy.x_prev - clean.x_prev).double()
     x, z = clean.x.double(), clean.z
