@@ -158,7 +158,10 @@ def run_cell(molecule: str, stride: int, sampler: str, args, split, run_dir: Pat
         physics += f" (tau {run.config.rollout.tau_fs:g} fs)"
     m, tc = run.config.model, run.config.train
     training = (f"{'EDM sigma_data ' + format(m.sigma_data, '.4g') if m.sigma_data > 0 else 'gated anchor'}, "
-                f"input noise {tc.input_noise:g} A, unroll p {tc.unroll_prob:g} k {tc.unroll_steps}, "
+                f"{'bond prior, ' if m.bond_prior else ''}input noise {tc.input_noise:g} A"
+                f"{f' + shared {tc.input_noise_shared:g} A' if tc.input_noise_shared else ''}"
+                f"{' (response targets)' if tc.input_noise_response else ''}, "
+                f"unroll p {tc.unroll_prob:g} k {tc.unroll_steps}, "
                 f"{run.path.parent.name} step {run.path.stem.split('_')[-1]}")
     return Cell(Path(molecule).stem, stride, frame_fs, sampler, len(starts), frames, int((stable >= frames).sum()),
                 float(stable.mean() * frame_fs / 1000), float(stable.min() * frame_fs / 1000), jsd, temp, temp_ref,
