@@ -53,14 +53,13 @@ class _PerMolecule:
     the window's atoms change (a molecule stopped): per frame they are the same tensors."""
 
     def __init__(self) -> None:
-        self._key: tuple = ()
+        self._z = self._batch = None  # the window's tensors themselves: held, so never recycled
 
     def __call__(self, frame: FrameBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (frame.z, frame.batch, frame.num_graphs)  # the tensors themselves: held, so never recycled
-        if len(self._key) != 3 or any(a is not b for a, b in zip(key[:2], self._key[:2])) or key[2] != self._key[2]:
+        if frame.z is not self._z or frame.batch is not self._batch:
             m = masses_of(frame.z).unsqueeze(-1)  # (N, 1) amu
             mt = torch.zeros(frame.num_graphs, 1, dtype=m.dtype, device=m.device).index_add_(0, frame.batch, m)
-            self._key, self._values = key, (m, mt)
+            self._z, self._batch, self._values = frame.z, frame.batch, (m, mt)
         return self._values
 
 
