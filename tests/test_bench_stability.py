@@ -15,6 +15,9 @@ def test_benchmark_smoke_and_resume(tmp_path, capsys):
     assert len(cells) == 1 and cells[0].stride == 2 and cells[0].frame_fs == 1.0 and cells[0].frames == 20
     out = json.loads((tmp_path / "out.json").read_text())
     assert {"stability_ps_mean", "h_r_jsd", "temperature_K", "fs_per_s_total"} <= set(out["cells"][0])
+    # a barely trained model's step: finite and of the order of the constant-velocity guess's error
+    assert 0 < cells[0].one_step_error_A < 10 * cells[0].constant_velocity_error_A
+    assert 0.001 < cells[0].constant_velocity_error_A < 0.1
     assert "| ethanol | 2 (1) | heun1 |" in capsys.readouterr().out
     again = stability.main(args)  # served from the cached cell, no retraining
     assert again == cells

@@ -13,7 +13,9 @@ Langevin thermostat), and scored online, so memory stays flat whatever the lengt
   rollout together, and its Jensen-Shannon divergence (base 2) against the reference trajectory's;
 - kinetic temperature of the implied velocities (x(t+1) - x(t)) / (k dt), centre of mass removed,
   3n - 6 degrees of freedom, over the stable frames, against the reference's at the same stride;
-- simulated fs per wall second (all rollouts together, and per trajectory), score evaluations per frame.
+- simulated fs per wall second (all rollouts together, and per trajectory), score evaluations per frame;
+- one-step error: RMS per atom of one model step from the start windows against the reference,
+  beside that of the constant-velocity guess x(t) + v(t) (how much of the dynamics is learned).
 
     diffmd bench stability --molecules ethanol --strides 1,4,8 --samplers heun1,heun2 --ps 10
     python benches/bench_stability.py --ps 100 --max-minutes 20
@@ -63,6 +65,11 @@ class Cell:
     wall_s: float
     physics: str
     training: str = ""  # the run's rollout-relevant training settings
+    # RMS per atom (Å) of one model step from the start windows (the sampler alone, no rollout
+    # physics) and of the constant-velocity guess x(t) + v(t), against the reference: how much of
+    # the dynamics the network has learned, the root of its stability (NaN in older cached cells)
+    one_step_error_A: float = float("nan")
+    constant_velocity_error_A: float = float("nan")
 
 
 class OnlineScore:
@@ -125,6 +132,29 @@ def _train_or_load(molecule: str, stride: int, args, trajs) -> Path:
     return run
 
 
+def one_step_errors(run, traj, starts: list[int], stride: int) -> tuple[float, float]:
+    """(model, constant velocity): RMS per atom (Å) of the next frame predicted from each start window of
+    ``traj`` by the run's sampler (no rollout corrections) and by x(t) + v(t), against traj's frame
+    t0 + stride."""
+    from ..data import start_batch
+    from ..dynamics.stepper import sample_frame
+    from ..ops.graph import complete_graph
+
+    starts = [t for t in starts if t + stride < traj.num_frames]  # windows with a reference next frame
+    start = start_batch([traj] * len(starts), starts, stride=stride, dtype=getattr(torch, run.config.train.dtype))
+    true = torch.as_tensor(np.concatenate([traj.positions[t + stride] for t in starts]), dtype=torch.float64)
+    if start.origin is not None:  # into the batch's (centred) frame, in float64
+        true = true - start.origin[start.batch]
+    with torch.no_grad():
+        x, _, _ = sample_frame(run.model.eval(), run.sde, run.sampler, start, complete_graph(start.batch),
+                               torch.Generator().manual_seed(0))
+
+    def rms(d: torch.Tensor) -> float:
+        return float(d.double().pow(2).sum(-1).mean().sqrt())
+
+    return rms(x.double() - true), rms(2.0 * start.x.double() - start.x_prev.double() - true)
+
+
 def run_cell(molecule: str, stride: int, sampler: str, args, split, run_dir: Path) -> Cell:
     from ..data import start_batch
     from ..dynamics.rollout import evenly_spaced_starts
@@ -166,7 +196,7 @@ def run_cell(molecule: str, stride: int, sampler: str, args, split, run_dir: Pat
     return Cell(Path(molecule).stem, stride, frame_fs, sampler, len(starts), frames, int((stable >= frames).sum()),
                 float(stable.mean() * frame_fs / 1000), float(stable.min() * frame_fs / 1000), jsd, temp, temp_ref,
                 (temp - temp_ref) / temp_ref, stepper.total_nfe / max(ran, 1), ran * frame_fs * len(starts) / wall,
-                ran * frame_fs / wall, wall, physics, training)
+                ran * frame_fs / wall, wall, physics, training, *one_step_errors(run, test, starts, stride))
 
 
 @dataclass
@@ -188,12 +218,14 @@ def _split(molecule: str) -> _Split:
 
 def markdown(cells: list[Cell]) -> str:
     head = ("| molecule | stride (fs) | sampler | NFE/frame | stable rollouts | stability ps (mean / min) | "
-            "h(r) JSD | T (K) | T ref (K) | fs per wall s (all / per traj.) | physics | training |")
-    lines = [head, "|" + "---|" * 12]
+            "h(r) JSD | T (K) | T ref (K) | one-step error / const. velocity (Å) | fs per wall s (all / per traj.) | "
+            "physics | training |")
+    lines = [head, "|" + "---|" * 13]
     for c in cells:
         lines.append(f"| {c.molecule} | {c.stride} ({c.frame_fs:g}) | {c.sampler} | {c.nfe_per_frame:.1f} | "
                      f"{c.stable_rollouts}/{c.rollouts} | {c.stability_ps_mean:.2f} / {c.stability_ps_min:.2f} | "
                      f"{c.h_r_jsd:.4f} | {c.temperature_K:.0f} | {c.temperature_ref_K:.0f} | "
+                     f"{c.one_step_error_A:.4f} / {c.constant_velocity_error_A:.4f} | "
                      f"{c.fs_per_s_total:.0f} / {c.fs_per_s_per_trajectory:.0f} | {c.physics} | {c.training} |")
     return "\n".join(lines)
 
