@@ -119,11 +119,11 @@ class OnlineScore:
         return hr_errors(h, hr_histogram(reference)[0], self.edges)[1]
 
 
-def _train_or_load(molecule: str, stride: int, args, trajs) -> Path:
+def _train_or_load(name: str, stride: int, args, trajs) -> Path:
     from ..config import Config
     from ..training.loop import train
 
-    run = Path(args.runs) / f"{Path(molecule).stem}_s{stride}"  # a data file's name, never its path
+    run = Path(args.runs) / f"{name}_s{stride}"
     done = run / "DONE"
     if not done.exists():
         cfg = Config.from_toml(args.config, overrides=[f"train.stride={stride}", *args.set])
@@ -142,20 +142,18 @@ def one_step_errors(run, traj, starts: list[int], stride: int) -> tuple[float, f
 
     starts = [t for t in starts if t + stride < traj.num_frames]  # windows with a reference next frame
     start = start_batch([traj] * len(starts), starts, stride=stride, dtype=getattr(torch, run.config.train.dtype))
-    true = torch.as_tensor(np.concatenate([traj.positions[t + stride] for t in starts]), dtype=torch.float64)
-    if start.origin is not None:  # into the batch's (centred) frame, in float64
-        true = true - start.origin[start.batch]
+    true = torch.as_tensor(np.concatenate([traj.positions[t + stride] for t in starts]))  # (N, 3) float64 Å
     with torch.no_grad():
         x, _, _ = sample_frame(run.model.eval(), run.sde, run.sampler, start, complete_graph(start.batch),
                                torch.Generator().manual_seed(0))
 
     def rms(d: torch.Tensor) -> float:
-        return float(d.double().pow(2).sum(-1).mean().sqrt())
+        return float(d.pow(2).sum(-1).mean().sqrt())  # d (N, 3) float64 Å
 
-    return rms(x.double() - true), rms(2.0 * start.x.double() - start.x_prev.double() - true)
+    return rms(start.absolute(x) - true), rms(start.absolute(2.0 * start.x - start.x_prev) - true)
 
 
-def run_cell(molecule: str, stride: int, sampler: str, args, split, run_dir: Path) -> Cell:
+def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -> Cell:
     from ..data import start_batch
     from ..dynamics.rollout import evenly_spaced_starts
     from ..training.checkpoint import load_run
@@ -193,7 +191,7 @@ def run_cell(molecule: str, stride: int, sampler: str, args, split, run_dir: Pat
                 f"{' (response targets)' if tc.input_noise_response else ''}, "
                 f"unroll p {tc.unroll_prob:g} k {tc.unroll_steps}, "
                 f"{run.path.parent.name} step {run.path.stem.split('_')[-1]}")
-    return Cell(Path(molecule).stem, stride, frame_fs, sampler, len(starts), frames, int((stable >= frames).sum()),
+    return Cell(name, stride, frame_fs, sampler, len(starts), frames, int((stable >= frames).sum()),
                 float(stable.mean() * frame_fs / 1000), float(stable.min() * frame_fs / 1000), jsd, temp, temp_ref,
                 (temp - temp_ref) / temp_ref, stepper.total_nfe / max(ran, 1), ran * frame_fs * len(starts) / wall,
                 ran * frame_fs / wall, wall, physics, training, *one_step_errors(run, test, starts, stride))
@@ -262,13 +260,14 @@ def main(argv=None) -> list[Cell]:
             for s in args.samplers.split(",")]
     tag = "".join(f"_{o}" for o in args.rollout_set).replace("=", "-").replace("/", "-")
     for molecule, stride, sampler in tqdm(grid, desc="cells", unit="cell"):
-        cache = Path(args.runs) / "cells" / f"{Path(molecule).stem}_s{stride}_{sampler}_{args.ps:g}ps_{args.starts}{tag}.json"
+        name = Path(molecule).stem  # a bundled name, or a data file's name (never its path)
+        cache = Path(args.runs) / "cells" / f"{name}_s{stride}_{sampler}_{args.ps:g}ps_{args.starts}{tag}.json"
         if cache.exists():
             cells.append(Cell(**json.loads(cache.read_text())))
             continue
         split = _split(molecule)
-        run_dir = _train_or_load(molecule, stride, args, split)
-        cell = run_cell(molecule, stride, sampler, args, split, run_dir)
+        run_dir = _train_or_load(name, stride, args, split)
+        cell = run_cell(name, stride, sampler, args, split, run_dir)
         write_text(cache, json.dumps(asdict(cell), indent=1))
         cells.append(cell)
     table = markdown(cells)

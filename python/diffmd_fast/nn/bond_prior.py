@@ -56,9 +56,7 @@ class BondPrior(nn.Module):
     def forward(self, x: torch.Tensor, z: torch.Tensor, graph: Graph) -> torch.Tensor:
         """(N, 3) Å: the prior's Verlet displacement Δt² F_bond(x) / m at positions x (N, 3) Å."""
         dtype = x.dtype
-        counts = graph.row_ptr[1:] - graph.row_ptr[:-1]
-        recv = torch.repeat_interleave(torch.arange(x.shape[0], device=x.device), counts)  # (E,)
-        send = graph.col
+        recv, send = graph.receivers(), graph.col  # (E,)
         r = (x[recv] - x[send]).to(torch.float64)  # (E, 3) Å
         dist = r.norm(dim=-1).clamp_min(1e-6)  # (E,)
         zr, zs = z[recv], z[send]

@@ -126,9 +126,7 @@ def linear_response_target(clean: FrameBatch, noisy: FrameBatch, graph: Graph, b
     d_t = (noisy.x - clean.x).double()  # (N, 3) Å
     d_prev = (noisy.x_prev - clean.x_prev).double()
     x, z = clean.x.double(), clean.z
-    counts = graph.row_ptr[1:] - graph.row_ptr[:-1]
-    recv = torch.repeat_interleave(torch.arange(x.shape[0], device=x.device), counts)  # (E,)
-    send = graph.col
+    recv, send = graph.receivers(), graph.col  # (E,)
     r = x[recv] - x[send]  # (E, 3) Å
     dist = r.norm(dim=-1, keepdim=True).clamp_min(1e-9)
     u = r / dist
