@@ -61,3 +61,22 @@ def test_corrections_act_on_the_generated_frames():
     thermal.run(3)
     step = lambda s: (s.frame.x - s.frame.x_prev).norm(dim=-1).mean()  # noqa: E731
     assert step(frozen) < 1e-9 and step(thermal) > 1e-3  # tau 20 fs: 3 frames give ~20 % of thermal speed
+
+
+def test_the_start_frame_topology_is_kept_and_follows_a_stopped_molecule():
+    """The rollout graph carries the start frame's covalent bonds (what a bond prior holds together);
+    stopping a molecule renumbers them onto the survivors; a resumed stepper rebuilds the same."""
+    st = _stepper()
+    n = st.start.x.shape[0] // 3
+    bonds = st.graph.bonds  # (2, M) over 3 ethanols: 8 bonds each, both directions
+    assert bonds.shape == (2, 3 * 16)
+    assert set(map(tuple, bonds.T.tolist())) == set(map(tuple, bonds.flip(0).T.tolist()))  # both directions
+    assert (st.start.batch[bonds[0]] == st.start.batch[bonds[1]]).all()
+    x = st.frame.x.clone()
+    failed = torch.tensor([False, True, False])
+    st._stop(failed, x, torch.zeros(x.shape[0], dtype=torch.bool))
+    kept = torch.cat([bonds[:, :16], bonds[:, 32:] - n], dim=1)  # molecule 1's atoms gone, 2's renumbered
+    assert torch.equal(st.graph.bonds, kept)
+    resumed = _stepper()
+    resumed.load_state_dict(st.state_dict())
+    assert torch.equal(resumed.graph.bonds, st.graph.bonds)

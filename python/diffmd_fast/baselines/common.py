@@ -32,9 +32,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.batch import FrameBatch
-from ..ops.graph import complete_graph
+from ..ops.graph import BOND_SCALE, complete_graph
 
-BOND_SCALE = 1.2  # × sum of covalent radii counts as bonded
 MAX_Z = 119
 
 REGISTRY: dict[str, Callable[..., "NextFrameModel"]] = {}

@@ -10,6 +10,7 @@ from ase import units
 from ase.data import covalent_radii
 from ase.geometry import find_mic
 
+from ..ops.graph import BOND_SCALE
 from .trajectory import Trajectory, TrajectoryError
 
 MD17_DT_FS = 0.5  # MD17 and revised MD17 were sampled every 0.5 fs (Chmiela et al. 2017)
@@ -20,7 +21,6 @@ LENGTH_UNITS = {"ang": 1.0, "angstrom": 1.0, "a": 1.0, "å": 1.0, "au": units.Bo
                 "nm": 10.0}
 ENERGY_UNITS = {"ev": 1.0, "au": units.Hartree, "ha": units.Hartree, "hartree": units.Hartree,
                 "kcal/mol": units.kcal / units.mol, "kj/mol": units.kJ / units.mol, "mev": 1e-3}
-BOND_SCALE = 1.2  # × sum of covalent radii counts as bonded when a periodic molecule is made whole
 
 
 def require_file(path: str | os.PathLike) -> Path:

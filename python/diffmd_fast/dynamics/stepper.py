@@ -22,7 +22,7 @@ import torch
 from ..data.batch import FrameBatch
 from ..diffusion.samplers import Sampler
 from ..diffusion.sde import SDE
-from ..ops.graph import Graph, complete_graph
+from ..ops.graph import Graph, complete_graph, with_covalent_bonds
 from .guards import GuardConfig, RolloutGuard, StopReport
 from .physics import FrameCorrection
 
@@ -44,7 +44,15 @@ def _subgraph(graph: Graph, keep: torch.Tensor) -> Graph:
         raise ValueError("rollout graph has edges between different molecules; cannot drop a stopped molecule")
     new_index = torch.cumsum(keep.to(torch.int64), 0) - 1
     row_ptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts[keep], 0)])
-    return Graph(row_ptr, new_index[senders])
+    bonds = None if graph.bonds is None else new_index[graph.bonds[:, keep[graph.bonds[0]]]]  # (2, M')
+    return Graph(row_ptr, new_index[senders], bonds)
+
+
+def _topology(start: FrameBatch, graph: Graph | None) -> Graph:
+    """The rollout's graph (default: complete within molecules) with the covalent bonds of the start
+    frame as a fixed topology (what a bond prior holds together however far a frame stretches it)."""
+    graph = complete_graph(start.batch) if graph is None else graph
+    return graph if graph.bonds is not None else with_covalent_bonds(graph, start.x, start.z)
 
 
 def _select(frame: FrameBatch, keep: torch.Tensor) -> FrameBatch:
@@ -113,7 +121,7 @@ class Stepper:
         self.corrections, self.generator, self.strict = tuple(corrections), generator, strict
         self.start = start
         self.frame = start
-        self.graph = complete_graph(start.batch) if graph is None else graph
+        self.graph = _topology(start, graph)
         self.guard = RolloutGuard(guard, start)
         self.atom_ids = torch.arange(start.x.shape[0], device=start.x.device)  # (N',) start index of active atoms
         self.stopped: list[StopReport | None] = [None] * start.num_graphs
@@ -201,7 +209,7 @@ class Stepper:
         keep[self.start.batch[keep_atoms]] = True
         frame = _select(self.start, keep)
         self.guard = RolloutGuard(self.guard.cfg, self.start).subset(keep, frame)
-        self.graph = _subgraph(complete_graph(self.start.batch), keep_atoms)
+        self.graph = _subgraph(_topology(self.start, None), keep_atoms)
         like = self.start.x
         self.frame = FrameBatch(z=frame.z, x_prev2=state["x_prev2"].to(like), x_prev=state["x_prev"].to(like),
                                 x=state["x"].to(like), x_next=state["x"].to(like), batch=frame.batch,

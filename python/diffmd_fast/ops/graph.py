@@ -6,11 +6,18 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+from ase.data import covalent_radii
+
+BOND_SCALE = 1.2  # × sum of covalent radii: the usual bond-perception tolerance
 
 
 class Graph(NamedTuple):
     row_ptr: torch.Tensor  # (N+1,) int64
     col: torch.Tensor  # (E,) int64 senders
+    # (2, M) int64: receiver and sender of every directed covalent bond of the molecules' topology
+    # (``with_covalent_bonds``); None: not perceived (a consumer that needs bonds perceives them on its
+    # own positions)
+    bonds: torch.Tensor | None = None
 
     @property
     def num_nodes(self) -> int:
@@ -24,6 +31,23 @@ class Graph(NamedTuple):
         """(E,) int64 receiver i of every edge."""
         counts = self.row_ptr[1:] - self.row_ptr[:-1]
         return torch.repeat_interleave(torch.arange(self.num_nodes, device=self.col.device), counts)
+
+
+def covalent_bonds(graph: Graph, x: torch.Tensor, z: torch.Tensor, scale: float = BOND_SCALE) -> torch.Tensor:
+    """(2, M) int64 receiver, sender of the edges i <- j of ``graph`` with
+    |x_i - x_j| < ``scale`` × (r_cov(z_i) + r_cov(z_j)) at positions x (N, 3) Å, atomic numbers z (N,)
+    (ASE's covalent radii, Cordero et al. 2008)."""
+    recv, send = graph.receivers(), graph.col
+    radii = torch.as_tensor(covalent_radii, dtype=torch.float64, device=x.device)[z]  # (N,) Å
+    dist = (x[recv] - x[send]).to(torch.float64).norm(dim=-1)  # (E,) Å
+    bonded = dist < scale * (radii[recv] + radii[send])
+    return torch.stack([recv[bonded], send[bonded]])
+
+
+def with_covalent_bonds(graph: Graph, x: torch.Tensor, z: torch.Tensor) -> Graph:
+    """``graph`` with its ``bonds`` perceived at positions x (N, 3) Å: a fixed topology, e.g. a
+    rollout's start frame, which later frames keep however far they stretch a bond."""
+    return graph._replace(bonds=covalent_bonds(graph, x, z))
 
 
 def _check_batch(batch: torch.Tensor) -> None:

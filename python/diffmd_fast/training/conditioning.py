@@ -36,7 +36,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from ase import units
-from ase.data import covalent_radii
 
 from ..data.batch import FrameBatch
 from ..diffusion.samplers import Sampler
@@ -44,8 +43,8 @@ from ..diffusion.sde import SDE
 from ..dynamics.stepper import sample_frame
 from ..dynamics.physics import masses_of
 from ..evaluation.longrun import temperature_series
-from ..evaluation.metrics import BOND_SCALE, bond_lengths, bonds_from_reference
-from ..ops.graph import Graph
+from ..evaluation.metrics import bond_lengths, bonds_from_reference
+from ..ops.graph import Graph, covalent_bonds
 
 
 def add_input_noise(batch: FrameBatch, noise: torch.Tensor, std: float, shared_std: float = 0.0) -> FrameBatch:
@@ -121,19 +120,16 @@ def linear_response_target(clean: FrameBatch, noisy: FrameBatch, graph: Graph, b
     """``noisy`` with its target moved by the first-order response to its perturbation (module
     docstring): x(t+1) + 2 Δx(t) - Δx(t-1) + Δt² F(Δx(t)) / m, Δx = noisy - clean conditioning frames
     (N, 3) Å, F the harmonic bond forces (eV/Å) of the stretches Δx(t) puts on the bonds of clean x(t)
-    (bonded: directed ``graph`` edges shorter than BOND_SCALE x the covalent radii; constants
+    (bonds: ``graph.bonds``, else perceived on clean x(t) by ops.graph.covalent_bonds; constants
     ``bond_k`` eV/Å² from bond_statistics), m the masses (amu), Δt = ``frame_fs`` fs."""
     d_t = (noisy.x - clean.x).double()  # (N, 3) Å
     d_prev = (noisy.x_prev - clean.x_prev).double()
     x, z = clean.x.double(), clean.z
-    recv, send = graph.receivers(), graph.col  # (E,)
-    r = x[recv] - x[send]  # (E, 3) Å
-    dist = r.norm(dim=-1, keepdim=True).clamp_min(1e-9)
-    u = r / dist
-    radii = torch.as_tensor(covalent_radii, dtype=x.dtype, device=x.device)
-    bonded = dist.squeeze(-1) < BOND_SCALE * (radii[z[recv]] + radii[z[send]])
-    k = bond_k.to(x.device)[z[recv], z[send]] * bonded  # (E,) eV/Å²
-    stretch = ((d_t[recv] - d_t[send]) * u).sum(-1)  # (E,) Å
+    recv, send = covalent_bonds(graph, x, z) if graph.bonds is None else graph.bonds  # (M,) directed bonds
+    r = x[recv] - x[send]  # (M, 3) Å
+    u = r / r.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+    k = bond_k.to(x.device)[z[recv], z[send]]  # (M,) eV/Å²
+    stretch = ((d_t[recv] - d_t[send]) * u).sum(-1)  # (M,) Å
     force = torch.zeros_like(x).index_add_(0, recv, -(k * stretch).unsqueeze(-1) * u)  # (N, 3) eV/Å
     accel = force / masses_of(z).unsqueeze(-1) * units.fs**2  # (N, 3) Å/fs²
     shift = 2.0 * d_t - d_prev + frame_fs**2 * accel  # (N, 3) Å
