@@ -45,12 +45,14 @@ def _subgraph(graph: Graph, keep: torch.Tensor) -> Graph:
     new_index = torch.cumsum(keep.to(torch.int64), 0) - 1
     row_ptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts[keep], 0)])
     bonds = None if graph.bonds is None else new_index[graph.bonds[:, keep[graph.bonds[0]]]]  # (2, M')
-    return Graph(row_ptr, new_index[senders], bonds)
+    angles = None if graph.angles is None else new_index[graph.angles[:, keep[graph.angles[1]]]]  # (3, A')
+    return Graph(row_ptr, new_index[senders], bonds, angles)
 
 
 def _topology(start: FrameBatch, graph: Graph | None) -> Graph:
-    """The rollout's graph (default: complete within molecules) with the covalent bonds of the start
-    frame as a fixed topology (what a bond prior holds together however far a frame stretches it)."""
+    """The rollout's graph (default: complete within molecules) with the covalent bonds and angles of
+    the start frame as a fixed topology (what a bond prior holds together however far a frame
+    stretches it)."""
     graph = complete_graph(start.batch) if graph is None else graph
     return graph if graph.bonds is not None else with_covalent_bonds(graph, start.x, start.z)
 

@@ -18,6 +18,8 @@ class Graph(NamedTuple):
     # (``with_covalent_bonds``); None: not perceived (a consumer that needs bonds perceives them on its
     # own positions)
     bonds: torch.Tensor | None = None
+    # (3, A) int64: end i, centre j, end k (i < k) of every bond angle of that topology (bond_angles)
+    angles: torch.Tensor | None = None
 
     @property
     def num_nodes(self) -> int:
@@ -44,10 +46,20 @@ def covalent_bonds(graph: Graph, x: torch.Tensor, z: torch.Tensor, scale: float 
     return torch.stack([recv[bonded], send[bonded]])
 
 
+def bond_angles(bonds: torch.Tensor) -> torch.Tensor:
+    """(3, A) int64 end i, centre j, end k with i < k of every pair of bonds j-i, j-k sharing atom j,
+    from directed ``bonds`` (2, M) receiver, sender (each bond in both directions)."""
+    centre, end = bonds[0], bonds[1]  # (M,)
+    pair = (centre.unsqueeze(1) == centre.unsqueeze(0)) & (end.unsqueeze(1) < end.unsqueeze(0))  # (M, M)
+    a, b = pair.nonzero(as_tuple=True)
+    return torch.stack([end[a], centre[a], end[b]])
+
+
 def with_covalent_bonds(graph: Graph, x: torch.Tensor, z: torch.Tensor) -> Graph:
-    """``graph`` with its ``bonds`` perceived at positions x (N, 3) Å: a fixed topology, e.g. a
-    rollout's start frame, which later frames keep however far they stretch a bond."""
-    return graph._replace(bonds=covalent_bonds(graph, x, z))
+    """``graph`` with its ``bonds`` and ``angles`` perceived at positions x (N, 3) Å: a fixed topology,
+    e.g. a rollout's start frame, which later frames keep however far they stretch a bond."""
+    bonds = covalent_bonds(graph, x, z)
+    return graph._replace(bonds=bonds, angles=bond_angles(bonds))
 
 
 def _check_batch(batch: torch.Tensor) -> None:

@@ -44,7 +44,7 @@ from ..dynamics.stepper import sample_frame
 from ..dynamics.physics import masses_of
 from ..evaluation.longrun import temperature_series
 from ..evaluation.metrics import bond_lengths, bonds_from_reference
-from ..ops.graph import Graph, covalent_bonds
+from ..ops.graph import Graph, bond_angles, covalent_bonds
 
 
 def add_input_noise(batch: FrameBatch, noise: torch.Tensor, std: float, shared_std: float = 0.0) -> FrameBatch:
@@ -113,6 +113,33 @@ def bond_statistics(trajs: Sequence, max_z: int) -> tuple[torch.Tensor, torch.Te
     k = np.divide(kt_sum, var_sum, out=np.zeros_like(kt_sum), where=var_sum > 0)
     r0 = np.divide(len_sum, count, out=np.zeros_like(len_sum), where=count > 0)
     return torch.from_numpy(np.maximum(k, k.T)), torch.from_numpy(np.maximum(r0, r0.T))
+
+
+def angle_statistics(trajs: Sequence) -> dict[tuple[int, int, int], tuple[float, float]]:
+    """{(z_end, z_centre, z_end'): (K eV, cos θ0)}, z_end <= z_end': the harmonic constant of the cosine
+    of every bond angle (K = k_B T / var(cos θ), equipartition) and its mean, per element triple, over
+    all frames, the angles those of the covalent bonds perceived in each trajectory's first frame
+    (as bond_statistics), T each trajectory's mean kinetic temperature; angles of a triple pooled."""
+    sums: dict[tuple[int, int, int], np.ndarray] = {}  # key -> (k_B T, var, mean, count) sums
+    for traj in trajs:
+        if traj.num_frames < 3:
+            continue
+        z = np.asarray(traj.numbers)
+        pairs = bonds_from_reference(traj.positions[:1], z)  # (B, 2)
+        if not len(pairs):
+            continue
+        directed = torch.as_tensor(np.concatenate([pairs, pairs[:, ::-1]]).T.copy())  # (2, 2B) centre, end
+        i, j, k = bond_angles(directed).numpy()  # (A,) each
+        if not len(j):
+            continue
+        kT = units.kB * float(temperature_series(traj.positions, z, traj.dt_fs).mean())  # eV
+        u = traj.positions[:, i] - traj.positions[:, j]  # (T, A, 3) Å
+        w = traj.positions[:, k] - traj.positions[:, j]
+        cos = (u * w).sum(-1) / (np.linalg.norm(u, axis=-1) * np.linalg.norm(w, axis=-1))  # (T, A)
+        for a, c, b, mean, var in zip(z[i], z[j], z[k], cos.mean(axis=0), cos.var(axis=0)):
+            key = (int(min(a, b)), int(c), int(max(a, b)))
+            sums[key] = sums.get(key, np.zeros(4)) + (kT, var, mean, 1.0)
+    return {key: (kt / var, mean / n) for key, (kt, var, mean, n) in sums.items() if var > 0}
 
 
 def linear_response_target(clean: FrameBatch, noisy: FrameBatch, graph: Graph, bond_k: torch.Tensor,

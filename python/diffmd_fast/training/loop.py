@@ -42,7 +42,7 @@ from ..evaluation.longrun import temperature_series
 from ..nn.score_net import ScoreNet
 from ..ops.graph import complete_graph
 from .checkpoint import load_latest, save_checkpoint
-from .conditioning import add_input_noise, bond_statistics, linear_response_target, pushforward
+from .conditioning import add_input_noise, angle_statistics, bond_statistics, linear_response_target, pushforward
 from .distributed import DistInfo, GlobalBatchSampler, all_mean, any_rank, barrier, init_distributed, shutdown
 
 _P = 1_000_003  # mixing prime for noise keys
@@ -190,7 +190,7 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
              if tc.input_noise_response or model.bond_prior is not None else None)  # (k eV/Å², r0 Å)
     bond_k = bonds[0] if tc.input_noise_response else None
     if model.bond_prior is not None:  # its tables are buffers: a resumed run reloads the same values
-        model.bond_prior.set_tables(*bonds, stats["frame_fs"])
+        model.bond_prior.set_tables(*bonds, stats["frame_fs"], angle_statistics(train_trajs))
     bsamp = GlobalBatchSampler(len(data), tc.batch_size, rank=info.rank, world_size=info.world_size, seed=tc.seed)
     # own generator: a DataLoader iterator otherwise draws its base seed from the global RNG, which
     # would shift the dropout stream of a run resumed mid-epoch
