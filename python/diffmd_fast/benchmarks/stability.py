@@ -17,6 +17,10 @@ Langevin thermostat), and scored online, so memory stays flat whatever the lengt
 - one-step error: RMS per atom of one model step from the start windows against the reference,
   beside that of the constant-velocity guess x(t) + v(t) (how much of the dynamics is learned).
 
+The sampler "prior-only" rolls out the run's anchor alone (nn.score_net.AnchorScore): with
+``model.bond_prior`` that is Verlet MD of the fitted harmonic valence force field, the baseline
+that shows what the network adds.
+
     diffmd bench stability --molecules ethanol --strides 1,4,8 --samplers heun1,heun2 --ps 10
     python benches/bench_stability.py --ps 100 --max-minutes 20
 
@@ -36,7 +40,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+PRIOR_ONLY = "prior-only"  # heun1 on the anchor's exact score: the model without its network (AnchorScore)
 SAMPLERS = {  # name: config overrides
+    PRIOR_ONLY: ["sampler.kind=heun", "sampler.steps=1"],
     "heun1": ["sampler.kind=heun", "sampler.steps=1"],
     "heun2": ["sampler.kind=heun", "sampler.steps=2"],
     "heun4": ["sampler.kind=heun", "sampler.steps=4"],
@@ -154,11 +160,16 @@ def one_step_errors(run, traj, starts: list[int], stride: int) -> tuple[float, f
 
 
 def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -> Cell:
+    from dataclasses import replace
+
     from ..data import start_batch
     from ..dynamics.rollout import evenly_spaced_starts
+    from ..nn.score_net import AnchorScore
     from ..training.checkpoint import load_run
 
     run = load_run(run_dir, "cpu", SAMPLERS[sampler] + args.rollout_set)
+    if sampler == PRIOR_ONLY:  # the run's anchor alone: its valence force field with the network removed
+        run = replace(run, model=AnchorScore(run.model))
     frame_fs = run.data.get("frame_fs") or split.test.dt_fs * stride
     test = split.test
     starts = evenly_spaced_starts(test.num_frames, 0, stride, args.starts)

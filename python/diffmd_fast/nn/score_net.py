@@ -186,5 +186,23 @@ class ScoreNet(nn.Module):
         return delta / std
 
 
+class AnchorScore(nn.Module):
+    """The score of a point mass at ``net``'s anchor, smoothed by the diffusion's noise: a ScoreNet's
+    prediction with its network removed. With ``model.bond_prior`` its rollouts are Verlet MD of the
+    harmonic valence force field alone, the baseline that shows what the network adds.
+
+    forward(batch, x_noisy (N, 3) Å, std (N, 1) Å, graph) -> (anchor - x_noisy) / std² (N, 3) 1/Å,
+    the exact score of a variance-exploding diffusion started at the anchor."""
+
+    def __init__(self, net: ScoreNet) -> None:
+        super().__init__()
+        self.net, self.cfg = net, net.cfg
+
+    def forward(self, batch: FrameBatch, x_noisy: torch.Tensor, std: torch.Tensor,
+                graph: Graph | None = None) -> torch.Tensor:
+        graph = complete_graph(batch.batch) if graph is None else graph
+        return (self.net.anchor(batch, graph) - x_noisy) / (std * std)
+
+
 def build_model(cfg: ModelConfig) -> ScoreNet:
     return ScoreNet(cfg)
