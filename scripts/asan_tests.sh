@@ -19,4 +19,4 @@ cp "$build"/_C*.so "$pkg/diffmd_fast/"
 export LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
 export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-PYTHONPATH="$pkg" "$PYTHON" -m pytest -q -p no:cacheprovider tests/ops/test_ops.py tests/ops/test_graph.py tests/ops/test_fuzz_ops.py tests/nn/test_egt_score.py "$@"
+PYTHONPATH="$pkg" "$PYTHON" -m pytest -q -p no:cacheprovider tests/ops/test_ops.py tests/ops/test_graph.py tests/ops/test_fuzz_ops.py tests/nn/test_egt_score.py tests/ops/test_valence_force.py "$@"

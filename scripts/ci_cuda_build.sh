@@ -49,7 +49,7 @@ warnings.simplefilter("error", RuntimeWarning)  # a missing _C falls back with a
 import diffmd_fast
 from diffmd_fast import _C
 
-missing = [op for op in ("egl_attention", "egl_attention_backward", "radius_graph")
+missing = [op for op in ("egl_attention", "egl_attention_backward", "radius_graph", "valence_force")
            if not torch._C._dispatch_has_kernel_for_dispatch_key(f"diffmd_fast::{op}", "CUDA")]
 # egt_score is device-generic ATen code (CompositeExplicitAutograd): it reaches CUDA through the
 # computed dispatch table, and calls egl_attention's CUDA kernel inside
@@ -57,7 +57,7 @@ if not torch._C._dispatch_has_computed_kernel_for_dispatch_key("diffmd_fast::egt
     missing.append("egt_score")
 assert _C.cuda_built is True, "diffmd_fast._C.cuda_built is False"
 assert not missing, f"no CUDA kernel registered for {missing}"
-print(f"ok: CUDA kernels registered for egl_attention, egl_attention_backward, radius_graph, egt_score "
+print(f"ok: CUDA kernels registered for egl_attention, egl_attention_backward, radius_graph, valence_force, egt_score "
       f"(torch {torch.__version__}, CUDA {torch.version.cuda})")
 PY
 echo "ci_cuda_build: OK in $(( $(date +%s) - start )) s"

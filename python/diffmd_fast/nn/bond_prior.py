@@ -30,6 +30,7 @@ from ase import units
 from ase.data import atomic_masses
 from torch import nn
 
+from ..ops.fused import VALENCE_COMPILED
 from ..ops.graph import Graph, bond_angles, covalent_bonds
 
 ANGLE_ELEMENTS = 16  # distinct elements the angle table holds (the training data's)
@@ -92,15 +93,24 @@ class BondPrior(nn.Module):
     def forward(self, x: torch.Tensor, z: torch.Tensor, graph: Graph) -> torch.Tensor:
         """(N, 3) Å: the prior's Verlet displacement Δt² F(x) / m at positions x (N, 3) Å, over the bonds
         and angles of ``graph`` (perceived on x when the graph has none)."""
-        dtype = x.dtype
-        x = x.to(torch.float64)
         if graph.bonds is None:
             bonds = covalent_bonds(graph, x, z)
             graph = graph._replace(bonds=bonds, angles=bond_angles(bonds))
-        return (self.frame_fs**2 * units.fs**2 * self.force(x, z, graph) / self.masses[z].unsqueeze(-1)).to(dtype)
+        step = self.frame_fs**2 * units.fs**2 * self.force(x, z, graph) / self.masses[z].unsqueeze(-1)  # (N, 3) Å
+        return step.to(x.dtype)
 
     def force(self, x: torch.Tensor, z: torch.Tensor, graph: Graph) -> torch.Tensor:
-        """(N, 3) eV/Å: -∇U at positions x (N, 3) float64 Å over ``graph.bonds`` and ``graph.angles``."""
+        """(N, 3) float64 eV/Å: -∇U at positions x (N, 3) Å over ``graph.bonds`` and ``graph.angles``: one
+        call of the compiled ``diffmd_fast::valence_force`` op when autograd is off (rollouts,
+        training targets), else ``force_reference``. Raises (op) on indices outside the atoms."""
+        if VALENCE_COMPILED and not (torch.is_grad_enabled() and x.requires_grad):
+            angles = graph.angles if graph.angles is not None else graph.bonds.new_zeros(3, 0)
+            return torch.ops.diffmd_fast.valence_force(x, z, graph.bonds, angles, self.k, self.r0, self.slot,
+                                                       self.angle_k, self.angle_c0)
+        return self.force_reference(x.to(torch.float64), z, graph)
+
+    def force_reference(self, x: torch.Tensor, z: torch.Tensor, graph: Graph) -> torch.Tensor:
+        """``force`` in PyTorch ops (differentiable; the op's reference), x (N, 3) float64 Å."""
         recv, send = graph.bonds  # (M,) each, both directions: each term's force on its receiver
         r = x[recv] - x[send]  # (M, 3) Å
         dist = r.norm(dim=-1).clamp_min(1e-6)  # (M,)

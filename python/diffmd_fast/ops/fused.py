@@ -7,11 +7,13 @@ The C++ library defines (schemas in csrc/egl_attention/egl_register.cpp and csrc
                            cutoff, num_radial, num_spherical) -> (gx, gv, gq, gk, gm, gw1, gw2)
     egt_score(z, x_prev, x, x_noisy, x_anchor, std, row_ptr, col, params, cutoff, num_radial, num_spherical, heads,
               anchor, sigma_data, num_layers) -> score (N,3)
+    valence_force(x, z, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0) -> force (N,3) float64
 Here they get fake (meta) implementations for torch.compile and an autograd formula that calls the
 backward op (FlashAttention-style: the forward saves outputs and the log-sum-exp; the backward
 recomputes the pair terms). Without the compiled extension, the reference runs instead.
 ``egt_score`` is the whole score network in one inference-only call (nn.ScoreNet routes to it when
-autograd is off; see csrc/egt_score/egt_score.cpp for why).
+autograd is off; see csrc/egt_score/egt_score.cpp for why). ``valence_force`` is the bond prior's
+force field in one inference-only pass (nn.bond_prior.BondPrior routes to it; csrc/valence_force/).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ except ImportError:
 
 COMPILED = _C is not None and hasattr(torch.ops.diffmd_fast, "egl_attention")
 SCORE_NET_COMPILED = _C is not None and hasattr(torch.ops.diffmd_fast, "egt_score")
+VALENCE_COMPILED = _C is not None and hasattr(torch.ops.diffmd_fast, "valence_force")
 
 
 def egl_attention(x, v, q, k, m, w1, w2, row_ptr, col, *, cutoff: float, num_radial: int,
@@ -80,6 +83,10 @@ if COMPILED:
     def _egt_score_fake(z, x_prev, x, x_noisy, x_anchor, std, row_ptr, col, params, cutoff, num_radial, num_spherical, heads,
                         anchor, sigma_data, num_layers):
         return torch.empty_like(x)
+
+    @torch.library.register_fake("diffmd_fast::valence_force")
+    def _valence_force_fake(x, z, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0):
+        return x.new_empty(x.shape, dtype=torch.float64)
 
     _LIB = torch.library.Library("diffmd_fast", "IMPL")  # kept alive: the registrations live as long as it
     register_float32_autocast("diffmd_fast::egl_attention", _LIB)

@@ -1,0 +1,88 @@
+// diffmd_fast::valence_force: the forces (eV/Å, float64) of harmonic bonds and cosine-harmonic angles
+// over a fixed topology, one pass over the terms (a rollout's bond prior at batch 1 is ~50 terms: as
+// ~40 tensor ops it cost more than the whole score network). Indices are checked as they are read,
+// so a bad topology is an error, never an out-of-bounds access. Inference only, like egt_score.
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include "valence_force/valence_host.h"
+#include "valence_force/valence_math.h"
+
+namespace diffmd {
+namespace {
+
+template <typename T>
+void valence_force_cpu_impl(const T* x, const ValenceParams& p, double* f) {
+  auto pos = [&](int64_t a, double out[3]) {
+    for (int c = 0; c < 3; ++c) out[c] = static_cast<double>(x[a * 3 + c]);
+  };
+  auto element = [&](int64_t a) {
+    TORCH_CHECK(a >= 0 && a < p.N, "valence_force: atom index ", a, " out of range for ", p.N, " atoms");
+    const int64_t e = p.z[a];
+    TORCH_CHECK(e >= 0 && e < p.Z1, "valence_force: atomic number ", e, " beyond the tables' ", p.Z1 - 1);
+    return e;
+  };
+  double xi[3], xj[3], xk[3], fi[3], fk[3];
+  for (int64_t m = 0; m < p.M; ++m) {
+    const int64_t i = p.bonds[m], j = p.bonds[p.M + m];
+    const int64_t zi = element(i), zj = element(j);
+    pos(i, xi);
+    pos(j, xj);
+    harmonic_bond_force(xi, xj, p.bond_k[zi * p.Z1 + zj], p.bond_r0[zi * p.Z1 + zj], fi);
+    for (int c = 0; c < 3; ++c) f[i * 3 + c] += fi[c];
+  }
+  for (int64_t a = 0; a < p.A; ++a) {
+    const int64_t i = p.angles[a], j = p.angles[p.A + a], k = p.angles[2 * p.A + a];
+    const int64_t si = p.slot[element(i)], sj = p.slot[element(j)], sk = p.slot[element(k)];
+    if (si < 0 || sj < 0 || sk < 0) continue;  // an element without angle data: no angle term
+    TORCH_CHECK(si < p.S && sj < p.S && sk < p.S, "valence_force: angle slot beyond the table's ", p.S);
+    const int64_t t = (si * p.S + sj) * p.S + sk;
+    pos(i, xi);
+    pos(j, xj);
+    pos(k, xk);
+    cosine_angle_force(xi, xj, xk, p.angle_k[t], p.angle_c0[t], fi, fk);
+    for (int c = 0; c < 3; ++c) {
+      f[i * 3 + c] += fi[c];
+      f[k * 3 + c] += fk[c];
+      f[j * 3 + c] -= fi[c] + fk[c];
+    }
+  }
+}
+
+at::Tensor valence_force_cpu(const at::Tensor& x, const at::Tensor& z, const at::Tensor& bonds, const at::Tensor& angles,
+                             const at::Tensor& bond_k, const at::Tensor& bond_r0, const at::Tensor& slot,
+                             const at::Tensor& angle_k, const at::Tensor& angle_c0) {
+  // a model cast to float32 casts its tables too: read them in double (a no-op when they are)
+  const at::Tensor kb = bond_k.to(at::kDouble), rb = bond_r0.to(at::kDouble), ka = angle_k.to(at::kDouble),
+                   ca = angle_c0.to(at::kDouble);
+  const ValenceParams p = check_valence_inputs(x, z, bonds, angles, kb, rb, slot, ka, ca);
+  at::Tensor f = at::zeros({p.N, 3}, x.options().dtype(at::kDouble));  // (N, 3) eV/Å
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "valence_force_cpu",
+                             [&] { valence_force_cpu_impl(x.data_ptr<scalar_t>(), p, f.data_ptr<double>()); });
+  return f;
+}
+
+// Inference only: the forces are an input of the anchor, never differentiated.
+at::Tensor valence_force_autograd(const at::Tensor& x, const at::Tensor& z, const at::Tensor& bonds,
+                                  const at::Tensor& angles, const at::Tensor& bond_k, const at::Tensor& bond_r0,
+                                  const at::Tensor& slot, const at::Tensor& angle_k, const at::Tensor& angle_c0) {
+  const bool needs_grad = x.requires_grad() || bond_k.requires_grad() || bond_r0.requires_grad() ||
+                          angle_k.requires_grad() || angle_c0.requires_grad();
+  TORCH_CHECK(!needs_grad || !at::GradMode::is_enabled(),
+              "valence_force has no backward; run it under torch.no_grad() or use BondPrior.force_reference");
+  at::AutoDispatchBelowADInplaceOrView below;
+  static auto op = c10::Dispatcher::singleton().findSchemaOrThrow("diffmd_fast::valence_force", "").typed<decltype(valence_force_cpu)>();
+  return op.call(x, z, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(diffmd_fast, m) {
+  m.def("valence_force(Tensor x, Tensor z, Tensor bonds, Tensor angles, Tensor bond_k, Tensor bond_r0, Tensor slot, "
+        "Tensor angle_k, Tensor angle_c0) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(diffmd_fast, CPU, m) { m.impl("valence_force", &valence_force_cpu); }
+TORCH_LIBRARY_IMPL(diffmd_fast, Autograd, m) { m.impl("valence_force", &valence_force_autograd); }
+
+}  // namespace diffmd

@@ -1,0 +1,93 @@
+// CUDA diffmd_fast::valence_force: one thread per bond and one per angle, forces accumulated with
+// double-precision atomics (sm_60+); the same math (valence_math.h) as the CPU kernel. Indices are
+// checked on the device (CUDA_KERNEL_ASSERT, as ATen's index kernels do), not with a host sync.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/macros/Macros.h>
+#include <torch/library.h>
+
+#include "valence_force/valence_host.h"
+#include "valence_force/valence_math.h"
+
+namespace diffmd {
+namespace {
+
+constexpr int kThreads = 128;
+
+template <typename T>
+__device__ __forceinline__ void load(const T* x, int64_t a, double out[3]) {
+  for (int c = 0; c < 3; ++c) out[c] = static_cast<double>(x[a * 3 + c]);
+}
+
+__device__ __forceinline__ int64_t element(const ValenceParams& p, int64_t a) {
+  CUDA_KERNEL_ASSERT(a >= 0 && a < p.N && "valence_force: atom index out of range");
+  const int64_t e = p.z[a];
+  CUDA_KERNEL_ASSERT(e >= 0 && e < p.Z1 && "valence_force: atomic number beyond the tables");
+  return e;
+}
+
+template <typename T>
+__global__ void bond_kernel(const T* __restrict__ x, ValenceParams p, double* __restrict__ f) {
+  const int64_t m = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (m >= p.M) return;
+  const int64_t i = p.bonds[m], j = p.bonds[p.M + m];
+  const int64_t zi = element(p, i), zj = element(p, j);
+  double xi[3], xj[3], fi[3];
+  load(x, i, xi);
+  load(x, j, xj);
+  harmonic_bond_force(xi, xj, p.bond_k[zi * p.Z1 + zj], p.bond_r0[zi * p.Z1 + zj], fi);
+  for (int c = 0; c < 3; ++c) atomicAdd(f + i * 3 + c, fi[c]);
+}
+
+template <typename T>
+__global__ void angle_kernel(const T* __restrict__ x, ValenceParams p, double* __restrict__ f) {
+  const int64_t a = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (a >= p.A) return;
+  const int64_t i = p.angles[a], j = p.angles[p.A + a], k = p.angles[2 * p.A + a];
+  const int64_t si = p.slot[element(p, i)], sj = p.slot[element(p, j)], sk = p.slot[element(p, k)];
+  if (si < 0 || sj < 0 || sk < 0) return;
+  CUDA_KERNEL_ASSERT(si < p.S && sj < p.S && sk < p.S && "valence_force: angle slot beyond the table");
+  const int64_t t = (si * p.S + sj) * p.S + sk;
+  double xi[3], xj[3], xk[3], fi[3], fk[3];
+  load(x, i, xi);
+  load(x, j, xj);
+  load(x, k, xk);
+  cosine_angle_force(xi, xj, xk, p.angle_k[t], p.angle_c0[t], fi, fk);
+  for (int c = 0; c < 3; ++c) {
+    atomicAdd(f + i * 3 + c, fi[c]);
+    atomicAdd(f + k * 3 + c, fk[c]);
+    atomicAdd(f + j * 3 + c, -(fi[c] + fk[c]));
+  }
+}
+
+at::Tensor valence_force_cuda(const at::Tensor& x, const at::Tensor& z, const at::Tensor& bonds, const at::Tensor& angles,
+                              const at::Tensor& bond_k, const at::Tensor& bond_r0, const at::Tensor& slot,
+                              const at::Tensor& angle_k, const at::Tensor& angle_c0) {
+  // a model cast to float32 casts its tables too: read them in double (a no-op when they are)
+  const at::Tensor kb = bond_k.to(at::kDouble), rb = bond_r0.to(at::kDouble), ka = angle_k.to(at::kDouble),
+                   ca = angle_c0.to(at::kDouble);
+  const ValenceParams p = check_valence_inputs(x, z, bonds, angles, kb, rb, slot, ka, ca);
+  const c10::cuda::CUDAGuard guard(x.device());
+  at::Tensor f = at::zeros({p.N, 3}, x.options().dtype(at::kDouble));  // (N, 3) eV/Å
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "valence_force_cuda", [&] {
+    if (p.M > 0) {
+      bond_kernel<<<(p.M + kThreads - 1) / kThreads, kThreads, 0, stream>>>(x.data_ptr<scalar_t>(), p, f.data_ptr<double>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+    if (p.A > 0) {
+      angle_kernel<<<(p.A + kThreads - 1) / kThreads, kThreads, 0, stream>>>(x.data_ptr<scalar_t>(), p, f.data_ptr<double>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+  });
+  return f;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(diffmd_fast, CUDA, m) { m.impl("valence_force", &valence_force_cuda); }
+
+}  // namespace diffmd

@@ -1,0 +1,108 @@
+"""diffmd_fast::valence_force (csrc/valence_force/): the bond prior's forces in one pass equal the
+PyTorch reference (BondPrior.force_reference) in float64, for float32 and float64 positions and
+float32 tables, skip elements without angle data, refuse bad topologies and gradients with one-line
+errors, pass opcheck, and agree across devices."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffmd_fast.nn.bond_prior import BondPrior
+from diffmd_fast.ops import fused
+from diffmd_fast.ops.graph import complete_graph, with_covalent_bonds
+
+pytestmark = pytest.mark.skipif(not fused.VALENCE_COMPILED, reason="compiled extension not built")
+
+ELEMENTS = (1, 6, 7, 8)
+
+
+def _molecules(seed: int, sizes=(5, 9, 3)):
+    """Random chain-and-branch molecules of H, C, N, O with bonds of ~1.0-1.5 Å, in one batch."""
+    gen = torch.Generator().manual_seed(seed)
+    xs, zs, batch = [], [], []
+    for m, n in enumerate(sizes):
+        x = torch.zeros(n, 3, dtype=torch.float64)
+        for a in range(1, n):
+            parent = int(torch.randint(0, a, (1,), generator=gen))
+            step = torch.randn(3, generator=gen, dtype=torch.float64)
+            x[a] = x[parent] + 1.1 * step / step.norm()
+        xs.append(x + 20.0 * m)
+        zs.append(torch.tensor(ELEMENTS)[torch.randint(0, 4, (n,), generator=gen)])
+        batch.append(torch.full((n,), m))
+    return torch.cat(xs), torch.cat(zs), torch.cat(batch)
+
+
+def _prior(seed: int, angle_elements=ELEMENTS) -> BondPrior:
+    gen = torch.Generator().manual_seed(seed)
+    prior = BondPrior(10)
+    k = 10.0 + 40.0 * torch.rand(11, 11, generator=gen, dtype=torch.float64)
+    r0 = 0.9 + 0.6 * torch.rand(11, 11, generator=gen, dtype=torch.float64)
+    angles = {(a, c, b): (float(2.0 + 8.0 * torch.rand(1, generator=gen)), float(-0.3 - 0.4 * torch.rand(1, generator=gen)))
+              for a in angle_elements for c in angle_elements for b in angle_elements if a <= b}
+    prior.set_tables((k + k.T) / 2, (r0 + r0.T) / 2, 1.0, angles)
+    return prior
+
+
+def _args(prior, x, z, graph):
+    return (x, z, graph.bonds, graph.angles, prior.k, prior.r0, prior.slot, prior.angle_k, prior.angle_c0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_op_equals_the_reference(seed, dtype):
+    x, z, batch = _molecules(seed)
+    graph = with_covalent_bonds(complete_graph(batch), x, z)
+    assert graph.angles.shape[1] > 0
+    prior = _prior(seed)
+    x = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)).to(dtype)
+    got = torch.ops.diffmd_fast.valence_force(*_args(prior, x, z, graph))
+    want = prior.force_reference(x.double(), z, graph)
+    assert got.dtype == torch.float64 and float(want.abs().max()) > 1.0
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    total = got.sum(0)  # internal forces: no net force on the batch
+    assert float(total.abs().max()) < 1e-9
+
+
+def test_float32_tables_and_elements_without_angle_data():
+    x, z, batch = _molecules(7)
+    graph = with_covalent_bonds(complete_graph(batch), x, z)
+    prior = _prior(7, angle_elements=(1, 6))  # N and O centres and ends: no angle terms
+    want = prior.force_reference(x, z, graph)
+    prior = prior.float()  # as a model cast to float32 casts its buffers
+    got = torch.ops.diffmd_fast.valence_force(*_args(prior, x, z, graph))
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-5)
+
+
+def test_bad_topologies_and_gradients_are_one_line_errors():
+    x, z, batch = _molecules(1)
+    graph = with_covalent_bonds(complete_graph(batch), x, z)
+    prior = _prior(1)
+    bad = graph.bonds.clone()
+    bad[1, 0] = x.shape[0]
+    with pytest.raises(RuntimeError, match="atom index .* out of range"):
+        torch.ops.diffmd_fast.valence_force(*_args(prior, x, z, graph._replace(bonds=bad)))
+    with pytest.raises(RuntimeError, match="atomic number 11 beyond"):
+        torch.ops.diffmd_fast.valence_force(*_args(prior, x, torch.full_like(z, 11), graph))
+    with pytest.raises(RuntimeError, match=r"bonds must be \(2, M\)"):
+        torch.ops.diffmd_fast.valence_force(*_args(prior, x, z, graph._replace(bonds=graph.bonds.T.contiguous())))
+    with pytest.raises(RuntimeError, match="no backward"):
+        torch.ops.diffmd_fast.valence_force(*_args(prior, x.clone().requires_grad_(), z, graph))
+    with torch.no_grad():  # gradients off: fine
+        torch.ops.diffmd_fast.valence_force(*_args(prior, x.clone().requires_grad_(), z, graph))
+
+
+def test_opcheck():
+    x, z, batch = _molecules(2)
+    graph = with_covalent_bonds(complete_graph(batch), x, z)
+    torch.library.opcheck(torch.ops.diffmd_fast.valence_force.default, _args(_prior(2), x, z, graph),
+                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cuda_equals_cpu():
+    x, z, batch = _molecules(3, sizes=(40, 25, 60))
+    graph = with_covalent_bonds(complete_graph(batch), x, z)
+    prior = _prior(3)
+    want = torch.ops.diffmd_fast.valence_force(*_args(prior, x, z, graph))
+    got = torch.ops.diffmd_fast.valence_force(*(a.cuda() for a in _args(prior.cuda(), x, z, graph)))
+    torch.testing.assert_close(got.cpu(), want, rtol=1e-12, atol=1e-12)
