@@ -125,10 +125,11 @@ class RolloutGuard:
 
     def _gathered(self) -> None:
         """Gathers every check() would repeat, fixed while the molecules are: each atom's radius limit
-        (N,) Å, and the molecule (N + M,) of each atom and then of each bond (one per-molecule
-        reduction of the atom and bond masks together)."""
+        (N,) Å, the bonds' two atoms (M,) each, and the molecule (N + M,) of each atom and then of
+        each bond (one per-molecule reduction of the atom and bond masks together)."""
         self.atom_radius_limit = self.radius_limit[self.batch]
-        self.owner = torch.cat([self.batch, self.batch[self.bonds[:, 0]]])
+        self.bond_i, self.bond_j = self.bonds[:, 0].contiguous(), self.bonds[:, 1].contiguous()
+        self.owner = torch.cat([self.batch, self.batch[self.bond_i]])
 
     def _start_bonds(self, start: FrameBatch) -> tuple[torch.Tensor, torch.Tensor]:
         device = start.x.device
@@ -164,13 +165,13 @@ class RolloutGuard:
 
     def _violations(self, x_prev: torch.Tensor, x: torch.Tensor, bad_score: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-atom (N,) or per-bond (M,) measures and violation masks, in report priority order."""
-        finite = torch.isfinite(x).all(-1)  # (N,)
+        non_finite = ~torch.isfinite(x).all(-1)  # (N,)
         step = torch.linalg.vector_norm(x - x_prev, dim=-1)  # (N,) Å
         radius = torch.linalg.vector_norm(x - _centroids(x, self.batch, self.atom_count)[self.batch], dim=-1)  # (N,) Å
-        change = (torch.linalg.vector_norm(x[self.bonds[:, 0]] - x[self.bonds[:, 1]], dim=-1) - self.length0).abs()  # (M,) Å
+        change = (torch.linalg.vector_norm(x[self.bond_i] - x[self.bond_j], dim=-1) - self.length0).abs()  # (M,) Å
         return {
             "non_finite_score": (bad_score, bad_score),
-            "non_finite": (~finite, ~finite),
+            "non_finite": (non_finite, non_finite),
             "exploded_step": (step, step > self.cfg.max_step),
             "left_bounding_radius": (radius, radius > self.atom_radius_limit),
             "bond_broken": (change, change > self.cfg.bond_tolerance),
