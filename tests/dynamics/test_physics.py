@@ -54,6 +54,53 @@ def test_momentum_projection_commutes_with_rotations_and_reflections(reflect):
     assert torch.allclose(a, b, atol=1e-12)
 
 
+def _pinv_projection(frame, x_new):
+    """The projection with ω = pinv(I) L (an eigendecomposition), the reference of the closed form."""
+    m = masses_of(frame.z).unsqueeze(-1)
+    mt = torch.zeros(frame.num_graphs, 1, dtype=m.dtype).index_add_(0, frame.batch, m)
+    com = torch.zeros(frame.num_graphs, 3, dtype=m.dtype).index_add_(0, frame.batch, m * frame.x) / mt
+    d = x_new - frame.x
+    d = d - (torch.zeros(frame.num_graphs, 3, dtype=m.dtype).index_add_(0, frame.batch, m * d) / mt)[frame.batch]
+    r = frame.x - com[frame.batch]
+    ang = torch.zeros(frame.num_graphs, 3, dtype=m.dtype).index_add_(0, frame.batch, m * torch.cross(r, d, dim=-1))
+    per_atom = m.unsqueeze(-1) * ((r * r).sum(-1)[:, None, None] * torch.eye(3, dtype=m.dtype) - r[:, :, None] * r[:, None])
+    inertia = torch.zeros(frame.num_graphs, 3, 3, dtype=m.dtype).index_add_(0, frame.batch, per_atom)
+    omega = (torch.linalg.pinv(inertia, hermitian=True, rtol=1e-10) @ ang.unsqueeze(-1)).squeeze(-1)
+    return frame.x + d - torch.cross(omega[frame.batch], r, dim=-1)
+
+
+def _mixed_frame(q):
+    """Ethanol, CO2 (linear), N2 (two atoms) and one H atom in one float64 batch, rotated by ``q``."""
+    eth = _frame(1)
+    axis = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    parts = [(eth.z, eth.x), (torch.tensor([8, 6, 8]), torch.tensor([-1.16, 0.0, 1.16], dtype=torch.float64)[:, None] * axis),
+             (torch.tensor([7, 7]), torch.tensor([0.0, 1.1], dtype=torch.float64)[:, None] * axis + 0.3),
+             (torch.tensor([1]), torch.tensor([[0.2, -0.4, 0.7]], dtype=torch.float64))]
+    z = torch.cat([p[0] for p in parts])
+    x = torch.cat([p[1] for p in parts]) @ q.T
+    batch = torch.cat([torch.full((len(p[0]),), b) for b, p in enumerate(parts)])
+    return eth.__class__(z=z, x_prev2=x, x_prev=x, x=x, x_next=x, batch=batch, num_graphs=len(parts))
+
+
+@pytest.mark.parametrize("reflect", [False, True])
+def test_momentum_projection_closed_form_matches_pinv_also_for_linear_molecules_and_single_atoms(reflect):
+    """The adjugate solve equals pinv(I) L for a regular molecule, and for a linear molecule (singular
+    I; rotated, so only zero up to rounding) and one atom (I = 0) in the same batch; the result
+    has no net momentum and commutes with rotations and reflections."""
+    gen = torch.Generator().manual_seed(5)
+    q = random_orthogonal(reflect, generator=gen)
+    frame, ref_frame = _mixed_frame(q), _mixed_frame(torch.eye(3, dtype=torch.float64))
+    x_new = frame.x + 0.01 * torch.randn(frame.x.shape, generator=gen, dtype=torch.float64)
+    got = MomentumProjection()(frame, x_new)
+    torch.testing.assert_close(got, _pinv_projection(frame, x_new), rtol=0, atol=1e-12)
+    torch.testing.assert_close(got, MomentumProjection()(ref_frame, x_new @ q) @ q.T, rtol=0, atol=1e-12)
+    lin, ang = _momenta(frame, got)
+    assert lin.abs().max() < 1e-12 and ang.abs().max() < 1e-12
+    assert torch.equal(got[-1], frame.x[-1])  # one atom: no motion relative to its own centre of mass
+    # the linear molecule keeps its axial and bending motion: only rigid rotation about the centre goes
+    assert not torch.allclose(got[9:12], frame.x[9:12], atol=1e-6)
+
+
 def _temperature(frame, x_new, frame_fs):
     v = ((x_new - frame.x) / frame_fs).view(frame.num_graphs, -1, 3).numpy()
     return kinetic_temperature(v, masses_of(frame.z[: v.shape[1]]).numpy())

@@ -92,6 +92,10 @@ def test_bad_inputs_raise():
                        num_graphs=b.num_graphs)
     with pytest.raises(ValueError, match="atomic numbers"):
         net(big_z, x_noisy, std)
+    net(b, x_noisy, std)  # a z tensor is checked once (a rollout's windows share it) ...
+    b.z[0] = -1  # ... and again after an in-place change
+    with pytest.raises(ValueError, match="atomic numbers"):
+        net(b, x_noisy, std)
 
 
 def test_paper_form_without_anchor_is_equivariant():

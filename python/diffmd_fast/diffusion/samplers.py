@@ -48,9 +48,18 @@ class Sampler(ABC):
         if not (0 < eps < 1):
             raise ValueError(f"sampler eps must lie in (0, 1), got {eps}")
         self.prior, self.eps = prior, eps
+        self._grids: dict[tuple, torch.Tensor] = {}
 
     def start(self, batch: FrameBatch) -> torch.Tensor:
         return prior_mean(batch, self.prior)
+
+    def time_grid(self, sde: SDE, n: int, like: torch.Tensor) -> torch.Tensor:
+        """``sde.time_grid(n, eps)`` (n + 1,) with ``like``'s dtype and device, built once: a
+        fixed-step sampler needs the same grid every frame."""
+        key = (sde, n, self.eps, like.dtype, like.device)
+        if key not in self._grids:
+            self._grids[key] = sde.time_grid(n, self.eps, dtype=like.dtype, device=like.device)
+        return self._grids[key]
 
     @abstractmethod
     def sample(self, score_fn: ScoreFn, sde: SDE, cond: torch.Tensor, x_start: torch.Tensor,
@@ -116,7 +125,7 @@ class PCSampler(Sampler):
         return sq.sqrt()[batch_index].unsqueeze(-1)
 
     def sample(self, score_fn, sde, cond, x_start, batch_index, generator=None) -> SampleResult:
-        grid = sde.time_grid(self.n_predictor, self.eps, dtype=x_start.dtype, device=x_start.device)
+        grid = self.time_grid(sde, self.n_predictor, x_start)
         n = x_start.shape[0]
         x = x_mean = x_start
         nfe = 0
@@ -162,7 +171,7 @@ class HeunSampler(Sampler):
         self.steps = steps
 
     def sample(self, score_fn, sde, cond, x_start, batch_index, generator=None) -> SampleResult:
-        grid = sde.time_grid(self.steps, self.eps, dtype=x_start.dtype, device=x_start.device)
+        grid = self.time_grid(sde, self.steps, x_start)
         n = x_start.shape[0]
         # every grid point's std in one pass (few ops matter at batch 1): (steps + 1, N, 1) Å
         stds = sde.marginal_std(grid.view(-1, 1, 1), cond).expand(-1, n, 1)

@@ -25,7 +25,7 @@ def _as_time(s: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 def expm1_ratio(u: torch.Tensor) -> torch.Tensor:
     """expm1(u) / u with its limit 1 at u = 0, accurate for all u (no 0/0, no cancellation)."""
     small = u.abs() < 1e-4
-    safe = torch.where(small, torch.ones_like(u), u)
+    safe = u.masked_fill(small, 1.0)
     return torch.where(small, 1.0 + u / 2.0 + u * u / 6.0, torch.expm1(safe) / safe)
 
 

@@ -89,17 +89,16 @@ class StopReport:
         return asdict(self)
 
 
-def _per_molecule_any(mask: torch.Tensor, index: torch.Tensor, num: int) -> torch.Tensor:
-    """(num,) bool: any ``mask`` entry (E,) with ``index`` (E,) == molecule."""
-    out = torch.zeros(num, dtype=torch.int32, device=mask.device)
-    return out.index_add_(0, index, mask.to(torch.int32)) > 0
+def _per_molecule_any(atoms: torch.Tensor, bonds: torch.Tensor, owner: torch.Tensor, num: int) -> torch.Tensor:
+    """(num,) bool: any ``atoms`` (N,) or ``bonds`` (M,) entry of the molecule, ``owner`` (N + M,)
+    the molecule of each atom and then of each bond."""
+    out = torch.zeros(num, dtype=torch.int32, device=atoms.device)
+    return out.index_add_(0, owner, torch.cat([atoms, bonds]).to(torch.int32)) > 0
 
 
-def _centroids(x: torch.Tensor, batch: torch.Tensor, num: int) -> torch.Tensor:
-    """(num, 3) Å mean position of each molecule's atoms."""
-    s = torch.zeros(num, 3, dtype=x.dtype, device=x.device).index_add_(0, batch, x)
-    n = torch.zeros(num, dtype=x.dtype, device=x.device).index_add_(0, batch, torch.ones_like(x[:, 0]))
-    return s / n.unsqueeze(-1)
+def _centroids(x: torch.Tensor, batch: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """(B, 3) Å mean position of each molecule's atoms; ``count`` (B, 1) the molecules' atom counts."""
+    return x.new_zeros(count.shape[0], 3).index_add_(0, batch, x) / count
 
 
 class RolloutGuard:
@@ -116,11 +115,21 @@ class RolloutGuard:
         self.x0 = start.x  # (N, 3) Å
         counts = torch.bincount(self.batch.cpu(), minlength=self.num)
         self.first_atom = torch.cumsum(counts, 0) - counts  # (B,) global index of each molecule's atom 0
-        c0 = _centroids(self.x0, self.batch, self.num)
+        self.atom_count = counts.to(self.x0)[:, None]  # (B, 1)
+        c0 = _centroids(self.x0, self.batch, self.atom_count)
         r0 = (self.x0 - c0[self.batch]).norm(dim=-1)  # (N,) Å
         self.radius_limit = torch.zeros(self.num, dtype=r0.dtype, device=r0.device).scatter_reduce_(
             0, self.batch, r0, "amax") + cfg.radius_margin  # (B,) Å (radii >= 0, so the zero start is harmless)
         self.bonds, self.length0 = self._start_bonds(start)  # (M, 2) global atom indices, (M,) Å
+        self._gathered()
+
+    def _gathered(self) -> None:
+        """Gathers every check() would repeat, fixed while the molecules are: each atom's radius limit
+        (N,) Å, the bonds' two atoms (M,) each, and the molecule (N + M,) of each atom and then of
+        each bond (one per-molecule reduction of the atom and bond masks together)."""
+        self.atom_radius_limit = self.radius_limit[self.batch]
+        self.bond_i, self.bond_j = self.bonds[:, 0].contiguous(), self.bonds[:, 1].contiguous()
+        self.owner = torch.cat([self.batch, self.batch[self.bond_i]])
 
     def _start_bonds(self, start: FrameBatch) -> tuple[torch.Tensor, torch.Tensor]:
         device = start.x.device
@@ -146,34 +155,33 @@ class RolloutGuard:
         sub.x0 = self.x0[atoms]
         counts = torch.bincount(current.batch.cpu(), minlength=sub.num)
         sub.first_atom = torch.cumsum(counts, 0) - counts
+        sub.atom_count = self.atom_count[keep.to(self.atom_count.device)]
         sub.radius_limit = self.radius_limit[keep.to(self.radius_limit.device)]
         bond_keep = atoms[self.bonds[:, 0]]  # bonds never cross molecules
         new_index = torch.cumsum(atoms.to(torch.int64), 0) - 1
         sub.bonds, sub.length0 = new_index[self.bonds[bond_keep]], self.length0[bond_keep]
+        sub._gathered()
         return sub
 
     def _violations(self, x_prev: torch.Tensor, x: torch.Tensor, bad_score: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-atom (N,) or per-bond (M,) measures and violation masks, in report priority order."""
-        finite = torch.isfinite(x).all(-1)  # (N,)
-        step = (x - x_prev).norm(dim=-1)  # (N,) Å
-        radius = (x - _centroids(x, self.batch, self.num)[self.batch]).norm(dim=-1)  # (N,) Å
-        change = ((x[self.bonds[:, 0]] - x[self.bonds[:, 1]]).norm(dim=-1) - self.length0).abs()  # (M,) Å
+        non_finite = ~torch.isfinite(x).all(-1)  # (N,)
+        step = torch.linalg.vector_norm(x - x_prev, dim=-1)  # (N,) Å
+        radius = torch.linalg.vector_norm(x - _centroids(x, self.batch, self.atom_count)[self.batch], dim=-1)  # (N,) Å
+        change = (torch.linalg.vector_norm(x[self.bond_i] - x[self.bond_j], dim=-1) - self.length0).abs()  # (M,) Å
         return {
             "non_finite_score": (bad_score, bad_score),
-            "non_finite": (~finite, ~finite),
+            "non_finite": (non_finite, non_finite),
             "exploded_step": (step, step > self.cfg.max_step),
-            "left_bounding_radius": (radius, radius > self.radius_limit[self.batch]),
+            "left_bounding_radius": (radius, radius > self.atom_radius_limit),
             "bond_broken": (change, change > self.cfg.bond_tolerance),
         }
 
     def check(self, x_prev: torch.Tensor, x: torch.Tensor, bad_score: torch.Tensor) -> torch.Tensor:
         """(B,) bool: molecules whose new frame ``x`` (N, 3) Å, following ``x_prev`` (N, 3), fails
         a check; ``bad_score`` (N,) bool marks atoms that got a non-finite score while sampling."""
-        checks = self._violations(x_prev, x, bad_score)
-        bonds = checks.pop("bond_broken")[1]  # (M,) per bond, the rest per atom (N,): one reduction each
-        atoms = torch.stack([mask for _, mask in checks.values()]).any(0)
-        return (_per_molecule_any(atoms, self.batch, self.num)
-                | _per_molecule_any(bonds, self.batch[self.bonds[:, 0]], self.num))
+        masks = [mask for _, mask in self._violations(x_prev, x, bad_score).values()]  # 4 x (N,), then (M,)
+        return _per_molecule_any(torch.stack(masks[:-1]).any(0), masks[-1], self.owner, self.num)
 
     def reports(self, failed: torch.Tensor, x_prev: torch.Tensor, x: torch.Tensor, bad_score: torch.Tensor,
                 frame: int) -> list[StopReport]:

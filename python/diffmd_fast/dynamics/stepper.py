@@ -170,7 +170,7 @@ class Stepper:
                     x = correct(self.frame, x, self.generator)
                 failed = self.guard.check(self.frame.x, x, bad)  # (B',)
                 if not bool(failed.any()):
-                    self.positions[self.atom_ids] = x
+                    self.positions.index_copy_(0, self.atom_ids, x)  # atom_ids unique: an index_put without its checks
                     self.frame = self.frame.advance(x)
                     break
                 self._stop(failed, x, bad)
