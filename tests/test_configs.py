@@ -18,6 +18,7 @@ def test_long_config_uses_the_long_rollout_settings():
     cfg = Config.from_toml(files("diffmd_fast") / "configs" / "long.toml")
     assert cfg.model.sigma_data == -1.0 and cfg.sampler.kind == "heun" and cfg.sampler.steps == 1
     assert cfg.train.input_noise > 0 and cfg.train.unroll_prob > 0 and cfg.rollout.thermostat == "langevin"
+    assert cfg.model.bond_prior and cfg.train.input_noise_response  # the measured stable default
 
 
 def test_demo_config_keeps_the_in_phase_comparison_settings():
