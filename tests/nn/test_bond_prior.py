@@ -129,6 +129,9 @@ def test_tables_are_checked_and_the_prior_needs_the_anchor():
         prior.set_tables(k, r0, 0.0)
     with pytest.raises(ValueError, match="bond tables"):
         prior.set_tables(k[:5, :5], r0, 1.0)
+    prior.set_tables(k, r0, 2.0)  # 2 fs frames: C-H (period ~10 fs) still stable under Verlet
+    with pytest.raises(ValueError, match=r"stiffest bond \(C-H, period 10\.\d fs\).*shorter than 3\.\d+ fs"):
+        prior.set_tables(k, r0, 4.0)
     with pytest.raises(ValueError, match="anchor"):
         ScoreNet(replace(TINY, anchor=False, bond_prior=True))
 

@@ -25,9 +25,11 @@ the weights.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from ase import units
-from ase.data import atomic_masses
+from ase.data import atomic_masses, chemical_symbols
 from torch import nn
 
 from ..ops.fused import VALENCE_COMPILED
@@ -58,12 +60,21 @@ class BondPrior(nn.Module):
                    angles: dict[tuple[int, int, int], tuple[float, float]] | None = None) -> None:
         """Force constants ``k`` (eV/Å²) and rest lengths ``r0`` (Å), (max_z + 1, max_z + 1) each, for a
         model whose frames are ``frame_fs`` fs apart; ``angles`` maps (z_end, z_centre, z_end) to
-        (K eV, cos θ0). Raises ValueError on a non-positive frame time, tables of another shape or
-        angles over more than ANGLE_ELEMENTS elements."""
+        (K eV, cos θ0). Raises ValueError on a non-positive frame time, tables of another shape,
+        angles over more than ANGLE_ELEMENTS elements, or a frame time at which the Verlet step of the
+        stiffest bond is unstable (ω Δt >= 2: ~3 fs for X-H stretches, i.e. strides above 4 of 0.5 fs data)."""
         if not frame_fs > 0:
             raise ValueError(f"the bond prior needs a positive frame time, got {frame_fs} fs")
         if k.shape != self.k.shape or r0.shape != self.r0.shape:
             raise ValueError(f"bond tables must be {tuple(self.k.shape)}, got {tuple(k.shape)} and {tuple(r0.shape)}")
+        pairs = (k > 0).nonzero().tolist()
+        if pairs:  # Verlet is stable only while ω Δt < 2 for the stiffest bond (ω² = k / reduced mass)
+            masses = torch.as_tensor(atomic_masses, dtype=torch.float64)
+            omega, a, b = max((float(k[a, b] * (1 / masses[a] + 1 / masses[b])) ** 0.5 * units.fs, a, b) for a, b in pairs)
+            if omega * frame_fs >= 2.0:
+                raise ValueError(f"the bond prior's stiffest bond ({chemical_symbols[a]}-{chemical_symbols[b]}, period "
+                                 f"{2 * math.pi / omega:.1f} fs) makes its Verlet step unstable at {frame_fs:g} fs frames; "
+                                 f"it needs frames shorter than {2.0 / omega:.2f} fs (a smaller train.stride)")
         angles = angles or {}
         elements = sorted({z for key in angles for z in key})
         if len(elements) > ANGLE_ELEMENTS:
