@@ -1,5 +1,5 @@
-"""Linear-response targets for noisy conditioning frames (training/conditioning.py): the harmonic bond
-constants from equipartition, and the target shift against an exact Verlet step of a harmonic system."""
+"""Response targets for noisy conditioning frames (training/conditioning.py): the harmonic bond
+constants from equipartition, and the target against an exact Verlet step of the prior's force field."""
 from __future__ import annotations
 
 import math
@@ -13,8 +13,9 @@ from diffmd_fast.config import Config, TrainConfig
 from diffmd_fast.data import bundled, load_trajectory
 from diffmd_fast.data.batch import FrameBatch
 from diffmd_fast.dynamics.physics import masses_of
-from diffmd_fast.ops.graph import complete_graph
-from diffmd_fast.training.conditioning import bond_statistics, linear_response_target
+from diffmd_fast.ops.graph import complete_graph, with_covalent_bonds
+from diffmd_fast.nn.bond_prior import BondPrior
+from diffmd_fast.training.conditioning import bond_statistics, response_target
 from diffmd_fast.training.loop import train
 from model_helpers import TINY
 
@@ -28,58 +29,61 @@ def test_bond_constants_of_ethanol_are_covalent_and_symmetric():
     assert float(k[1, 1]) == 0.0 and float(k[8, 8]) == 0.0  # no such bonds in ethanol
 
 
-def _harmonic_molecule():
-    """A bent triatomic (O-H bonds of 0.96 Å) and a diatomic, float64, with a harmonic bond force."""
+def _prior() -> BondPrior:
+    """Harmonic O-H (0.96 Å, 40 eV/Å²) and C-C (1.1 Å, 25 eV/Å²) bonds and an H-O-H angle, 1 fs frames."""
+    k, r0 = torch.zeros(11, 11, dtype=torch.float64), torch.zeros(11, 11, dtype=torch.float64)
+    for (a, b), kk, rr in [((1, 8), 40.0, 0.96), ((6, 6), 25.0, 1.1)]:
+        k[a, b] = k[b, a] = kk
+        r0[a, b] = r0[b, a] = rr
+    prior = BondPrior(10)
+    prior.set_tables(k, r0, 1.0, {(1, 8, 1): (6.0, -0.25)})
+    return prior
+
+
+def _molecules():
+    """A bent triatomic and a diatomic near their rest geometry, float64, one batch."""
     x = torch.tensor([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0],
                       [5.0, 5.0, 5.0], [5.0, 5.0, 6.1]], dtype=torch.float64)
-    z = torch.tensor([8, 1, 1, 6, 6])
-    batch = torch.tensor([0, 0, 0, 1, 1])
-    k = torch.zeros(11, 11, dtype=torch.float64)
-    k[1, 8] = k[8, 1] = 40.0
-    k[6, 6] = 25.0
-    bonds = [(0, 1, 40.0), (0, 2, 40.0), (3, 4, 25.0)]
-    return x, z, batch, k, bonds
+    return x, torch.tensor([8, 1, 1, 6, 6]), torch.tensor([0, 0, 0, 1, 1])
 
 
-def _verlet_next(x, x_prev, z, bonds, rest, dt):
-    """x(t+1) = 2 x(t) - x(t-1) + dt² F/m for harmonic bonds with rest lengths ``rest``."""
-    f = torch.zeros_like(x)
-    for (i, j, kk), r0 in zip(bonds, rest):
-        r = x[i] - x[j]
-        d = r.norm()
-        f[i] -= kk * (d - r0) * r / d
-        f[j] += kk * (d - r0) * r / d
-    return 2 * x - x_prev + dt**2 * units.fs**2 * f / masses_of(z).unsqueeze(-1)
+def _verlet_next(prior, x, x_prev, z, graph):
+    """x(t+1) = 2 x(t) - x(t-1) + Δt² F/m under the prior's force field, by autograd of its energy."""
+    xr = x.clone().requires_grad_()
+    with torch.enable_grad():
+        force = prior.force_reference(xr, z, graph)
+    return 2 * x - x_prev + units.fs**2 * force.detach() / masses_of(z).unsqueeze(-1)
 
 
-def test_target_shift_is_the_first_order_verlet_response_of_harmonic_bonds():
-    x, z, batch, k, bonds = _harmonic_molecule()
+def test_target_is_the_verlet_step_of_the_perturbed_frames_under_the_prior():
+    prior = _prior()
+    x, z, batch = _molecules()
+    graph = with_covalent_bonds(complete_graph(batch), x, z)
+    assert graph.angles.shape[1] == 1  # H-O-H
     gen = torch.Generator().manual_seed(0)
-    # bonds at their rest length in x(t): there the bond Hessian is exactly k u uᵀ, the stretch term the
-    # response keeps (a bond under tension adds k (1 - r0/r)(I - u uᵀ), which averages out in MD)
-    rest = [float((x[i] - x[j]).norm()) for i, j, _ in bonds]
     x_prev = x - 0.01 * torch.randn(x.shape, generator=gen, dtype=torch.float64)
-    dt = 1.0
-    clean = FrameBatch(z=z, x_prev2=x_prev, x_prev=x_prev, x=x, x_next=_verlet_next(x, x_prev, z, bonds, rest, dt),
+    # data that are Verlet MD of the prior itself: the response target is then the exact future
+    clean = FrameBatch(z=z, x_prev2=x_prev, x_prev=x_prev, x=x, x_next=_verlet_next(prior, x, x_prev, z, graph),
                        batch=batch, num_graphs=2)
-    eps = 1e-5
-    d_t, d_prev = (eps * torch.randn(x.shape, generator=gen, dtype=torch.float64) for _ in range(2))
+    d_t, d_prev = (0.02 * torch.randn(x.shape, generator=gen, dtype=torch.float64) for _ in range(2))
     noisy = replace(clean, x=x + d_t, x_prev=x_prev + d_prev)
-    got = linear_response_target(clean, noisy, complete_graph(batch), k, dt).x_next
-    want = _verlet_next(x + d_t, x_prev + d_prev, z, bonds, rest, dt)
-    # first order: the error is O(eps²) while the shift itself is O(eps)
-    assert float((got - clean.x_next).abs().max()) > 0.5 * eps
-    assert float((got - want).abs().max()) < 1e-3 * eps
+    got = response_target(clean, noisy, graph, prior).x_next
+    want = _verlet_next(prior, x + d_t, x_prev + d_prev, z, graph)
+    assert float((got - clean.x_next).abs().max()) > 0.01
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    # the topology perceived on the clean frame when the graph carries none gives the same target
+    torch.testing.assert_close(response_target(clean, noisy, complete_graph(batch), prior).x_next, got)
 
 
 def test_no_noise_no_shift_and_a_translation_moves_the_target_rigidly():
-    x, z, batch, k, _ = _harmonic_molecule()
+    prior = _prior()
+    x, z, batch = _molecules()
     clean = FrameBatch(z=z, x_prev2=x, x_prev=x - 0.01, x=x, x_next=x + 0.01, batch=batch, num_graphs=2)
     graph = complete_graph(batch)
-    assert torch.equal(linear_response_target(clean, clean, graph, k, 1.0).x_next, clean.x_next)
+    assert torch.equal(response_target(clean, clean, graph, prior).x_next, clean.x_next)
     t = torch.tensor([0.1, -0.2, 0.3], dtype=torch.float64)
     moved = replace(clean, x=clean.x + t, x_prev=clean.x_prev + t, x_prev2=clean.x_prev2 + t)
-    torch.testing.assert_close(linear_response_target(clean, moved, graph, k, 1.0).x_next, clean.x_next + t)
+    torch.testing.assert_close(response_target(clean, moved, graph, prior).x_next, clean.x_next + t)
 
 
 def test_training_with_response_targets_runs_and_differs(tmp_path):

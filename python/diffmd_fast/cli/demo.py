@@ -84,8 +84,8 @@ def run(args) -> int:
 
 
 def _long_run(args, traj, split, out) -> str:
-    """Train the long-rollout DiffMD (configs/long.toml: 1 fs frames, one score evaluation per frame,
-    thermostat and momentum projection) on the same split, roll it out for --long-ps from every
+    """Train the long-rollout DiffMD (configs/long.toml: a valence force-field prior under the network,
+    one score evaluation per frame, thermostat and momentum projection) on the same split, roll it out for --long-ps from every
     start, time GFN2-xTB beside it; print and return a report section."""
     from importlib import resources
 
@@ -121,7 +121,8 @@ def _long_run(args, traj, split, out) -> str:
     print(f"\nlong rollouts: {s['starts']} starts x {s['ps_per_start']:g} ps ({s['frames']} frames of "
           f"{s['frame_fs']:g} fs), thermostat/momentum per the run's [rollout] config\n{table}")
     return (f"## Long rollouts\n\nA second DiffMD trained for long rollouts (`diffmd-long/`, configs/long.toml: "
-            f"EDM preconditioning, input noise and pushforward training, one score evaluation per frame): "
+            f"EDM preconditioning about the Verlet step of a harmonic valence force field fitted to the data, "
+            f"input noise with response targets and pushforward training, one score evaluation per frame): "
             f"{s['starts']} starts x {s['ps_per_start']:g} ps ({s['frames']} frames of "
             f"{s['frame_fs']:g} fs) with the physics of its [rollout] config; stability as in MDsim (a bond "
             f"more than 0.5 Å from its reference mean), h(r), temperature and VDOS over the stable frames against "

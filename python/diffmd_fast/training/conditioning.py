@@ -12,15 +12,15 @@ remedies, used together:
   added to all three frames: it moves the geometry off the data (bond lengths, angles) and leaves
   velocity and acceleration exact, so it teaches the restoring pull without that damping (the
   same idea as the random-walk noise of Sanchez-Gonzalez et al., taken to its limit).
-- Linear-response targets (``input_noise_response``, beyond both papers): what the clean target
-  x(t+1) misses is that a perturbed state has its own future. To first order, integrating the
-  perturbation Δ of the conditioning frames with the same Verlet recurrence the data obeys,
-  Δx(t+1) = 2 Δx(t) - Δx(t-1) + Δt² ΔF/m, with ΔF the restoring force of a harmonic model of the
-  covalent bonds (force constants from the training data by equipartition, k = k_B T / var(r)).
-  The target becomes x(t+1) + Δx(t+1): the model learns to carry a perturbed velocity (no cooling)
-  and to pull a stretched bond back with the right stiffness (no snap, so no heating), at noise far
-  larger than the clean-target forms tolerate. First order in Verlet form: accurate while ω Δt ≲ 1
-  for the stiffest bond (X-H stretches: frames up to ~1-2 fs).
+- Response targets (``input_noise_response``, beyond both papers): what the clean target x(t+1)
+  misses is that a perturbed state has its own future. Integrating the perturbation Δ of the
+  conditioning frames with the same Verlet recurrence the data obey, under the harmonic valence
+  force field of nn/bond_prior.py (bonds and angles, constants from the training data by
+  equipartition), Δx(t+1) = 2 Δx(t) - Δx(t-1) + Δt² [F(x + Δx) - F(x)] / m. The target becomes
+  x(t+1) + Δx(t+1): the model learns to carry a perturbed velocity (no cooling) and to pull a
+  stretched bond or bent angle back with the stiffness the prior has (no snap, so no heating), at
+  noise far larger than the clean-target forms tolerate. The same force field as the model's
+  prior, so the two never disagree about what a perturbation does.
 - Pushforward (Brandstetter et al. 2022, "Message passing neural PDE solvers"): condition on the
   model's own k-step prediction from an earlier window, with no gradient through the unroll, so the
   model learns to correct its own errors rather than generic noise.
@@ -41,9 +41,9 @@ from ..data.batch import FrameBatch
 from ..diffusion.samplers import Sampler
 from ..diffusion.sde import SDE
 from ..dynamics.stepper import sample_frame
-from ..dynamics.physics import masses_of
 from ..evaluation.longrun import temperature_series
 from ..evaluation.metrics import bond_lengths, bonds_from_reference
+from ..nn.bond_prior import BondPrior
 from ..ops.graph import Graph, bond_angles, covalent_bonds
 
 
@@ -142,22 +142,17 @@ def angle_statistics(trajs: Sequence) -> dict[tuple[int, int, int], tuple[float,
     return {key: (kt / var, mean / n) for key, (kt, var, mean, n) in sums.items() if var > 0}
 
 
-def linear_response_target(clean: FrameBatch, noisy: FrameBatch, graph: Graph, bond_k: torch.Tensor,
-                           frame_fs: float) -> FrameBatch:
-    """``noisy`` with its target moved by the first-order response to its perturbation (module
-    docstring): x(t+1) + 2 Δx(t) - Δx(t-1) + Δt² F(Δx(t)) / m, Δx = noisy - clean conditioning frames
-    (N, 3) Å, F the harmonic bond forces (eV/Å) of the stretches Δx(t) puts on the bonds of clean x(t)
-    (bonds: ``graph.bonds``, else perceived on clean x(t) by ops.graph.covalent_bonds; constants
-    ``bond_k`` eV/Å² from bond_statistics), m the masses (amu), Δt = ``frame_fs`` fs."""
+def response_target(clean: FrameBatch, noisy: FrameBatch, graph: Graph, prior: BondPrior) -> FrameBatch:
+    """``noisy`` with its target moved by the Verlet response of the valence force field ``prior`` to its
+    perturbation (module docstring): x(t+1) + 2 Δx(t) - Δx(t-1) + [s(x(t) + Δx(t)) - s(x(t))], Δx =
+    noisy - clean conditioning frames (N, 3) Å, s the prior's Verlet displacement Δt² F / m (bonds
+    and angles of ``graph``'s topology, perceived on clean x(t) when it has none). Exact for data
+    that are Verlet MD of the prior itself."""
     d_t = (noisy.x - clean.x).double()  # (N, 3) Å
     d_prev = (noisy.x_prev - clean.x_prev).double()
     x, z = clean.x.double(), clean.z
-    recv, send = covalent_bonds(graph, x, z) if graph.bonds is None else graph.bonds  # (M,) directed bonds
-    r = x[recv] - x[send]  # (M, 3) Å
-    u = r / r.norm(dim=-1, keepdim=True).clamp_min(1e-9)
-    k = bond_k.to(x.device)[z[recv], z[send]]  # (M,) eV/Å²
-    stretch = ((d_t[recv] - d_t[send]) * u).sum(-1)  # (M,) Å
-    force = torch.zeros_like(x).index_add_(0, recv, -(k * stretch).unsqueeze(-1) * u)  # (N, 3) eV/Å
-    accel = force / masses_of(z).unsqueeze(-1) * units.fs**2  # (N, 3) Å/fs²
-    shift = 2.0 * d_t - d_prev + frame_fs**2 * accel  # (N, 3) Å
+    if graph.bonds is None:  # one topology for both frames: the clean frame's
+        bonds = covalent_bonds(graph, x, z)
+        graph = graph._replace(bonds=bonds, angles=bond_angles(bonds))
+    shift = 2.0 * d_t - d_prev + prior(x + d_t, z, graph) - prior(x, z, graph)  # (N, 3) Å
     return replace(noisy, x_next=clean.x_next + shift.to(clean.x_next.dtype))

@@ -39,10 +39,11 @@ from ..diffusion.samplers import make_sampler
 from ..diffusion.sde import SDE, make_sde
 from ..dynamics.rollout import rollout_armse
 from ..evaluation.longrun import temperature_series
+from ..nn.bond_prior import BondPrior
 from ..nn.score_net import ScoreNet
 from ..ops.graph import complete_graph
 from .checkpoint import load_latest, save_checkpoint
-from .conditioning import add_input_noise, angle_statistics, bond_statistics, linear_response_target, pushforward
+from .conditioning import add_input_noise, angle_statistics, bond_statistics, pushforward, response_target
 from .distributed import DistInfo, GlobalBatchSampler, all_mean, any_rank, barrier, init_distributed, shutdown
 
 _P = 1_000_003  # mixing prime for noise keys
@@ -186,11 +187,14 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
                                                        min_lr=tc.min_lr)
     data = FrameWindows(train_trajs, stride=tc.stride, history=tc.unroll_steps if tc.unroll_prob > 0 else 0)
     stats = data_stats(train_trajs, tc.stride)
-    bonds = (bond_statistics(train_trajs, cfg.model.max_z)
-             if tc.input_noise_response or model.bond_prior is not None else None)  # (k eV/Å², r0 Å)
-    bond_k = bonds[0] if tc.input_noise_response else None
-    if model.bond_prior is not None:  # its tables are buffers: a resumed run reloads the same values
-        model.bond_prior.set_tables(*bonds, stats["frame_fs"], angle_statistics(train_trajs))
+    # the valence force field of the model's prior and of the response targets, fitted to the data;
+    # the prior's tables are buffers: a resumed run reloads the same values
+    prior = model.bond_prior
+    if prior is None and tc.input_noise_response:
+        prior = BondPrior(cfg.model.max_z).to(device)
+    if prior is not None:
+        prior.set_tables(*bond_statistics(train_trajs, cfg.model.max_z), stats["frame_fs"], angle_statistics(train_trajs))
+    response = prior if tc.input_noise_response else None
     bsamp = GlobalBatchSampler(len(data), tc.batch_size, rank=info.rank, world_size=info.world_size, seed=tc.seed)
     # own generator: a DataLoader iterator otherwise draws its base seed from the global RNG, which
     # would shift the dropout stream of a run resumed mid-epoch
@@ -266,8 +270,7 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
                     batch = pushforward(model, sde, sampler, batch, unroll, graph)
                 if noise.eta is not None:
                     noisy = add_input_noise(batch, noise.eta, tc.input_noise, tc.input_noise_shared)
-                    batch = (noisy if bond_k is None else
-                             linear_response_target(batch, noisy, graph, bond_k, stats["frame_fs"]))
+                    batch = noisy if response is None else response_target(batch, noisy, graph, response)
                 loss = dsm_loss(ddp, sde, batch, noise, graph, cfg.model.sigma_data)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite training loss at epoch {epoch}, batch {b}, step {step}")
