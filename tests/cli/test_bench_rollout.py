@@ -30,5 +30,5 @@ def test_bench_rollout_writes_rows_for_xtb_and_each_batch(tmp_path, capsys):
     assert "| batch | atoms | frame (ms) | score call: egt_score op (ms)" in printed
     for row in data["rows"][1:]:  # the per-call split of each DiffMD batch
         assert row["atoms"] == 9 * row["batch"]
-        assert all(row[k] > 0 for k in ("ms_per_frame", "score_call_ms", "score_modules_ms", "egl_op_ms"))
+        assert all(row[k] > 0 for k in ("ms_per_frame", "score_call_ms", "score_modules_ms", "egl_op_ms", "anchor_ms"))
     assert np.isfinite(data["rows"][0]["hr_jsd"]) and data["rows"][0]["mean_T_K"] > 0

@@ -101,10 +101,12 @@ def _median_ms(fn, repeats: int, inner: int = 10) -> float:
 def call_times(model, start, repeats: int = 7) -> dict:
     """Per-call times (ms, median) of one score evaluation on the window ``start``: the whole network
     as one ``egt_score`` op (what rollouts run), the same network op by op through the modules (autograd
-    off, fused attention), and the EGL attention op alone, once per layer (its share of either)."""
-    from ..ops.graph import complete_graph
+    off, fused attention), the EGL attention op alone, once per layer (its share of either), and the
+    anchor (x(t) + v(t), plus the valence prior's Verlet step with model.bond_prior) that every call
+    computes first."""
+    from ..ops.graph import complete_graph, with_covalent_bonds
 
-    graph = complete_graph(start.batch)
+    graph = with_covalent_bonds(complete_graph(start.batch), start.x, start.z)  # the rollout's fixed topology
     x_noisy = 2.0 * start.x - start.x_prev
     std = torch.full_like(start.x[:, :1], 0.05)  # Å
     layer, cfg = model.layers[0], model.cfg
@@ -125,7 +127,9 @@ def call_times(model, start, repeats: int = 7) -> dict:
         attention = timed(lambda: ops.egl_attention(start.x, v, q, q, q, layer.w_sbf1, layer.w_sbf2, graph.row_ptr,
                                                     graph.col, cutoff=cfg.cutoff, num_radial=cfg.num_radial,
                                                     num_spherical=cfg.num_spherical))
-    return {"score_call_ms": fused, "score_modules_ms": modules, "egl_op_ms": attention * cfg.num_layers}
+        anchor = timed(lambda: model.anchor(start, graph))  # inside every score call
+    return {"score_call_ms": fused, "score_modules_ms": modules, "egl_op_ms": attention * cfg.num_layers,
+            "anchor_ms": anchor}
 
 
 def xtb_row(ref, start: int, steps: int, warmup: int, threads: int, temperature_K: float, seed: int) -> dict:
@@ -186,13 +190,14 @@ def table(rows: list[dict], ref_T: float) -> str:
 
 def call_table(rows: list[dict]) -> str:
     """Where a frame's time goes, per DiffMD batch: the whole step against one score call (the fused
-    network op), the same network op by op, and the EGL attention op's own share."""
+    network op), the same network op by op, the EGL attention op's own share, and the anchor's."""
     lines = ["| batch | atoms | frame (ms) | score call: egt_score op (ms) | score, modules op by op (ms) | "
-             "EGL attention op x layers (ms) | op-by-op / fused |", "|---:|---:|---:|---:|---:|---:|---:|"]
+             "EGL attention op x layers (ms) | anchor, incl. valence prior (ms) | op-by-op / fused |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if "score_call_ms" in r:
             lines.append(f"| {r['batch']} | {r['atoms']} | {r['ms_per_frame']:.3g} | {r['score_call_ms']:.3g} | "
-                         f"{r['score_modules_ms']:.3g} | {r['egl_op_ms']:.3g} | "
+                         f"{r['score_modules_ms']:.3g} | {r['egl_op_ms']:.3g} | {r.get('anchor_ms', float('nan')):.3g} | "
                          f"{r['score_modules_ms'] / r['score_call_ms']:.2g}x |")
     return "\n".join(lines)
 
