@@ -181,7 +181,7 @@ def test_demo_runs_the_long_rollouts_and_reports_them(tmp_path, capsys):
                  "--frames", "4", "--starts", "2", "--long-ps", "0.02", "--quiet"])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "long rollouts: 2 starts x 0.02 ps (20 frames of 1 fs)" in printed  # demo.toml: stride 2
+    assert "long rollouts: 2 starts x 0.02 ps (10 frames of 2 fs)" in printed  # long.toml: stride 4
     report = (out / "report.md").read_text()
     assert "## Long rollouts" in report and "long_temperature.png" in report and "vs xTB" in report
     for name in ("long_h_r.png", "long_temperature.png", "long_vdos.png"):

@@ -163,7 +163,7 @@ def test_results_grid_end_to_end_on_bundled_ethanol(tmp_path, capsys):
     cell = json.loads((tmp_path / "cells" / TABLE1 / "diffmd-long" / "ethanol.json").read_text())
     m = cell["columns"]["ethanol"]
     assert m["armse"] > 0 and m["rollouts"] == 1 and cell["train_s"] > 0
-    assert cell["rollout"]["frames"] == 2  # stride 2: 4 data frames are 2 model frames
+    assert cell["rollout"]["frames"] == 1  # long.toml stride 4: 4 data frames are 1 model frame
     assert (cell["data"]["train_frames"], cell["data"]["val_frames"], cell["data"]["test_frames"]) == (300, 100, 200)
     assert (tmp_path / "runs" / TABLE1 / "diffmd-long" / "ethanol" / "log.txt").read_text()  # the training log
     md = (tmp_path / "tables.md").read_text()

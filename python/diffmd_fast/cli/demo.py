@@ -3,7 +3,7 @@ the baselines on the same starts (in phase, 20 frames); then train a long-rollou
 (configs/long.toml) and roll it out for --long-ps picoseconds from every start, with the long-run
 metrics (stability, h(r), temperature, VDOS) and a GFN2-xTB speed row.
 
-    diffmd demo                      # ethanol, ~7 minutes on 2 CPU cores
+    diffmd demo                      # ethanol, ~9 minutes on 2 CPU cores
     diffmd demo --data aspirin --out runs/demo-aspirin --frames 40
 
 Short-to-long task: the first TRAIN frames train every model, the next VAL frames validate, and
