@@ -32,7 +32,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.batch import FrameBatch
-from ..ops.graph import BOND_SCALE, complete_graph
+from ..data.elements import BOND_SCALE
+from ..ops.graph import complete_graph
 
 MAX_Z = 119
 

@@ -10,7 +10,7 @@ from ase import units
 from ase.data import covalent_radii
 from ase.geometry import find_mic
 
-from ..ops.graph import BOND_SCALE
+from .elements import BOND_SCALE
 from .trajectory import Trajectory, TrajectoryError
 
 MD17_DT_FS = 0.5  # MD17 and revised MD17 were sampled every 0.5 fs (Chmiela et al. 2017)

@@ -24,7 +24,7 @@ import numpy as np
 from ase.data import covalent_radii
 from scipy.spatial.distance import jensenshannon
 
-from ..ops.graph import BOND_SCALE
+from ..data.elements import BOND_SCALE
 
 STABILITY_TOL = 0.5  # Å a bond may leave its reference range before the rollout counts as broken
 MOVING_THRESHOLD = 1e-3  # Å/frame: far below thermal motion (~5e-3..2e-2 Å per 0.5 fs at 500 K)

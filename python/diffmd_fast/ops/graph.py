@@ -8,7 +8,7 @@ from typing import NamedTuple
 import torch
 from ase.data import covalent_radii
 
-BOND_SCALE = 1.2  # × sum of covalent radii: the usual bond-perception tolerance
+from ..data.elements import BOND_SCALE
 
 
 class Graph(NamedTuple):
