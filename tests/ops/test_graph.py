@@ -78,3 +78,19 @@ def test_radius_graph_bad_input(bad, match):
         x = x[:, :2]
     with pytest.raises(ValueError, match=match):
         graph.radius_graph(x, torch.zeros(5, dtype=torch.int64), bad.get("r", 1.0))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_bond_angles_are_every_pair_of_bonds_sharing_an_atom(seed):
+    # random undirected bonds (both directions, shuffled), degrees up to ~6, against brute force
+    gen = torch.Generator().manual_seed(seed)
+    n = 30
+    pairs = {tuple(sorted(map(int, torch.randint(0, n, (2,), generator=gen)))) for _ in range(60)}
+    pairs = [(i, j) for i, j in pairs if i != j]
+    directed = torch.tensor(pairs + [(j, i) for i, j in pairs]).T  # (2, M) receiver, sender
+    directed = directed[:, torch.randperm(directed.shape[1], generator=gen)]
+    want = sorted((min(a, b), c, max(a, b)) for c in range(n)
+                  for a in range(n) for b in range(a + 1, n) if {(c, a), (c, b)} <= set(map(tuple, directed.T.tolist())))
+    got = graph.bond_angles(directed)
+    assert got.shape[0] == 3 and sorted(map(tuple, got.T.tolist())) == want
+    assert graph.bond_angles(directed[:, :0]).shape == (3, 0)

@@ -33,7 +33,7 @@ from ase.data import atomic_masses, chemical_symbols
 from torch import nn
 
 from ..ops.fused import VALENCE_COMPILED
-from ..ops.graph import Graph, bond_angles, covalent_bonds
+from ..ops.graph import Graph, with_covalent_bonds
 
 ANGLE_ELEMENTS = 16  # distinct elements the angle table holds (the training data's)
 
@@ -105,8 +105,7 @@ class BondPrior(nn.Module):
         """(N, 3) Å: the prior's Verlet displacement Δt² F(x) / m at positions x (N, 3) Å, over the bonds
         and angles of ``graph`` (perceived on x when the graph has none)."""
         if graph.bonds is None:
-            bonds = covalent_bonds(graph, x, z)
-            graph = graph._replace(bonds=bonds, angles=bond_angles(bonds))
+            graph = with_covalent_bonds(graph, x, z)
         step = self.frame_fs**2 * units.fs**2 * self.force(x, z, graph) / self.masses[z].unsqueeze(-1)  # (N, 3) Å
         return step.to(x.dtype)
 

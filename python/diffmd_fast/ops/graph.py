@@ -48,11 +48,21 @@ def covalent_bonds(graph: Graph, x: torch.Tensor, z: torch.Tensor, scale: float 
 
 def bond_angles(bonds: torch.Tensor) -> torch.Tensor:
     """(3, A) int64 end i, centre j, end k with i < k of every pair of bonds j-i, j-k sharing atom j,
-    from directed ``bonds`` (2, M) receiver, sender (each bond in both directions)."""
-    centre, end = bonds[0], bonds[1]  # (M,)
-    pair = (centre.unsqueeze(1) == centre.unsqueeze(0)) & (end.unsqueeze(1) < end.unsqueeze(0))  # (M, M)
-    a, b = pair.nonzero(as_tuple=True)
-    return torch.stack([end[a], centre[a], end[b]])
+    from directed ``bonds`` (2, M) receiver, sender (each bond in both directions). O(M · degree):
+    the bonds are grouped by centre and each group's pairs taken by offset within it (a training
+    batch has thousands of bonds, so no M x M comparison)."""
+    order = torch.argsort(bonds[0], stable=True)
+    centre, end = bonds[0][order], bonds[1][order]  # (M,) grouped by centre
+    if centre.numel() == 0:
+        return bonds.new_zeros(3, 0)
+    degree = int(torch.unique_consecutive(centre, return_counts=True)[1].max())
+    out = []
+    for offset in range(1, degree):  # bond a and bond a + offset of the same group: each pair once
+        a = torch.arange(centre.numel() - offset, device=centre.device)
+        a = a[centre[a] == centre[a + offset]]
+        ea, eb = end[a], end[a + offset]
+        out.append(torch.stack([torch.minimum(ea, eb), centre[a], torch.maximum(ea, eb)]))
+    return torch.cat(out, dim=1) if out else bonds.new_zeros(3, 0)
 
 
 def with_covalent_bonds(graph: Graph, x: torch.Tensor, z: torch.Tensor) -> Graph:

@@ -44,7 +44,7 @@ from ..dynamics.stepper import sample_frame
 from ..evaluation.longrun import temperature_series
 from ..evaluation.metrics import bond_lengths, bonds_from_reference
 from ..nn.bond_prior import BondPrior
-from ..ops.graph import Graph, bond_angles, covalent_bonds
+from ..ops.graph import Graph, bond_angles, with_covalent_bonds
 
 
 def add_input_noise(batch: FrameBatch, noise: torch.Tensor, std: float, shared_std: float = 0.0) -> FrameBatch:
@@ -152,7 +152,6 @@ def response_target(clean: FrameBatch, noisy: FrameBatch, graph: Graph, prior: B
     d_prev = (noisy.x_prev - clean.x_prev).double()
     x, z = clean.x.double(), clean.z
     if graph.bonds is None:  # one topology for both frames: the clean frame's
-        bonds = covalent_bonds(graph, x, z)
-        graph = graph._replace(bonds=bonds, angles=bond_angles(bonds))
+        graph = with_covalent_bonds(graph, x, z)
     shift = 2.0 * d_t - d_prev + prior(x + d_t, z, graph) - prior(x, z, graph)  # (N, 3) Å
     return replace(noisy, x_next=clean.x_next + shift.to(clean.x_next.dtype))

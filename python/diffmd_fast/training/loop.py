@@ -41,7 +41,7 @@ from ..dynamics.rollout import rollout_armse
 from ..evaluation.longrun import temperature_series
 from ..nn.bond_prior import BondPrior
 from ..nn.score_net import ScoreNet
-from ..ops.graph import complete_graph
+from ..ops.graph import complete_graph, with_covalent_bonds
 from .checkpoint import load_latest, save_checkpoint
 from .conditioning import add_input_noise, angle_statistics, bond_statistics, pushforward, response_target
 from .distributed import DistInfo, GlobalBatchSampler, all_mean, any_rank, barrier, init_distributed, shutdown
@@ -265,6 +265,8 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
                 keys = [noise_key(tc.seed, epoch, b, p) for p in bsamp.positions()]
                 noise = draw_noise_keyed(batch, sde, keys, conditioning=tc.input_noise > 0 or tc.input_noise_shared > 0)
                 graph = complete_graph(batch.batch)
+                if prior is not None:  # one topology per batch, the data's, for the prior and the response targets
+                    graph = with_covalent_bonds(graph, batch.x, batch.z)
                 unroll = unroll_steps(tc, epoch, b)
                 if unroll:
                     batch = pushforward(model, sde, sampler, batch, unroll, graph)
