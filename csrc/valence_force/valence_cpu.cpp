@@ -52,14 +52,10 @@ void valence_force_cpu_impl(const T* x, const ValenceParams& p, double* f) {
 at::Tensor valence_force_cpu(const at::Tensor& x, const at::Tensor& z, const at::Tensor& bonds, const at::Tensor& angles,
                              const at::Tensor& bond_k, const at::Tensor& bond_r0, const at::Tensor& slot,
                              const at::Tensor& angle_k, const at::Tensor& angle_c0) {
-  // a model cast to float32 casts its tables too: read them in double (a no-op when they are)
-  const at::Tensor kb = bond_k.to(at::kDouble), rb = bond_r0.to(at::kDouble), ka = angle_k.to(at::kDouble),
-                   ca = angle_c0.to(at::kDouble);
-  const ValenceParams p = check_valence_inputs(x, z, bonds, angles, kb, rb, slot, ka, ca);
-  at::Tensor f = at::zeros({p.N, 3}, x.options().dtype(at::kDouble));  // (N, 3) eV/Å
+  const ValenceCall call = prepare_valence_call(x, z, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "valence_force_cpu",
-                             [&] { valence_force_cpu_impl(x.data_ptr<scalar_t>(), p, f.data_ptr<double>()); });
-  return f;
+                             [&] { valence_force_cpu_impl(x.data_ptr<scalar_t>(), call.p, call.force.data_ptr<double>()); });
+  return call.force;
 }
 
 // Inference only: the forces are an input of the anchor, never differentiated.

@@ -66,24 +66,22 @@ __global__ void angle_kernel(const T* __restrict__ x, ValenceParams p, double* _
 at::Tensor valence_force_cuda(const at::Tensor& x, const at::Tensor& z, const at::Tensor& bonds, const at::Tensor& angles,
                               const at::Tensor& bond_k, const at::Tensor& bond_r0, const at::Tensor& slot,
                               const at::Tensor& angle_k, const at::Tensor& angle_c0) {
-  // a model cast to float32 casts its tables too: read them in double (a no-op when they are)
-  const at::Tensor kb = bond_k.to(at::kDouble), rb = bond_r0.to(at::kDouble), ka = angle_k.to(at::kDouble),
-                   ca = angle_c0.to(at::kDouble);
-  const ValenceParams p = check_valence_inputs(x, z, bonds, angles, kb, rb, slot, ka, ca);
   const c10::cuda::CUDAGuard guard(x.device());
-  at::Tensor f = at::zeros({p.N, 3}, x.options().dtype(at::kDouble));  // (N, 3) eV/Å
+  const ValenceCall call = prepare_valence_call(x, z, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0);
+  const ValenceParams& p = call.p;
+  double* f = call.force.data_ptr<double>();  // (N, 3) eV/Å
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "valence_force_cuda", [&] {
     if (p.M > 0) {
-      bond_kernel<<<(p.M + kThreads - 1) / kThreads, kThreads, 0, stream>>>(x.data_ptr<scalar_t>(), p, f.data_ptr<double>());
+      bond_kernel<<<(p.M + kThreads - 1) / kThreads, kThreads, 0, stream>>>(x.data_ptr<scalar_t>(), p, f);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
     if (p.A > 0) {
-      angle_kernel<<<(p.A + kThreads - 1) / kThreads, kThreads, 0, stream>>>(x.data_ptr<scalar_t>(), p, f.data_ptr<double>());
+      angle_kernel<<<(p.A + kThreads - 1) / kThreads, kThreads, 0, stream>>>(x.data_ptr<scalar_t>(), p, f);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   });
-  return f;
+  return call.force;
 }
 
 }  // namespace

@@ -50,4 +50,23 @@ inline ValenceParams check_valence_inputs(const at::Tensor& x, const at::Tensor&
           angle_k.data_ptr<double>(), angle_c0.data_ptr<double>()};
 }
 
+// One call's inputs, checked, and its zeroed (N, 3) float64 output (eV/Å), shared by both backends. A
+// model cast to float32 casts its tables too: they are read in double (the conversion is a no-op when
+// they are), and the converted tensors live here as long as the params that point into them.
+struct ValenceCall {
+  at::Tensor bond_k, bond_r0, angle_k, angle_c0;
+  ValenceParams p;
+  at::Tensor force;
+};
+
+inline ValenceCall prepare_valence_call(const at::Tensor& x, const at::Tensor& z, const at::Tensor& bonds,
+                                        const at::Tensor& angles, const at::Tensor& bond_k, const at::Tensor& bond_r0,
+                                        const at::Tensor& slot, const at::Tensor& angle_k, const at::Tensor& angle_c0) {
+  ValenceCall call{bond_k.to(at::kDouble), bond_r0.to(at::kDouble), angle_k.to(at::kDouble), angle_c0.to(at::kDouble),
+                   {}, {}};
+  call.p = check_valence_inputs(x, z, bonds, angles, call.bond_k, call.bond_r0, slot, call.angle_k, call.angle_c0);
+  call.force = at::zeros({call.p.N, 3}, x.options().dtype(at::kDouble));
+  return call;
+}
+
 }  // namespace diffmd
