@@ -120,11 +120,11 @@ def test_langevin_drives_a_cold_system_to_the_target_and_keeps_a_thermal_one_the
         temps = []
         for _ in range(200):  # 20 relaxation times; the corrections act on the implied velocity each time
             for c in corrections:
-                x_new = c(big, x_new, gen)
+                x_new = c(big, x_new, c.noise(big, gen))
             temps.append(_temperature(big, x_new, 0.5).mean())
         assert temps[0] < 0.2 * expected and abs(np.mean(temps[-50:]) - expected) < 0.03 * expected
         for c in corrections:  # one more step from a thermal state stays thermal
-            x_new = c(big, x_new, gen)
+            x_new = c(big, x_new, c.noise(big, gen))
         assert abs(_temperature(big, x_new, 0.5).mean() - expected) < 0.05 * expected
 
 

@@ -1,6 +1,9 @@
 """The Stepper: observers at their intervals, corrections applied, exact continuation from state_dict."""
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
 import torch
 
 from diffmd_fast.config import RolloutConfig
@@ -9,7 +12,7 @@ from diffmd_fast.diffusion.samplers import HeunSampler
 from diffmd_fast.diffusion.sde import ConditionalVESDE
 from diffmd_fast.dynamics.physics import corrections_from_config
 from diffmd_fast.dynamics.stepper import Stepper
-from model_helpers import make_net
+from model_helpers import TINY, make_net
 
 
 def _stepper(seed=0):
@@ -80,3 +83,50 @@ def test_the_start_frame_topology_is_kept_and_follows_a_stopped_molecule():
     resumed = _stepper()
     resumed.load_state_dict(st.state_dict())
     assert torch.equal(resumed.graph.bonds, st.graph.bonds)
+
+
+def _with_prior(st: Stepper, compile: bool) -> Stepper:
+    """``st``'s rollout with configs/long.toml's model: EDM preconditioning about the valence prior's Verlet
+    step (so the compiled graph holds both fused ops, egt_score and valence_force)."""
+    net = make_net(replace(TINY, sigma_data=0.01, bond_prior=True))
+    net.bond_prior.set_tables(torch.full((11, 11), 30.0), torch.full((11, 11), 1.2), 0.5,
+                              {(1, 6, 1): (5.0, -0.33), (6, 6, 8): (5.0, -0.33)})
+    with torch.no_grad():
+        net.delta_scale.fill_(0.01)  # an untrained network's full-size output would explode the frame
+    return Stepper(net, st.sde, st.sampler, st.start, corrections=st.corrections,
+                   generator=torch.Generator().manual_seed(0), compile=compile)
+
+
+def _compiled_stepper(seed=0):
+    st = _stepper(seed)
+    return Stepper(st.model, st.sde, st.sampler, st.start, corrections=st.corrections,
+                   generator=torch.Generator().manual_seed(seed), compile=True)
+
+
+def test_compiled_frames_equal_eager_ones_and_survive_a_stopped_molecule():
+    """compile=True runs each frame as one torch.compile graph: the same frames as eager mode (float64,
+    to rounding), also after a molecule stops (new shapes: a recompilation, not a wrong reuse)."""
+    eager, compiled = _with_prior(_stepper(), False), _with_prior(_stepper(), True)
+    eager.run(3)
+    compiled.run(3)
+    torch.testing.assert_close(compiled.positions, eager.positions, rtol=0, atol=1e-9)
+    failed = torch.tensor([False, True, False])
+    for st in (eager, compiled):
+        st._stop(failed, st.frame.x.clone(), torch.zeros(st.frame.x.shape[0], dtype=torch.bool))
+        st.run(2)
+    assert compiled.num_active == 2 and torch.isnan(compiled.positions).any()
+    torch.testing.assert_close(compiled.positions, eager.positions, rtol=0, atol=1e-9, equal_nan=True)
+
+
+def test_a_compiler_failure_falls_back_to_eager_with_a_warning():
+    from torch._dynamo.exc import TorchDynamoException
+
+    def broken(*args):  # what torch.compile raises when inductor finds no C++ compiler
+        raise TorchDynamoException("no C++ compiler")
+
+    st, eager = _compiled_stepper(), _stepper()
+    st._compiled = broken
+    with pytest.warns(UserWarning, match="torch.compile failed"):
+        st.run(2)
+    eager.run(2)
+    assert st._compiled is None and torch.equal(st.positions, eager.positions)

@@ -5,7 +5,9 @@ Rows, all measured in one run:
   - GFN2-xTB: ASE Langevin (the reference data's temperature, 0.01/fs friction, its time step)
     with tblite's calculator, one trajectory, from the same start frame as DiffMD's batch 1;
   - DiffMD at each batch size (default 1 and 100): the Stepper with the checkpoint's [rollout]
-    corrections and the default guards, from evenly spaced frames of the reference's test part.
+    corrections and the default guards, from evenly spaced frames of the reference's test part;
+    with --compile both (the default) twice, in eager mode and with each frame one torch.compile
+    graph (rollout.compile; its one-off compilation runs in the untimed warm-up and is reported).
 A second table splits a frame's time: the whole step, one score call (the network as the one
 ``egt_score`` op), the same network run op by op through the modules, and the EGL attention op alone
 (x layers).
@@ -55,17 +57,22 @@ def _quality(trajs: list[np.ndarray], ref, dt_fs: float) -> dict:
     return out
 
 
-def _diffmd_row(run, ref, starts: list[int], frames: int, warmup: int, device, seed: int) -> dict:
+def _diffmd_row(run, ref, starts: list[int], frames: int, warmup: int, device, seed: int, compile: bool) -> dict:
+    from dataclasses import replace
+
     from ..data import start_batch
 
     cfg = run.config
     frame_fs = run.data.get("frame_fs") or ref.dt_fs * cfg.train.stride
     start = start_batch([ref] * len(starts), starts, stride=cfg.train.stride,
                         dtype=getattr(torch, cfg.train.dtype)).to(device)
-    stepper = run.stepper(start, frame_fs, generator=torch.Generator(device=device).manual_seed(seed))
+    stepper = run.stepper(start, frame_fs, rollout=replace(cfg.rollout, compile=compile),
+                          generator=torch.Generator(device=device).manual_seed(seed))
     kept: list[np.ndarray] = []
     stepper.attach(lambda s: kept.append(s.start.absolute(s.positions).cpu().numpy().copy()))
+    t0 = time.perf_counter()
     stepper.run(warmup)
+    warmup_s = time.perf_counter() - t0
     nfe0, t0 = stepper.total_nfe, time.perf_counter()
     stepper.run(frames)
     if start.x.is_cuda:
@@ -80,7 +87,8 @@ def _diffmd_row(run, ref, starts: list[int], frames: int, warmup: int, device, s
         ok = np.isfinite(x).all(axis=(1, 2))
         trajs.append(x[: int(np.argmin(ok)) if not ok.all() else len(x)])
     per_traj = done * frame_fs / 1000 / wall if wall > 0 else float("nan")
-    return {"method": "DiffMD", "batch": len(starts), "atoms": start.x.shape[0], "frames": done, "frame_fs": frame_fs, "wall_s": wall,
+    return {"method": "DiffMD, torch.compile" if compile else "DiffMD", "compile": compile, "warmup_s": warmup_s,
+            "batch": len(starts), "atoms": start.x.shape[0], "frames": done, "frame_fs": frame_fs, "wall_s": wall,
             "ps_per_s": per_traj, "total_ps_per_s": per_traj * len(starts),
             "nfe_per_frame": (stepper.total_nfe - nfe0) / max(done, 1),
             "stopped": sum(r is not None for r in stepper.stopped), "ms_per_frame": wall / max(done, 1) * 1e3,
@@ -191,12 +199,13 @@ def table(rows: list[dict], ref_T: float) -> str:
 def call_table(rows: list[dict]) -> str:
     """Where a frame's time goes, per DiffMD batch: the whole step against one score call (the fused
     network op), the same network op by op, the EGL attention op's own share, and the anchor's."""
-    lines = ["| batch | atoms | frame (ms) | score call: egt_score op (ms) | score, modules op by op (ms) | "
+    lines = ["| batch | mode | atoms | frame (ms) | score call: egt_score op (ms) | score, modules op by op (ms) | "
              "EGL attention op x layers (ms) | anchor, incl. valence prior (ms) | op-by-op / fused |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if "score_call_ms" in r:
-            lines.append(f"| {r['batch']} | {r['atoms']} | {r['ms_per_frame']:.3g} | {r['score_call_ms']:.3g} | "
+            mode = "torch.compile" if r.get("compile") else "eager"
+            lines.append(f"| {r['batch']} | {mode} | {r['atoms']} | {r['ms_per_frame']:.3g} | {r['score_call_ms']:.3g} | "
                          f"{r['score_modules_ms']:.3g} | {r['egl_op_ms']:.3g} | {r.get('anchor_ms', float('nan')):.3g} | "
                          f"{r['score_modules_ms'] / r['score_call_ms']:.2g}x |")
     return "\n".join(lines)
@@ -211,6 +220,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--frames", type=int, default=40, help="timed DiffMD frames per batch size")
     ap.add_argument("--xtb-steps", type=int, default=1000, help="timed GFN2-xTB MD steps")
     ap.add_argument("--warmup", type=int, default=2, help="untimed frames/steps before timing")
+    ap.add_argument("--compile", default="both", choices=["off", "on", "both"],
+                    help="DiffMD rows in eager mode, with each frame one torch.compile graph, or both")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="threads of torch and tblite")
     ap.add_argument("--train-frames", type=int, default=2000, help="training frames of the demo model (and the "
                                                                     "start of the test part the rollouts start in)")
@@ -248,8 +259,11 @@ def main(argv=None) -> dict:
     print(f"  GFN2-xTB: {rows[-1]['ps_per_s']:.3g} ps/s", flush=True)
     for b in batches:
         starts = sorted({int(t) for t in np.linspace(lo, hi, b).round()}) if b > 1 else [first]
-        rows.append(_diffmd_row(run, ref, starts, args.frames, args.warmup, torch.device(args.device), args.seed))
-        print(f"  DiffMD batch {len(starts)}: {rows[-1]['total_ps_per_s']:.3g} ps/s total", flush=True)
+        for compile in {"off": [False], "on": [True], "both": [False, True]}[args.compile]:
+            rows.append(_diffmd_row(run, ref, starts, args.frames, args.warmup, torch.device(args.device), args.seed,
+                                    compile))
+            print(f"  {rows[-1]['method']} batch {len(starts)}: {rows[-1]['total_ps_per_s']:.3g} ps/s total "
+                  f"(warm-up {rows[-1]['warmup_s']:.1f} s)", flush=True)
     from importlib.metadata import version
 
     machine = dict(platform=platform.platform(), processor=platform.processor(), cpus=mp.cpu_count(),

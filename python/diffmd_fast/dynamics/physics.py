@@ -2,9 +2,11 @@
 thermostat on the implied velocities.
 
 A generated frame x(t+1) implies the velocity v = (x(t+1) - x(t)) / Δt (Å/fs, Δt the model's frame
-time). A ``FrameCorrection`` maps (window, x(t+1)) to a corrected x(t+1) by changing that velocity;
-the stepper applies corrections in order before its health checks, so the next window conditions
-on the corrected frame.
+time). A ``FrameCorrection`` maps (window, x(t+1), its random numbers) to a corrected x(t+1) by
+changing that velocity; the stepper applies corrections in order before its health checks, so the
+next window conditions on the corrected frame. A correction draws its random numbers in ``noise``,
+before the frame is sampled, so that the frame itself is a pure function of its inputs (one
+torch.compile graph, see dynamics/stepper.py).
 
 - ``MomentumProjection`` removes the net linear and angular momentum of v per molecule (mass-weighted,
   about the centre of mass of x(t)): a molecule in vacuum has neither, and a learned sampler's small
@@ -70,8 +72,13 @@ def _molecule_masses(frame: FrameBatch) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class FrameCorrection(Protocol):
-    def __call__(self, frame: FrameBatch, x_new: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """x(t+1) (N, 3) Å corrected, given the window ``frame`` whose current frame is x(t)."""
+    def noise(self, frame: FrameBatch, generator: torch.Generator | None) -> torch.Tensor | None:
+        """The random numbers one frame of ``frame``'s atoms needs (None: deterministic), drawn from
+        ``generator`` (the stepper's resumable stream)."""
+
+    def __call__(self, frame: FrameBatch, x_new: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        """x(t+1) (N, 3) Å corrected, given the window ``frame`` whose current frame is x(t) and the
+        output of ``noise``."""
 
 
 class MomentumProjection:
@@ -92,7 +99,10 @@ class MomentumProjection:
     def __init__(self) -> None:
         self._masses = _PerWindow(_molecule_masses)
 
-    def __call__(self, frame: FrameBatch, x_new: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def noise(self, frame: FrameBatch, generator: torch.Generator | None = None) -> None:
+        return None
+
+    def __call__(self, frame: FrameBatch, x_new: torch.Tensor, noise: None = None) -> torch.Tensor:
         batch, num = frame.batch, frame.num_graphs
         m, mt = self._masses(frame)  # (N, 1), (B, 1) amu
         # positions and displacements (∝ velocity) side by side, so that one reduction gives the
@@ -136,12 +146,15 @@ class LangevinThermostat:
         self._noise = _PerWindow(lambda frame: math.sqrt(1.0 - self.c**2) * (
             _THERMAL_SPEED * math.sqrt(self.temperature_K) / masses_of(frame.z).unsqueeze(-1).sqrt()))
 
-    def __call__(self, frame: FrameBatch, x_new: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def noise(self, frame: FrameBatch, generator: torch.Generator | None = None) -> torch.Tensor:
+        """ξ (N, 3) float64 standard normal, on the generator's device, moved to the frame's."""
+        device = generator.device if generator is not None else frame.x.device
+        return torch.randn(frame.x.shape, generator=generator, dtype=torch.float64, device=device).to(frame.x.device)
+
+    def __call__(self, frame: FrameBatch, x_new: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         dt = self.frame_fs
         v = (x_new - frame.x).double() / dt  # (N, 3) Å/fs
-        device = generator.device if generator is not None else v.device  # the stepper's (resumable) stream
-        xi = torch.randn(v.shape, generator=generator, dtype=torch.float64, device=device).to(v.device)
-        v = self.c * v + self._noise(frame) * xi
+        v = self.c * v + self._noise(frame) * noise
         return (frame.x.double() + v * dt).to(x_new.dtype)
 
 
