@@ -118,9 +118,14 @@ at::Tensor egt_score_autograd(const at::Tensor& z, const at::Tensor& x_prev, con
   TORCH_CHECK(!needs_grad || !at::GradMode::is_enabled(),
               "egt_score is inference-only (no backward); run it under torch.no_grad() or call the ScoreNet "
               "modules, which train through the differentiable egl_attention op");
+  // Through the dispatcher, not a direct call: under torch.compile the keys below autograd (fake tensors,
+  // functionalisation) must see the op itself, else they trace its body and the graph runs the network
+  // op by op (23 addmm per call) instead of this kernel.
   at::AutoDispatchBelowADInplaceOrView below;
-  return egt_score(z, x_prev, x, x_noisy, x_anchor, std, row_ptr, col, params, cutoff, num_radial, num_spherical, heads,
-                   anchor, sigma_data, num_layers);
+  static auto op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("diffmd_fast::egt_score", "").typed<decltype(egt_score)>();
+  return op.call(z, x_prev, x, x_noisy, x_anchor, std, row_ptr, col, params, cutoff, num_radial, num_spherical, heads,
+                 anchor, sigma_data, num_layers);
 }
 
 }  // namespace

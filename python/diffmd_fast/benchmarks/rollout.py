@@ -17,7 +17,7 @@ until a bond leaves its reference mean length by more than 0.5 Å (ps; capped at
 length; a molecule stopped by a guard counts up to its stop), the h(r) Jensen-Shannon divergence
 of the pooled interatomic distances against the reference, and the mean kinetic temperature of
 finite-difference velocities (K; the reference's in the header). Warm-up frames/steps are not
-timed. Without --checkpoint a demo-size long-rollout model (configs/long.toml) is trained briefly on the first
+timed; each rate is the median of 5 timed chunks. Without --checkpoint a demo-size long-rollout model (configs/long.toml) is trained briefly on the first
 --train-frames frames, so its quality columns mean little: pass a trained run for those.
 
     python benches/bench_rollout.py                        # or: diffmd bench rollout
@@ -73,11 +73,15 @@ def _diffmd_row(run, ref, starts: list[int], frames: int, warmup: int, device, s
     t0 = time.perf_counter()
     stepper.run(warmup)
     warmup_s = time.perf_counter() - t0
-    nfe0, t0 = stepper.total_nfe, time.perf_counter()
-    stepper.run(frames)
-    if start.x.is_cuda:
-        torch.cuda.synchronize()
-    wall = time.perf_counter() - t0
+    nfe0 = stepper.total_nfe
+    sync = torch.cuda.synchronize if start.x.is_cuda else (lambda: None)
+    def chunk(n: int) -> int:
+        t = stepper.t
+        stepper.run(n)
+        sync()
+        return stepper.t - t
+
+    wall = _chunked_wall(chunk, frames)
     done = stepper.t - warmup
     positions = np.stack(kept[warmup:])  # (done, N, 3) the timed frames, NaN after a stop
     batch = start.batch.cpu().numpy()
@@ -93,6 +97,23 @@ def _diffmd_row(run, ref, starts: list[int], frames: int, warmup: int, device, s
             "nfe_per_frame": (stepper.total_nfe - nfe0) / max(done, 1),
             "stopped": sum(r is not None for r in stepper.stopped), "ms_per_frame": wall / max(done, 1) * 1e3,
             **call_times(run.model, start), **_quality(trajs, ref, frame_fs)}
+
+
+CHUNKS = 5  # timed chunks per row; the rate is the median chunk's (a shared machine's stalls hit single chunks)
+
+
+def _chunked_wall(run, n: int) -> float:
+    """Seconds for n steps of ``run(k) -> steps done``, estimated as the steps done x the median
+    per-step time over CHUNKS equal chunks (robust to a neighbour's burst on a shared machine); a
+    rollout whose molecules all stopped does no more steps."""
+    per_step, done = [], 0
+    for k in [n // CHUNKS + (i < n % CHUNKS) for i in range(CHUNKS)]:
+        t0 = time.perf_counter()
+        did = run(k) if k else 0
+        if did:
+            per_step.append((time.perf_counter() - t0) / did)
+            done += did
+    return float(np.median(per_step)) * done if done else 0.0
 
 
 def _median_ms(fn, repeats: int, inner: int = 10) -> float:
@@ -161,9 +182,7 @@ def xtb_row(ref, start: int, steps: int, warmup: int, threads: int, temperature_
     dyn.attach(lambda: kept.append(atoms.get_positions()), interval=1)
     with omp_threads(threads):
         dyn.run(warmup)
-        t0 = time.perf_counter()
-        dyn.run(steps)
-        wall = time.perf_counter() - t0
+        wall = _chunked_wall(lambda k: (dyn.run(k), k)[1], steps)
     per_traj = steps * dt / 1000 / wall
     return {"method": "GFN2-xTB (ASE Langevin + tblite)", "batch": 1, "frames": steps, "frame_fs": dt, "wall_s": wall,
             "ps_per_s": per_traj, "total_ps_per_s": per_traj, "nfe_per_frame": None, "stopped": 0,

@@ -134,7 +134,12 @@ class Stepper:
         self.total_nfe = 0
         self.positions = start.x.clone()  # (N, 3) Å
         self._observers: list[tuple[Observer, int]] = []
-        self._compiled = torch.compile(self.frame_step) if compile else None
+        # static shapes: a graph specialised to this batch (a stop recompiles; shapes marked dynamic ran
+        # 2-5x slower per frame at batch 1-10). No size asserts in the generated code: dynamo's guards
+        # already check every input's shape, and ~100 asserts a call cost ~10 % of a batch-1 frame.
+        self._compiled = (torch.compile(self.frame_step, dynamic=False, options={"size_asserts": False})
+                          if compile else None)
+        self._caches_filled = False  # see _run_frame
 
     @property
     def num_active(self) -> int:
@@ -156,6 +161,7 @@ class Stepper:
         self.positions[self.atom_ids[~atoms]] = float("nan")
         self.frame, self.graph = _select(self.frame, keep), _subgraph(self.graph, atoms)
         self.guard, self.atom_ids = self.guard.subset(keep, self.frame), self.atom_ids[atoms]
+        self._caches_filled = False
 
     def frame_step(self, frame: FrameBatch, graph: Graph,
                    noises: list[torch.Tensor | None]) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
@@ -169,7 +175,11 @@ class Stepper:
 
     def _run_frame(self) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
         noises = [correct.noise(self.frame, self.generator) for correct in self.corrections]
-        if self._compiled is None:
+        if self._compiled is None or not self._caches_filled:
+            # The first frame of a set of atoms runs eagerly: it fills the lazy per-window caches (the
+            # network's parameter list, masses, guard tables, the sampler's grid). Traced instead, their
+            # construction would become part of the graph and be replayed on every frame (~2x slower).
+            self._caches_filled = True
             return self.frame_step(self.frame, self.graph, noises)
         from torch._dynamo.exc import TorchDynamoException
 
@@ -243,5 +253,6 @@ class Stepper:
         self.positions = state["positions"].to(like)
         self.stopped = [None if r is None else StopReport(**r) for r in state["stopped"]]
         self.t, self.total_nfe = int(state["t"]), int(state["total_nfe"])
+        self._caches_filled = False
         if self.generator is not None and state["generator"] is not None:
             self.generator.set_state(state["generator"])
