@@ -182,10 +182,15 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -
     frames = int(round(args.ps * 1000.0 / frame_fs))
     t0 = time.perf_counter()
     deadline = t0 + 60.0 * args.max_minutes
-    while stepper.t < frames and stepper.num_active > 0 and time.perf_counter() < deadline:
-        stepper.step()
-        if (score.stable >= 0).all():  # every rollout has left the stable region: nothing more to learn
-            break
+    from tqdm.auto import tqdm
+
+    with tqdm(total=frames, desc=f"{name} stride {stride} {sampler}", unit="frame", leave=False, mininterval=5.0,
+              disable=not args.progress) as bar:
+        while stepper.t < frames and stepper.num_active > 0 and time.perf_counter() < deadline:
+            stepper.step()
+            bar.update(1)
+            if (score.stable >= 0).all():  # every rollout has left the stable region: nothing more to learn
+                break
     wall = time.perf_counter() - t0
     ran = stepper.t
     stable = score.stable_frames(ran)
@@ -261,7 +266,7 @@ def main(argv=None) -> list[Cell]:
     ap.add_argument("--runs", default="runs/stability", help="training runs and cached cells")
     ap.add_argument("--json", default="benches/results/stability.json")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--progress", action="store_true", help="training progress bars")
+    ap.add_argument("--progress", action="store_true", help="progress bars of training and of each cell's rollout frames")
     args = ap.parse_args(argv)
     unknown = set(args.samplers.split(",")) - set(SAMPLERS)
     if unknown:
