@@ -134,7 +134,8 @@ class RolloutConfig:
     generates frames with no correction ("paper mode": momentum = false, thermostat = "none").
 
     ``momentum``: remove each molecule's net linear and angular momentum from the implied velocity.
-    ``thermostat``: "langevin" (per-atom Ornstein-Uhlenbeck step on the implied velocity) or "none".
+    ``thermostat``: "langevin" (per-atom Ornstein-Uhlenbeck step on the implied velocity), "bussi"
+    (stochastic velocity rescaling of each molecule's kinetic energy) or "none".
     ``temperature_K``: thermostat target; 0 means the training data's mean kinetic temperature,
     which every checkpoint stores. ``tau_fs``: thermostat relaxation time (inverse friction).
     ``compile``: run each rollout frame (sampler, score network with its fused ops, corrections,
@@ -144,7 +145,7 @@ class RolloutConfig:
     """
 
     momentum: bool = True
-    thermostat: Literal["none", "langevin"] = "langevin"
+    thermostat: Literal["none", "langevin", "bussi"] = "langevin"
     temperature_K: float = 0.0  # K; 0: from the checkpoint's training data
     tau_fs: float = 100.0  # fs
     compile: bool = False

@@ -1,4 +1,4 @@
-"""Physics on generated frames: momentum projection and the Langevin thermostat."""
+"""Physics on generated frames: momentum projection, the Langevin thermostat and velocity rescaling."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,8 @@ import torch
 
 from diffmd_fast.config import RolloutConfig
 from diffmd_fast.data import bundled, load_trajectory, start_batch
-from diffmd_fast.dynamics.physics import LangevinThermostat, MomentumProjection, corrections_from_config, masses_of
+from diffmd_fast.dynamics.physics import (LangevinThermostat, MomentumProjection, VelocityRescaling,
+                                          corrections_from_config, masses_of)
 from diffmd_fast.evaluation.longrun import kinetic_temperature
 from diffmd_fast.testing import random_orthogonal
 
@@ -138,3 +139,39 @@ def test_corrections_from_config_and_errors():
         corrections_from_config(RolloutConfig(), 0.5, None)
     with pytest.raises(ValueError, match="> 0"):
         LangevinThermostat(300.0, 0.0, 0.5)
+
+
+def test_velocity_rescaling_samples_the_canonical_kinetic_energy_and_keeps_directions():
+    """Bussi rescaling (after the momentum projection, the configured order) takes molecules moving at
+    ~100 K to the target's mean and the canonical spread of the kinetic temperature, var T = 2 T² / N_f
+    (a χ² of N_f degrees of freedom); it only scales: every molecule keeps its velocity's direction
+    and zero net momentum."""
+    big = start_batch([load_trajectory(bundled("ethanol"))] * 400, 100, dtype=torch.float64)
+    n, target = 9, 500.0
+    corrections = corrections_from_config(RolloutConfig(thermostat="bussi", temperature_K=target, tau_fs=10.0), 0.5,
+                                           None)
+    assert [type(c).__name__ for c in corrections] == ["MomentumProjection", "VelocityRescaling"]
+    gen = torch.Generator().manual_seed(0)
+    x_new = corrections[0](big, big.x + 0.2 * (big.x - big.x_prev))  # ~1/25 of the data's kinetic energy
+    assert _temperature(big, x_new, 0.5).mean() < 0.3 * target
+    temps = []
+    for _ in range(150):  # 7.5 relaxation times
+        before = x_new - big.x
+        x_new = corrections[1](big, x_new, corrections[1].noise(big, gen))
+        after = x_new - big.x
+        cos = torch.nn.functional.cosine_similarity(before.reshape(400, -1), after.reshape(400, -1), dim=-1)
+        assert torch.allclose(cos.abs(), torch.ones(400, dtype=torch.float64), atol=1e-9)
+        temps.append(_temperature(big, x_new, 0.5))
+    late = np.concatenate(temps[-40:])
+    assert abs(late.mean() - target) < 0.03 * target
+    assert abs(late.var() / (2 * target**2 / (3 * n - 6)) - 1.0) < 0.25
+    net = torch.zeros(400, 3, dtype=torch.float64).index_add_(0, big.batch, masses_of(big.z)[:, None] * (x_new - big.x))
+    assert net.abs().max() < 1e-9
+
+
+def test_velocity_rescaling_leaves_a_molecule_at_rest_and_checks_its_settings():
+    frame = start_batch([load_trajectory(bundled("ethanol"))] * 2, 100, dtype=torch.float64)
+    vr = VelocityRescaling(500.0, 10.0, 0.5)
+    assert torch.equal(vr(frame, frame.x, vr.noise(frame, torch.Generator().manual_seed(0))), frame.x)
+    with pytest.raises(ValueError, match="VelocityRescaling needs"):
+        VelocityRescaling(500.0, 0.0, 0.5)

@@ -198,7 +198,7 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -
     temp = score.temp_sum / score.temp_count if score.temp_count else float("nan")
     temp_ref = run.data.get("temperature_K") or float("nan")
     physics = ",".join(type(c).__name__ for c in corrections) or "none"
-    if run.config.rollout.thermostat == "langevin":
+    if run.config.rollout.thermostat != "none":
         physics += f" (tau {run.config.rollout.tau_fs:g} fs)"
     m, tc = run.config.model, run.config.train
     training = (f"{'EDM sigma_data ' + format(m.sigma_data, '.4g') if m.sigma_data > 0 else 'gated anchor'}, "

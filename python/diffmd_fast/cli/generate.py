@@ -207,7 +207,7 @@ def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: 
                 "stride": stride, "frame_fs": frame_fs, "sampler": cfg.to_dict()["sampler"],
                 "rollout": dataclasses.asdict(rollout_cfg),
                 "thermostat_target_K": ((rollout_cfg.temperature_K or target_T)
-                                        if rollout_cfg.thermostat == "langevin" else None),
+                                        if rollout_cfg.thermostat != "none" else None),
                 "mean_nfe_per_frame": nfe, "frames_per_s": rate, "frames_requested": args.frames}
         name = (ref.name if ref is not None else Path(args.data).stem) + "-diffmd"
         written += _write_npz(sink, stepper, bases, labels, frame_fs, name, prov)
@@ -230,9 +230,9 @@ def _rollout_physics(run, temperature_K, ref, stride):
     if temperature_K is not None:
         cfg = dataclasses.replace(cfg, temperature_K=temperature_K)
     data_T = run.data.get("temperature_K")
-    if cfg.thermostat == "langevin" and not cfg.temperature_K and not data_T:
+    if cfg.thermostat != "none" and not cfg.temperature_K and not data_T:
         if ref is None:
-            raise ValueError("the Langevin thermostat needs a target temperature and this checkpoint does not record "
+            raise ValueError(f"the {cfg.thermostat} thermostat needs a target temperature and this checkpoint does not record "
                              "its training data's: give --temperature K (or --set rollout.thermostat=none)")
         data_T = data_stats([ref], stride)["temperature_K"]
     return cfg, data_T

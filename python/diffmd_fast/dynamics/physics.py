@@ -13,6 +13,7 @@ torch.compile graph, see dynamics/stepper.py).
   net drifts and spins accumulate over 10^5 frames. It removes exactly those six components and
   nothing else (the projection is orthogonal in the mass-weighted metric) and commutes with
   rotations and reflections.
+- ``VelocityRescaling`` (Bussi) controls each molecule's kinetic energy as a whole, see its docstring.
 - ``LangevinThermostat`` is the exact Ornstein-Uhlenbeck velocity update of Langevin dynamics
   (Bussi & Parrinello 2007, "Accurate sampling using Langevin dynamics", the O step of BAOAB):
   v ← c v + sqrt((1 - c²) k_B T / m) ξ with c = exp(-Δt / τ), per atom and per Cartesian
@@ -158,6 +159,64 @@ class LangevinThermostat:
         return (frame.x.double() + v * dt).to(x_new.dtype)
 
 
+class VelocityRescaling:
+    """Stochastic velocity rescaling (Bussi, Donadio & Parrinello 2007, J. Chem. Phys. 126, 014101,
+    Eq. A7) of each molecule's implied velocity: the whole molecule's internal kinetic energy K is
+    moved by one stochastic step of relaxation time τ towards the canonical distribution of
+    N_f = 3n - 6 degrees of freedom at temperature T, and every velocity scaled by the same α. Applied
+    to a model that reproduces the dynamics, it samples the canonical ensemble and, unlike the
+    Langevin step, leaves each atom's direction of motion (the dynamics within the molecule) untouched;
+    applied to a model that drains or pumps heat, it holds the molecule's temperature at T whatever the
+    model's bias, since K itself is controlled rather than each atom's velocity nudged. What it cannot
+    fix is heat in one bond: it redistributes nothing between atoms. It acts after the momentum
+    projection (a uniform scaling keeps zero momentum) on molecules of 3 or more atoms; a molecule at
+    rest stays at rest (there is no direction to scale).
+
+    temperature_K: target T (K); tau_fs: relaxation time τ (fs); frame_fs: frame time Δt (fs). Raises
+    ValueError on non-positive values."""
+
+    def __init__(self, temperature_K: float, tau_fs: float, frame_fs: float) -> None:
+        if not (temperature_K > 0 and tau_fs > 0 and frame_fs > 0):
+            raise ValueError(f"VelocityRescaling needs temperature_K, tau_fs, frame_fs > 0; got "
+                             f"{temperature_K}, {tau_fs}, {frame_fs}")
+        self.temperature_K, self.tau_fs, self.frame_fs = temperature_K, tau_fs, frame_fs
+        self.c = math.exp(-frame_fs / tau_fs)
+        self._layout = _PerWindow(self._molecule_layout)
+
+    @staticmethod
+    def _molecule_layout(frame: FrameBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(masses (N, 1) amu, N_f (B,), first (N, 3) bool: the R1 entry of each molecule, rest (N, 3)
+        bool: its N_f - 1 further entries), the noise entries numbered 3 a + c within each molecule."""
+        m = masses_of(frame.z).unsqueeze(-1)
+        counts = torch.bincount(frame.batch, minlength=frame.num_graphs)  # (B,)
+        dof = torch.where(counts >= 3, 3 * counts - 6, 0)  # (B,)
+        local = torch.arange(frame.z.numel(), device=frame.z.device) - (torch.cumsum(counts, 0) - counts)[frame.batch]
+        entry = 3 * local.unsqueeze(-1) + torch.arange(3, device=frame.z.device)  # (N, 3)
+        limit = dof[frame.batch].unsqueeze(-1)  # (N, 1)
+        return m, dof, (entry == 0) & (limit > 0), (entry >= 1) & (entry < limit)
+
+    def noise(self, frame: FrameBatch, generator: torch.Generator | None = None) -> torch.Tensor:
+        """ξ (N, 3) float64 standard normal: per molecule R1 and the N_f - 1 terms of the χ² sum."""
+        device = generator.device if generator is not None else frame.x.device
+        return torch.randn(frame.x.shape, generator=generator, dtype=torch.float64, device=device).to(frame.x.device)
+
+    def __call__(self, frame: FrameBatch, x_new: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        m, dof, first, rest = self._layout(frame)
+        num, c = frame.num_graphs, self.c
+        v = (x_new - frame.x).double() / self.frame_fs  # (N, 3) Å/fs
+        per_mol = torch.zeros(num, 3, dtype=v.dtype, device=v.device)
+        # K (eV), R1 and Σ R_i² (i = 2..N_f) of each molecule, (B,) each
+        kinetic = per_mol.index_add(0, frame.batch, 0.5 * m * v * v / _THERMAL_SPEED**2 * units.kB).sum(-1)
+        r1 = per_mol.index_add(0, frame.batch, noise * first).sum(-1)
+        chi2 = per_mol.index_add(0, frame.batch, noise * noise * rest).sum(-1)
+        target = 0.5 * dof * units.kB * self.temperature_K  # (B,) eV, K̄
+        ratio = target / (dof.clamp_min(1) * kinetic.clamp_min(1e-30))  # K̄ / (N_f K)
+        alpha2 = c + (1.0 - c) * (r1 * r1 + chi2) * ratio + 2.0 * r1 * torch.sqrt(c * (1.0 - c) * ratio)
+        sign = torch.sign(r1 + torch.sqrt(c / ((1.0 - c) * ratio)))
+        alpha = torch.where((dof > 0) & (kinetic > 0), sign * alpha2.clamp_min(0.0).sqrt(), 1.0)  # (B,)
+        return (frame.x.double() + alpha[frame.batch].unsqueeze(-1) * v * self.frame_fs).to(x_new.dtype)
+
+
 def corrections_from_config(cfg: RolloutConfig, frame_fs: float, data_temperature_K: float | None) -> list[FrameCorrection]:
     """The corrections a run's [rollout] section asks for, in the order they apply: the thermostat,
     then the momentum projection. That order matters: the Langevin noise is isotropic in
@@ -167,12 +226,14 @@ def corrections_from_config(cfg: RolloutConfig, frame_fs: float, data_temperatur
     data's mean kinetic temperature (the default target). Raises ValueError when the thermostat
     has no target temperature."""
     out: list[FrameCorrection] = []
+    target = cfg.temperature_K or data_temperature_K
+    if cfg.thermostat != "none" and not target:
+        raise ValueError(f"the {cfg.thermostat} thermostat needs a temperature: set rollout.temperature_K "
+                         "(this checkpoint does not record its training data's temperature)")
     if cfg.thermostat == "langevin":
-        target = cfg.temperature_K or data_temperature_K
-        if not target:
-            raise ValueError("the Langevin thermostat needs a temperature: set rollout.temperature_K "
-                             "(this checkpoint does not record its training data's temperature)")
         out.append(LangevinThermostat(target, cfg.tau_fs, frame_fs))
     if cfg.momentum:
         out.append(MomentumProjection())
+    if cfg.thermostat == "bussi":  # after the projection: a uniform rescaling keeps zero momentum
+        out.append(VelocityRescaling(target, cfg.tau_fs, frame_fs))
     return out
