@@ -140,7 +140,7 @@ class RolloutConfig:
     which every checkpoint stores. ``tau_fs``: thermostat relaxation time (inverse friction).
     ``compile``: run each rollout frame (sampler, score network with its fused ops, corrections,
     health checks) as one torch.compile (inductor) graph: about half the time per frame at batch 1
-    on a CPU with the fixed-step heun sampler, after a one-off compilation of ~30 s (samplers that
+    on a CPU with the fixed-step heun sampler, after a one-off compilation of 3-30 s (samplers that
     draw random numbers or adapt their steps break the graph and gain little).
     """
 

@@ -75,6 +75,7 @@ def _diffmd_row(run, ref, starts: list[int], frames: int, warmup: int, device, s
     warmup_s = time.perf_counter() - t0
     nfe0 = stepper.total_nfe
     sync = torch.cuda.synchronize if start.x.is_cuda else (lambda: None)
+
     def chunk(n: int) -> int:
         t = stepper.t
         stepper.run(n)

@@ -72,6 +72,13 @@ def _molecule_masses(frame: FrameBatch) -> tuple[torch.Tensor, torch.Tensor]:
     return m, torch.zeros(frame.num_graphs, 1, dtype=m.dtype, device=m.device).index_add_(0, frame.batch, m)
 
 
+def _standard_normal(frame: FrameBatch, generator: torch.Generator | None) -> torch.Tensor:
+    """(N, 3) float64 standard normal numbers for ``frame``'s atoms, drawn on the generator's device
+    (the stepper's resumable stream) and moved to the frame's."""
+    device = generator.device if generator is not None else frame.x.device
+    return torch.randn(frame.x.shape, generator=generator, dtype=torch.float64, device=device).to(frame.x.device)
+
+
 class FrameCorrection(Protocol):
     def noise(self, frame: FrameBatch, generator: torch.Generator | None) -> torch.Tensor | None:
         """The random numbers one frame of ``frame``'s atoms needs (None: deterministic), drawn from
@@ -148,9 +155,8 @@ class LangevinThermostat:
             _THERMAL_SPEED * math.sqrt(self.temperature_K) / masses_of(frame.z).unsqueeze(-1).sqrt()))
 
     def noise(self, frame: FrameBatch, generator: torch.Generator | None = None) -> torch.Tensor:
-        """ξ (N, 3) float64 standard normal, on the generator's device, moved to the frame's."""
-        device = generator.device if generator is not None else frame.x.device
-        return torch.randn(frame.x.shape, generator=generator, dtype=torch.float64, device=device).to(frame.x.device)
+        """ξ (N, 3) float64 standard normal, one per atom and component."""
+        return _standard_normal(frame, generator)
 
     def __call__(self, frame: FrameBatch, x_new: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         dt = self.frame_fs
@@ -197,8 +203,7 @@ class VelocityRescaling:
 
     def noise(self, frame: FrameBatch, generator: torch.Generator | None = None) -> torch.Tensor:
         """ξ (N, 3) float64 standard normal: per molecule R1 and the N_f - 1 terms of the χ² sum."""
-        device = generator.device if generator is not None else frame.x.device
-        return torch.randn(frame.x.shape, generator=generator, dtype=torch.float64, device=device).to(frame.x.device)
+        return _standard_normal(frame, generator)
 
     def __call__(self, frame: FrameBatch, x_new: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         m, dof, first, rest = self._layout(frame)
@@ -218,11 +223,12 @@ class VelocityRescaling:
 
 
 def corrections_from_config(cfg: RolloutConfig, frame_fs: float, data_temperature_K: float | None) -> list[FrameCorrection]:
-    """The corrections a run's [rollout] section asks for, in the order they apply: the thermostat,
-    then the momentum projection. That order matters: the Langevin noise is isotropic in
-    mass-weighted coordinates, so it also feeds the six rigid-body modes; projecting them out
-    afterwards leaves the 3n - 6 internal modes at the target temperature and the molecule without
-    net drift or spin. ``frame_fs``: the model's frame time; ``data_temperature_K``: the training
+    """The corrections a run's [rollout] section asks for, in the order they apply: the Langevin
+    thermostat, then the momentum projection, then velocity rescaling. That order matters: the
+    Langevin noise is isotropic in mass-weighted coordinates, so it also feeds the six rigid-body
+    modes; projecting them out afterwards leaves the 3n - 6 internal modes at the target temperature
+    and the molecule without net drift or spin. Rescaling, uniform per molecule, comes after the
+    projection and keeps its zero momentum. ``frame_fs``: the model's frame time; ``data_temperature_K``: the training
     data's mean kinetic temperature (the default target). Raises ValueError when the thermostat
     has no target temperature."""
     out: list[FrameCorrection] = []

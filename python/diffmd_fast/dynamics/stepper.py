@@ -103,9 +103,9 @@ class Stepper:
     by ``state_dict`` for exact resumption); strict: raise RolloutStopped on the first failure
     instead of stopping the molecule; compile: run each frame (``frame_step``: the sampler with the
     score network and its fused ops, the corrections, the health checks) as one torch.compile graph,
-    the per-call overhead that dominates at small batch gone after a one-off compilation (~30 s on a
-    CPU; again when a molecule stops, with shapes then dynamic). A compiler failure falls back to eager
-    mode with a warning.
+    the per-call overhead that dominates at small batch gone after a one-off compilation (3-30 s on a
+    CPU; static shapes, so again when a molecule stops). A compiler failure falls back to eager mode
+    with a warning.
 
     Positions are in the start batch's frame (molecules centred in float64 when the batch was built
     with ``centre=True``; ``start.absolute(positions)`` puts them back in the data's frame).
