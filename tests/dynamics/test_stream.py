@@ -40,7 +40,8 @@ def _cli(args, **kw):
 def test_killed_generate_resumes_to_a_byte_identical_file(tiny_run, ethanol60, tmp_path, suffix, capsys):
     seed = random.randrange(2**32)
     rng = random.Random(seed)
-    frames, starts = 400, ["--start", "10,40", "--chunk", "7"]
+    # long enough that the run cannot finish within max_delay_s of its first saved state on a quiet machine
+    frames, starts = 800, ["--start", "10,40", "--chunk", "7"]
     killed = tmp_path / f"killed{suffix}"
     state = Path(f"{killed}.state.pt")
     cmd = [sys.executable, "-m", "diffmd_fast.cli", *_command(tiny_run, ethanol60, killed, frames, *starts)]
@@ -61,7 +62,7 @@ def test_killed_generate_resumes_to_a_byte_identical_file(tiny_run, ethanol60, t
     assert main(_command(tiny_run, ethanol60, killed, frames, *starts)) == 0
     assert "already complete" in capsys.readouterr().out
     assert main(_command(tiny_run, ethanol60, killed, frames + 1, *starts)) == 2
-    assert "other settings (frames=400)" in capsys.readouterr().err
+    assert f"other settings (frames={frames})" in capsys.readouterr().err
 
 
 def test_generate_from_one_structure_needs_no_reference(tiny_run, tmp_path, capsys):
