@@ -1,6 +1,7 @@
 // diffmd_fast::valence_force: the forces (eV/Å, float64) of harmonic bonds and cosine-harmonic angles
-// over a fixed topology, one pass over the terms (a rollout's bond prior at batch 1 is ~50 terms: as
-// ~40 tensor ops it cost more than the whole score network). Indices are checked as they are read,
+// over a fixed topology, each term's constants looked up by its atoms' types (BondPrior.atom_types), one
+// pass over the terms (a rollout's bond prior at batch 1 is ~50 terms: as ~40 tensor ops it cost more
+// than the whole score network). Indices are checked as they are read,
 // so a bad topology is an error, never an out-of-bounds access. Inference only, like egt_score.
 #include <ATen/ATen.h>
 #include <torch/library.h>
@@ -16,25 +17,25 @@ void valence_force_cpu_impl(const T* x, const ValenceParams& p, double* f) {
   auto pos = [&](int64_t a, double out[3]) {
     for (int c = 0; c < 3; ++c) out[c] = static_cast<double>(x[a * 3 + c]);
   };
-  auto element = [&](int64_t a) {
+  auto type_of = [&](int64_t a) {
     TORCH_CHECK(a >= 0 && a < p.N, "valence_force: atom index ", a, " out of range for ", p.N, " atoms");
-    const int64_t e = p.z[a];
-    TORCH_CHECK(e >= 0 && e < p.Z1, "valence_force: atomic number ", e, " beyond the tables' ", p.Z1 - 1);
+    const int64_t e = p.types[a];
+    TORCH_CHECK(e >= 0 && e < p.Z1, "valence_force: atom type ", e, " beyond the tables' ", p.Z1 - 1);
     return e;
   };
   double xi[3], xj[3], xk[3], fi[3], fk[3];
   for (int64_t m = 0; m < p.M; ++m) {
     const int64_t i = p.bonds[m], j = p.bonds[p.M + m];
-    const int64_t zi = element(i), zj = element(j);
+    const int64_t ti = type_of(i), tj = type_of(j);
     pos(i, xi);
     pos(j, xj);
-    harmonic_bond_force(xi, xj, p.bond_k[zi * p.Z1 + zj], p.bond_r0[zi * p.Z1 + zj], fi);
+    harmonic_bond_force(xi, xj, p.bond_k[ti * p.Z1 + tj], p.bond_r0[ti * p.Z1 + tj], fi);
     for (int c = 0; c < 3; ++c) f[i * 3 + c] += fi[c];
   }
   for (int64_t a = 0; a < p.A; ++a) {
     const int64_t i = p.angles[a], j = p.angles[p.A + a], k = p.angles[2 * p.A + a];
-    const int64_t si = p.slot[element(i)], sj = p.slot[element(j)], sk = p.slot[element(k)];
-    if (si < 0 || sj < 0 || sk < 0) continue;  // an element without angle data: no angle term
+    const int64_t si = p.slot[type_of(i)], sj = p.slot[type_of(j)], sk = p.slot[type_of(k)];
+    if (si < 0 || sj < 0 || sk < 0) continue;  // a type without angle data: no angle term
     TORCH_CHECK(si < p.S && sj < p.S && sk < p.S, "valence_force: angle slot beyond the table's ", p.S);
     const int64_t t = (si * p.S + sj) * p.S + sk;
     pos(i, xi);
@@ -49,17 +50,17 @@ void valence_force_cpu_impl(const T* x, const ValenceParams& p, double* f) {
   }
 }
 
-at::Tensor valence_force_cpu(const at::Tensor& x, const at::Tensor& z, const at::Tensor& bonds, const at::Tensor& angles,
+at::Tensor valence_force_cpu(const at::Tensor& x, const at::Tensor& types, const at::Tensor& bonds, const at::Tensor& angles,
                              const at::Tensor& bond_k, const at::Tensor& bond_r0, const at::Tensor& slot,
                              const at::Tensor& angle_k, const at::Tensor& angle_c0) {
-  const ValenceCall call = prepare_valence_call(x, z, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0);
+  const ValenceCall call = prepare_valence_call(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "valence_force_cpu",
                              [&] { valence_force_cpu_impl(x.data_ptr<scalar_t>(), call.p, call.force.data_ptr<double>()); });
   return call.force;
 }
 
 // Inference only: the forces are an input of the anchor, never differentiated.
-at::Tensor valence_force_autograd(const at::Tensor& x, const at::Tensor& z, const at::Tensor& bonds,
+at::Tensor valence_force_autograd(const at::Tensor& x, const at::Tensor& types, const at::Tensor& bonds,
                                   const at::Tensor& angles, const at::Tensor& bond_k, const at::Tensor& bond_r0,
                                   const at::Tensor& slot, const at::Tensor& angle_k, const at::Tensor& angle_c0) {
   const bool needs_grad = x.requires_grad() || bond_k.requires_grad() || bond_r0.requires_grad() ||
@@ -68,13 +69,13 @@ at::Tensor valence_force_autograd(const at::Tensor& x, const at::Tensor& z, cons
               "valence_force has no backward; run it under torch.no_grad() or use BondPrior.force_reference");
   at::AutoDispatchBelowADInplaceOrView below;
   static auto op = c10::Dispatcher::singleton().findSchemaOrThrow("diffmd_fast::valence_force", "").typed<decltype(valence_force_cpu)>();
-  return op.call(x, z, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0);
+  return op.call(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0);
 }
 
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(diffmd_fast, m) {
-  m.def("valence_force(Tensor x, Tensor z, Tensor bonds, Tensor angles, Tensor bond_k, Tensor bond_r0, Tensor slot, "
+  m.def("valence_force(Tensor x, Tensor types, Tensor bonds, Tensor angles, Tensor bond_k, Tensor bond_r0, Tensor slot, "
         "Tensor angle_k, Tensor angle_c0) -> Tensor");
 }
 

@@ -22,10 +22,10 @@ __device__ __forceinline__ void load(const T* x, int64_t a, double out[3]) {
   for (int c = 0; c < 3; ++c) out[c] = static_cast<double>(x[a * 3 + c]);
 }
 
-__device__ __forceinline__ int64_t element(const ValenceParams& p, int64_t a) {
+__device__ __forceinline__ int64_t type_of(const ValenceParams& p, int64_t a) {
   CUDA_KERNEL_ASSERT(a >= 0 && a < p.N && "valence_force: atom index out of range");
-  const int64_t e = p.z[a];
-  CUDA_KERNEL_ASSERT(e >= 0 && e < p.Z1 && "valence_force: atomic number beyond the tables");
+  const int64_t e = p.types[a];
+  CUDA_KERNEL_ASSERT(e >= 0 && e < p.Z1 && "valence_force: atom type beyond the tables");
   return e;
 }
 
@@ -34,11 +34,11 @@ __global__ void bond_kernel(const T* __restrict__ x, ValenceParams p, double* __
   const int64_t m = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (m >= p.M) return;
   const int64_t i = p.bonds[m], j = p.bonds[p.M + m];
-  const int64_t zi = element(p, i), zj = element(p, j);
+  const int64_t ti = type_of(p, i), tj = type_of(p, j);
   double xi[3], xj[3], fi[3];
   load(x, i, xi);
   load(x, j, xj);
-  harmonic_bond_force(xi, xj, p.bond_k[zi * p.Z1 + zj], p.bond_r0[zi * p.Z1 + zj], fi);
+  harmonic_bond_force(xi, xj, p.bond_k[ti * p.Z1 + tj], p.bond_r0[ti * p.Z1 + tj], fi);
   for (int c = 0; c < 3; ++c) atomicAdd(f + i * 3 + c, fi[c]);
 }
 
@@ -47,7 +47,7 @@ __global__ void angle_kernel(const T* __restrict__ x, ValenceParams p, double* _
   const int64_t a = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (a >= p.A) return;
   const int64_t i = p.angles[a], j = p.angles[p.A + a], k = p.angles[2 * p.A + a];
-  const int64_t si = p.slot[element(p, i)], sj = p.slot[element(p, j)], sk = p.slot[element(p, k)];
+  const int64_t si = p.slot[type_of(p, i)], sj = p.slot[type_of(p, j)], sk = p.slot[type_of(p, k)];
   if (si < 0 || sj < 0 || sk < 0) return;
   CUDA_KERNEL_ASSERT(si < p.S && sj < p.S && sk < p.S && "valence_force: angle slot beyond the table");
   const int64_t t = (si * p.S + sj) * p.S + sk;
@@ -63,11 +63,11 @@ __global__ void angle_kernel(const T* __restrict__ x, ValenceParams p, double* _
   }
 }
 
-at::Tensor valence_force_cuda(const at::Tensor& x, const at::Tensor& z, const at::Tensor& bonds, const at::Tensor& angles,
+at::Tensor valence_force_cuda(const at::Tensor& x, const at::Tensor& types, const at::Tensor& bonds, const at::Tensor& angles,
                               const at::Tensor& bond_k, const at::Tensor& bond_r0, const at::Tensor& slot,
                               const at::Tensor& angle_k, const at::Tensor& angle_c0) {
   const c10::cuda::CUDAGuard guard(x.device());
-  const ValenceCall call = prepare_valence_call(x, z, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0);
+  const ValenceCall call = prepare_valence_call(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0);
   const ValenceParams& p = call.p;
   double* f = call.force.data_ptr<double>();  // (N, 3) eV/Å
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();

@@ -24,10 +24,11 @@ class ModelConfig:
     EDM preconditioning about the anchor and the matching loss weight (beyond the paper; see
     score_net.py); -1 measures it from the training data when training starts (the measured value
     is what the saved config holds); 0 keeps the gated form.
-    ``bond_prior`` (needs ``anchor``): the anchor becomes the Verlet step of a harmonic valence force
-    field (bonds and angles of the start frame's topology) fitted to the training data, so that off
-    the data the default is a restoring bond instead of ballistic flight (beyond the paper;
-    nn/bond_prior.py).
+    ``bond_prior`` (needs ``anchor``): the anchor becomes the Verlet step of a valence force field
+    (harmonic bonds and angles, periodic torsions of the start frame's topology, per atom environment)
+    fitted to the training data, so that off the data the default is a restoring bond instead of
+    ballistic flight (beyond the paper; nn/bond_prior.py). ``prior_torsions``: with the torsions
+    (they hold the molecule near the conformers the data visited; off: groups rotate freely).
     """
 
     num_layers: int = 6
@@ -42,7 +43,8 @@ class ModelConfig:
     num_fourier: int = 16  # Gaussian Fourier features of log std (noise-level embedding)
     anchor: bool = True
     sigma_data: float = 0.0  # Å; > 0: EDM preconditioning about x(t) + v(t)
-    bond_prior: bool = False  # anchor = Verlet step of harmonic bonds + angles (nn/bond_prior.py)
+    bond_prior: bool = False  # anchor = Verlet step of a valence force field fitted to the data (nn/bond_prior.py)
+    prior_torsions: bool = True  # the bond prior's periodic torsions
     backend: Literal["fused", "reference"] = "fused"
 
 

@@ -11,7 +11,7 @@ import torch
 
 from diffmd_fast.nn.score_net import ScoreNet
 from diffmd_fast.ops import fused
-from diffmd_fast.ops.graph import complete_graph
+from diffmd_fast.ops.graph import complete_graph, with_covalent_bonds
 from model_helpers import TINY, make_net, orthogonal, perturb_, random_batch, transform
 
 pytestmark = pytest.mark.skipif(not fused.SCORE_NET_COMPILED, reason="compiled extension not built")
@@ -82,6 +82,32 @@ def test_equivariant(reflect, form):
     x_noisy, std = _inputs(batch)
     q, t = orthogonal(4, reflect), torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)
     with torch.no_grad():
+        score = net(batch, x_noisy, std)
+        moved = net(transform(batch, q, t), x_noisy @ q.T + t, std)
+    torch.testing.assert_close(moved, score @ q.T, rtol=1e-9, atol=1e-9 * score.abs().max().item())
+
+
+@pytest.mark.parametrize("reflect", [False, True])
+def test_equivariant_with_torsions_in_the_prior(reflect):
+    # torsion wells at ±φ0 (not 0 or π: the case a single well would break under a reflection) on
+    # every dihedral of a chain-like molecule whose bonds the prior perceives
+    net = _net("edm+bond_prior")
+    net.eval()
+    batch = random_batch((7, 6), seed=5)
+    steps = 1.1 * torch.nn.functional.normalize(torch.randn(13, 3, generator=torch.Generator().manual_seed(5),
+                                                            dtype=torch.float64), dim=-1)
+    x = torch.cat([steps[:7].cumsum(0), steps[7:].cumsum(0) + 10.0])  # two chains of C-C-like steps
+    batch = replace(batch, z=torch.full_like(batch.z, 6), x=x, x_prev=x - 0.01, x_prev2=x - 0.02)
+    graph = with_covalent_bonds(complete_graph(batch.batch), batch.x, batch.z)
+    env = graph.environments.tolist()
+    torsions = {tuple(env[a] for a in q): (0.04, 6.0, 1, 1.1) for q in graph.dihedrals.T.tolist()}
+    assert graph.dihedrals.shape[1] >= 4
+    net.bond_prior.set_tables(net.bond_prior.k[:TINY.max_z + 1, :TINY.max_z + 1].clone(),
+                              net.bond_prior.r0[:TINY.max_z + 1, :TINY.max_z + 1].clone(), 1.0, typed_dihedrals=torsions)
+    x_noisy, std = _inputs(batch)
+    q, t = orthogonal(6, reflect), torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)
+    with torch.no_grad():
+        assert float(net.bond_prior.torsion_force(batch.x, net.bond_prior.atom_types(batch.z, graph), graph).abs().max()) > 0.01
         score = net(batch, x_noisy, std)
         moved = net(transform(batch, q, t), x_noisy @ q.T + t, std)
     torch.testing.assert_close(moved, score @ q.T, rtol=1e-9, atol=1e-9 * score.abs().max().item())

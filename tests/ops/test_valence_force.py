@@ -1,6 +1,6 @@
 """diffmd_fast::valence_force (csrc/valence_force/): the bond prior's forces in one pass equal the
 PyTorch reference (BondPrior.force_reference) in float64, for float32 and float64 positions and
-float32 tables, skip elements without angle data, refuse bad topologies and gradients with one-line
+float32 tables, with element and atom-environment tables, skip types without angle data, refuse bad topologies and gradients with one-line
 errors, pass opcheck, and agree across devices."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from diffmd_fast.nn.bond_prior import BondPrior
 from diffmd_fast.ops import fused
-from diffmd_fast.ops.graph import complete_graph, with_covalent_bonds
+from diffmd_fast.ops.graph import atom_environments, complete_graph, with_covalent_bonds
 
 pytestmark = pytest.mark.skipif(not fused.VALENCE_COMPILED, reason="compiled extension not built")
 
@@ -32,28 +32,41 @@ def _molecules(seed: int, sizes=(5, 9, 3)):
     return torch.cat(xs), torch.cat(zs), torch.cat(batch)
 
 
-def _prior(seed: int, angle_elements=ELEMENTS) -> BondPrior:
+def _prior(seed: int, angle_elements=ELEMENTS, graph=None, z=None) -> BondPrior:
+    """Random element tables; with ``graph`` and ``z`` also environment tables for half of the bonds and
+    angles of that topology (the other half falls back to its elements' values)."""
     gen = torch.Generator().manual_seed(seed)
     prior = BondPrior(10)
     k = 10.0 + 40.0 * torch.rand(11, 11, generator=gen, dtype=torch.float64)
     r0 = 0.9 + 0.6 * torch.rand(11, 11, generator=gen, dtype=torch.float64)
-    angles = {(a, c, b): (float(2.0 + 8.0 * torch.rand(1, generator=gen)), float(-0.3 - 0.4 * torch.rand(1, generator=gen)))
-              for a in angle_elements for c in angle_elements for b in angle_elements if a <= b}
-    prior.set_tables((k + k.T) / 2, (r0 + r0.T) / 2, 1.0, angles)
+    draw = lambda: (float(2.0 + 8.0 * torch.rand(1, generator=gen)), float(-0.3 - 0.4 * torch.rand(1, generator=gen)))
+    angles = {(a, c, b): draw() for a in angle_elements for c in angle_elements for b in angle_elements if a <= b}
+    typed_bonds, typed_angles = {}, {}
+    if graph is not None:
+        env = atom_environments(graph.bonds, z).tolist()
+        for i, j in graph.bonds.T.tolist()[::2]:
+            typed_bonds[(env[i], env[j])] = (float(20.0 + 20.0 * torch.rand(1, generator=gen)),
+                                             float(1.0 + 0.4 * torch.rand(1, generator=gen)))
+        for i, j, kk in graph.angles.T.tolist()[::2]:
+            typed_angles[(env[i], env[j], env[kk])] = draw()
+    prior.set_tables((k + k.T) / 2, (r0 + r0.T) / 2, 1.0, angles, typed_bonds, typed_angles)
     return prior
 
 
 def _args(prior, x, z, graph):
-    return (x, z, graph.bonds, graph.angles, prior.k, prior.r0, prior.slot, prior.angle_k, prior.angle_c0)
+    return (x, prior.atom_types(z, graph), graph.bonds, graph.angles, prior.k, prior.r0, prior.slot, prior.angle_k,
+            prior.angle_c0)
 
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_op_equals_the_reference(seed, dtype):
+@pytest.mark.parametrize("typed", [False, True])
+def test_op_equals_the_reference(seed, dtype, typed):
     x, z, batch = _molecules(seed)
     graph = with_covalent_bonds(complete_graph(batch), x, z)
     assert graph.angles.shape[1] > 0
-    prior = _prior(seed)
+    prior = _prior(seed, graph=graph, z=z) if typed else _prior(seed)
+    assert (prior.environments.numel() > 0) == typed
     x = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)).to(dtype)
     got = torch.ops.diffmd_fast.valence_force(*_args(prior, x, z, graph))
     want = prior.force_reference(x.double(), z, graph)
@@ -81,7 +94,7 @@ def test_bad_topologies_and_gradients_are_one_line_errors():
     bad[1, 0] = x.shape[0]
     with pytest.raises(RuntimeError, match="atom index .* out of range"):
         torch.ops.diffmd_fast.valence_force(*_args(prior, x, z, graph._replace(bonds=bad)))
-    with pytest.raises(RuntimeError, match="atomic number 11 beyond"):
+    with pytest.raises(RuntimeError, match="atom type 11 beyond"):
         torch.ops.diffmd_fast.valence_force(*_args(prior, x, torch.full_like(z, 11), graph))
     with pytest.raises(RuntimeError, match=r"bonds must be \(2, M\)"):
         torch.ops.diffmd_fast.valence_force(*_args(prior, x, z, graph._replace(bonds=graph.bonds.T.contiguous())))
@@ -94,7 +107,7 @@ def test_bad_topologies_and_gradients_are_one_line_errors():
 def test_opcheck():
     x, z, batch = _molecules(2)
     graph = with_covalent_bonds(complete_graph(batch), x, z)
-    torch.library.opcheck(torch.ops.diffmd_fast.valence_force.default, _args(_prior(2), x, z, graph),
+    torch.library.opcheck(torch.ops.diffmd_fast.valence_force.default, _args(_prior(2, graph=graph, z=z), x, z, graph),
                           test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
 
 
@@ -102,7 +115,8 @@ def test_opcheck():
 def test_cuda_equals_cpu():
     x, z, batch = _molecules(3, sizes=(40, 25, 60))
     graph = with_covalent_bonds(complete_graph(batch), x, z)
-    prior = _prior(3)
-    want = torch.ops.diffmd_fast.valence_force(*_args(prior, x, z, graph))
-    got = torch.ops.diffmd_fast.valence_force(*(a.cuda() for a in _args(prior.cuda(), x, z, graph)))
+    prior = _prior(3, graph=graph, z=z)
+    args = _args(prior, x, z, graph)
+    want = torch.ops.diffmd_fast.valence_force(*args)
+    got = torch.ops.diffmd_fast.valence_force(*(a.cuda() for a in args))
     torch.testing.assert_close(got.cpu(), want, rtol=1e-12, atol=1e-12)

@@ -20,6 +20,10 @@ class Graph(NamedTuple):
     bonds: torch.Tensor | None = None
     # (3, A) int64: end i, centre j, end k (i < k) of every bond angle of that topology (bond_angles)
     angles: torch.Tensor | None = None
+    # (N,) int64: each atom's chemical environment in that topology (atom_environments)
+    environments: torch.Tensor | None = None
+    # (4, D) int64: i, j, k, l of every proper dihedral (torsion) of that topology (bond_dihedrals)
+    dihedrals: torch.Tensor | None = None
 
     @property
     def num_nodes(self) -> int:
@@ -65,11 +69,74 @@ def bond_angles(bonds: torch.Tensor) -> torch.Tensor:
     return torch.cat(out, dim=1) if out else bonds.new_zeros(3, 0)
 
 
+def bond_dihedrals(bonds: torch.Tensor, num_nodes: int) -> torch.Tensor:
+    """(4, D) int64 i, j, k, l with j < k of every proper dihedral: bonds i-j, j-k, k-l with i, l outside
+    the central bond and i != l (3-rings have none), each once, from directed ``bonds`` (2, M) receiver,
+    sender (each bond both ways) of ``num_nodes`` atoms. Vectorised over a padded neighbour table
+    (N, max degree)."""
+    recv, send = bonds
+    if recv.numel() == 0:
+        return bonds.new_zeros(4, 0)
+    order = torch.argsort(recv * num_nodes + send)
+    recv, send = recv[order], send[order]
+    rank = torch.arange(recv.numel(), device=recv.device) - torch.searchsorted(recv, recv)
+    degree = int(rank.max()) + 1
+    nbr = torch.full((num_nodes, degree), -1, dtype=torch.int64, device=recv.device)
+    nbr[recv, rank] = send  # (N, degree), -1 padded
+    centre = recv < send  # each central bond j-k once
+    j, k = recv[centre], send[centre]  # (B,)
+    i = nbr[j].unsqueeze(2).expand(-1, degree, degree)  # (B, degree, degree)
+    l = nbr[k].unsqueeze(1).expand(-1, degree, degree)
+    jj, kk = j[:, None, None].expand_as(i), k[:, None, None].expand_as(i)
+    ok = (i >= 0) & (l >= 0) & (i != kk) & (l != jj) & (i != l)
+    return torch.stack([i[ok], jj[ok], kk[ok], l[ok]])
+
+
+ENV_BASE = 128  # one digit per element: atomic numbers < 128
+ENV_NEIGHBOURS = 7  # neighbours an environment records (ENV_BASE ** 8 still fits int64)
+
+
+def atom_environments(bonds: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """(N,) int64: each atom's environment, its element and the multiset of its bonded neighbours'
+    elements (the radius-1 atom type of force fields and of Morgan/ECFP fingerprints: the carbonyl O
+    of an ester, O(C), differs from its ether O, O(C,C); an aromatic C-H carbon, C(C,C,H), from a
+    methyl carbon, C(C,H,H,H)). Encoded exactly as the digits base ENV_BASE of z and the sorted
+    neighbour numbers: z + Σ_k z_k · ENV_BASE^(k+1), k over the first ENV_NEIGHBOURS neighbours in
+    ascending z (an atom with more shares its environment with those that have the same first seven).
+    ``bonds`` (2, M) directed receiver, sender (each bond both ways), z (N,) atomic numbers.
+    ``environment_label`` reads one back."""
+    env = z.to(torch.int64).clone()
+    if bonds.shape[1] == 0:
+        return env
+    recv, send = bonds
+    order = torch.argsort(recv * ENV_BASE + z[send])  # grouped by receiver, neighbours by ascending z
+    recv, zs = recv[order], z[send][order]
+    first = torch.searchsorted(recv, recv)  # (M,) index of each bond's group start
+    rank = torch.arange(recv.numel(), device=recv.device) - first  # neighbour k of its receiver
+    keep = rank < ENV_NEIGHBOURS
+    digits = zs[keep] * ENV_BASE ** (rank[keep] + 1)
+    return env.index_add_(0, recv[keep], digits)
+
+
+def environment_label(env: int) -> str:
+    """'C(C,C,H)' for the environment code ``env`` of atom_environments."""
+    from ase.data import chemical_symbols
+
+    digits = []
+    while env:
+        env, d = divmod(int(env), ENV_BASE)
+        digits.append(d)
+    centre, neighbours = chemical_symbols[digits[0]], [chemical_symbols[d] for d in digits[1:]]
+    return f"{centre}({','.join(neighbours)})" if neighbours else centre
+
+
 def with_covalent_bonds(graph: Graph, x: torch.Tensor, z: torch.Tensor) -> Graph:
-    """``graph`` with its ``bonds`` and ``angles`` perceived at positions x (N, 3) Å: a fixed topology,
-    e.g. a rollout's start frame, which later frames keep however far they stretch a bond."""
+    """``graph`` with its ``bonds``, ``angles``, ``dihedrals`` and atom ``environments`` perceived at
+    positions x (N, 3) Å: a fixed topology, e.g. a rollout's start frame, which later frames keep
+    however far they stretch a bond."""
     bonds = covalent_bonds(graph, x, z)
-    return graph._replace(bonds=bonds, angles=bond_angles(bonds))
+    return graph._replace(bonds=bonds, angles=bond_angles(bonds), environments=atom_environments(bonds, z),
+                          dihedrals=bond_dihedrals(bonds, z.numel()))
 
 
 def _check_batch(batch: torch.Tensor) -> None:

@@ -15,8 +15,8 @@ remedies, used together:
 - Response targets (``input_noise_response``, beyond both papers): what the clean target x(t+1)
   misses is that a perturbed state has its own future. Integrating the perturbation Δ of the
   conditioning frames with the same Verlet recurrence the data obey, under the harmonic valence
-  force field of nn/bond_prior.py (bonds and angles, constants from the training data by
-  equipartition), Δx(t+1) = 2 Δx(t) - Δx(t-1) + Δt² [F(x + Δx) - F(x)] / m. The target becomes
+  force field of nn/bond_prior.py (bonds and angles per atom environment, constants from the
+  training data by equipartition), Δx(t+1) = 2 Δx(t) - Δx(t-1) + Δt² [F(x + Δx) - F(x)] / m. The target becomes
   x(t+1) + Δx(t+1): the model learns to carry a perturbed velocity (no cooling) and to pull a
   stretched bond or bent angle back with the stiffness the prior has (no snap, so no heating), at
   noise far larger than the clean-target forms tolerate. The same force field as the model's
@@ -30,7 +30,7 @@ stay exact.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from collections.abc import Sequence
 
 import numpy as np
@@ -44,7 +44,7 @@ from ..dynamics.stepper import sample_frame
 from ..evaluation.longrun import temperature_series
 from ..evaluation.metrics import bond_lengths, bonds_from_reference
 from ..nn.bond_prior import BondPrior
-from ..ops.graph import Graph, bond_angles, with_covalent_bonds
+from ..ops.graph import Graph, atom_environments, bond_angles, bond_dihedrals, with_covalent_bonds
 
 
 def add_input_noise(batch: FrameBatch, noise: torch.Tensor, std: float, shared_std: float = 0.0) -> FrameBatch:
@@ -88,31 +88,117 @@ def pushforward(model: torch.nn.Module, sde: SDE, sampler: Sampler, batch: Frame
                    history=None)
 
 
+@dataclass(frozen=True)
+class _Valence:
+    """One trajectory's valence terms over all its frames (topology of its first frame)."""
+    z: np.ndarray  # (n,) atomic numbers
+    env: np.ndarray  # (n,) atom environment codes (ops.graph.atom_environments)
+    kT: float  # eV, k_B × the trajectory's mean kinetic temperature
+    bonds: np.ndarray  # (B, 2) atom pairs
+    lengths: np.ndarray  # (T, B) Å
+    angles: np.ndarray  # (A, 3) end, centre, end
+    cos: np.ndarray  # (T, A) cos θ
+    dihedrals: np.ndarray  # (D, 4) i, j, k, l
+    phi: np.ndarray  # (T, D) rad, IUPAC dihedral angle
+
+
+def _valence_terms(trajs: Sequence) -> list[_Valence]:
+    """The bonds (covalent radii × 1.2 in the first frame, as everywhere) and bond angles of each
+    trajectory of 3 or more frames that has bonds, measured on all its frames."""
+    out = []
+    for traj in trajs:
+        z = np.asarray(traj.numbers)
+        pairs = bonds_from_reference(traj.positions[:1], z) if traj.num_frames >= 3 else []
+        if not len(pairs):
+            continue
+        directed = torch.as_tensor(np.concatenate([pairs, pairs[:, ::-1]]).T.copy())  # (2, 2B)
+        env = atom_environments(directed, torch.as_tensor(z)).numpy()
+        i, j, k = bond_angles(directed).numpy()  # (A,) each
+        u = traj.positions[:, i] - traj.positions[:, j]  # (T, A, 3) Å
+        w = traj.positions[:, k] - traj.positions[:, j]
+        cos = (u * w).sum(-1) / (np.linalg.norm(u, axis=-1) * np.linalg.norm(w, axis=-1))  # (T, A)
+        kT = units.kB * float(temperature_series(traj.positions, z, traj.dt_fs).mean())  # eV
+        dih = bond_dihedrals(directed, len(z)).numpy()  # (4, D)
+        b1, b2, b3 = (traj.positions[:, dih[a + 1]] - traj.positions[:, dih[a]] for a in range(3))  # (T, D, 3) Å
+        n1, n2 = np.cross(b1, b2), np.cross(b2, b3)
+        phi = np.arctan2(np.linalg.norm(b2, axis=-1) * (b1 * n2).sum(-1), (n1 * n2).sum(-1))  # (T, D)
+        out.append(_Valence(z, env, kT, pairs, bond_lengths(traj.positions, pairs), np.stack([i, j, k], 1), cos,
+                            dih.T, phi))
+    return out
+
+
+def _pool(samples) -> dict[tuple[int, ...], tuple[float, float]]:
+    """{key: (k_B T / var, mean)} from (key, k_B T, var, mean) samples: equipartition of a classical
+    harmonic term, the terms of one key pooled (mean of their variances, temperatures and means)."""
+    sums: dict[tuple[int, ...], np.ndarray] = {}
+    for key, kT, var, mean in samples:
+        sums[key] = sums.get(key, np.zeros(4)) + (kT, var, mean, 1.0)
+    return {key: (kt / var, mean / n) for key, (kt, var, mean, n) in sums.items() if var > 0}
+
+
+def _bond_samples(terms: list[_Valence], label):
+    for v in terms:
+        lab = label(v)
+        for (i, j), mean, var in zip(v.bonds, v.lengths.mean(axis=0), v.lengths.var(axis=0)):
+            yield tuple(sorted((int(lab[i]), int(lab[j])))), v.kT, var, mean
+
+
+def _angle_samples(terms: list[_Valence], label):
+    for v in terms:
+        lab = label(v)
+        for (i, j, k), mean, var in zip(v.angles, v.cos.mean(axis=0), v.cos.var(axis=0)):
+            a, b = sorted((int(lab[i]), int(lab[k])))
+            yield (a, int(lab[j]), b), v.kT, var, mean
+
+
+def _von_mises_kappa(r: float) -> float:
+    """Concentration κ of the von Mises distribution whose mean resultant length is r (maximum
+    likelihood, the approximation of Best & Fisher 1981; Fisher 1993, "Statistical analysis of
+    circular data", Eq. 4.40)."""
+    if r < 0.53:
+        return 2 * r + r**3 + 5 * r**5 / 6
+    if r < 0.85:
+        return -0.4 + 1.39 * r + 0.43 / (1 - r)
+    return 1 / max(r**3 - 4 * r**2 + 3 * r, 1e-12)
+
+
+MULTIPLICITIES = (1, 2, 3)  # torsion periodicities tried: one minimum, planar cis/trans, a rotor's three
+
+
+def _torsions(terms: list[_Valence]) -> dict[tuple[int, int, int, int], tuple[float, float, int, float]]:
+    """{(env_i, env_j, env_k, env_l): (k_B T eV, κ, n, φ0 rad)}: the torsion potential of BondPrior (a
+    mirror-symmetric pair of von Mises wells of nφ at ±φ0) fitted to each environment quadruple's
+    dihedral angles over all frames and instances (read either way: the smaller tuple), folded to |φ|
+    (a molecule and its mirror image are equally likely): n the multiplicity of MULTIPLICITIES with the
+    largest mean resultant length of n|φ|, φ0 its circular mean / n, κ its concentration
+    (_von_mises_kappa), T the trajectories' mean kinetic temperature."""
+    sums: dict[tuple[int, ...], np.ndarray] = {}  # key -> (Σ k_B T · frames, Σ exp(i n |φ|) per n, frames)
+    for v in terms:
+        for q, phi in zip(v.dihedrals, np.abs(v.phi.T)):
+            forward = tuple(int(v.env[a]) for a in q)
+            key = min(forward, forward[::-1])
+            resultant = [np.exp(1j * n * phi).sum() for n in MULTIPLICITIES]
+            sums[key] = sums.get(key, np.zeros(2 + len(MULTIPLICITIES), dtype=complex)) + (
+                v.kT * len(phi), *resultant, len(phi))
+    out = {}
+    for key, (kt_frames, *resultant, count) in sums.items():
+        count = float(count.real)
+        r, n = max((abs(c) / count, n) for c, n in zip(resultant, MULTIPLICITIES))  # ties: the larger n
+        out[key] = (float(kt_frames.real) / count, _von_mises_kappa(r), n, float(np.angle(resultant[n - 1])) / n)
+    return out
+
+
 def bond_statistics(trajs: Sequence, max_z: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(k, r0), each (max_z + 1, max_z + 1) float64 and symmetric, per element pair: the harmonic force
     constant k = k_B T / var(r) (eV/Å², equipartition of a classical harmonic bond) and the mean
     length r0 (Å) of every covalent bond of that pair (perceived in each trajectory's first frame:
     covalent radii x 1.2), over all frames, T each trajectory's mean kinetic temperature; bonds of a
     pair pooled (mean of their variances and mean lengths). Pairs never bonded in the data: 0."""
-    kt_sum, var_sum, len_sum, count = (np.zeros((max_z + 1, max_z + 1)) for _ in range(4))
-    for traj in trajs:
-        if traj.num_frames < 3:
-            continue
-        z = np.asarray(traj.numbers)
-        bonds = bonds_from_reference(traj.positions[:1], z)
-        if not len(bonds):
-            continue
-        kT = units.kB * float(temperature_series(traj.positions, z, traj.dt_fs).mean())  # eV
-        lengths = bond_lengths(traj.positions, bonds)  # (T, B) Å
-        for (i, j), mean, var in zip(bonds, lengths.mean(axis=0), lengths.var(axis=0)):
-            a, b = sorted((int(z[i]), int(z[j])))
-            kt_sum[a, b] += kT
-            var_sum[a, b] += var
-            len_sum[a, b] += mean
-            count[a, b] += 1
-    k = np.divide(kt_sum, var_sum, out=np.zeros_like(kt_sum), where=var_sum > 0)
-    r0 = np.divide(len_sum, count, out=np.zeros_like(len_sum), where=count > 0)
-    return torch.from_numpy(np.maximum(k, k.T)), torch.from_numpy(np.maximum(r0, r0.T))
+    k, r0 = (torch.zeros(max_z + 1, max_z + 1, dtype=torch.float64) for _ in range(2))
+    for (a, b), (kk, rr) in _pool(_bond_samples(_valence_terms(trajs), lambda v: v.z)).items():
+        k[a, b] = k[b, a] = kk
+        r0[a, b] = r0[b, a] = rr
+    return k, r0
 
 
 def angle_statistics(trajs: Sequence) -> dict[tuple[int, int, int], tuple[float, float]]:
@@ -120,26 +206,18 @@ def angle_statistics(trajs: Sequence) -> dict[tuple[int, int, int], tuple[float,
     of every bond angle (K = k_B T / var(cos θ), equipartition) and its mean, per element triple, over
     all frames, the angles those of the covalent bonds perceived in each trajectory's first frame
     (as bond_statistics), T each trajectory's mean kinetic temperature; angles of a triple pooled."""
-    sums: dict[tuple[int, int, int], np.ndarray] = {}  # key -> (k_B T, var, mean, count) sums
-    for traj in trajs:
-        if traj.num_frames < 3:
-            continue
-        z = np.asarray(traj.numbers)
-        pairs = bonds_from_reference(traj.positions[:1], z)  # (B, 2)
-        if not len(pairs):
-            continue
-        directed = torch.as_tensor(np.concatenate([pairs, pairs[:, ::-1]]).T.copy())  # (2, 2B) centre, end
-        i, j, k = bond_angles(directed).numpy()  # (A,) each
-        if not len(j):
-            continue
-        kT = units.kB * float(temperature_series(traj.positions, z, traj.dt_fs).mean())  # eV
-        u = traj.positions[:, i] - traj.positions[:, j]  # (T, A, 3) Å
-        w = traj.positions[:, k] - traj.positions[:, j]
-        cos = (u * w).sum(-1) / (np.linalg.norm(u, axis=-1) * np.linalg.norm(w, axis=-1))  # (T, A)
-        for a, c, b, mean, var in zip(z[i], z[j], z[k], cos.mean(axis=0), cos.var(axis=0)):
-            key = (int(min(a, b)), int(c), int(max(a, b)))
-            sums[key] = sums.get(key, np.zeros(4)) + (kT, var, mean, 1.0)
-    return {key: (kt / var, mean / n) for key, (kt, var, mean, n) in sums.items() if var > 0}
+    return _pool(_angle_samples(_valence_terms(trajs), lambda v: v.z))
+
+
+def environment_statistics(trajs: Sequence, torsions: bool = True) -> tuple[dict, dict, dict]:
+    """(bonds {(env, env'): (k eV/Å², r0 Å)}, angles {(env_end, env_centre, env_end'): (K eV, cos θ0)},
+    torsions {(env_i, env_j, env_k, env_l): (k_B T eV, κ, n, φ0 rad)}; {} when ``torsions`` is off):
+    bond_statistics and angle_statistics per pair and triple of atom environments
+    (ops.graph.atom_environments) instead of elements, and the torsions (_torsions); the tables
+    BondPrior.set_tables prefers."""
+    terms = _valence_terms(trajs)
+    return (_pool(_bond_samples(terms, lambda v: v.env)), _pool(_angle_samples(terms, lambda v: v.env)),
+            _torsions(terms) if torsions else {})
 
 
 def response_target(clean: FrameBatch, noisy: FrameBatch, graph: Graph, prior: BondPrior) -> FrameBatch:
