@@ -111,7 +111,7 @@ class TrainConfig:
     input_noise: float = 0.0  # Å, std of the noise on the conditioning frames x(t-2), x(t-1), x(t)
     input_noise_shared: float = 0.0  # Å, std of one offset added to all three (velocities stay exact)
     # the target follows the noise: x(t+1) plus the Verlet response of the fitted valence force field
-    # (bonds and angles, nn/bond_prior.py) to the perturbed frames, not the clean x(t+1) (training/conditioning.py)
+    # (bonds, angles, torsions; nn/bond_prior.py) to the perturbed frames, not the clean x(t+1) (training/conditioning.py)
     input_noise_response: bool = False
     unroll_prob: float = 0.0  # probability that a batch is conditioned on the model's own frames
     unroll_steps: int = 1  # most model steps unrolled (k drawn uniformly in 1..unroll_steps)

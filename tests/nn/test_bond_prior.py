@@ -156,7 +156,8 @@ def test_torsion_force_is_minus_the_gradient_of_the_mirror_symmetric_wells(seed)
 
 def test_torsion_fit_recovers_the_wells_it_samples():
     # C-C-C-C chains (1.5 Å bonds, 110° angles) whose dihedral is drawn from known distributions: a
-    # mirror pair of wells at ±70° (n = 1, κ = 20), and a three-fold rotor at 60°, 180°, 300° (n = 3)
+    # mirror pair of wells at ±70° (n = 1, κ = 20), a three-fold rotor at 60°, 180°, 300° (n = 3), a
+    # planar torsion about 0° (n = 1, one well)
     from diffmd_fast.data.trajectory import Trajectory
     from diffmd_fast.training.conditioning import _torsions, _valence_terms
 
@@ -174,11 +175,23 @@ def test_torsion_fit_recovers_the_wells_it_samples():
     t = 4000
     mirror = rng.choice([-1.0, 1.0], t) * rng.vonmises(np.radians(70.0), 20.0, t)
     rotor = rng.vonmises(np.pi, 10.0, t) / 3 + rng.choice([0.0, 1.0, 2.0], t) * 2 * np.pi / 3  # 3φ about π
-    for phi, n_want, phi0_want, kappa_want in ((mirror, 1, 70.0, 20.0), (rotor, 3, 60.0, 10.0)):
+    planar = rng.vonmises(0.0, 30.0, t)  # one well at 0: not a pair of wells either side of it
+    for phi, n_want, phi0_want, kappa_want in ((mirror, 1, 70.0, 20.0), (rotor, 3, 60.0, 10.0), (planar, 1, 0.0, 30.0)):
         traj = Trajectory(positions=chain(phi), numbers=np.full(4, 6), dt_fs=0.5)
         ((kt, kappa, n, phi0),) = _torsions(_valence_terms([traj])).values()
         assert n == n_want and abs(abs(np.degrees(phi0)) - phi0_want) < 2.0, (n, np.degrees(phi0))
         assert abs(kappa / kappa_want - 1) < 0.15 and kt > 0, kappa
+
+
+def test_the_dihedrals_about_one_bond_share_its_rotation_energy():
+    # ethane's C-C bond carries 9 H-C-C-H dihedrals, a C(sp2)-C(sp2) ring bond 4, a C-C-C-C chain 1
+    from diffmd_fast.training.conditioning import _torsions_about
+
+    b = ENV_BASE
+    h, methyl, ring_c, chain_c = 1 + 6 * b, 6 + b + b**2 + b**3 + 6 * b**4, 6 + b + 6 * b**2 + 6 * b**3, 6 + 6 * b + 6 * b**2
+    assert _torsions_about((h, methyl, methyl, h)) == 9
+    assert _torsions_about((h, ring_c, ring_c, ring_c)) == 4
+    assert _torsions_about((6 + 6 * b, chain_c, chain_c, 6 + 6 * b)) == 1
 
 
 def test_environment_constants_bring_prior_only_aspirin_closer_to_the_data():

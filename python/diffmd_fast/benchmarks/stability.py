@@ -18,7 +18,7 @@ Langevin thermostat), and scored online, so memory stays flat whatever the lengt
   beside that of the constant-velocity guess x(t) + v(t) (how much of the dynamics is learned).
 
 The sampler "prior-only" rolls out the run's anchor alone (nn.score_net.AnchorScore): with
-``model.bond_prior`` that is Verlet MD of the fitted harmonic valence force field, the baseline
+``model.bond_prior`` that is Verlet MD of the fitted valence force field (bonds, angles, torsions), the baseline
 that shows what the network adds.
 
     diffmd bench stability --molecules ethanol --strides 1,2,4 --samplers heun1,heun2 --ps 10
@@ -201,8 +201,10 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -
     if run.config.rollout.thermostat != "none":
         physics += f" (tau {run.config.rollout.tau_fs:g} fs)"
     m, tc = run.config.model, run.config.train
+    prior = getattr(getattr(run.model, "net", run.model), "bond_prior", None)  # the checkpoint's (older: no torsions)
+    torsions = f" + {prior.dihedral_keys.numel()} torsions" if prior is not None and prior.dihedral_keys.numel() else ""
     training = (f"{'EDM sigma_data ' + format(m.sigma_data, '.4g') if m.sigma_data > 0 else 'gated anchor'}, "
-                f"{'bond prior, ' if m.bond_prior else ''}input noise {tc.input_noise:g} A"
+                f"{'bond prior' + torsions + ', ' if m.bond_prior else ''}input noise {tc.input_noise:g} A"
                 f"{f' + shared {tc.input_noise_shared:g} A' if tc.input_noise_shared else ''}"
                 f"{' (response targets)' if tc.input_noise_response else ''}, "
                 f"unroll p {tc.unroll_prob:g} k {tc.unroll_steps}, "

@@ -121,7 +121,7 @@ def _long_run(args, traj, split, out) -> str:
     print(f"\nlong rollouts: {s['starts']} starts x {s['ps_per_start']:g} ps ({s['frames']} frames of "
           f"{s['frame_fs']:g} fs), thermostat/momentum per the run's [rollout] config\n{table}")
     return (f"## Long rollouts\n\nA second DiffMD trained for long rollouts (`diffmd-long/`, configs/long.toml: "
-            f"EDM preconditioning about the Verlet step of a harmonic valence force field fitted to the data, "
+            f"EDM preconditioning about the Verlet step of a valence force field (bonds, angles, torsions) fitted to the data, "
             f"input noise with response targets and pushforward training, one score evaluation per frame): "
             f"{s['starts']} starts x {s['ps_per_start']:g} ps ({s['frames']} frames of "
             f"{s['frame_fs']:g} fs) with the physics of its [rollout] config; stability as in MDsim (a bond "

@@ -51,8 +51,8 @@ def _subgraph(graph: Graph, keep: torch.Tensor) -> Graph:
 
 
 def _topology(start: FrameBatch, graph: Graph | None) -> Graph:
-    """The rollout's graph (default: complete within molecules) with the covalent bonds and angles of
-    the start frame as a fixed topology (what a bond prior holds together however far a frame
+    """The rollout's graph (default: complete within molecules) with the covalent bonds, angles,
+    dihedrals and atom environments of the start frame as a fixed topology (what a bond prior holds together however far a frame
     stretches it)."""
     graph = complete_graph(start.batch) if graph is None else graph
     return graph if graph.bonds is not None else with_covalent_bonds(graph, start.x, start.z)

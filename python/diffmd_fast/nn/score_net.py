@@ -201,7 +201,7 @@ class ScoreNet(nn.Module):
 class AnchorScore(nn.Module):
     """The score of a point mass at ``net``'s anchor, smoothed by the diffusion's noise: a ScoreNet's
     prediction with its network removed. With ``model.bond_prior`` its rollouts are Verlet MD of the
-    harmonic valence force field alone, the baseline that shows what the network adds.
+    valence force field alone (bonds, angles, torsions), the baseline that shows what the network adds.
 
     forward(batch, x_noisy (N, 3) Å, std (N, 1) Å, graph) -> (anchor - x_noisy) / std² (N, 3) 1/Å,
     the exact score of a variance-exploding diffusion started at the anchor."""

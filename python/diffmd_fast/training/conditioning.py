@@ -14,9 +14,9 @@ remedies, used together:
   same idea as the random-walk noise of Sanchez-Gonzalez et al., taken to its limit).
 - Response targets (``input_noise_response``, beyond both papers): what the clean target x(t+1)
   misses is that a perturbed state has its own future. Integrating the perturbation Δ of the
-  conditioning frames with the same Verlet recurrence the data obey, under the harmonic valence
-  force field of nn/bond_prior.py (bonds and angles per atom environment, constants from the
-  training data by equipartition), Δx(t+1) = 2 Δx(t) - Δx(t-1) + Δt² [F(x + Δx) - F(x)] / m. The target becomes
+  conditioning frames with the same Verlet recurrence the data obey, under the valence force field
+  of nn/bond_prior.py (harmonic bonds and angles, periodic torsions, per atom environment, constants
+  fitted to the training data), Δx(t+1) = 2 Δx(t) - Δx(t-1) + Δt² [F(x + Δx) - F(x)] / m. The target becomes
   x(t+1) + Δx(t+1): the model learns to carry a perturbed velocity (no cooling) and to pull a
   stretched bond or bent angle back with the stiffness the prior has (no snap, so no heating), at
   noise far larger than the clean-target forms tolerate. The same force field as the model's
@@ -36,6 +36,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from ase import units
+from scipy.special import i0e
 
 from ..data.batch import FrameBatch
 from ..diffusion.samplers import Sampler
@@ -44,7 +45,8 @@ from ..dynamics.stepper import sample_frame
 from ..evaluation.longrun import temperature_series
 from ..evaluation.metrics import bond_lengths, bonds_from_reference
 from ..nn.bond_prior import BondPrior
-from ..ops.graph import Graph, atom_environments, bond_angles, bond_dihedrals, with_covalent_bonds
+from ..ops.graph import (ENV_BASE, ENV_NEIGHBOURS, Graph, atom_environments, bond_angles, bond_dihedrals,
+                         with_covalent_bonds)
 
 
 def add_input_noise(batch: FrameBatch, noise: torch.Tensor, std: float, shared_std: float = 0.0) -> FrameBatch:
@@ -165,27 +167,58 @@ def _von_mises_kappa(r: float) -> float:
 MULTIPLICITIES = (1, 2, 3)  # torsion periodicities tried: one minimum, planar cis/trans, a rotor's three
 
 
+def _torsion_fit(phi: np.ndarray) -> tuple[float, int, float, float]:
+    """(κ, n, φ0, mean log-likelihood): the mirror-symmetric torsion distribution
+    p(φ) ∝ exp(κ cos n(φ - φ0)) + exp(κ cos n(φ + φ0)) that best fits the dihedral angles ``phi`` (rad),
+    by likelihood over n in MULTIPLICITIES and two shapes: one well at nφ0 = 0 or π (a planar or
+    staggered torsion, spread both ways: κ from the mean of cos n(φ - φ0)), or a pair of wells at
+    ±φ0 (a skewed torsion and its mirror image: φ0 and κ from n|φ|). Fitting the pair to data centred
+    on 0 puts two wells a standard deviation either side of it, a barrier where the data peak, so
+    both shapes are scored and the better kept."""
+    best = None
+    for n in MULTIPLICITIES:
+        single = np.exp(1j * n * phi).mean().real  # mean cos nφ: > 0 about 0, < 0 about π/n
+        folded = np.exp(1j * n * np.abs(phi)).mean()
+        candidates = [(0.0 if single >= 0 else np.pi / n, abs(single)), (float(np.angle(folded)) / n, abs(folded))]
+        for phi0, r in candidates:
+            kappa = _von_mises_kappa(float(r))
+            wells = np.logaddexp(kappa * np.cos(n * (phi - phi0)), kappa * np.cos(n * (phi + phi0))) - np.log(2.0)
+            loglik = float(wells.mean()) - np.log(2 * np.pi) - (np.log(i0e(kappa)) + kappa)  # log I0 via i0e
+            if best is None or loglik > best[3] + 1e-9:
+                best = (kappa, n, phi0, loglik)
+    return best
+
+
 def _torsions(terms: list[_Valence]) -> dict[tuple[int, int, int, int], tuple[float, float, int, float]]:
-    """{(env_i, env_j, env_k, env_l): (k_B T eV, κ, n, φ0 rad)}: the torsion potential of BondPrior (a
+    """{(env_i, env_j, env_k, env_l): (k_B T / m eV, κ, n, φ0 rad)}: the torsion potential of BondPrior (a
     mirror-symmetric pair of von Mises wells of nφ at ±φ0) fitted to each environment quadruple's
-    dihedral angles over all frames and instances (read either way: the smaller tuple), folded to |φ|
-    (a molecule and its mirror image are equally likely): n the multiplicity of MULTIPLICITIES with the
-    largest mean resultant length of n|φ|, φ0 its circular mean / n, κ its concentration
-    (_von_mises_kappa), T the trajectories' mean kinetic temperature."""
-    sums: dict[tuple[int, ...], np.ndarray] = {}  # key -> (Σ k_B T · frames, Σ exp(i n |φ|) per n, frames)
+    dihedral angles over all frames and instances (read either way: the smaller tuple) by
+    _torsion_fit, T the trajectories' mean kinetic temperature shared among the dihedrals about the
+    same bond (_torsions_about)."""
+    angles: dict[tuple[int, ...], list[np.ndarray]] = {}
+    kts: dict[tuple[int, ...], list[float]] = {}
     for v in terms:
-        for q, phi in zip(v.dihedrals, np.abs(v.phi.T)):
+        for q, phi in zip(v.dihedrals, v.phi.T):
             forward = tuple(int(v.env[a]) for a in q)
             key = min(forward, forward[::-1])
-            resultant = [np.exp(1j * n * phi).sum() for n in MULTIPLICITIES]
-            sums[key] = sums.get(key, np.zeros(2 + len(MULTIPLICITIES), dtype=complex)) + (
-                v.kT * len(phi), *resultant, len(phi))
+            angles.setdefault(key, []).append(phi)
+            kts.setdefault(key, []).extend([v.kT] * len(phi))
     out = {}
-    for key, (kt_frames, *resultant, count) in sums.items():
-        count = float(count.real)
-        r, n = max((abs(c) / count, n) for c, n in zip(resultant, MULTIPLICITIES))  # ties: the larger n
-        out[key] = (float(kt_frames.real) / count, _von_mises_kappa(r), n, float(np.angle(resultant[n - 1])) / n)
+    for key, phis in angles.items():
+        kappa, n, phi0, _ = _torsion_fit(np.concatenate(phis))
+        out[key] = (float(np.mean(kts[key])) / _torsions_about(key), kappa, n, phi0)
     return out
+
+
+def _torsions_about(key: tuple[int, ...]) -> int:
+    """How many dihedrals share the central bond j-k of the quadruple ``key``: (degree j - 1)(degree k - 1),
+    the degrees read from the environment codes (ops.graph.atom_environments). Every one of them
+    measures the same rotation about j-k, so each fitted distribution is that rotation's, and summed
+    over all of them the rotation's free energy would count that many times (ethane's 9 H-C-C-H
+    terms, each fitted to the 3-fold rotor: 9 x its barrier). Each term takes its share: k_B T / m
+    in the energy (DREIDING divides a torsion barrier the same way, Mayo et al. 1990)."""
+    degree = lambda env: sum(1 for k in range(1, ENV_NEIGHBOURS + 1) if (env // ENV_BASE**k) % ENV_BASE)  # noqa: E731
+    return max((degree(key[1]) - 1) * (degree(key[2]) - 1), 1)
 
 
 def bond_statistics(trajs: Sequence, max_z: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,7 +244,7 @@ def angle_statistics(trajs: Sequence) -> dict[tuple[int, int, int], tuple[float,
 
 def environment_statistics(trajs: Sequence, torsions: bool = True) -> tuple[dict, dict, dict]:
     """(bonds {(env, env'): (k eV/Å², r0 Å)}, angles {(env_end, env_centre, env_end'): (K eV, cos θ0)},
-    torsions {(env_i, env_j, env_k, env_l): (k_B T eV, κ, n, φ0 rad)}; {} when ``torsions`` is off):
+    torsions {(env_i, env_j, env_k, env_l): (k_B T / m eV, κ, n, φ0 rad)}; {} when ``torsions`` is off):
     bond_statistics and angle_statistics per pair and triple of atom environments
     (ops.graph.atom_environments) instead of elements, and the torsions (_torsions); the tables
     BondPrior.set_tables prefers."""
