@@ -1,5 +1,5 @@
-// CUDA diffmd_fast::valence_force: one thread per bond and one per angle, forces accumulated with
-// double-precision atomics (sm_60+); the same math (valence_math.h) as the CPU kernel. Indices are
+// CUDA diffmd_fast::valence_force: one thread per bond, one per angle and one per dihedral, forces
+// accumulated with double-precision atomics (sm_60+); the same math (valence_math.h) as the CPU kernel. Indices are
 // checked on the device (CUDA_KERNEL_ASSERT, as ATen's index kernels do), not with a host sync.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -63,11 +63,36 @@ __global__ void angle_kernel(const T* __restrict__ x, ValenceParams p, double* _
   }
 }
 
+template <typename T>
+__global__ void torsion_kernel(const T* __restrict__ x, ValenceParams p, double* __restrict__ f) {
+  const int64_t d = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (d >= p.D) return;
+  const int64_t i = p.dihedrals[d], j = p.dihedrals[p.D + d], k = p.dihedrals[2 * p.D + d], l = p.dihedrals[3 * p.D + d];
+  CUDA_KERNEL_ASSERT(i >= 0 && i < p.N && j >= 0 && j < p.N && k >= 0 && k < p.N && l >= 0 && l < p.N &&
+                     "valence_force: atom index out of range");
+  const double* t = p.torsion + 4 * d;
+  if (t[0] == 0.0) return;
+  double xi[3], xj[3], xk[3], xl[3], fi[3], fj[3], fk[3], fl[3];
+  load(x, i, xi);
+  load(x, j, xj);
+  load(x, k, xk);
+  load(x, l, xl);
+  mirror_torsion_force(xi, xj, xk, xl, t[0], t[1], t[2], t[3], fi, fj, fk, fl);
+  for (int c = 0; c < 3; ++c) {
+    atomicAdd(f + i * 3 + c, fi[c]);
+    atomicAdd(f + j * 3 + c, fj[c]);
+    atomicAdd(f + k * 3 + c, fk[c]);
+    atomicAdd(f + l * 3 + c, fl[c]);
+  }
+}
+
 at::Tensor valence_force_cuda(const at::Tensor& x, const at::Tensor& types, const at::Tensor& bonds, const at::Tensor& angles,
                               const at::Tensor& bond_k, const at::Tensor& bond_r0, const at::Tensor& slot,
-                              const at::Tensor& angle_k, const at::Tensor& angle_c0) {
+                              const at::Tensor& angle_k, const at::Tensor& angle_c0, const at::Tensor& dihedrals,
+                              const at::Tensor& torsion) {
   const c10::cuda::CUDAGuard guard(x.device());
-  const ValenceCall call = prepare_valence_call(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0);
+  const ValenceCall call =
+      prepare_valence_call(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0, dihedrals, torsion);
   const ValenceParams& p = call.p;
   double* f = call.force.data_ptr<double>();  // (N, 3) eV/Å
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
@@ -78,6 +103,10 @@ at::Tensor valence_force_cuda(const at::Tensor& x, const at::Tensor& types, cons
     }
     if (p.A > 0) {
       angle_kernel<<<(p.A + kThreads - 1) / kThreads, kThreads, 0, stream>>>(x.data_ptr<scalar_t>(), p, f);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+    if (p.D > 0) {
+      torsion_kernel<<<(p.D + kThreads - 1) / kThreads, kThreads, 0, stream>>>(x.data_ptr<scalar_t>(), p, f);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   });

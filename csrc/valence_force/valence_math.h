@@ -1,5 +1,6 @@
-// Harmonic valence terms (bonds, cosine-harmonic angles) in double precision: the math shared by the
-// CPU and CUDA kernels of diffmd_fast::valence_force and the Python reference (nn/bond_prior.py).
+// Valence terms (harmonic bonds, cosine-harmonic angles, mirror-symmetric torsions) in double
+// precision: the math shared by the CPU and CUDA kernels of diffmd_fast::valence_force and the Python
+// reference (nn/bond_prior.py).
 #pragma once
 
 #include <cmath>
@@ -44,6 +45,51 @@ DMD_HD void cosine_angle_force(const double xi[3], const double xj[3], const dou
   for (int c = 0; c < 3; ++c) {
     fi[c] = coef * (w[c] - cos_t * u[c]) / lu;
     fk[c] = coef * (u[c] - cos_t * w[c]) / lw;
+  }
+}
+
+// Forces on i, j, k, l of the mirror-symmetric torsion of nn/bond_prior.py,
+// U(φ) = -kt log ½[exp(κ cos n(φ - φ0)) + exp(κ cos n(φ + φ0))], φ the IUPAC dihedral angle of i-j-k-l
+// (b1 = x_j - x_i, b2 = x_k - x_j, b3 = x_l - x_k; φ = atan2(|b2| b1·(b2×b3), (b1×b2)·(b2×b3))), in
+// the closed form of Blondel & Karplus 1996 (J. Comput. Chem. 17, 1132): the four sum to zero.
+DMD_HD void mirror_torsion_force(const double xi[3], const double xj[3], const double xk[3], const double xl[3],
+                                 double kt, double kappa, double n, double phi0, double fi[3], double fj[3],
+                                 double fk[3], double fl[3]) {
+  double b1[3], b2[3], b3[3], n1[3], n2[3];
+  for (int c = 0; c < 3; ++c) {
+    b1[c] = xj[c] - xi[c];
+    b2[c] = xk[c] - xj[c];
+    b3[c] = xl[c] - xk[c];
+  }
+  for (int c = 0; c < 3; ++c) {
+    const int a = (c + 1) % 3, b = (c + 2) % 3;
+    n1[c] = b1[a] * b2[b] - b1[b] * b2[a];
+    n2[c] = b2[a] * b3[b] - b2[b] * b3[a];
+  }
+  double l2sq = 0.0, n1sq = 0.0, n2sq = 0.0, b1n2 = 0.0, n1n2 = 0.0, b1b2 = 0.0, b3b2 = 0.0;
+  for (int c = 0; c < 3; ++c) {
+    l2sq += b2[c] * b2[c];
+    n1sq += n1[c] * n1[c];
+    n2sq += n2[c] * n2[c];
+    b1n2 += b1[c] * n2[c];
+    n1n2 += n1[c] * n2[c];
+    b1b2 += b1[c] * b2[c];
+    b3b2 += b3[c] * b2[c];
+  }
+  const double l2 = fmax(sqrt(l2sq), kMinLength);
+  const double phi = atan2(l2 * b1n2, n1n2);
+  // the two wells' Boltzmann weights, softmax of κ cos n(φ ∓ φ0), computed about their maximum
+  const double ep = kappa * cos(n * (phi - phi0)), em = kappa * cos(n * (phi + phi0));
+  const double top = fmax(ep, em), wp = exp(ep - top), wm = exp(em - top);
+  const double du = kt * kappa * n * (wp * sin(n * (phi - phi0)) + wm * sin(n * (phi + phi0))) / (wp + wm);  // eV
+  const double ci = l2 / fmax(n1sq, kMinLength * kMinLength), cl = l2 / fmax(n2sq, kMinLength * kMinLength);
+  const double p = b1b2 / (l2 * l2), q = b3b2 / (l2 * l2);
+  for (int c = 0; c < 3; ++c) {
+    const double gi = -ci * n1[c], gl = cl * n2[c];  // dφ/dx_i, dφ/dx_l
+    fi[c] = -du * gi;
+    fl[c] = -du * gl;
+    fj[c] = -du * ((-p - 1.0) * gi + q * gl);
+    fk[c] = -du * (p * gi - (q + 1.0) * gl);
   }
 }
 

@@ -41,7 +41,7 @@ def _prior(seed: int, angle_elements=ELEMENTS, graph=None, z=None) -> BondPrior:
     r0 = 0.9 + 0.6 * torch.rand(11, 11, generator=gen, dtype=torch.float64)
     draw = lambda: (float(2.0 + 8.0 * torch.rand(1, generator=gen)), float(-0.3 - 0.4 * torch.rand(1, generator=gen)))
     angles = {(a, c, b): draw() for a in angle_elements for c in angle_elements for b in angle_elements if a <= b}
-    typed_bonds, typed_angles = {}, {}
+    typed_bonds, typed_angles, typed_dihedrals = {}, {}, {}
     if graph is not None:
         env = atom_environments(graph.bonds, z).tolist()
         for i, j in graph.bonds.T.tolist()[::2]:
@@ -49,13 +49,18 @@ def _prior(seed: int, angle_elements=ELEMENTS, graph=None, z=None) -> BondPrior:
                                              float(1.0 + 0.4 * torch.rand(1, generator=gen)))
         for i, j, kk in graph.angles.T.tolist()[::2]:
             typed_angles[(env[i], env[j], env[kk])] = draw()
-    prior.set_tables((k + k.T) / 2, (r0 + r0.T) / 2, 1.0, angles, typed_bonds, typed_angles)
+        for q in graph.dihedrals.T.tolist()[::2]:  # mirror pairs of wells, n = 1..3
+            typed_dihedrals[tuple(env[a] for a in q)] = (0.05, float(1.0 + 9.0 * torch.rand(1, generator=gen)),
+                                                         int(torch.randint(1, 4, (1,), generator=gen)),
+                                                         float(3.0 * torch.rand(1, generator=gen)))
+    prior.set_tables((k + k.T) / 2, (r0 + r0.T) / 2, 1.0, angles, typed_bonds, typed_angles, typed_dihedrals)
     return prior
 
 
 def _args(prior, x, z, graph):
-    return (x, prior.atom_types(z, graph), graph.bonds, graph.angles, prior.k, prior.r0, prior.slot, prior.angle_k,
-            prior.angle_c0)
+    types = prior.atom_types(z, graph)
+    return (x, types, graph.bonds, graph.angles, prior.k, prior.r0, prior.slot, prior.angle_k, prior.angle_c0,
+            *prior.torsion_terms(types, graph, x.shape[0]))
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -66,7 +71,7 @@ def test_op_equals_the_reference(seed, dtype, typed):
     graph = with_covalent_bonds(complete_graph(batch), x, z)
     assert graph.angles.shape[1] > 0
     prior = _prior(seed, graph=graph, z=z) if typed else _prior(seed)
-    assert (prior.environments.numel() > 0) == typed
+    assert (prior.environments.numel() > 0) == typed and (prior.dihedral_keys.numel() > 0) == typed
     x = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)).to(dtype)
     got = torch.ops.diffmd_fast.valence_force(*_args(prior, x, z, graph))
     want = prior.force_reference(x.double(), z, graph)
@@ -98,6 +103,16 @@ def test_bad_topologies_and_gradients_are_one_line_errors():
         torch.ops.diffmd_fast.valence_force(*_args(prior, x, torch.full_like(z, 11), graph))
     with pytest.raises(RuntimeError, match=r"bonds must be \(2, M\)"):
         torch.ops.diffmd_fast.valence_force(*_args(prior, x, z, graph._replace(bonds=graph.bonds.T.contiguous())))
+    torsions = _prior(1, graph=graph, z=z)
+    args = list(_args(torsions, x, z, graph))
+    assert args[-2].shape[1] > 0
+    args[-2] = args[-2].clone()
+    args[-2][3, 0] = -1  # a dihedral's fourth atom
+    with pytest.raises(RuntimeError, match="atom index -1 out of range"):
+        torch.ops.diffmd_fast.valence_force(*args)
+    args = list(_args(torsions, x, z, graph))
+    with pytest.raises(RuntimeError, match=r"torsion must be \(D, 4\) float64"):
+        torch.ops.diffmd_fast.valence_force(*args[:-1], args[-1][:-1])
     with pytest.raises(RuntimeError, match="no backward"):
         torch.ops.diffmd_fast.valence_force(*_args(prior, x.clone().requires_grad_(), z, graph))
     with torch.no_grad():  # gradients off: fine

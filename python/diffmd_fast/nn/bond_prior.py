@@ -224,27 +224,62 @@ class BondPrior(nn.Module):
 
     def force(self, x: torch.Tensor, z: torch.Tensor, graph: Graph) -> torch.Tensor:
         """(N, 3) float64 eV/Å: -∇U at positions x (N, 3) Å over ``graph.bonds``, ``graph.angles`` and
-        ``graph.dihedrals``: the bonds and angles in one call of the compiled ``diffmd_fast::valence_force``
-        op when autograd is off (rollouts, training targets), the torsions in PyTorch ops
-        (torsion_force); with autograd on, ``force_reference``. Raises (op) on indices outside the atoms."""
+        ``graph.dihedrals``: one call of the compiled ``diffmd_fast::valence_force`` op when autograd is
+        off (rollouts, training targets), else ``force_reference``. Raises (op) on indices outside the
+        atoms."""
         types = self.atom_types(z, graph)
         if VALENCE_COMPILED and not (torch.is_grad_enabled() and x.requires_grad):
             angles = graph.angles if graph.angles is not None else graph.bonds.new_zeros(3, 0)
-            force = torch.ops.diffmd_fast.valence_force(x, types, graph.bonds, angles, self.k, self.r0, self.slot,
-                                                        self.angle_k, self.angle_c0)
-            return force + self.torsion_force(x.to(torch.float64), types, graph)
+            dihedrals, torsion = self.torsion_terms(types, graph, x.shape[0])
+            return torch.ops.diffmd_fast.valence_force(x, types, graph.bonds, angles, self.k, self.r0, self.slot,
+                                                       self.angle_k, self.angle_c0, dihedrals, torsion)
         return self.force_reference(x.to(torch.float64), z, graph)
 
+    def torsion_terms(self, types: torch.Tensor, graph: Graph, num_atoms: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dihedrals (4, D) int64, torsion (D, 4) float64): the dihedrals of ``graph`` (perceived from its
+        bonds when it carries none) and each one's (k_B T / m eV, κ, n, φ0 rad), looked up by its type
+        quadruple (``types`` (N,) from atom_types); all zero for a quadruple without data (no term)."""
+        dih = graph.dihedrals if graph.dihedrals is not None else bond_dihedrals(graph.bonds, num_atoms)
+        q = self.dihedral_keys.numel()
+        if q == 0 or dih.shape[1] == 0:
+            return dih[:, :0], torch.zeros(0, 4, dtype=torch.float64, device=types.device)
+        i, j, k, l = dih  # (D,) each
+        key = self.dihedral_key(types[i], types[j], types[k], types[l], num_types=self.k.shape[0])
+        pos = torch.searchsorted(self.dihedral_keys, key).clamp_max(q - 1)
+        known = (self.dihedral_keys[pos] == key).unsqueeze(-1)  # (D, 1)
+        table = torch.stack([self.dihedral_kt, self.dihedral_kappa, self.dihedral_n, self.dihedral_phi0], -1)  # (Q, 4)
+        return dih, table[pos].double() * known
+
     def torsion_force(self, x: torch.Tensor, types: torch.Tensor, graph: Graph) -> torch.Tensor:
-        """(N, 3) float64 eV/Å: -∇ Σ U_t(φ) (module docstring) over the dihedrals of ``graph`` (perceived
-        from its bonds when it carries none) whose type quadruple has data, x (N, 3) float64 Å, ``types``
-        (N,) from atom_types. φ as IUPAC (the angle between the i-j-k and j-k-l planes, positive
-        clockwise looking down j->k), forces in closed form (Blondel & Karplus 1996, J. Comput. Chem.
-        17, 1132), finite through any geometry but a collinear i-j-k or j-k-l (where φ is undefined
-        and the force is clamped, as the reference's lengths)."""
+        """(N, 3) float64 eV/Å in PyTorch ops (the op's reference): -∇ Σ U_t(φ) (module docstring) over the
+        dihedrals of ``graph`` whose type quadruple has data, x (N, 3) float64 Å, ``types`` (N,) from
+        atom_types. φ as IUPAC (the angle between the i-j-k and j-k-l planes, positive clockwise
+        looking down j->k), forces in closed form (Blondel & Karplus 1996, J. Comput. Chem. 17, 1132),
+        finite through any geometry but a collinear i-j-k or j-k-l (where φ is undefined and the force
+        is clamped, as the reference's lengths)."""
         force = torch.zeros_like(x)
-        if self.dihedral_keys.numel() == 0:
+        dih, torsion = self.torsion_terms(types, graph, x.shape[0])
+        if dih.shape[1] == 0:
             return force
+        i, j, k, l = dih  # (D,) each
+        kt, kappa, n, phi0 = torsion.unbind(-1)  # (D,) each
+        b1, b2, b3 = x[j] - x[i], x[k] - x[j], x[l] - x[k]  # (D, 3) Å
+        n1, n2 = torch.linalg.cross(b1, b2), torch.linalg.cross(b2, b3)  # plane normals
+        l2 = b2.norm(dim=-1, keepdim=True).clamp_min(1e-6)  # (D, 1) |b2|
+        phi = torch.atan2((l2 * b1 * n2).sum(-1), (n1 * n2).sum(-1))  # (D,) rad
+        # dU/dφ = (k_B T / m) κ n [w+ sin n(φ - φ0) + w- sin n(φ + φ0)], w± the two wells' Boltzmann weights
+        w = torch.softmax(kappa.unsqueeze(-1) * torch.cos(n.unsqueeze(-1) * (phi.unsqueeze(-1) - torch.stack([phi0, -phi0], -1))), -1)
+        sines = torch.sin(n * (phi - phi0)) * w[:, 0] + torch.sin(n * (phi + phi0)) * w[:, 1]  # (D,)
+        du = (kt * kappa * n * sines).unsqueeze(-1)  # (D, 1) eV
+        gi = -l2 * n1 / (n1 * n1).sum(-1, keepdim=True).clamp_min(1e-12)  # (D, 3) dφ/dx_i
+        gl = l2 * n2 / (n2 * n2).sum(-1, keepdim=True).clamp_min(1e-12)  # dφ/dx_l
+        p = ((b1 * b2).sum(-1, keepdim=True) / (l2 * l2))  # (D, 1)
+        q = ((b3 * b2).sum(-1, keepdim=True) / (l2 * l2))
+        gj = (-p - 1.0) * gi + q * gl  # dφ/dx_j, dφ/dx_k (the four sum to zero)
+        gk = p * gi - (q + 1.0) * gl
+        for atoms, grad in ((i, gi), (j, gj), (k, gk), (l, gl)):
+            force.index_add_(0, atoms, -du * grad)
+        return force
         dih = graph.dihedrals if graph.dihedrals is not None else bond_dihedrals(graph.bonds, x.shape[0])
         if dih.shape[1] == 0:
             return force

@@ -7,7 +7,7 @@ The C++ library defines (schemas in csrc/egl_attention/egl_register.cpp and csrc
                            cutoff, num_radial, num_spherical) -> (gx, gv, gq, gk, gm, gw1, gw2)
     egt_score(z, x_prev, x, x_noisy, x_anchor, std, row_ptr, col, params, cutoff, num_radial, num_spherical, heads,
               anchor, sigma_data, num_layers) -> score (N,3)
-    valence_force(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0) -> force (N,3) float64
+    valence_force(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0, dihedrals, torsion) -> force (N,3) float64
 Here they get fake (meta) implementations for torch.compile and an autograd formula that calls the
 backward op (FlashAttention-style: the forward saves outputs and the log-sum-exp; the backward
 recomputes the pair terms). Without the compiled extension, the reference runs instead.
@@ -85,7 +85,7 @@ if COMPILED:
         return torch.empty_like(x)
 
     @torch.library.register_fake("diffmd_fast::valence_force")
-    def _valence_force_fake(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0):
+    def _valence_force_fake(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0, dihedrals, torsion):
         return x.new_empty(x.shape, dtype=torch.float64)
 
     _LIB = torch.library.Library("diffmd_fast", "IMPL")  # kept alive: the registrations live as long as it
