@@ -279,6 +279,14 @@ def test_tables_are_checked_and_the_prior_needs_the_anchor():
         prior.set_tables(k, r0, 4.0)
     with pytest.raises(ValueError, match="anchor"):
         ScoreNet(replace(TINY, anchor=False, bond_prior=True))
+    # an environment's constant measured on too short a trajectory (here 4x the C-H stiffness): the
+    # Verlet step could not integrate it, so its element pair's pooled constant stands in, with a warning
+    h_c, c_h3 = 1 + 6 * ENV_BASE, 6 + ENV_BASE + ENV_BASE**2 + ENV_BASE**3 + 6 * ENV_BASE**4
+    with pytest.warns(UserWarning, match=r"H\(C\)-C\(H,H,H,C\) would make the Verlet step unstable at 2 fs"):
+        prior.set_tables(k, r0, 2.0, typed_bonds={(h_c, c_h3): (4 * float(k[1, 6]), 1.2), (c_h3, c_h3): (20.0, 1.5)})
+    i, j = (prior.num_elements + prior.environments.tolist().index(e) for e in (h_c, c_h3))  # their table rows
+    assert float(prior.k[i, j]) == float(k[1, 6]) and float(prior.r0[i, j]) == float(r0[1, 6])
+    assert float(prior.k[j, j]) == 20.0  # the stable one is kept
 
 
 def test_training_fits_the_prior_and_checkpoints_carry_it(tmp_path):

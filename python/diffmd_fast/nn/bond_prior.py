@@ -53,6 +53,7 @@ the weights.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from ase import units
@@ -60,7 +61,7 @@ from ase.data import atomic_masses, chemical_symbols
 from torch import nn
 
 from ..ops.fused import VALENCE_COMPILED
-from ..ops.graph import ENV_BASE, Graph, atom_environments, bond_dihedrals, with_covalent_bonds
+from ..ops.graph import ENV_BASE, Graph, atom_environments, bond_dihedrals, environment_label, with_covalent_bonds
 
 Typed = dict[tuple[int, ...], tuple[float, float]]  # atom-environment pair or triple -> (constant, rest value)
 _TORSION_BUFFERS = ("dihedral_keys", "dihedral_kt", "dihedral_kappa", "dihedral_n", "dihedral_phi0")
@@ -134,9 +135,17 @@ class BondPrior(nn.Module):
         # bonds: every type pair starts at its element pair's values, the data's environment pairs overwrite
         k_t = k.double()[element[:, None], element[None, :]].clone()  # (T, T)
         r0_t = r0.double()[element[:, None], element[None, :]].clone()
+        unstable = []
         for (a, b), (kk, rr) in typed_bonds.items():
+            if self._omega(kk, int(element[index[a]]), int(element[index[b]])) * frame_fs >= 2.0:
+                unstable.append(f"{environment_label(a)}-{environment_label(b)}")
+                continue  # an estimate from too few periods of data: its element pair's pooled value instead
             for i, j in ((index[a], index[b]), (index[b], index[a])):
                 k_t[i, j], r0_t[i, j] = kk, rr
+        if unstable:
+            warnings.warn(f"bond prior: the data's force constants of {', '.join(unstable)} would make the Verlet "
+                          f"step unstable at {frame_fs:g} fs frames (too short a trajectory to measure them); "
+                          f"their element pairs' pooled constants are used instead", stacklevel=2)
         self._check_verlet(k_t, element, frame_fs)
         # angles: slots for the elements with angle data, then one per environment
         with_data = sorted({z for key in angles for z in key})
@@ -179,14 +188,18 @@ class BondPrior(nn.Module):
         return torch.minimum(forward, backward)
 
     @staticmethod
+    def _omega(k: float, za: int, zb: int) -> float:
+        """1/fs: the angular frequency sqrt(k / reduced mass) of a bond of constant k (eV/Å²)."""
+        return float(k * (1 / atomic_masses[za] + 1 / atomic_masses[zb])) ** 0.5 * units.fs
+
+    @staticmethod
     def _check_verlet(k: torch.Tensor, element: torch.Tensor, frame_fs: float) -> None:
         """Verlet is stable only while ω Δt < 2 for the stiffest bond (ω² = k / reduced mass)."""
         pairs = (k > 0).nonzero().tolist()
         if not pairs:
             return
-        masses = torch.as_tensor(atomic_masses, dtype=torch.float64)
-        omega, a, b = max((float(k[i, j] * (1 / masses[element[i]] + 1 / masses[element[j]])) ** 0.5 * units.fs,
-                           int(element[i]), int(element[j])) for i, j in pairs)
+        omega, a, b = max((BondPrior._omega(float(k[i, j]), int(element[i]), int(element[j])), int(element[i]),
+                           int(element[j])) for i, j in pairs)
         if omega * frame_fs >= 2.0:
             raise ValueError(f"the bond prior's stiffest bond ({chemical_symbols[a]}-{chemical_symbols[b]}, period "
                              f"{2 * math.pi / omega:.1f} fs) makes its Verlet step unstable at {frame_fs:g} fs frames; "
