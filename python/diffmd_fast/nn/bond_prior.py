@@ -6,7 +6,7 @@ to the constant-velocity step x(t) + v(t). Where it has never seen data (a bond 
 the training temperature reaches) the correction is arbitrary and often ~0, so the default there is
 ballistic flight: a hydrogen keeps its thermal speed (~0.02 Å/fs at 500 K) and leaves its bond
 within ~30 frames. The prior makes the default a restoring one. The anchor becomes the Verlet step
-of a valence force field of harmonic bonds and angles and periodic torsions,
+of a valence force field (harmonic bonds and angles, torsions),
     x_anchor = 2 x(t) - x(t-1) + Δt² F(x(t)) / m,   F = -∇U,
     U = Σ_bonds ½ k_ij (r_ij - r0_ij)² + Σ_angles ½ K_ijk (cos θ_ijk - c0_ijk)²
         + Σ_dihedrals U_t(φ_ijkl),
@@ -14,41 +14,44 @@ of a valence force field of harmonic bonds and angles and periodic torsions,
 (the angle term in its cosine form, GROMOS 96's, smooth through 180°), with k, r0 per pair, K, c0 per
 (end, centre, end) triple and κ, n, φ0 per quadruple t of atom types, measured on the training data:
 bonds and angles by equipartition (k = k_B T / var(r), K = k_B T / var(cos θ); r0, c0 the means),
-torsions by Boltzmann inversion of their circular distribution. exp(-U_t / k_B T) is an equal mixture
-of two von Mises distributions of nφ about ±φ0: the torsion and its mirror image, because the energy
-of a molecule and of its reflection are equal and a reflection flips every dihedral's sign (a single
-well at the data's φ0 = -93° of aspirin's ester would make the model's dynamics differ from its mirror
-image's, breaking E(3) equivariance). n in 1, 2, 3 (3 for a methyl rotor, 2 for a planar group seen
-cis and trans), one well at φ0 = 0 or π/n or a pair at ±φ0, and κ are chosen by likelihood
-(training.conditioning._torsion_fit); for κ -> 0 (a free rotor) the term vanishes. The m dihedrals
-about one bond (9 for ethane's C-C) all measure its one rotation, so each carries k_B T / m: summed,
-the bond's rotation has the free energy the data show, not m times it (DREIDING's rule; the full
-k_B T on each term made prior-only steps 20 % worse on ethanol, 0.030 against 0.025 Å). Without the torsions the
-valence field holds bonds and angles but lets every group rotate freely: prior-only aspirin drifted
-from the data's conformer, h(r) JSD 0.006 after 5 ps and 0.017 after 100 ps; with them 0.002 over
-20 ps (bundled aspirin, 2 fs frames, 8 starts, Langevin τ 10 fs). The price: a torsion prior holds the molecule near the
-conformers its data visited (and their mirror images), so a model cannot find others the data never
-showed (model.prior_torsions = false leaves them out).
+torsions by Boltzmann inversion of their circular distribution.
+
+The torsions: exp(-U_t / k_B T) is an equal mixture of two von Mises distributions of nφ about ±φ0,
+the torsion and its mirror image, because a molecule and its reflection have the same energy and a
+reflection flips every dihedral's sign (a single well at the data's φ0 = -93° of aspirin's ester
+would make the model's dynamics differ from its mirror image's, breaking E(3) equivariance). n in
+1, 2, 3 (3 for a methyl rotor, 2 for a planar group seen cis and trans), one well at φ0 = 0 or π/n
+or a pair at ±φ0, and κ are chosen by likelihood (training.conditioning._torsion_fit); for κ -> 0 (a
+free rotor) the term vanishes. The m dihedrals about one bond (9 for ethane's C-C) all measure its
+one rotation, so each carries k_B T / m: summed, the bond's rotation has the free energy the data
+show, not m times it (DREIDING's rule; the full k_B T on each term made prior-only steps 20 % worse
+on ethanol, 0.030 against 0.025 Å). Without the torsions the valence field holds bonds and angles
+but lets every group rotate freely: prior-only aspirin drifted from the data's conformer, h(r) JSD
+0.006 after 5 ps and 0.017 after 100 ps; with them 0.002 over 20 ps (bundled aspirin, 2 fs frames,
+8 starts, Langevin τ 10 fs). The price: a torsion prior holds the molecule near the conformers its
+data visited (and their mirror images), so a model cannot find others the data never showed
+(model.prior_torsions = false leaves them out).
 
 An atom's type is its environment (ops.graph.atom_environments: element and bonded neighbours'
-elements, the atom types of classical force fields), so aspirin's C=O (1.21 Å) and C-O (1.36 Å) bonds, or its ring C-C (1.39 Å) and
-ring-carboxyl C-C (1.48 Å), each get their own rest length; pooled per element pair they shared
-one, 0.01-0.1 Å off for every bond, and prior-only MD missed the data's h(r) by JSD 0.019 (0.006
-typed by environment, the same as per-bond constants; measured on bundled aspirin, 5 ps, 2 fs
-frames). Types the data never showed (another molecule) fall back to their element pair's or
-triple's pooled values; torsions of quadruples the data never showed get no term (a torsion's
-preference is a property of its groups, not of its elements).
+elements, the atom types of classical force fields), so aspirin's C=O (1.21 Å) and C-O (1.36 Å)
+bonds, or its ring C-C (1.39 Å) and ring-carboxyl C-C (1.48 Å), each get their own rest length;
+pooled per element pair they shared one, 0.01-0.1 Å off for every bond, and prior-only MD missed the
+data's h(r) by JSD 0.019 (0.006 typed by environment, the same as per-bond constants; bundled
+aspirin, 5 ps, 2 fs frames). Types the data never showed (another molecule) fall back to their
+element pair's or triple's pooled values; torsions of quadruples the data never showed get no term
+(a torsion's preference is a property of its groups, not of its elements).
 
 The bonds are a fixed topology: ``graph.bonds``, ``angles``, ``dihedrals``, ``environments`` (a
-rollout perceives them once, on its start frame, ops.graph.with_covalent_bonds), or, when the graph carries none (training on data frames), the
-covalent bonds perceived on x(t). A fixed topology matters: a prior that perceives bonds by distance
-on every frame captures non-bonded neighbours (the 1-3 C...O of ethanol at 2.4 Å, ring 1-3 C...C at
-2.4 Å) as soon as they come within its reach and pulls them to a bond length, which pumps energy
-into the molecule (measured: a prior with a 1.4-1.6 × radii switch heated ethanol to 3,000-8,000 K
-within 30 frames, without any network). The network learns the rest of the dynamics (torsions,
-non-bonded forces, anharmonicity) as a correction to this step (Δ-learning), and off the data it
-falls back to bonds that pull back instead of breaking. Its tables are buffers: they are saved with
-the weights.
+rollout perceives them once, on its start frame, ops.graph.with_covalent_bonds), or, when the graph
+carries none (training on data frames), the covalent bonds perceived on x(t). A fixed topology
+matters: a prior that perceives bonds by distance on every frame captures non-bonded neighbours (the
+1-3 C...O of ethanol at 2.4 Å, ring 1-3 C...C at 2.4 Å) as soon as they come within its reach and
+pulls them to a bond length, which pumps energy into the molecule (measured: a prior with a
+1.4-1.6 × radii switch heated ethanol to 3,000-8,000 K within 30 frames, without any network). The
+network learns the rest of the dynamics (the instantaneous forces the fitted free energies average
+out, non-bonded forces, anharmonicity) as a correction to this step (Δ-learning), and off the data
+it falls back to bonds that pull back instead of breaking. Its tables are buffers: they are saved
+with the weights.
 """
 from __future__ import annotations
 
@@ -168,7 +171,8 @@ class BondPrior(nn.Module):
             ang_k[sa, sc, sb] = ang_k[sb, sc, sa] = kk
             ang_c0[sa, sc, sb] = ang_c0[sb, sc, sa] = c0
         num_types = element.numel()
-        canonical = {min(key, key[::-1]): value for key, value in typed_dihedrals.items()}  # a key read either way: the last
+        # a quadruple given both ways round: the later value
+        canonical = {min(key, key[::-1]): value for key, value in typed_dihedrals.items()}
         torsions = sorted((self.dihedral_key(*(torch.tensor(index[e]) for e in key), num_types=num_types).item(), *value)
                           for key, value in canonical.items())
         self.frame_fs.fill_(frame_fs)
@@ -281,34 +285,9 @@ class BondPrior(nn.Module):
         l2 = b2.norm(dim=-1, keepdim=True).clamp_min(1e-6)  # (D, 1) |b2|
         phi = torch.atan2((l2 * b1 * n2).sum(-1), (n1 * n2).sum(-1))  # (D,) rad
         # dU/dφ = (k_B T / m) κ n [w+ sin n(φ - φ0) + w- sin n(φ + φ0)], w± the two wells' Boltzmann weights
-        w = torch.softmax(kappa.unsqueeze(-1) * torch.cos(n.unsqueeze(-1) * (phi.unsqueeze(-1) - torch.stack([phi0, -phi0], -1))), -1)
-        sines = torch.sin(n * (phi - phi0)) * w[:, 0] + torch.sin(n * (phi + phi0)) * w[:, 1]  # (D,)
-        du = (kt * kappa * n * sines).unsqueeze(-1)  # (D, 1) eV
-        gi = -l2 * n1 / (n1 * n1).sum(-1, keepdim=True).clamp_min(1e-12)  # (D, 3) dφ/dx_i
-        gl = l2 * n2 / (n2 * n2).sum(-1, keepdim=True).clamp_min(1e-12)  # dφ/dx_l
-        p = ((b1 * b2).sum(-1, keepdim=True) / (l2 * l2))  # (D, 1)
-        q = ((b3 * b2).sum(-1, keepdim=True) / (l2 * l2))
-        gj = (-p - 1.0) * gi + q * gl  # dφ/dx_j, dφ/dx_k (the four sum to zero)
-        gk = p * gi - (q + 1.0) * gl
-        for atoms, grad in ((i, gi), (j, gj), (k, gk), (l, gl)):
-            force.index_add_(0, atoms, -du * grad)
-        return force
-        dih = graph.dihedrals if graph.dihedrals is not None else bond_dihedrals(graph.bonds, x.shape[0])
-        if dih.shape[1] == 0:
-            return force
-        i, j, k, l = dih  # (D,) each
-        key = self.dihedral_key(types[i], types[j], types[k], types[l], num_types=self.k.shape[0])
-        pos = torch.searchsorted(self.dihedral_keys, key).clamp_max(self.dihedral_keys.numel() - 1)
-        known = self.dihedral_keys[pos] == key  # (D,)
-        kt, kappa = self.dihedral_kt[pos] * known, self.dihedral_kappa[pos]
-        n, phi0 = self.dihedral_n[pos], self.dihedral_phi0[pos]
-        b1, b2, b3 = x[j] - x[i], x[k] - x[j], x[l] - x[k]  # (D, 3) Å
-        n1, n2 = torch.linalg.cross(b1, b2), torch.linalg.cross(b2, b3)  # plane normals
-        l2 = b2.norm(dim=-1, keepdim=True).clamp_min(1e-6)  # (D, 1) |b2|
-        phi = torch.atan2((l2 * b1 * n2).sum(-1), (n1 * n2).sum(-1))  # (D,) rad
-        # dU/dφ = k_B T κ n [w+ sin n(φ - φ0) + w- sin n(φ + φ0)], w± the two wells' Boltzmann weights
-        w = torch.softmax(kappa.unsqueeze(-1) * torch.cos(n.unsqueeze(-1) * (phi.unsqueeze(-1) - torch.stack([phi0, -phi0], -1))), -1)
-        sines = torch.sin(n * (phi - phi0)) * w[:, 0] + torch.sin(n * (phi + phi0)) * w[:, 1]  # (D,)
+        wells = torch.stack([phi - phi0, phi + phi0], -1)  # (D, 2) rad from each well
+        w = torch.softmax(kappa.unsqueeze(-1) * torch.cos(n.unsqueeze(-1) * wells), -1)  # (D, 2)
+        sines = (torch.sin(n.unsqueeze(-1) * wells) * w).sum(-1)  # (D,)
         du = (kt * kappa * n * sines).unsqueeze(-1)  # (D, 1) eV
         gi = -l2 * n1 / (n1 * n1).sum(-1, keepdim=True).clamp_min(1e-12)  # (D, 3) dφ/dx_i
         gl = l2 * n2 / (n2 * n2).sum(-1, keepdim=True).clamp_min(1e-12)  # dφ/dx_l
