@@ -67,7 +67,6 @@ from ..ops.fused import VALENCE_COMPILED
 from ..ops.graph import ENV_BASE, Graph, atom_environments, bond_dihedrals, environment_label, with_covalent_bonds
 
 Typed = dict[tuple[int, ...], tuple[float, float]]  # atom-environment pair or triple -> (constant, rest value)
-_TORSION_BUFFERS = ("dihedral_keys", "dihedral_kt", "dihedral_kappa", "dihedral_n", "dihedral_phi0")
 
 
 class BondPrior(nn.Module):
@@ -79,10 +78,9 @@ class BondPrior(nn.Module):
     Its tables are indexed by atom type t: t = z (< max_z + 1) for an atom of an environment the data
     never showed, t = max_z + 1 + e for the data's environment e (buffer ``environments``, sorted).
     Bonds: ``k``, ``r0`` (T, T); angles: ``angle_k``, ``angle_c0`` (S, S, S) over the slots ``slot``
-    (T,) of the types with angle data (-1: none); torsions: ``dihedral_kt``, ``dihedral_kappa``,
-    ``dihedral_n``, ``dihedral_phi0`` (Q,) of the quadruples ``dihedral_keys`` (Q,) (sorted,
-    ``dihedral_key``). The sizes follow the data, and a checkpoint loads
-    at its own."""
+    (T,) of the types with angle data (-1: none); torsions: ``torsions`` (Q, 4) (k_B T / m eV, κ, n,
+    φ0 rad) of the quadruples ``dihedral_keys`` (Q,) (sorted, ``dihedral_key``). The sizes follow the
+    data, and a checkpoint loads at its own."""
 
     def __init__(self, max_z: int) -> None:
         super().__init__()
@@ -94,12 +92,9 @@ class BondPrior(nn.Module):
         self.register_buffer("slot", torch.full((max_z + 1,), -1, dtype=torch.int64))
         self.register_buffer("angle_k", torch.zeros(0, 0, 0, dtype=torch.float64))  # eV
         self.register_buffer("angle_c0", torch.zeros(0, 0, 0, dtype=torch.float64))  # cos θ0
-        # torsions per quadruple of types: sorted keys (dihedral_key) and (Q,) k_B T / m eV, κ, n, φ0 rad
+        # torsions per quadruple of types: sorted keys (dihedral_key), (Q, 4) k_B T / m eV, κ, n, φ0 rad each
         self.register_buffer("dihedral_keys", torch.zeros(0, dtype=torch.int64))
-        self.register_buffer("dihedral_kt", torch.zeros(0, dtype=torch.float64))
-        self.register_buffer("dihedral_kappa", torch.zeros(0, dtype=torch.float64))
-        self.register_buffer("dihedral_n", torch.zeros(0, dtype=torch.float64))
-        self.register_buffer("dihedral_phi0", torch.zeros(0, dtype=torch.float64))
+        self.register_buffer("torsions", torch.zeros(0, 4, dtype=torch.float64))
 
     @property
     def num_elements(self) -> int:
@@ -157,15 +152,18 @@ class BondPrior(nn.Module):
         slot = torch.full((element.numel(),), -1, dtype=torch.int64)
         slot[with_data] = torch.arange(len(with_data))
         slot[z1:] = len(with_data) + torch.arange(len(envs))
-        slot_element = torch.tensor(with_data + [e % ENV_BASE for e in envs], dtype=torch.int64)  # (S,)
-        elem_k = torch.zeros(z1, z1, z1, dtype=torch.float64)
-        elem_c0 = torch.zeros(z1, z1, z1, dtype=torch.float64)
+        # each slot's row of the element angle table: its element's, the extra zero row W for an element
+        # without angle data
+        w = len(with_data)
+        row = {z: n for n, z in enumerate(with_data)}
+        se = torch.tensor(list(range(w)) + [row.get(e % ENV_BASE, w) for e in envs], dtype=torch.int64)  # (S,)
+        elem_k = torch.zeros(w + 1, w + 1, w + 1, dtype=torch.float64)
+        elem_c0 = torch.zeros(w + 1, w + 1, w + 1, dtype=torch.float64)
         for (a, c, b), (kk, c0) in angles.items():
-            elem_k[a, c, b] = elem_k[b, c, a] = kk
-            elem_c0[a, c, b] = elem_c0[b, c, a] = c0
-        se = slot_element
-        ang_k = elem_k[se[:, None, None], se[None, :, None], se[None, None, :]].clone()  # (S, S, S)
-        ang_c0 = elem_c0[se[:, None, None], se[None, :, None], se[None, None, :]].clone()
+            elem_k[row[a], row[c], row[b]] = elem_k[row[b], row[c], row[a]] = kk
+            elem_c0[row[a], row[c], row[b]] = elem_c0[row[b], row[c], row[a]] = c0
+        ang_k = elem_k[se[:, None, None], se[None, :, None], se[None, None, :]]  # (S, S, S)
+        ang_c0 = elem_c0[se[:, None, None], se[None, :, None], se[None, None, :]]
         for (a, c, b), (kk, c0) in typed_angles.items():
             sa, sc, sb = (int(slot[index[e]]) for e in (a, c, b))
             ang_k[sa, sc, sb] = ang_k[sb, sc, sa] = kk
@@ -173,14 +171,13 @@ class BondPrior(nn.Module):
         num_types = element.numel()
         # a quadruple given both ways round: the later value
         canonical = {min(key, key[::-1]): value for key, value in typed_dihedrals.items()}
-        torsions = sorted((self.dihedral_key(*(torch.tensor(index[e]) for e in key), num_types=num_types).item(), *value)
+        torsions = sorted((self.dihedral_key(*(torch.tensor(index[e]) for e in key), num_types=num_types).item(), value)
                           for key, value in canonical.items())
         self.frame_fs.fill_(frame_fs)
         for name, value in (("k", k_t), ("r0", r0_t), ("environments", torch.tensor(envs, dtype=torch.int64)),
                             ("slot", slot), ("angle_k", ang_k), ("angle_c0", ang_c0),
-                            ("dihedral_keys", torch.tensor([t[0] for t in torsions], dtype=torch.int64)),
-                            *((name, torch.tensor([t[c] for t in torsions], dtype=torch.float64))
-                              for c, name in enumerate(_TORSION_BUFFERS[1:], start=1))):
+                            ("dihedral_keys", torch.tensor([key for key, _ in torsions], dtype=torch.int64)),
+                            ("torsions", torch.tensor([value for _, value in torsions], dtype=torch.float64).reshape(-1, 4))):
             self._set(name, value)
 
     @staticmethod
@@ -214,9 +211,9 @@ class BondPrior(nn.Module):
         # before the angle tables none (they load as none), those before the environments only element
         # tables (16-slot angle tables); the tables take the checkpoint's sizes
         state_dict.pop(prefix + "radii", None)
-        for name in ("environments", "slot", "angle_k", "angle_c0", *_TORSION_BUFFERS):
+        for name in ("environments", "slot", "angle_k", "angle_c0", "dihedral_keys", "torsions"):
             state_dict.setdefault(prefix + name, getattr(self, name))
-        for name in ("k", "r0", "environments", "slot", "angle_k", "angle_c0", *_TORSION_BUFFERS):
+        for name in ("k", "r0", "environments", "slot", "angle_k", "angle_c0", "dihedral_keys", "torsions"):
             saved = state_dict[prefix + name]
             if saved.shape != self._buffers[name].shape:
                 self._set(name, torch.zeros(saved.shape, dtype=saved.dtype))
@@ -244,8 +241,8 @@ class BondPrior(nn.Module):
         ``graph.dihedrals``: one call of the compiled ``diffmd_fast::valence_force`` op when autograd is
         off (rollouts, training targets), else ``force_reference``. Raises (op) on indices outside the
         atoms."""
-        types = self.atom_types(z, graph)
         if VALENCE_COMPILED and not (torch.is_grad_enabled() and x.requires_grad):
+            types = self.atom_types(z, graph)
             angles = graph.angles if graph.angles is not None else graph.bonds.new_zeros(3, 0)
             dihedrals, torsion = self.torsion_terms(types, graph, x.shape[0])
             return torch.ops.diffmd_fast.valence_force(x, types, graph.bonds, angles, self.k, self.r0, self.slot,
@@ -264,8 +261,7 @@ class BondPrior(nn.Module):
         key = self.dihedral_key(types[i], types[j], types[k], types[l], num_types=self.k.shape[0])
         pos = torch.searchsorted(self.dihedral_keys, key).clamp_max(q - 1)
         known = (self.dihedral_keys[pos] == key).unsqueeze(-1)  # (D, 1)
-        table = torch.stack([self.dihedral_kt, self.dihedral_kappa, self.dihedral_n, self.dihedral_phi0], -1)  # (Q, 4)
-        return dih, table[pos].double() * known
+        return dih, self.torsions[pos].double() * known
 
     def torsion_force(self, x: torch.Tensor, types: torch.Tensor, graph: Graph) -> torch.Tensor:
         """(N, 3) float64 eV/Å in PyTorch ops (the op's reference): -∇ Σ U_t(φ) (module docstring) over the
@@ -308,9 +304,14 @@ class BondPrior(nn.Module):
         tr, ts = t[recv], t[send]
         magnitude = -self.k[tr, ts] * (dist - self.r0[tr, ts]) / dist  # (M,) eV/Å² (F along r)
         force = torch.zeros_like(x).index_add_(0, recv, magnitude.unsqueeze(-1) * r)  # (N, 3) eV/Å
-        if graph.angles is None or graph.angles.shape[1] == 0 or self.angle_k.numel() == 0:
-            return force + self.torsion_force(x, t, graph)
-        i, j, k = graph.angles  # (A,) each
+        if graph.angles is not None and graph.angles.shape[1] > 0 and self.angle_k.numel() > 0:
+            force = force + self.angle_force(x, t, graph.angles)
+        return force + self.torsion_force(x, t, graph)
+
+    def angle_force(self, x: torch.Tensor, t: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+        """(N, 3) float64 eV/Å in PyTorch ops: -∇ of the cosine-harmonic angles ``angles`` (3, A), x (N, 3)
+        float64 Å, ``t`` (N,) from atom_types."""
+        i, j, k = angles  # (A,) each
         si, sj, sk = self.slot[t[i]], self.slot[t[j]], self.slot[t[k]]
         known = (si >= 0) & (sj >= 0) & (sk >= 0)
         kk = self.angle_k[si, sj, sk] * known  # (A,) eV; slot -1 indexes the last entry: masked
@@ -322,5 +323,4 @@ class BondPrior(nn.Module):
         coef = -(kk * (cos.squeeze(-1) - c0)).unsqueeze(-1)  # (A, 1) eV: -dU/dcos
         f_i = coef * (wh - cos * uh) / lu  # (A, 3) eV/Å: -dU/dx_i = -dU/dcos · dcos/dx_i
         f_k = coef * (uh - cos * wh) / lw
-        force = force.index_add_(0, i, f_i).index_add_(0, k, f_k).index_add_(0, j, -(f_i + f_k))
-        return force + self.torsion_force(x, t, graph)
+        return torch.zeros_like(x).index_add_(0, i, f_i).index_add_(0, k, f_k).index_add_(0, j, -(f_i + f_k))
