@@ -196,17 +196,18 @@ def _torsions(terms: list[_Valence]) -> dict[tuple[int, int, int, int], tuple[fl
     _torsion_fit, T the trajectories' mean kinetic temperature shared among the dihedrals about the
     same bond (_torsions_about)."""
     angles: dict[tuple[int, ...], list[np.ndarray]] = {}
-    kts: dict[tuple[int, ...], list[float]] = {}
+    kts: dict[tuple[int, ...], list[float]] = {}  # each instance's k_B T (every instance has all frames)
     for v in terms:
         for q, phi in zip(v.dihedrals, v.phi.T):
             forward = tuple(int(v.env[a]) for a in q)
             key = min(forward, forward[::-1])
             angles.setdefault(key, []).append(phi)
-            kts.setdefault(key, []).extend([v.kT] * len(phi))
+            kts.setdefault(key, []).append(v.kT)
     out = {}
     for key, phis in angles.items():
         kappa, n, phi0, _ = _torsion_fit(np.concatenate(phis))
-        out[key] = (float(np.mean(kts[key])) / _torsions_about(key), kappa, n, phi0)
+        kt = float(np.average(kts[key], weights=[len(phi) for phi in phis]))  # per frame, as the fit
+        out[key] = (kt / _torsions_about(key), kappa, n, phi0)
     return out
 
 
@@ -221,17 +222,37 @@ def _torsions_about(key: tuple[int, ...]) -> int:
     return max((degree(key[1]) - 1) * (degree(key[2]) - 1), 1)
 
 
+def valence_statistics(trajs: Sequence, max_z: int, torsions: bool = True) -> dict:
+    """Every table BondPrior.set_tables takes, from one pass over the data: {"k", "r0"}
+    (bond_statistics), "angles" (angle_statistics), "typed_bonds", "typed_angles", "typed_dihedrals"
+    (environment_statistics)."""
+    terms = _valence_terms(trajs)
+    k, r0 = _element_bonds(terms, max_z)
+    typed_bonds, typed_angles, typed_dihedrals = _environment_tables(terms, torsions)
+    return dict(k=k, r0=r0, angles=_pool(_angle_samples(terms, lambda v: v.z)), typed_bonds=typed_bonds,
+                typed_angles=typed_angles, typed_dihedrals=typed_dihedrals)
+
+
+def _element_bonds(terms: list[_Valence], max_z: int) -> tuple[torch.Tensor, torch.Tensor]:
+    k, r0 = (torch.zeros(max_z + 1, max_z + 1, dtype=torch.float64) for _ in range(2))
+    for (a, b), (kk, rr) in _pool(_bond_samples(terms, lambda v: v.z)).items():
+        k[a, b] = k[b, a] = kk
+        r0[a, b] = r0[b, a] = rr
+    return k, r0
+
+
+def _environment_tables(terms: list[_Valence], torsions: bool) -> tuple[dict, dict, dict]:
+    return (_pool(_bond_samples(terms, lambda v: v.env)), _pool(_angle_samples(terms, lambda v: v.env)),
+            _torsions(terms) if torsions else {})
+
+
 def bond_statistics(trajs: Sequence, max_z: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(k, r0), each (max_z + 1, max_z + 1) float64 and symmetric, per element pair: the harmonic force
     constant k = k_B T / var(r) (eV/Å², equipartition of a classical harmonic bond) and the mean
     length r0 (Å) of every covalent bond of that pair (perceived in each trajectory's first frame:
     covalent radii x 1.2), over all frames, T each trajectory's mean kinetic temperature; bonds of a
     pair pooled (mean of their variances and mean lengths). Pairs never bonded in the data: 0."""
-    k, r0 = (torch.zeros(max_z + 1, max_z + 1, dtype=torch.float64) for _ in range(2))
-    for (a, b), (kk, rr) in _pool(_bond_samples(_valence_terms(trajs), lambda v: v.z)).items():
-        k[a, b] = k[b, a] = kk
-        r0[a, b] = r0[b, a] = rr
-    return k, r0
+    return _element_bonds(_valence_terms(trajs), max_z)
 
 
 def angle_statistics(trajs: Sequence) -> dict[tuple[int, int, int], tuple[float, float]]:
@@ -248,9 +269,7 @@ def environment_statistics(trajs: Sequence, torsions: bool = True) -> tuple[dict
     bond_statistics and angle_statistics per pair and triple of atom environments
     (ops.graph.atom_environments) instead of elements, and the torsions (_torsions); the tables
     BondPrior.set_tables prefers."""
-    terms = _valence_terms(trajs)
-    return (_pool(_bond_samples(terms, lambda v: v.env)), _pool(_angle_samples(terms, lambda v: v.env)),
-            _torsions(terms) if torsions else {})
+    return _environment_tables(_valence_terms(trajs), torsions)
 
 
 def response_target(clean: FrameBatch, noisy: FrameBatch, graph: Graph, prior: BondPrior) -> FrameBatch:

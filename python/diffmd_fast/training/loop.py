@@ -43,8 +43,7 @@ from ..nn.bond_prior import BondPrior
 from ..nn.score_net import ScoreNet
 from ..ops.graph import complete_graph, with_covalent_bonds
 from .checkpoint import load_latest, save_checkpoint
-from .conditioning import (add_input_noise, angle_statistics, bond_statistics, environment_statistics, pushforward,
-                           response_target)
+from .conditioning import add_input_noise, pushforward, response_target, valence_statistics
 from .distributed import DistInfo, GlobalBatchSampler, all_mean, any_rank, barrier, init_distributed, shutdown
 
 _P = 1_000_003  # mixing prime for noise keys
@@ -194,8 +193,8 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
     if prior is None and tc.input_noise_response:
         prior = BondPrior(cfg.model.max_z).to(device)
     if prior is not None:
-        prior.set_tables(*bond_statistics(train_trajs, cfg.model.max_z), stats["frame_fs"], angle_statistics(train_trajs),
-                         *environment_statistics(train_trajs, torsions=cfg.model.prior_torsions))
+        prior.set_tables(frame_fs=stats["frame_fs"],
+                         **valence_statistics(train_trajs, cfg.model.max_z, torsions=cfg.model.prior_torsions))
     response = prior if tc.input_noise_response else None
     bsamp = GlobalBatchSampler(len(data), tc.batch_size, rank=info.rank, world_size=info.world_size, seed=tc.seed)
     # own generator: a DataLoader iterator otherwise draws its base seed from the global RNG, which
