@@ -1,7 +1,7 @@
 // diffmd_fast::valence_force: the forces (eV/Å, float64) of harmonic bonds, cosine-harmonic angles and
-// mirror-symmetric torsions over a fixed topology, each term's constants looked up by its atoms' types (BondPrior.atom_types), one
-// pass over the terms (a rollout's bond prior at batch 1 is ~50 terms: as ~40 tensor ops it cost more
-// than the whole score network). Indices are checked as they are read,
+// mirror-symmetric torsions over a fixed topology, each term's constants looked up by its atoms' types
+// (BondPrior.atom_types), one pass over the terms (a rollout's bond prior at batch 1 is ~50 terms: as
+// ~40 tensor ops it cost more than the whole score network). Indices are checked as they are read,
 // so a bad topology is an error, never an out-of-bounds access. Inference only, like egt_score.
 #include <ATen/ATen.h>
 #include <torch/library.h>
@@ -17,9 +17,12 @@ void valence_force_cpu_impl(const T* x, const ValenceParams& p, double* f) {
   auto pos = [&](int64_t a, double out[3]) {
     for (int c = 0; c < 3; ++c) out[c] = static_cast<double>(x[a * 3 + c]);
   };
-  auto type_of = [&](int64_t a) {
+  auto atom = [&](int64_t a) {
     TORCH_CHECK(a >= 0 && a < p.N, "valence_force: atom index ", a, " out of range for ", p.N, " atoms");
-    const int64_t e = p.types[a];
+    return a;
+  };
+  auto type_of = [&](int64_t a) {
+    const int64_t e = p.types[atom(a)];
     TORCH_CHECK(e >= 0 && e < p.Z1, "valence_force: atom type ", e, " beyond the tables' ", p.Z1 - 1);
     return e;
   };
@@ -51,9 +54,7 @@ void valence_force_cpu_impl(const T* x, const ValenceParams& p, double* f) {
   double xl[3], fj[3], fl[3];
   for (int64_t d = 0; d < p.D; ++d) {
     const int64_t* q = p.dihedrals;
-    const int64_t i = q[d], j = q[p.D + d], k = q[2 * p.D + d], l = q[3 * p.D + d];
-    for (const int64_t a : {i, j, k, l})
-      TORCH_CHECK(a >= 0 && a < p.N, "valence_force: atom index ", a, " out of range for ", p.N, " atoms");
+    const int64_t i = atom(q[d]), j = atom(q[p.D + d]), k = atom(q[2 * p.D + d]), l = atom(q[3 * p.D + d]);
     const double* t = p.torsion + 4 * d;
     if (t[0] == 0.0) continue;  // a quadruple without data: no term
     pos(i, xi);

@@ -1,6 +1,6 @@
 // CUDA diffmd_fast::valence_force: one thread per bond, one per angle and one per dihedral, forces
-// accumulated with double-precision atomics (sm_60+); the same math (valence_math.h) as the CPU kernel. Indices are
-// checked on the device (CUDA_KERNEL_ASSERT, as ATen's index kernels do), not with a host sync.
+// accumulated with double-precision atomics (sm_60+); the same math (valence_math.h) as the CPU kernel.
+// Indices are checked on the device (CUDA_KERNEL_ASSERT, as ATen's index kernels do), not with a host sync.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -22,9 +22,13 @@ __device__ __forceinline__ void load(const T* x, int64_t a, double out[3]) {
   for (int c = 0; c < 3; ++c) out[c] = static_cast<double>(x[a * 3 + c]);
 }
 
-__device__ __forceinline__ int64_t type_of(const ValenceParams& p, int64_t a) {
+__device__ __forceinline__ int64_t atom(const ValenceParams& p, int64_t a) {
   CUDA_KERNEL_ASSERT(a >= 0 && a < p.N && "valence_force: atom index out of range");
-  const int64_t e = p.types[a];
+  return a;
+}
+
+__device__ __forceinline__ int64_t type_of(const ValenceParams& p, int64_t a) {
+  const int64_t e = p.types[atom(p, a)];
   CUDA_KERNEL_ASSERT(e >= 0 && e < p.Z1 && "valence_force: atom type beyond the tables");
   return e;
 }
@@ -67,9 +71,8 @@ template <typename T>
 __global__ void torsion_kernel(const T* __restrict__ x, ValenceParams p, double* __restrict__ f) {
   const int64_t d = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (d >= p.D) return;
-  const int64_t i = p.dihedrals[d], j = p.dihedrals[p.D + d], k = p.dihedrals[2 * p.D + d], l = p.dihedrals[3 * p.D + d];
-  CUDA_KERNEL_ASSERT(i >= 0 && i < p.N && j >= 0 && j < p.N && k >= 0 && k < p.N && l >= 0 && l < p.N &&
-                     "valence_force: atom index out of range");
+  const int64_t* q = p.dihedrals;
+  const int64_t i = atom(p, q[d]), j = atom(p, q[p.D + d]), k = atom(p, q[2 * p.D + d]), l = atom(p, q[3 * p.D + d]);
   const double* t = p.torsion + 4 * d;
   if (t[0] == 0.0) return;
   double xi[3], xj[3], xk[3], xl[3], fi[3], fj[3], fk[3], fl[3];
