@@ -23,6 +23,7 @@ which reports NaN energy and forces so that MDLogger prints the kinetic energy a
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,7 +32,9 @@ from ase import Atoms, units
 from ase.calculators.calculator import Calculator, all_changes
 from ase.md.md import MolecularDynamics
 
+from .data.build import whole_structure
 from .dynamics.guards import GuardConfig
+from .dynamics.preflight import check_start
 from .dynamics.start import check_elements, history_from_velocities, start_velocities
 from .training.checkpoint import load_run
 
@@ -57,16 +60,26 @@ class DiffMDDynamics(MolecularDynamics):
     also sets the Langevin thermostat's target when the run's [rollout] section uses one (else the
     training data's temperature). overrides: config overrides ("sampler.eps=0.01", ...).
     guard: the rollout health checks; a failing frame raises RolloutStopped (a FloatingPointError).
+    allow_unseen: roll out a structure with valence types or a molecule count the checkpoint was
+    not trained on, with a warning and generic prior terms (dynamics.preflight.check_start).
     trajectory, logfile, loginterval and further keyword arguments go to MolecularDynamics.
 
-    Raises ValueError for elements the checkpoint was not trained on, missing velocities without
-    a temperature, or a checkpoint that does not record its frame time."""
+    A periodic molecule is made whole first (its positions on ``atoms`` replaced, pbc switched
+    off: the rollout is in vacuum). Raises ValueError for elements or (without allow_unseen) types
+    the checkpoint was not trained on, fused atoms, a condensed phase, missing velocities without a
+    temperature, or a checkpoint that does not record its frame time."""
 
     def __init__(self, atoms: Atoms, checkpoint: str, *, temperature_K: float | None = None, seed: int = 1,
                  device: str | torch.device = "cpu", overrides: Sequence[str] = (),
-                 guard: GuardConfig = GuardConfig(), trajectory=None, logfile=None, loginterval: int = 1, **kwargs):
+                 guard: GuardConfig = GuardConfig(), allow_unseen: bool = False, trajectory=None, logfile=None,
+                 loginterval: int = 1, **kwargs):
         run = load_run(checkpoint, device, overrides)
+        whole = whole_structure(atoms, "the atoms")
+        atoms.positions, atoms.pbc = whole.positions, whole.pbc
         check_elements(atoms.numbers, run.data.get("elements"), "the atoms")
+        for note in check_start(run, atoms.positions, atoms.numbers, allow_unseen=allow_unseen, what="the atoms",
+                                guard=guard):
+            warnings.warn(note, stacklevel=2)
         frame_fs = run.data.get("frame_fs")
         if not frame_fs:
             raise ValueError(f"{run.path} does not record its frame time (an older checkpoint); retrain it or use "

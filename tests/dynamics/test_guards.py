@@ -188,3 +188,67 @@ def test_generate_writes_only_valid_frames_and_reports_stops(tmp_path, monkeypat
     assert cut.provenance["stopped"]["frame"] == cut.num_frames + 1
     assert cut.provenance["stopped"]["reason"] == "bond_broken"
     assert not list(tmp_path.glob("gen_t90*"))  # no valid frame: no file at all
+
+
+def _guarded_frame(move):
+    """(guard, x) for ethanol_batch(bad=None): frame x(t) with ``move`` (x of molecule 1) applied."""
+    batch = ethanol_batch(bad=None)
+    guard = RolloutGuard(GuardConfig(max_step=math.inf), batch)  # the pair checks alone
+    x = batch.x.clone()
+    lo = 9  # molecule 1's atom 0
+    move(x[lo:lo + 9])
+    return guard, batch, x
+
+
+@pytest.mark.parametrize("reason", ["close_contact", "topology_change"])
+def test_pair_checks_stop_fused_atoms_and_new_bonds(reason):
+    """Ethanol: C0 C1 O2 H3..H8 with H8 on O2. Fused: H4 put 0.2 Å from C1 (limit 0.6 x 1.07 Å);
+    a new bond: the hydroxyl H8 moved 1.0 Å from C0, which it is not bonded to (limit 1.2 x 1.07 Å)."""
+    def move(mol):
+        target, atom, d = (1, 4, 0.2) if reason == "close_contact" else (0, 8, 1.0)
+        direction = mol[atom] - mol[target]
+        mol[atom] = mol[target] + d * direction / direction.norm()
+    guard, batch, x = _guarded_frame(move)
+    bad = torch.zeros(x.shape[0], dtype=torch.bool)
+    failed = guard.check(batch.x, x, bad)
+    assert failed.tolist() == [False, True, False]
+    (rep,) = guard.reports(failed, batch.x, x, bad, frame=5)
+    pair = {rep.atom, rep.partner}
+    assert rep.reason == reason and rep.frame == 5
+    if reason == "close_contact":
+        assert pair == {1, 4} and rep.value == pytest.approx(0.2) and rep.limit == pytest.approx(0.6 * (0.76 + 0.31))
+    else:
+        assert pair == {0, 8} and rep.value == pytest.approx(1.0) and rep.limit == pytest.approx(1.2 * (0.76 + 0.31))
+        assert "not bonded to in the start frame" in rep.message()
+
+
+def test_pair_checks_leave_a_thermal_frame_alone_and_switch_off_at_zero():
+    traj = load_trajectory(bundled("ethanol"))
+    batch = ethanol_batch(bad=None)
+    guard = RolloutGuard(GuardConfig(max_step=math.inf), batch)
+    later = start_batch([traj] * 3, [s + 400 for s in STARTS], dtype=torch.float64)  # 200 fs on: real thermal frames
+    bad = torch.zeros(batch.x.shape[0], dtype=torch.bool)
+    assert not guard.check(batch.x, later.x, bad).any()
+    x = batch.x.clone()
+    x[9 + 4] = x[9 + 1] + 0.05
+    off = RolloutGuard(GuardConfig(contact_scale=0.0, new_bond_scale=0.0, max_step=math.inf), batch)
+    assert not off.check(batch.x, x, bad).any()
+    with pytest.raises(ValueError, match="contact_scale"):
+        GuardConfig(contact_scale=-1.0)
+
+
+def test_subset_guard_keeps_the_pair_checks_of_the_survivors():
+    batch = ethanol_batch(bad=None)
+    guard = RolloutGuard(GuardConfig(max_step=math.inf), batch)
+    keep = torch.tensor([True, False, True])
+    from diffmd_fast.dynamics.stepper import _select
+    sub_batch = _select(batch, keep)
+    sub = guard.subset(keep, sub_batch)
+    assert sub.pairs.shape[0] == 2 * 36 and sub.ids.tolist() == [0, 2]
+    x = sub_batch.x.clone()
+    x[9 + 4] = x[9 + 1] + 0.05  # molecule 2 of the start, now index 1
+    bad = torch.zeros(x.shape[0], dtype=torch.bool)
+    failed = sub.check(sub_batch.x, x, bad)
+    assert failed.tolist() == [False, True]
+    (rep,) = sub.reports(failed, sub_batch.x, x, bad, frame=1)
+    assert rep.molecule == 2 and rep.reason == "close_contact"

@@ -29,8 +29,18 @@ takes its share of the starts (and its own TRAJ.rank<r>.state.pt; with the Lange
 whose noise is drawn for the whole batch from one stream, a sharded run is statistically
 equivalent to a single-process run, not identical).
 
+Before the first frame the start structure is checked against what the checkpoint knows
+(diffmd_fast.dynamics.preflight): fused atoms, another number of molecules than the training data,
+or atom environments and bond, angle or torsion types it was not trained on are refused with one
+line naming them; --allow-unseen rolls such a structure out anyway, with a warning, and gives the
+prior's missing terms generic constants (never a zero force constant). A periodic structure is made
+whole first; a condensed phase (atoms touching periodic images) is refused.
+
+Output names keep every dot of the stem (gen.T300.extxyz, gen.T300.npz). An existing output is
+never replaced by a new run unless --overwrite is given; re-running the same command resumes it.
+
 Rollout guards (diffmd_fast.dynamics.guards) stop a trajectory whose molecule turns non-finite,
-explodes or breaks a bond; the others go on. A stopped trajectory's files hold only its valid
+explodes, fuses two atoms, breaks a bond or forms a new one; the others go on. A stopped trajectory's files hold only its valid
 frames (never a NaN frame; none at all if its first frame failed), its npz provenance carries the
 stop report, the report is printed on stderr and the exit status is 3.
 """
@@ -64,6 +74,10 @@ def add_arguments(p):
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--seed", type=int, default=1, help="seed of the sampler noise, thermostat and start velocities")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--allow-unseen", action="store_true",
+                   help="roll out a structure with atom environments, bond/angle/torsion types or a molecule count the "
+                        "checkpoint was not trained on (warns; generic prior terms for the missing ones)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs instead of refusing to")
 
 
 def run(args) -> int:
@@ -80,6 +94,8 @@ def run(args) -> int:
     if Path(args.out).suffix not in STREAM_SUFFIX:
         raise ValueError(f"--out {args.out}: the suffix must be one of {', '.join(STREAM_SUFFIX)}")
     all_starts = None if args.start is None else [int(s) for s in str(args.start).split(",")]
+    if all_starts is not None and len(set(all_starts)) < len(all_starts):
+        raise ValueError(f"--start {args.start} lists a frame twice; each start gets its own files")
     info = init_distributed(args.device)
     try:
         if all_starts is None and info.rank > 0:  # one structure: one trajectory, rolled out by rank 0
@@ -101,6 +117,7 @@ def _read_structure(spec: str):
     from ase import Atoms
 
     from ..data import load_data
+    from ..data.build import whole_structure
 
     path = Path(spec)
     if path.is_file() and path.suffix != ".npz":
@@ -113,7 +130,9 @@ def _read_structure(spec: str):
         frames = [Atoms(numbers=traj.numbers, positions=p) for p in traj.positions[:2]]
     if len(frames) != 1:
         raise ValueError(f"{spec} holds {'several' if frames else 'no'} frames; pick the start frame(s) with --start")
-    return frames[0]
+    return whole_structure(frames[0], path)
+
+
 
 
 def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: str) -> int:
@@ -129,6 +148,7 @@ def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: 
     from ..dynamics.guards import GuardConfig
     from ..dynamics.physics import corrections_from_config
     from ..dynamics.sink import FrameSink
+    from ..dynamics.preflight import check_start
     from ..dynamics.start import check_elements, history_from_velocities, start_velocities
     from ..dynamics.stepper import Stepper
     from ..training.checkpoint import load_run
@@ -161,25 +181,31 @@ def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: 
     else:
         start = start_batch([ref] * len(starts), starts, stride=stride, dtype=dtype).to(device)
         labels = list(starts)
+    first = (start.batch == 0).cpu()  # one molecule: its first start stands for all
+    for note in check_start(run, start.x.cpu()[first].double().numpy(), numbers, allow_unseen=args.allow_unseen,
+                            what=f"--data {args.data}"):
+        print(f"warning: {note}", file=sys.stderr)
     out = Path(args.out)
     stream_suffix = STREAM_SUFFIX[out.suffix]
-    stem = out.with_suffix("")
-    bases = [stem.with_name(f"{stem.name}_t{t0}") if suffixed else stem for t0 in labels]
+    bases = output_bases(out, labels, suffixed)
     gen = torch.Generator(device=device).manual_seed(args.seed)
     stepper = Stepper(run.model, run.sde, run.sampler, start, corrections=corrections, guard=GuardConfig(),
                       generator=gen, compile=rollout_cfg.compile)
     settings = {"checkpoint": str(Path(run.path).resolve()), "data": str(args.data), "starts": starts,
                 "frames": args.frames, "seed": args.seed, "set": list(args.set), "temperature": args.temperature,
                 "out": str(out), "device": device.type}
-    sink = FrameSink([b.with_suffix(stream_suffix) for b in bases], start.z.cpu().numpy(), start.batch.cpu().numpy(),
-                     frame_fs, Path(f"{out}{rank_tag}.state.pt"), settings, chunk=args.chunk)
+    paths = [Path(f"{b}{stream_suffix}") for b in bases]
+    state_path = Path(f"{out}{rank_tag}.state.pt")
+    _guard_existing(paths + [Path(f"{b}.npz") for b in bases], state_path, args.overwrite)
+    sink = FrameSink(paths, start.z.cpu().numpy(), start.batch.cpu().numpy(), frame_fs, state_path, settings,
+                     chunk=args.chunk)
     status = sink.resume(stepper)
     if status == "done":
         print(f"{out}: already complete ({args.frames} frames); remove {sink.state_path} to generate again")
         return _report_stops(stepper, labels, sink.frames)
     if status == "fresh":  # an npz of an earlier run must not pass for this one's while it runs
         for base in bases:
-            base.with_suffix(".npz").unlink(missing_ok=True)
+            Path(f"{base}.npz").unlink(missing_ok=True)
     if status == "resumed":
         print(f"resuming {out} at frame {stepper.t} of {args.frames} from {sink.state_path}", file=sys.stderr)
     if velocity_note:
@@ -218,6 +244,29 @@ def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: 
     return _report_stops(stepper, labels, sink.frames)
 
 
+def output_bases(out, labels: list, suffixed: bool) -> list:
+    """Path stems of each trajectory's files: ``out`` without its final suffix (every other dot
+    kept: gen.T300.extxyz -> gen.T300), plus _t<start> for each of several starts."""
+    from pathlib import Path
+
+    stem = str(out)[: len(str(out)) - len(Path(out).suffix)]
+    return [Path(f"{stem}_t{t0}") if suffixed else Path(stem) for t0 in labels]
+
+
+def _guard_existing(outputs: list, state_path, overwrite: bool) -> None:
+    """Refuse to start a new run over existing outputs (a ValueError naming them) unless
+    ``overwrite``, which also drops a sidecar of another run; a sidecar means resume, which goes on."""
+    if overwrite:
+        state_path.unlink(missing_ok=True)
+        return
+    if state_path.exists():
+        return
+    existing = [str(p) for p in outputs if p.exists()]
+    if existing:
+        raise ValueError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''} and belong{'s' if len(existing) == 1 else ''} "
+                         "to no unfinished run of this command; pass --overwrite to replace, or choose another --out")
+
+
 def _rollout_physics(run, temperature_K, ref, stride):
     """(the [rollout] section with --temperature as the thermostat target, the fallback target in K):
     the training data's temperature from the checkpoint, or for older checkpoints the reference
@@ -241,6 +290,8 @@ def _rollout_physics(run, temperature_K, ref, stride):
 def _write_npz(sink, stepper, bases, labels, frame_fs: float, name: str, provenance: dict) -> list[str]:
     """One npz per trajectory with frames (read back from its streamed file), with ``provenance``
     plus its start frame and stop report; returns the paths written."""
+    from pathlib import Path
+
     from ..data import Trajectory, load_trajectory, save_npz
 
     written = []
@@ -253,7 +304,7 @@ def _write_npz(sink, stepper, bases, labels, frame_fs: float, name: str, provena
                           name=name if label is None else f"{name}-t{label}",
                           provenance={**provenance, "start_frame": label,
                                       "stopped": None if report is None else report.to_dict()})
-        written.append(str(save_npz(traj, base.with_suffix(".npz"))))
+        written.append(str(save_npz(traj, Path(f"{base}.npz"))))
     return written
 
 

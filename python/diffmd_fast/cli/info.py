@@ -3,7 +3,8 @@
     diffmd info ethanol                 # a bundled trajectory
     diffmd info data.npz                # frames, atoms, formula, time step (fs), units, cell, provenance
     diffmd info iso17.db@3              # one molecule of a database holding several
-    diffmd info runs/ethanol            # checkpoints, epochs, resolved config
+    diffmd info runs/ethanol            # checkpoints, epochs, resolved config, what it was trained on
+    diffmd info --checkpoint runs/ethanol   # the same
 """
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ HELP = "what a data file or checkpoint holds"
 
 
 def add_arguments(p):
-    p.add_argument("path", metavar="FILE_OR_RUN_DIR", help="trajectory file, bundled name, or training run directory")
+    p.add_argument("path", metavar="FILE_OR_RUN_DIR", nargs="?", default=None,
+                   help="trajectory file, bundled name, or training run directory")
+    p.add_argument("--checkpoint", metavar="RUN_DIR", default=None,
+                   help="a training run directory: also what it was trained on (atom environments, bond, angle and "
+                        "torsion types, molecule count)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     from .common import add_data_options
 
@@ -23,7 +28,11 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    path = Path(args.path)
+    if (args.path is None) == (args.checkpoint is None):
+        raise ValueError("give one FILE_OR_RUN_DIR or --checkpoint RUN_DIR")
+    path = Path(args.path or args.checkpoint)
+    if args.checkpoint is not None and not path.is_dir():
+        raise FileNotFoundError(f"--checkpoint {path}: not a training run directory")
     info = _run_info(path) if path.is_dir() else _data_info(args.path, args)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
@@ -82,4 +91,17 @@ def _run_info(run: Path) -> dict:
         if hist:
             info["last_epoch_metrics"] = hist[-1]
         info["config"] = {f"{sec}.{k}": v for sec, vals in state["config"].items() for k, v in vals.items()}
+        info["trained_on"] = _trained_on(state.get("data", {}))
     return info
+
+
+def _trained_on(data: dict) -> dict:
+    """The valence types and molecule counts a checkpoint's ``data`` records, as labels."""
+    from ..ops.graph import type_label
+
+    types = data.get("valence_types")
+    if not types:
+        return {"note": "not recorded (a checkpoint from before the record)"}
+    out = {"molecules_per_structure": data.get("fragments")}
+    out.update({kind: [type_label(k) for k in keys] for kind, keys in types.items()})
+    return out

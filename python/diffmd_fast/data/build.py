@@ -13,6 +13,7 @@ from ase.geometry import find_mic
 from .elements import BOND_SCALE
 from .trajectory import Trajectory, TrajectoryError
 
+IMAGE_CONTACT_A = 2.5  # Å: an atom this close to a periodic image touches it (about the H...H van der Waals contact, 2 x 1.2 Å; H-bonds 1.8-2 Å)
 MD17_DT_FS = 0.5  # MD17 and revised MD17 were sampled every 0.5 fs (Chmiela et al. 2017)
 ISO17_DT_FS = 1.0  # ISO17 trajectories were sampled every 1 fs (Schütt et al. 2017)
 
@@ -50,6 +51,11 @@ def make_whole(path: Path, positions: np.ndarray, numbers: np.ndarray, cells: np
     already placed atom; fragments at the minimum image of what is placed); every later atom is
     put at the minimum image of its own position in the previous, already unwrapped frame, which
     needs atoms to move less than half a cell per frame. ``cells`` (T, 3, 3) Å, ``pbc`` (3,) bool.
+
+    Raises TrajectoryError when frame 0 made whole still has an atom within IMAGE_CONTACT_A of a
+    periodic image of another atom closer than of the atom itself: a condensed phase (a liquid or
+    crystal box) or a periodic network (a polymer, a surface), which no placement of its atoms makes
+    a molecule in vacuum.
     """
     if not np.any(pbc):
         return positions
@@ -78,11 +84,43 @@ def make_whole(path: Path, positions: np.ndarray, numbers: np.ndarray, cells: np
             vec, _ = find_mic((x0[j] - out0[placed].mean(0))[None], cells[0], pbc)
             out0[j] = out0[placed].mean(0) + vec[0]
             placed[j] = True
+    _check_isolated(path, out0, cells[0], pbc)
     out[0] = out0
     for t in range(1, positions.shape[0]):
         vec, _ = find_mic(positions[t] - out[t - 1], cells[t], pbc)
         out[t] = out[t - 1] + vec
     return out
+
+
+def whole_structure(atoms, path: str | os.PathLike):
+    """A copy of the ase.Atoms ``atoms`` with a periodic molecule made whole along its bonds
+    (make_whole, as the trajectory readers do) and pbc off: a rollout is in vacuum; ``atoms``
+    itself when it is not periodic. ``path`` names the source in errors. Raises TrajectoryError
+    (a ValueError) for a condensed phase or periodic network."""
+    if not np.any(atoms.pbc):
+        return atoms
+    out = atoms.copy()
+    out.positions = make_whole(Path(path), atoms.positions[None], atoms.numbers, np.asarray(atoms.cell)[None],
+                               np.asarray(atoms.pbc))[0]
+    out.pbc = False
+    return out
+
+
+def _check_isolated(path: Path, x: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> None:
+    """make_whole's condensed-phase check of the whole frame x (N, 3) Å: no atom within
+    IMAGE_CONTACT_A of a periodic image of any atom (itself included)."""
+    from ase import Atoms
+    from ase.neighborlist import neighbor_list
+
+    i, j, d, shift = neighbor_list("ijdS", Atoms(positions=x, cell=cell, pbc=pbc), IMAGE_CONTACT_A)
+    image = np.flatnonzero(np.any(shift != 0, axis=1))  # d = |x_j - x_i + S·cell|: S != 0 is another cell's atom
+    if image.size:
+        w = image[np.argmin(d[image])]
+        raise TrajectoryError(
+            f"{path.name}: a periodic system whose atoms touch their periodic images ({np.unique(i[image]).size} atoms; "
+            f"atom {i[w]} is {d[w]:.2f} Å from an image of atom {j[w]}): a condensed phase or periodic network, "
+            "which cannot be made a molecule in vacuum, and DiffMD rolls out molecules in vacuum; give one molecule "
+            f"(or a cluster) in a cell wider than it by {IMAGE_CONTACT_A:g} Å, or without pbc")
 
 
 def build_trajectory(path, positions, numbers, dt_fs, energies, forces, name, provenance, *,

@@ -202,3 +202,21 @@ def _radius_graph_torch(x: torch.Tensor, batch: torch.Tensor, r: float, block: i
     row_ptr = torch.zeros(n + 1, dtype=torch.int64, device=x.device)
     row_ptr[1:] = torch.cumsum(torch.bincount(row, minlength=n), 0)
     return Graph(row_ptr, col)
+
+
+def valence_types(graph: Graph) -> dict[str, list]:
+    """The force-field types of ``graph``'s topology (with_covalent_bonds): sorted, each once, as
+    atom-environment codes (atom_environments): "environments" [e], "bonds" [[e_i, e_j]] (e_i <= e_j),
+    "angles" [[e_end, e_centre, e_end]] (ends ascending), "torsions" [[e_i, e_j, e_k, e_l]] (the
+    smaller of the two readings). Plain lists, so that a checkpoint (and its JSON) can record them."""
+    env = graph.environments.tolist()
+    bonds = {tuple(sorted((env[i], env[j]))) for i, j in graph.bonds.T.tolist()}
+    angles = {(min(env[i], env[k]), env[j], max(env[i], env[k])) for i, j, k in graph.angles.T.tolist()}
+    torsions = {min(q, q[::-1]) for q in (tuple(env[a] for a in d) for d in graph.dihedrals.T.tolist())}
+    return {"environments": sorted(set(env)), "bonds": [list(b) for b in sorted(bonds)],
+            "angles": [list(a) for a in sorted(angles)], "torsions": [list(t) for t in sorted(torsions)]}
+
+
+def type_label(key) -> str:
+    """'C(C,H,H,H)-O(C,H)' for a valence type of valence_types (one code or a tuple of codes)."""
+    return "-".join(environment_label(int(e)) for e in (key if isinstance(key, (list, tuple)) else [key]))

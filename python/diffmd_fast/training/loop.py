@@ -37,6 +37,7 @@ from ..data.writers import write_text
 from ..diffusion.losses import draw_noise_keyed, dsm_loss
 from ..diffusion.samplers import make_sampler
 from ..diffusion.sde import SDE, make_sde
+from ..dynamics.preflight import training_topology
 from ..dynamics.rollout import rollout_armse
 from ..evaluation.longrun import temperature_series
 from ..nn.bond_prior import BondPrior
@@ -134,7 +135,8 @@ def data_stats(trajs: Sequence[Trajectory], stride: int) -> dict:
     frame_fs (the model's frame time, fs), temperature_K (mean kinetic temperature of the training
     frames from the velocities the model itself implies, (x(t+s) - x(t)) / (s dt) at its stride s, K;
     at long strides this is below the instantaneous temperature, and it is the quantity the
-    rollout thermostat controls), elements (atomic numbers seen).
+    rollout thermostat controls), elements (atomic numbers seen), valence_types and fragments (what
+    the model knows of its molecules, dynamics.preflight.training_topology).
     Raises ValueError when the trajectories disagree on their time step."""
     steps = sorted({round(t.dt_fs, 9) for t in trajs})
     if len(steps) > 1:
@@ -142,7 +144,7 @@ def data_stats(trajs: Sequence[Trajectory], stride: int) -> dict:
     frame_fs = float(steps[0]) * stride
     temps = [temperature_series(t.positions[::stride], t.numbers, frame_fs) for t in trajs if t.num_frames > stride]
     return {"frame_fs": frame_fs, "temperature_K": float(np.concatenate(temps).mean()) if temps else None,
-            "elements": sorted({int(z) for t in trajs for z in t.numbers})}
+            "elements": sorted({int(z) for t in trajs for z in t.numbers}), **training_topology(trajs)}
 
 
 def resolve_sigma_data(cfg: Config, trajs: Sequence[Trajectory]) -> Config:

@@ -1,0 +1,151 @@
+"""Checks of a rollout's start structure against what the model knows, before any frame is made.
+
+A trained DiffMD model is a model of its training molecules: the valence prior has constants for
+the atom environments and the bond, angle and torsion types its data showed, and the network has
+seen nothing else. ``check_start`` refuses, with one line naming what is wrong, a start structure
+- with two atoms closer than the close-contact guard allows (guards.GuardConfig.contact_scale),
+- with another number of molecules (bonded fragments) than the training trajectories had (two
+  molecules given to a one-molecule model pass through each other: nothing holds them apart),
+- with valence types the checkpoint was not trained on (``unseen_types``),
+unless ``allow_unseen``: then it warns with the list, and the prior covers every unseen term with a
+fallback that is never a zero force constant (nn.bond_prior.BondPrior.cover). What the checkpoint
+was trained on is ``data["valence_types"]`` and ``data["fragments"]`` (``training_topology``,
+recorded by training); checkpoints from before that record know only the prior's environments and
+torsions, and no fragment count.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from ase.data import chemical_symbols, covalent_radii
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from ..evaluation.metrics import bonds_from_reference
+from ..ops.graph import complete_graph, type_label, valence_types, with_covalent_bonds
+from .guards import GuardConfig
+
+KINDS = ("environments", "bonds", "angles", "torsions")
+
+
+def topology_graph(x: np.ndarray, z: np.ndarray):
+    """The covalent topology (ops.graph.Graph with bonds, angles, dihedrals, environments) of one
+    molecule or cluster at positions x (N, 3) Å, atomic numbers z (N,): what a rollout holds fixed."""
+    xt = torch.as_tensor(np.asarray(x, dtype=np.float64))
+    zt = torch.as_tensor(np.asarray(z, dtype=np.int64))
+    return with_covalent_bonds(complete_graph(torch.zeros(len(zt), dtype=torch.int64)), xt, zt)
+
+
+def fragment_count(x: np.ndarray, z: np.ndarray) -> int:
+    """Number of bonded fragments (molecules) at positions x (N, 3) Å: connected components of the
+    covalent bonds (metrics.bonds_from_reference, 1.2 × the sum of covalent radii)."""
+    n = len(z)
+    pairs = bonds_from_reference(np.asarray(x, dtype=np.float64)[None], np.asarray(z))
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)) if len(pairs) else \
+        coo_matrix((n, n))
+    return int(connected_components(graph, directed=False)[0])
+
+
+def training_topology(trajs: Sequence) -> dict:
+    """What a checkpoint records of its training molecules: "valence_types" (valence_types of every
+    trajectory's first frame, merged) and "fragments" (the sorted fragment counts found)."""
+    merged: dict[str, set] = {kind: set() for kind in KINDS}
+    fragments = set()
+    for traj in trajs:
+        x0, z = traj.positions[0], np.asarray(traj.numbers)
+        for kind, keys in valence_types(topology_graph(x0, z)).items():
+            merged[kind].update(tuple(k) if isinstance(k, list) else k for k in keys)
+        fragments.add(fragment_count(x0, z))
+    types = {kind: [list(k) if isinstance(k, tuple) else k for k in sorted(keys)] for kind, keys in merged.items()}
+    return {"valence_types": types, "fragments": sorted(fragments)}
+
+
+def trained_types(data: dict, prior) -> dict[str, set] | None:
+    """{kind: set of keys} the checkpoint was trained on (KINDS); kinds an older checkpoint cannot
+    tell are missing. ``data``: TrainedRun.data; ``prior``: the model's BondPrior or None."""
+    recorded = data.get("valence_types")
+    if recorded:
+        return {kind: {tuple(k) if isinstance(k, list) else k for k in recorded[kind]} for kind in KINDS}
+    if prior is None or prior.environments.numel() == 0:
+        return None
+    envs = prior.environments.tolist()
+    return {"environments": set(envs), "torsions": set(prior.torsion_types())}
+
+
+def unseen_types(graph, known: dict[str, set]) -> dict[str, list]:
+    """{kind: sorted keys of ``graph``'s topology (valence_types) absent from ``known``}, kinds with any."""
+    mine = valence_types(graph)
+    out = {}
+    for kind in KINDS:
+        if kind not in known:
+            continue
+        keys = [tuple(k) if isinstance(k, list) else k for k in mine[kind]]
+        missing = sorted(k for k in keys if k not in known[kind])
+        if missing:
+            out[kind] = missing
+    return out
+
+
+def describe_unseen(unseen: dict[str, list], shown: int = 4) -> str:
+    """'atom environments C(C,C,H,H); 2 angle types C(C,H,H,H)-C(C,C,H,H)-..., ...' (one line)."""
+    names = {"environments": "atom environment", "bonds": "bond type", "angles": "angle type",
+             "torsions": "torsion type"}
+    parts = []
+    for kind, keys in unseen.items():
+        labels = [type_label(k) for k in keys[:shown]] + ([f"... ({len(keys) - shown} more)"] if len(keys) > shown else [])
+        parts.append(f"{len(keys)} {names[kind]}{'s' if len(keys) > 1 else ''} {', '.join(labels)}")
+    return "; ".join(parts)
+
+
+def check_contacts(x: np.ndarray, z: np.ndarray, what: str, scale: float = GuardConfig().contact_scale) -> None:
+    """Raise ValueError when two atoms of positions x (N, 3) Å are closer than ``scale`` × the sum of
+    their covalent radii (the close-contact guard's limit): fused atoms are no start."""
+    if scale <= 0 or len(z) < 2:
+        return
+    x = np.asarray(x, dtype=np.float64)
+    i, j = np.triu_indices(len(z), 1)
+    d = np.linalg.norm(x[i] - x[j], axis=-1)
+    limit = scale * (covalent_radii[z[i]] + covalent_radii[z[j]])
+    bad = np.flatnonzero(d < limit)
+    if bad.size:
+        w = bad[np.argmin(d[bad] / limit[bad])]
+        raise ValueError(f"{what}: atoms {i[w]} ({chemical_symbols[z[i[w]]]}) and {j[w]} ({chemical_symbols[z[j[w]]]}) "
+                         f"are {d[w]:.3g} Å apart, closer than {scale:g} x their covalent radii ({limit[w]:.3g} Å): "
+                         f"fused atoms; {bad.size} such pair{'s' if bad.size > 1 else ''} in all")
+
+
+def check_start(run, x: np.ndarray, z: np.ndarray, *, allow_unseen: bool = False, what: str = "the start structure",
+                guard: GuardConfig = GuardConfig()) -> list[str]:
+    """Check one start structure x (N, 3) Å, z (N,) against the TrainedRun ``run`` (module
+    docstring); returns the warnings for the caller to show (with ``allow_unseen``). Raises ValueError (one line)
+    on fused atoms, another fragment count, or unseen valence types without ``allow_unseen``. With
+    ``allow_unseen`` it also gives the run's prior its fallback terms for this structure."""
+    z = np.asarray(z, dtype=np.int64)
+    check_contacts(x, z, what, guard.contact_scale)
+    notes = []
+    fragments = run.data.get("fragments")
+    mine = fragment_count(x, z)
+    if fragments and mine not in fragments:
+        msg = (f"{what} holds {mine} separate molecule{'s' if mine > 1 else ''} (bonded fragments), the training data "
+               f"{' or '.join(map(str, fragments))}: nothing in the model holds separate molecules apart")
+        if not allow_unseen:
+            raise ValueError(f"{msg}; give one structure like the training data's (or --allow-unseen to roll it out anyway)")
+        notes.append(msg)
+    prior = getattr(run.model, "bond_prior", None)
+    known = trained_types(run.data, prior)
+    graph = topology_graph(x, z)
+    unseen = unseen_types(graph, known) if known is not None else {}
+    if unseen:
+        listed = describe_unseen(unseen)
+        if not allow_unseen:
+            raise ValueError(f"{what} has types the checkpoint was not trained on: {listed}; train on data of this "
+                             "molecule, or pass --allow-unseen to use the prior's fallback terms")
+        notes.append(f"types the checkpoint was not trained on: {listed}")
+    if allow_unseen and prior is not None:
+        covered = prior.cover(torch.as_tensor(np.asarray(x, dtype=np.float64)), torch.as_tensor(z), graph,
+                              unseen.get("bonds", ()), unseen.get("angles", ()))
+        if covered:
+            notes.append(f"generic valence terms (the start structure's own geometry) for {covered}")
+    return [f"{what}: {note}" for note in notes]
