@@ -7,10 +7,102 @@ checkpoint (JSON), so a resumed or re-evaluated run cannot silently drift from w
 from __future__ import annotations
 
 import json
+import math
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal, get_args, get_type_hints
+from typing import Any, ClassVar, Literal, get_args, get_type_hints
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The values a numeric config field accepts: ``lo`` ≤ (or <, ``lo_open``) value ≤ (or <, ``hi_open``)
+    ``hi``, finite; ``also`` lists single values allowed outside the range (a documented sentinel such as
+    sigma_data = -1); ``note`` says what the field means, for the error message."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    also: tuple[float, ...] = ()
+    note: str = ""
+
+    def describe(self) -> str:
+        lo, hi = _number(self.lo), _number(self.hi)
+        if self.lo is not None and self.hi is not None:
+            text = f"in {'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}"
+        elif self.lo is not None:
+            text = f"{'>' if self.lo_open else '>='} {lo}"
+        else:
+            text = f"{'<' if self.hi_open else '<='} {hi}"
+        text += "".join(f" or {_number(v)}" for v in self.also)
+        return text + (f" ({self.note})" if self.note else "")
+
+    def admits(self, value: float) -> bool:
+        if value in self.also:
+            return True
+        if not math.isfinite(value):
+            return False
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            return False
+        return self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
+
+
+def _number(value: float | None) -> str:
+    """A bound as people write it: whole numbers in full (a seed's 4294967295), others in %g."""
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _count(lo: int, note: str = "") -> Limit:
+    return Limit(lo=lo, note=note)
+
+
+def _positive(note: str = "") -> Limit:
+    return Limit(lo=0, lo_open=True, note=note)
+
+
+def _non_negative(note: str = "") -> Limit:
+    return Limit(lo=0, note=note)
+
+
+def _unit_open(note: str = "") -> Limit:
+    return Limit(lo=0, hi=1, lo_open=True, hi_open=True, note=note)
+
+
+# torchdiffeq's odeint methods (torchdiffeq._impl.odeint.SOLVERS), spelled out so that reading a config
+# does not import torch
+ODE_METHODS = ("dopri8", "dopri5", "bosh3", "fehlberg2", "adaptive_heun", "euler", "midpoint", "heun2", "heun3",
+               "rk4", "explicit_adams", "implicit_adams", "fixed_adams", "scipy_solver")
+_DEVICE = re.compile(r"auto|(cpu|cuda|mps|xpu)(:\d+)?")
+
+
+def _check_section(cfg: Any) -> None:
+    """Validate every field of the section dataclass ``cfg`` against its declared type: Literal fields
+    among their choices, numeric fields within ``cfg.LIMITS``. Raises a one-line ValueError naming
+    ``section.field``, the value and what is allowed."""
+    hints = get_type_hints(type(cfg))
+    for f in fields(cfg):
+        value, where = getattr(cfg, f.name), f"{cfg.SECTION}.{f.name}"
+        hint = hints[f.name]
+        if getattr(hint, "__origin__", None) is Literal:
+            if value not in get_args(hint):
+                raise ValueError(f"{where} must be one of {get_args(hint)}, got {value!r}")
+            continue
+        limit = cfg.LIMITS.get(f.name)
+        if limit is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where} expects {hint.__name__}, got {value!r}")
+        if not limit.admits(value):
+            raise ValueError(f"{where} must be {limit.describe()}, got {value!r}")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
 
 
 @dataclass(frozen=True)
@@ -29,7 +121,20 @@ class ModelConfig:
     fitted to the training data, so that off the data the default is a restoring bond instead of
     ballistic flight (beyond the paper; nn/bond_prior.py). ``prior_torsions``: with the torsions
     (they hold the molecule near the conformers the data visited; off: groups rotate freely).
+
+    Raises ValueError (naming ``model.<field>``) for a value outside its range, ``hidden`` not a
+    multiple of ``heads``, or ``sigma_data`` / ``bond_prior`` without ``anchor``.
     """
+
+    SECTION: ClassVar[str] = "model"
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "num_layers": _count(1, "EGL layers"), "heads": _count(1, "attention heads"),
+        "hidden": _count(1, "embedding width, a multiple of heads"), "ffn": _count(1, "feed-forward width"),
+        "dropout": Limit(lo=0, hi=1, hi_open=True, note="a probability"), "cutoff": _positive("Å"),
+        "num_radial": _count(1, "Fourier-Bessel roots"), "num_spherical": _count(1, "Fourier-Bessel degrees"),
+        "max_z": Limit(lo=1, hi=118, note="an atomic number"), "num_fourier": _count(1, "noise-level features"),
+        "sigma_data": Limit(lo=0, also=(-1,), note="Å; 0: gated form, -1: measured from the data"),
+    }
 
     num_layers: int = 6
     heads: int = 8
@@ -47,6 +152,15 @@ class ModelConfig:
     prior_torsions: bool = True  # the bond prior's periodic torsions
     backend: Literal["fused", "reference"] = "fused"
 
+    def __post_init__(self) -> None:
+        _check_section(self)
+        _require(self.hidden % self.heads == 0,
+                 f"model.hidden ({self.hidden}) must be a multiple of model.heads ({self.heads})")
+        _require(self.anchor or self.sigma_data == 0, f"model.sigma_data = {self.sigma_data} (EDM preconditioning "
+                 "about the anchor) needs model.anchor = true")
+        _require(self.anchor or not self.bond_prior,
+                 "model.bond_prior (a prior on the anchor) needs model.anchor = true")
+
 
 @dataclass(frozen=True)
 class SDEConfig:
@@ -57,7 +171,17 @@ class SDEConfig:
     ``kind="ve"``: Song et al.'s plain VE SDE, std(s) = σ_min (σ_max/σ_min)^s, same for every atom.
     ``eps``: smallest diffusion time drawn in training; ``time_sampling``: how s is drawn on
     [eps, 1] (log-uniform by default, see SDE.time_from_uniform; "uniform" is Eq. 8 literally).
+
+    Raises ValueError (naming ``sde.<field>``) for a value outside its range or clamp / VE bounds
+    out of order.
     """
+
+    SECTION: ClassVar[str] = "sde"
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "sigma_s": _positive(), "a_bar": _non_negative("Å²/frame⁴"), "eta_sigma": _non_negative(),
+        "sigma_clamp_min": _positive(), "sigma_clamp_max": _positive(), "ve_sigma_min": _positive("Å"),
+        "ve_sigma_max": _positive("Å"), "eps": _unit_open("a diffusion time"),
+    }
 
     kind: Literal["conditional", "ve"] = "conditional"
     sigma_s: float = 1e-2
@@ -70,6 +194,13 @@ class SDEConfig:
     eps: float = 1e-5
     time_sampling: Literal["log_uniform", "uniform"] = "log_uniform"
 
+    def __post_init__(self) -> None:
+        _check_section(self)
+        _require(self.sigma_clamp_min <= self.sigma_clamp_max, f"sde.sigma_clamp_min ({self.sigma_clamp_min}) must "
+                 f"be <= sde.sigma_clamp_max ({self.sigma_clamp_max})")
+        _require(self.ve_sigma_min < self.ve_sigma_max, f"sde.ve_sigma_min ({self.ve_sigma_min}) must be < "
+                 f"sde.ve_sigma_max ({self.ve_sigma_max})")
+
 
 @dataclass(frozen=True)
 class SamplerConfig:
@@ -80,7 +211,17 @@ class SamplerConfig:
     evaluations per frame; see samplers.HeunSampler).
     ``prior="previous"`` starts at x(t) (the paper); ``"velocity"`` at x(t) + v(t).
     ``eps``: the diffusion time the sampler stops at (Table 3 searches 0.1 ... 0.99).
+    ``method``: one of torchdiffeq's (ODE_METHODS). ``atol`` / ``rtol`` >= 0, not both 0.
+
+    Raises ValueError (naming ``sampler.<field>``) for a value outside its range.
     """
+
+    SECTION: ClassVar[str] = "sampler"
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "eps": _unit_open("a diffusion time"), "atol": _non_negative(), "rtol": _non_negative(),
+        "steps": _count(1, "heun steps"), "n_predictor": _count(1, "predictor steps"),
+        "n_corrector": _count(0, "corrector steps per predictor step"), "snr": _positive("signal-to-noise ratio"),
+    }
 
     kind: Literal["ode", "pc", "heun"] = "ode"
     prior: Literal["previous", "velocity"] = "previous"
@@ -93,11 +234,35 @@ class SamplerConfig:
     n_corrector: int = 1
     snr: float = 0.16
 
+    def __post_init__(self) -> None:
+        _check_section(self)
+        _require(self.method in ODE_METHODS, f"sampler.method must be one of {ODE_METHODS}, got {self.method!r}")
+        _require(self.atol > 0 or self.rtol > 0, "sampler.atol and sampler.rtol cannot both be 0")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Training loop. Paper: Adam 5e-4, weight decay 1e-10, ReduceLROnPlateau patience 5, min lr
-    1e-7, seed 1, batch 200, 200 epochs, validation every 5 epochs."""
+    1e-7, seed 1, batch 200, 200 epochs, validation every 5 epochs.
+
+    Raises ValueError (naming ``train.<field>``) for a value outside its range (see LIMITS) or a
+    ``device`` that is not auto, cpu, cuda, mps or xpu (optionally ``:index``)."""
+
+    SECTION: ClassVar[str] = "train"
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "lr": _positive("learning rate"), "weight_decay": _non_negative(), "patience": _count(0, "epochs"),
+        "min_lr": _non_negative(), "lr_factor": _unit_open("the factor a plateau multiplies the learning rate by"),
+        "seed": Limit(lo=0, hi=2**32 - 1), "batch_size": _count(1, "molecule windows"), "epochs": _count(1),
+        "stride": _count(1, "MD frames per model frame"), "input_noise": _non_negative("Å"),
+        "input_noise_shared": _non_negative("Å"), "unroll_prob": Limit(lo=0, hi=1, note="a probability"),
+        "unroll_steps": _count(1, "model steps"), "max_steps": _count(0, "optimiser steps; 0: no limit"),
+        "max_minutes": _non_negative("minutes; 0: no limit"),
+        "val_every": _count(1, "epochs between validations; to validate rarely, set it above train.epochs"),
+        "val_rollout_frames": _count(0, "frames; 0: no validation rollout"),
+        "val_rollout_starts": _count(1, "rollout starts"), "checkpoint_every": _count(1, "epochs"),
+        "keep_checkpoints": _count(0, "checkpoints; 0: keep all"), "grad_clip": _non_negative("gradient norm; 0: off"),
+        "log_every": _count(1, "optimiser steps"),
+    }
 
     lr: float = 5e-4
     weight_decay: float = 1e-10
@@ -119,15 +284,21 @@ class TrainConfig:
     # wall-clock training budget (0: no limit), checked between optimiser steps; checkpoints carry
     # the seconds trained so far, so a killed and resumed run counts on from there
     max_minutes: float = 0.0
-    val_every: int = 5  # epochs
+    val_every: int = 5  # epochs between validations (>= 1; above epochs: no validation)
     val_rollout_frames: int = 20  # frames rolled out for the validation ARMSE (0: skip)
     val_rollout_starts: int = 4  # rollout starts spread over the validation trajectory
     checkpoint_every: int = 1  # epochs
-    keep_checkpoints: int = 2
-    grad_clip: float = 10.0
+    keep_checkpoints: int = 2  # newest checkpoints kept (0: all)
+    grad_clip: float = 10.0  # largest gradient norm (0: no clipping)
     device: str = "auto"  # "auto": cuda if available
     dtype: Literal["float32", "float64"] = "float32"
     log_every: int = 50  # steps
+
+    def __post_init__(self) -> None:
+        _check_section(self)
+        _require(isinstance(self.device, str) and _DEVICE.fullmatch(self.device) is not None,
+                 f"train.device must be auto, cpu, cuda, mps or xpu (optionally with :index, e.g. cuda:1), "
+                 f"got {self.device!r}")
 
 
 @dataclass(frozen=True)
@@ -144,13 +315,23 @@ class RolloutConfig:
     health checks) as one torch.compile (inductor) graph: about half the time per frame at batch 1
     on a CPU with the fixed-step heun sampler, after a one-off compilation of 3-30 s (samplers that
     draw random numbers or adapt their steps break the graph and gain little).
+
+    Raises ValueError (naming ``rollout.<field>``) for a value outside its range.
     """
+
+    SECTION: ClassVar[str] = "rollout"
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "temperature_K": _non_negative("K; 0: the training data's"), "tau_fs": _positive("fs"),
+    }
 
     momentum: bool = True
     thermostat: Literal["none", "langevin", "bussi"] = "langevin"
     temperature_K: float = 0.0  # K; 0: from the checkpoint's training data
     tau_fs: float = 100.0  # fs
     compile: bool = False
+
+    def __post_init__(self) -> None:
+        _check_section(self)
 
 
 _SECTIONS = {"model": ModelConfig, "sde": SDEConfig, "sampler": SamplerConfig, "train": TrainConfig,
@@ -161,7 +342,7 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
     """Convert a TOML/CLI value to the field's declared type, with an error naming the field."""
     hint = get_type_hints(cls)[name]
     choices = get_args(hint) if getattr(hint, "__origin__", None) is Literal else None
-    where = f"{cls.__name__}.{name}"
+    where = f"{cls.SECTION}.{name}"
     if choices is not None:
         if value not in choices:
             raise ValueError(f"{where} must be one of {choices}, got {value!r}")

@@ -28,6 +28,38 @@ def test_md17_npz(tmp_path, traj):
     assert load_trajectory(path, dt_fs=2.0, name="w").dt_fs == 2.0
 
 
+def test_an_assumed_time_step_is_marked_as_assumed(tmp_path, traj):
+    """Readers record when the 0.5 fs they report is MD17's assumed step rather than the file's own."""
+    path = tmp_path / "md17.npz"
+    np.savez(path, R=traj.positions, z=traj.numbers)
+    assert load_trajectory(path).provenance["dt_fs_assumed"] is True
+    assert "dt_fs_assumed" not in load_trajectory(path, dt_fs=2.0).provenance
+    assert "dt_fs_assumed" not in load_trajectory(save_npz(traj, tmp_path / "own.npz")).provenance
+    resaved = save_npz(load_trajectory(path), tmp_path / "resaved.npz")  # still an assumption, until stated
+    assert load_trajectory(resaved).provenance["dt_fs_assumed"] is True
+    assert "dt_fs_assumed" not in load_trajectory(resaved, dt_fs=0.5).provenance
+
+
+def test_per_frame_atomic_numbers(tmp_path, traj):
+    """z stored once per frame (T, N) loads when every frame has the same atoms; otherwise the error
+    gives z's shape as stored."""
+    path = tmp_path / "z2d.npz"
+    np.savez(path, R=traj.positions, z=np.tile(traj.numbers, (traj.num_frames, 1)))
+    out = load_trajectory(path)
+    np.testing.assert_array_equal(out.numbers, traj.numbers)
+    assert "per frame" in out.provenance["z_note"]
+    changing = np.tile(traj.numbers, (traj.num_frames, 1))
+    changing[4] = [1, 8, 1]
+    np.savez(path, R=traj.positions, z=changing)
+    with pytest.raises(TrajectoryError, match=r"z2d.npz: z has shape \(12, 3\) .*change between frames"):
+        load_trajectory(path)
+    np.savez(path, R=traj.positions, z=np.tile(traj.numbers, (2, 2)))
+    with pytest.raises(TrajectoryError, match=r"z has shape \(2, 6\) for positions \(12, 3, 3\)"):
+        load_trajectory(path)
+    np.savez(path, nuclear_charges=np.tile(traj.numbers, (traj.num_frames, 1)), coords=traj.positions)
+    np.testing.assert_array_equal(load_trajectory(path).numbers, traj.numbers)
+
+
 def test_rmd17_npz_restores_time_order(tmp_path, traj):
     perm = np.random.default_rng(1).permutation(traj.num_frames)
     path = tmp_path / "rmd17_water.npz"

@@ -169,6 +169,16 @@ def test_runs_of_other_lengths_phases_and_frame_times_compare():
     assert abs(slow["vdos_peak_cm1"] - slow["vdos_ref_peak_cm1"]) <= slow["vdos_resolution_cm1"]
 
 
+def test_a_finer_reference_is_taken_at_the_generated_frame_time():
+    """A mode above the generated frames' Nyquist limit folds into their spectrum; the reference, at a 4x
+    finer step, is taken every 4th frame, so that it folds alike: spectra and temperatures agree."""
+    ref = _oscillator(4000, 0.3)  # 0.3 /fs, above 1 / (2 × 2 fs) = 0.25 /fs
+    m = longrun.long_run_metrics(ref[::4], ref, H2, 4 * DT, ref_dt_fs=DT)
+    assert m["vdos_overlap"] == pytest.approx(1.0) and m["vdos_peak_cm1"] == m["vdos_ref_peak_cm1"]
+    assert m["vdos_peak_cm1"] <= m["vdos_nyquist_cm1"] == pytest.approx(longrun.nyquist(4 * DT)[0])
+    assert m["temperature_ref_mean_K"] == pytest.approx(m["temperature_mean_K"])
+
+
 def test_small_chunks_give_the_same_metrics(monkeypatch):
     rng = np.random.default_rng(1)
     ref = _oscillator(300, 0.05) + 0.01 * rng.normal(size=(300, 2, 3))

@@ -139,3 +139,48 @@ def test_bad_inputs_raise_clear_errors(gen, ref, match):
 def test_bad_numbers_raise():
     with pytest.raises(ValueError, match="numbers"):
         metrics.bonds_from_reference(_still(), np.array([1, 1]))
+
+
+# ---- atom order ---------------------------------------------------------------------------------
+
+ETHANOL_Z = np.array([6, 6, 8, 1, 1, 1, 1, 1, 1])
+
+
+def _molecule(seed: int = 3) -> np.ndarray:
+    """(9, 3) Å: nine atoms at least 1.5 Å apart, like the atoms of a small molecule."""
+    rng = np.random.default_rng(seed)
+    while True:
+        x = rng.uniform(-2.5, 2.5, size=(9, 3))
+        if min(np.linalg.norm(x[i] - x[j]) for i in range(9) for j in range(i)) > 1.5:
+            return x
+
+
+def test_element_order_difference_tells_another_order_from_another_molecule():
+    assert metrics.element_order_difference(ETHANOL_Z, ETHANOL_Z) is None
+    swapped = ETHANOL_Z[[0, 2, 1, 3, 4, 5, 6, 7, 8]]
+    assert metrics.element_order_difference(swapped, ETHANOL_Z) == (
+        "the reference's atoms (C2H6O) in another order: atom 1 is O, in the reference C")
+    assert "not the same molecule" in metrics.element_order_difference(ETHANOL_Z[:-1], ETHANOL_Z)
+    assert "not the same molecule" in metrics.element_order_difference(np.r_[ETHANOL_Z[:-1], 6], ETHANOL_Z)
+
+
+def test_atom_order_finds_two_swapped_atoms_of_one_element():
+    ref = _molecule()
+    moved = ref + 0.03 * np.random.default_rng(0).normal(size=ref.shape) + np.array([5.0, 0.0, 0.0])
+    fit = metrics.atom_order(moved[[0, 1, 2, 8, 4, 5, 6, 7, 3]], ref, ETHANOL_Z)
+    assert fit.permuted and fit.moves() == [(8, 3), (3, 8)]
+    assert fit.rmsd_reordered < 0.1 < 1.0 < fit.rmsd_given  # the shift of 5 Å is not counted
+    plain = metrics.atom_order(moved, ref, ETHANOL_Z)
+    assert not plain.permuted and plain.moves() == [] and plain.rmsd_given == plain.rmsd_reordered
+
+
+def test_atom_order_does_not_call_motion_a_permutation():
+    ref = _molecule()
+    rng = np.random.default_rng(1)
+    blown = ref.copy()
+    blown[8] += np.array([2.0, 0.0, 0.0])  # one atom flies off: no relabelling makes that fit
+    assert not metrics.atom_order(blown, ref, ETHANOL_Z).permuted
+    # another conformation that matches only up to a relabelling, but 0.4 Å off: not in phase with ref
+    far = ref[[0, 1, 2, 8, 4, 5, 6, 7, 3]] + 0.4 / np.sqrt(3) * rng.choice([-1.0, 1.0], size=ref.shape)
+    fit = metrics.atom_order(far, ref, ETHANOL_Z)
+    assert fit.moves() == [(8, 3), (3, 8)] and fit.rmsd_reordered > 0.3 and not fit.permuted

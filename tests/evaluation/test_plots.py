@@ -59,3 +59,21 @@ def test_long_run_plots(tmp_path):
     assert _is_png(plots.plot_hr({"gen": a.hr}, a.hr_ref, a.hr_edges, tmp_path / "hr.png"))
     assert _is_png(plots.plot_vdos({"gen": (a.vdos_cm1, a.vdos)}, (a.vdos_cm1, a.vdos_ref), tmp_path / "v.png",
                                    nyquist_cm1=a.metrics["vdos_nyquist_cm1"]))
+
+
+def test_vdos_plot_draws_nothing_above_the_nyquist_limit(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    drawn = []
+    for method in ("plot", "fill_between"):
+        real = getattr(Axes, method)
+
+        def spy(self, x, *args, _real=real, **kwargs):
+            drawn.append(np.asarray(x))
+            return _real(self, x, *args, **kwargs)
+
+        monkeypatch.setattr(Axes, method, spy)
+    f = np.linspace(0.0, 33356.0, 513)  # a spectrum on 0.5 fs bins, drawn for 2 fs frames
+    curve = (f, np.full_like(f, 1.0 / len(f)))
+    assert _is_png(plots.plot_vdos({"gen": curve}, curve, tmp_path / "v.png", nyquist_cm1=8339.0))
+    assert len(drawn) == 2 and all(0 < len(x) < len(f) and x.max() <= 8339.0 for x in drawn)

@@ -83,6 +83,31 @@ def test_all_checkpoints_corrupt_is_a_clear_error(tmp_path):
     assert all(p.name in str(err.value) for p in paths)
 
 
+def test_no_usable_checkpoint_says_why_in_one_line(tmp_path, capsys):
+    """The error's one line names each file and its problem (the command line shows only the first line),
+    and no warning precedes it: there is no older checkpoint to fall back on."""
+    from diffmd_fast.cli import main
+    from diffmd_fast.training.checkpoint import load_latest
+
+    run = tmp_path / "r2"
+    run.mkdir()
+    (run / "ckpt_000000005.pt").write_bytes(b"not a checkpoint")
+    (run / "ckpt_000000005.pt.sha256").write_text("0" * 64)
+    (run / "ckpt_000000010.pt").write_bytes(b"truncated")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(CheckpointError) as err:
+            load_latest(run)
+    assert str(err.value) == (f"no usable checkpoint in {run}: ckpt_000000010.pt: checksum file "
+                              "ckpt_000000010.pt.sha256 is missing; ckpt_000000005.pt: checksum mismatch (file "
+                              "truncated or corrupted)")
+    capsys.readouterr()
+    assert main(["generate", "--checkpoint", str(run), "--data", "ethanol", "--start", "400", "--frames", "2",
+                 "--out", str(tmp_path / "g.extxyz"), "--quiet", "--device", "cpu"]) == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert lines == [f"diffmd generate: error: {err.value}"]
+
+
 # ---- atomic output writers ------------------------------------------------------------------------
 
 def _half_then_fail(path_or_handle, text: bytes) -> None:

@@ -21,6 +21,8 @@ from .build import MD17_DT_FS, build_trajectory, make_whole, require_file, steps
 from .iso17 import load_iso17
 from .trajectory import Trajectory, TrajectoryError
 
+# provenance key: True when dt_fs is not stated by the file but assumed (MD17's 0.5 fs sampling step)
+DT_ASSUMED = "dt_fs_assumed"
 
 
 def _scalar(arr: np.ndarray):
@@ -33,6 +35,25 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             return {k: data[k] for k in data.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         raise TrajectoryError(f"{path.name}: not a readable npz file ({err})") from err
+
+
+def _atomic_numbers(path: Path, z: np.ndarray, positions: np.ndarray, provenance: dict) -> np.ndarray:
+    """(N,) atomic numbers from an npz's ``z`` (or ``nuclear_charges``): (N,), or (T, N) when every frame
+    repeats the same numbers (noted in the provenance). Raises TrajectoryError naming the shape as
+    stored when z fits neither (e.g. (T, N) numbers that change between frames)."""
+    z = np.asarray(z)
+    pos = np.asarray(positions)
+    if pos.ndim != 3 or z.ndim < 2:
+        return z  # a 1-D z, or positions the trajectory check refuses with their own message
+    frames, atoms = pos.shape[:2]
+    per_frame = z.ndim == 2 and z.shape[0] in (1, frames) and z.shape[1] == atoms
+    if per_frame and (z == z[:1]).all():
+        provenance["z_note"] = f"z stored per frame {z.shape}, the same in every frame; frame 0's used"
+        return z[0]
+    why = ("atomic numbers that change between frames" if per_frame
+           else f"one atomic number per atom ({atoms},) expected")
+    raise TrajectoryError(f"{path.name}: z has shape {z.shape} for positions {pos.shape}: {why}; a trajectory "
+                          "holds one molecule, the same atoms in every frame")
 
 
 def _load_npz(path: Path, dt_fs: float | None, name: str | None) -> Trajectory:
@@ -53,6 +74,8 @@ def _load_npz(path: Path, dt_fs: float | None, name: str | None) -> Trajectory:
         except json.JSONDecodeError as err:
             raise TrajectoryError(f"{path.name}: provenance is not valid JSON ({err})") from err
     explicit_dt = dt_fs is not None
+    if explicit_dt:  # the caller states the time step: an assumption recorded when the file was saved is gone
+        provenance.pop(DT_ASSUMED, None)
     if dt_fs is None:
         if "dt_fs" in data:  # NaN: we saved a trajectory whose time step was not known
             dt_fs = float(_scalar(data["dt_fs"]))
@@ -62,21 +85,23 @@ def _load_npz(path: Path, dt_fs: float | None, name: str | None) -> Trajectory:
         else:
             dt_fs = MD17_DT_FS
             provenance.setdefault("dt_fs_note", f"not stored; assumed the MD17 sampling step {MD17_DT_FS} fs")
+            provenance[DT_ASSUMED] = True
     if name is None:
         stored = data.get("name")
         name = str(_scalar(stored)) if stored is not None and stored.dtype.kind in "US" else path.stem
     provenance.setdefault("source_file", str(path))
     provenance.setdefault("format", "npz (MD17 keys)")
     pos, energies, forces, length = _npz_units(path, data, provenance)
+    z = _atomic_numbers(path, data["z"], pos, provenance)
     # our own key: the engine's velocities, Å/fs (x length factor if a file ever states r_unit)
     velocities = None if "V" not in data else np.asarray(data["V"], dtype=np.float64) * length
     if "lattice" in data:  # sGDML stores the cell of periodic data sets in r_unit
         cell = np.asarray(data["lattice"], dtype=np.float64).reshape(3, 3) * length
-        pos = _unwrap(path, pos, data["z"], np.broadcast_to(cell, (pos.shape[0], 3, 3)), np.ones(3, bool), provenance)
+        pos = _unwrap(path, pos, z, np.broadcast_to(cell, (pos.shape[0], 3, 3)), np.ones(3, bool), provenance)
     # an explicit dt_fs declares the frames evenly spaced; otherwise keep the spacing we saved
     steps = None if explicit_dt else data.get("frame_steps")
     spacing_known = explicit_dt or "spacing_known" not in data or bool(_scalar(data["spacing_known"]))
-    return build_trajectory(path, pos, data["z"], dt_fs, energies, forces, name, provenance,
+    return build_trajectory(path, pos, z, dt_fs, energies, forces, name, provenance,
                             frame_steps=steps, spacing_known=spacing_known, velocities=velocities)
 
 
@@ -130,9 +155,11 @@ def _from_rmd17(path: Path, data: dict[str, np.ndarray], dt_fs: float | None, na
     if dt_fs is None:
         dt_fs = MD17_DT_FS
         provenance["dt_fs_note"] = f"assumed the MD17 sampling step {MD17_DT_FS} fs per old_indices step"
+        provenance[DT_ASSUMED] = True
     else:
         steps = None  # an explicit dt_fs declares the frames evenly spaced
-    return build_trajectory(path, pos, data["nuclear_charges"], dt_fs, energies, forces, name or path.stem, provenance,
+    z = _atomic_numbers(path, data["nuclear_charges"], pos, provenance)
+    return build_trajectory(path, pos, z, dt_fs, energies, forces, name or path.stem, provenance,
                             frame_steps=steps)
 
 

@@ -24,7 +24,7 @@ Decisions (ours, not MDsim's):
 - Temperature uses 3N − 6 degrees of freedom (3N − 5 = 1 for a diatomic) after removing the
   centre-of-mass velocity, as the issue asks; rotation is not removed.
 - VDOS: Welch's method (periodic Hann window, 50 % overlapping segments, mean removed per segment) on
-  the mass-weighted, centre-of-mass-free velocities. By Wiener-Khinchin the averaged power spectrum is
+  the mass-weighted, centre-of-mass-free velocities, the reference's at the generated frame time. By Wiener-Khinchin the averaged power spectrum is
   the Fourier transform of the mass-weighted velocity autocorrelation; averaging over segments makes it
   independent of phase and of the run's length. Frequencies above the Nyquist limit 1 / (2 Δt) fold back.
 - Distribution metrics of the generated run use its stable part only; with no stable frame (or too few
@@ -52,6 +52,7 @@ VDOS_SEGMENT = 1024  # frames per Welch segment: 0.98 THz (33 cm^-1) resolution 
 MIN_VDOS_STEPS = 16  # fewer velocities than this leave too few frequency bins to call it a spectrum
 CHUNK_VALUES = 1 << 21  # floats per working chunk (16 MiB): bounds memory whatever the run length
 CM1_PER_PER_FS = 1e15 / (100.0 * units._c)  # 1/fs → cm^-1: f[Hz] / c[cm/s]
+STEP_TOL = 1e-3  # a frame time within this many reference steps of a whole multiple of them is that multiple
 
 
 def _check_dt(dt_fs: float | None, what: str = "dt_fs") -> float:
@@ -309,9 +310,11 @@ def long_run_analysis(
     Without a time step (``dt_fs`` None: a file that does not say how far apart its frames are) the
     time-based metrics (stability_ps, temperatures, VDOS) are None and a note says why.
 
-    The generated distributions use its stable part, frames [0, stability_frames). Both VDOS use the same
-    segment length, so with equal frame times they share their bins; otherwise the reference spectrum is
-    interpolated onto the generated bins below both Nyquist limits.
+    The generated distributions use its stable part, frames [0, stability_frames). A reference at a finer
+    step that divides ``dt_fs`` (0.5 fs frames against 2 fs ones) is taken every k-th frame for its
+    temperature and VDOS, so both are computed at the same Δt; both VDOS use the same segment length and
+    then share their bins, which end at the generated frames' Nyquist limit 1 / (2 Δt). Otherwise the
+    reference spectrum is interpolated onto the generated bins below both Nyquist limits (with a note).
     """
     g, r = _check_traj(gen, "gen"), _check_traj(ref, "ref")
     if g.shape[1:] != r.shape[1:]:
@@ -345,8 +348,9 @@ def long_run_analysis(
     if not timed:
         out.notes.append("no time step: stability_ps, temperatures and VDOS are null")
         return out
-    if r.shape[0] >= 2:
-        out.temperature_ref = temperature_series(r, numbers, dt_ref)
+    rt, dt_ref = _at_step(r, dt_ref, dt)
+    if rt.shape[0] >= 2:
+        out.temperature_ref = temperature_series(rt, numbers, dt_ref)
         met["temperature_ref_mean_K"] = float(out.temperature_ref.mean())
         met["temperature_ref_std_K"] = float(out.temperature_ref.std())
     if stable >= 2:
@@ -354,22 +358,43 @@ def long_run_analysis(
         met["temperature_mean_K"] = float(out.temperature.mean())
         met["temperature_std_K"] = float(out.temperature.std())
 
-    L = min(int(segment), stable - 1, r.shape[0] - 1)
-    if L >= MIN_VDOS_STEPS:
-        f_gen, p_gen = vdos(gs, numbers, dt, segment=L)
-        f_ref, p_ref = vdos(r, numbers, dt_ref, segment=L)
-        if dt_ref != dt:  # different bins: put the reference on the generated ones, zero beyond its Nyquist
-            p_ref = np.interp(f_gen, f_ref, p_ref, right=0.0)
-            p_gen = np.where(f_gen <= f_ref[-1], p_gen, 0.0)
-        out.vdos_cm1, out.vdos, out.vdos_ref = f_gen, _unit_sum(p_gen), _unit_sum(p_ref)
-        met["vdos_overlap"] = vdos_overlap(out.vdos, out.vdos_ref)
-        met["vdos_peak_cm1"] = float(f_gen[np.argmax(out.vdos)])
-        met["vdos_ref_peak_cm1"] = float(f_gen[np.argmax(out.vdos_ref)])
-        met["vdos_resolution_cm1"] = float(f_gen[1] - f_gen[0])
-    elif stable >= 1:
-        out.notes.append(f"stable part ({stable} frames) or reference too short for a VDOS "
-                         f"(needs {MIN_VDOS_STEPS + 1} frames): vdos_overlap is null")
+    _add_vdos(out, gs, rt, numbers, dt, dt_ref, segment)
     return out
+
+
+def _at_step(ref: np.ndarray, ref_dt: float, dt: float) -> tuple[np.ndarray, float]:
+    """(reference frames, their spacing fs): every k-th frame when ``dt`` is k × ``ref_dt`` for a whole
+    k >= 1, so that the reference's implied velocities span the generated frames' Δt (the same damping
+    of fast modes, the same folding above the Nyquist limit); otherwise ``ref`` as it is."""
+    k = dt / ref_dt
+    if round(k) >= 1 and abs(k - round(k)) <= STEP_TOL:
+        return ref[:: int(round(k))], dt
+    return ref, ref_dt
+
+
+def _add_vdos(out: LongRun, gs: np.ndarray, rt: np.ndarray, numbers: np.ndarray, dt: float, dt_ref: float,
+              segment: int) -> None:
+    """The VDOS curves and metrics of the stable part ``gs`` (frames ``dt`` fs apart) against ``rt``
+    (frames ``dt_ref`` fs apart), on the generated bins: none above the generated Nyquist limit."""
+    met, stable = out.metrics, gs.shape[0]
+    L = min(int(segment), stable - 1, rt.shape[0] - 1)
+    if L < MIN_VDOS_STEPS:
+        if stable >= 1:
+            out.notes.append(f"stable part ({stable} frames) or reference too short for a VDOS "
+                             f"(needs {MIN_VDOS_STEPS + 1} frames): vdos_overlap is null")
+        return
+    f_gen, p_gen = vdos(gs, numbers, dt, segment=L)
+    f_ref, p_ref = vdos(rt, numbers, dt_ref, segment=L)
+    if dt_ref != dt:  # different bins: put the reference on the generated ones, zero beyond its Nyquist
+        p_ref = np.interp(f_gen, f_ref, p_ref, right=0.0)
+        p_gen = np.where(f_gen <= f_ref[-1], p_gen, 0.0)
+        out.notes.append(f"reference frames {dt_ref:g} fs apart, generated {dt:g} fs: the reference VDOS is "
+                         "interpolated onto the generated bins (its fast modes are not folded alike)")
+    out.vdos_cm1, out.vdos, out.vdos_ref = f_gen, _unit_sum(p_gen), _unit_sum(p_ref)
+    met["vdos_overlap"] = vdos_overlap(out.vdos, out.vdos_ref)
+    met["vdos_peak_cm1"] = float(f_gen[np.argmax(out.vdos)])
+    met["vdos_ref_peak_cm1"] = float(f_gen[np.argmax(out.vdos_ref)])
+    met["vdos_resolution_cm1"] = float(f_gen[1] - f_gen[0])
 
 
 def long_run_metrics(gen: np.ndarray, ref: np.ndarray, numbers: np.ndarray, dt_fs: float | None,

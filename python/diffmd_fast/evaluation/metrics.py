@@ -21,13 +21,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from ase.data import covalent_radii
+from ase.data import chemical_symbols, covalent_radii
+from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import jensenshannon
 
 from ..data.elements import BOND_SCALE
 
 STABILITY_TOL = 0.5  # Å a bond may leave its reference range before the rollout counts as broken
 MOVING_THRESHOLD = 1e-3  # Å/frame: far below thermal motion (~5e-3..2e-2 Å per 0.5 fs at 500 K)
+# A reordering of same-element atoms "fits much better" when it at least halves the RMSD to the reference
+# frame, removes at least 0.1 Å of it and leaves the frame within 0.3 Å of the reference frame. One frame
+# of thermal motion (~0.01-0.1 Å) never brings an atom to where another of its element was (bonded H are
+# >= 1.5 Å apart), so in phase only a relabelled file passes; the 0.3 Å bound keeps out frames that are
+# not in phase with the reference frame, which can match up to a methyl rotation (motion, not relabelling).
+PERMUTED_RATIO = 0.5
+PERMUTED_MIN_GAIN = 0.1  # Å
+PERMUTED_MAX_RMSD = 0.3  # Å
 
 
 def _check_traj(arr: np.ndarray, what: str) -> np.ndarray:
@@ -237,3 +246,66 @@ def evaluate(
         "mobility_ref": mob_ref.mean_displacement if mob_ref else 0.0,
         "moving": bool(mob.moving) if mob else False,
     }
+
+
+def element_order_difference(numbers: np.ndarray, ref_numbers: np.ndarray) -> str | None:
+    """None when the atomic numbers (N,) equal the reference's (N,) atom by atom; else a one-line
+    description of how they differ: another molecule (other counts of the elements, named by their
+    Hill formulas), or the same atoms in another order (naming the first index that differs)."""
+    from ase.symbols import Symbols
+
+    z, zr = np.asarray(numbers), np.asarray(ref_numbers)
+    if z.shape == zr.shape and (z == zr).all():
+        return None
+    formula, ref_formula = (Symbols(a).get_chemical_formula(mode="hill") for a in (z, zr))
+    if z.shape != zr.shape or not (np.sort(z) == np.sort(zr)).all():
+        return f"atoms {formula}, reference {ref_formula}: not the same molecule"
+    i = int(np.argmax(z != zr))
+    return (f"the reference's atoms ({ref_formula}) in another order: atom {i} is {chemical_symbols[z[i]]}, in the "
+            f"reference {chemical_symbols[zr[i]]}")
+
+
+@dataclass(frozen=True)
+class AtomOrder:
+    """How a frame's atom order fits a reference frame of the same element sequence (see atom_order)."""
+
+    order: np.ndarray  # (N,) int64: frame[order] is the same-element reordering closest to the reference
+    rmsd_given: float  # Å, both frames centred, atoms as given
+    rmsd_reordered: float  # Å, both frames centred, atoms as frame[order]
+
+    @property
+    def permuted(self) -> bool:
+        """The reordering fits much better than the given order and fits closely (PERMUTED_RATIO,
+        PERMUTED_MIN_GAIN, PERMUTED_MAX_RMSD): the atoms look relabelled rather than moved."""
+        return (self.rmsd_reordered <= PERMUTED_RATIO * self.rmsd_given
+                and self.rmsd_given - self.rmsd_reordered >= PERMUTED_MIN_GAIN
+                and self.rmsd_reordered <= PERMUTED_MAX_RMSD)
+
+    def moves(self) -> list[tuple[int, int]]:
+        """(frame atom, reference atom it matches) for every atom the reordering moves."""
+        return [(int(i), j) for j, i in enumerate(self.order) if i != j]
+
+
+def atom_order(frame: np.ndarray, ref_frame: np.ndarray, numbers: np.ndarray) -> AtomOrder:
+    """The assignment of the atoms of ``frame`` (N, 3) Å to those of ``ref_frame`` (N, 3) Å, each atom to
+    one of its own element (``numbers`` (N,), shared), that minimises the summed squared distance
+    (scipy's linear_sum_assignment per element), with the RMSD as given and reordered. Both frames are
+    centred first, so that a rigid shift of the whole molecule moves no atom onto another's place."""
+    g = _check_traj(np.asarray(frame)[None], "frame")[0]
+    r = _check_traj(np.asarray(ref_frame)[None], "ref_frame")[0]
+    z = np.asarray(numbers)
+    if g.shape != r.shape or z.shape != (g.shape[0],):
+        raise ValueError(f"frame {g.shape}, ref_frame {r.shape} and numbers {z.shape} must describe the same N atoms")
+    g, r = g - g.mean(axis=0), r - r.mean(axis=0)
+    order = np.arange(len(z), dtype=np.int64)
+    for element in np.unique(z):
+        idx = np.flatnonzero(z == element)
+        if len(idx) > 1:
+            cost = ((r[idx, None, :] - g[None, idx, :]) ** 2).sum(axis=-1)  # (k, k) Å²: reference × frame atom
+            rows, cols = linear_sum_assignment(cost)
+            order[idx[rows]] = idx[cols]
+
+    def rmsd(x: np.ndarray) -> float:
+        return float(np.sqrt(((x - r) ** 2).sum(axis=-1).mean()))
+
+    return AtomOrder(order, rmsd(g), rmsd(g[order]))

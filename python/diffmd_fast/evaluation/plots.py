@@ -168,14 +168,21 @@ def plot_hr(named: Mapping[str, np.ndarray], ref: np.ndarray, edges: np.ndarray,
 def plot_vdos(named: Mapping[str, tuple[np.ndarray, np.ndarray]], ref: tuple[np.ndarray, np.ndarray] | None,
               path: str | Path, *, nyquist_cm1: float | None = None) -> Path:
     """Vibrational density of states against wavenumber (cm^-1): (frequencies, spectrum) pairs of each run
-    and of the reference; the x axis stops at the Nyquist limit (given in the title) or 4000 cm^-1."""
+    and of the reference. With ``nyquist_cm1`` (the generated frames' Nyquist limit, given in the title)
+    no curve is drawn above it, and the x axis stops there or at 4000 cm^-1, whichever is lower."""
+
+    def below(curve: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        f, p = np.asarray(curve[0]), np.asarray(curve[1])
+        keep = f <= nyquist_cm1 * (1 + 1e-9) if nyquist_cm1 else np.ones(f.shape, dtype=bool)
+        return f[keep], p[keep]
+
     fig = Figure(figsize=(6.4, 4.0))
     ax = fig.add_subplot()
     if ref is not None:
-        ax.fill_between(ref[0], ref[1], color="0.8", label="reference")
+        ax.fill_between(*below(ref), color="0.8", label="reference")
     for name, curve in named.items():
         if curve is not None:
-            ax.plot(curve[0], curve[1], lw=1, label=name)
+            ax.plot(*below(curve), lw=1, label=name)
     top = min(4000.0, nyquist_cm1) if nyquist_cm1 else 4000.0
     ax.set_xlim(0, top)
     ax.set_xlabel("wavenumber (cm$^{-1}$)")

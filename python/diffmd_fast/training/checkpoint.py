@@ -88,17 +88,24 @@ def verify_and_load(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
 def load_latest(directory: str | Path, map_location: Any = "cpu") -> tuple[dict[str, Any], Path] | None:
     """Newest checkpoint that verifies, or None when the directory holds none.
 
-    Bad newer files are skipped with a warning; if every file is bad, CheckpointError lists them."""
-    paths = list_checkpoints(directory)
-    problems = []
-    for path in reversed(paths):
+    Bad newer files are skipped with a RuntimeWarning each; if every file is bad, CheckpointError
+    says so in one line that names every file and its problem, newest first (e.g. ``no usable
+    checkpoint in run: ckpt_000000010.pt: checksum mismatch (file truncated or corrupted)``)."""
+    problems = []  # (file, what is wrong with it)
+    for path in reversed(list_checkpoints(directory)):
         try:
-            return verify_and_load(path, map_location), path
+            found = verify_and_load(path, map_location), path
         except CheckpointError as err:
-            warnings.warn(f"skipping unusable checkpoint: {err}", RuntimeWarning, stacklevel=2)
-            problems.append(str(err))
+            problems.append((path, str(err)))
+            continue
+        for _, problem in problems:  # worth a warning only when an older checkpoint is used instead
+            warnings.warn(f"skipping unusable checkpoint: {problem}", RuntimeWarning, stacklevel=2)
+        return found
     if problems:
-        raise CheckpointError("no usable checkpoint in " + str(directory) + ":\n  " + "\n  ".join(problems))
+        # one line (the command line shows an error's first line only): each file by its name, since
+        # the folder is named once, and its problem with any line breaks of a torch error folded
+        reasons = [path.name + " ".join(msg.removeprefix(str(path)).split()) for path, msg in problems]
+        raise CheckpointError(f"no usable checkpoint in {directory}: " + "; ".join(reasons))
     return None
 
 
