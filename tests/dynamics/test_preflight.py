@@ -157,3 +157,19 @@ def test_a_condensed_phase_or_periodic_network_is_refused():
                                      [1.27, 0.9, 1.4], [1.27, -0.9, 1.4]], cell=[2.54, 12, 12], pbc=[True, False, False])
     with pytest.raises(TrajectoryError, match="periodic images"):  # polyethylene: C bonded to its own image
         whole_structure(chain, "chain.extxyz")
+
+
+def test_training_data_with_a_reaction_is_reported(ethanol):
+    """The hydroxyl H moved onto the methyl carbon halfway through: the record warns of a reaction."""
+    from dataclasses import replace
+
+    x = ethanol.positions.copy()
+    x[200:, 8] = x[200:, 0] + np.array([0.0, 0.0, 1.09])
+    moved = replace(ethanol, positions=x)
+    with pytest.warns(UserWarning, match="bonds change during the trajectory"):
+        training_topology([moved])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        training_topology([ethanol])

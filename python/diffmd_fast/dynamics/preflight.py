@@ -15,6 +15,7 @@ torsions, and no fragment count.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -48,12 +49,33 @@ def fragment_count(x: np.ndarray, z: np.ndarray) -> int:
     return int(connected_components(graph, directed=False)[0])
 
 
+def topology_change(traj, samples: int = 64) -> str | None:
+    """Where the covalent bonds of trajectory ``traj`` differ from its first frame's, over ``samples``
+    evenly spaced frames ('frame 812: bond 4-8 broken, 0-8 formed'), or None when they never do."""
+    x, z = traj.positions, np.asarray(traj.numbers)
+    first = {tuple(p) for p in bonds_from_reference(x[:1], z)}
+    for t in np.unique(np.linspace(0, len(x) - 1, samples).astype(int))[1:]:
+        now = {tuple(p) for p in bonds_from_reference(x[t:t + 1], z)}
+        if now != first:
+            broken = ", ".join(f"{i}-{j}" for i, j in sorted(first - now)) or "none"
+            formed = ", ".join(f"{i}-{j}" for i, j in sorted(now - first)) or "none"
+            return f"frame {t}: bonds broken {broken}, formed {formed}"
+    return None
+
+
 def training_topology(trajs: Sequence) -> dict:
     """What a checkpoint records of its training molecules: "valence_types" (valence_types of every
-    trajectory's first frame, merged) and "fragments" (the sorted fragment counts found)."""
+    trajectory's first frame, merged) and "fragments" (the sorted fragment counts found). Warns when
+    a trajectory's bonds change (topology_change): a reaction, which the valence prior's one fixed
+    topology does not describe."""
     merged: dict[str, set] = {kind: set() for kind in KINDS}
     fragments = set()
     for traj in trajs:
+        change = topology_change(traj)
+        if change:
+            warnings.warn(f"{traj.name}: the covalent bonds change during the trajectory ({change}): a reaction; the "
+                          "valence prior holds the first frame's bonds, so rollouts of this model stop at a topology "
+                          "change", stacklevel=2)
         x0, z = traj.positions[0], np.asarray(traj.numbers)
         for kind, keys in valence_types(topology_graph(x0, z)).items():
             merged[kind].update(tuple(k) if isinstance(k, list) else k for k in keys)

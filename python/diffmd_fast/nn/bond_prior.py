@@ -439,6 +439,35 @@ class BondPrior(nn.Module):
             force = force + self.angle_force(x, t, graph.angles)
         return force + self.torsion_force(x, t, graph)
 
+    def energy(self, x: torch.Tensor, z: torch.Tensor, graph: Graph) -> torch.Tensor:
+        """() float64 eV: U(x) of the module docstring, summed over every term of ``graph`` (one molecule
+        or a batch), x (N, 3) Å; force_reference is its -∇ (tested). The torsion wells' constant is
+        chosen so that a term is 0 at its minimum's height when κ -> 0. For monitoring: the energy of
+        prior-only (Verlet) dynamics is conserved up to the step's O(Δt²) fluctuation."""
+        x = x.to(torch.float64)
+        t = self.atom_types(z, graph)
+        recv, send = graph.bonds  # both directions: each bond twice
+        dist = (x[recv] - x[send]).norm(dim=-1)
+        u = 0.25 * (self.k[t[recv], t[send]] * (dist - self.r0[t[recv], t[send]]) ** 2).sum()
+        if graph.angles is not None and graph.angles.shape[1] > 0 and self.angle_k.numel() > 0:
+            i, j, k = graph.angles
+            si, sj, sk = self.slot[t[i]], self.slot[t[j]], self.slot[t[k]]
+            kk = self.angle_k[si, sj, sk] * ((si >= 0) & (sj >= 0) & (sk >= 0))
+            a, b = x[i] - x[j], x[k] - x[j]
+            cos = (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1e-12)
+            u = u + 0.5 * (kk * (cos - self.angle_c0[si, sj, sk]) ** 2).sum()
+        dih, torsion = self.torsion_terms(t, graph, x.shape[0])
+        if dih.shape[1] > 0:
+            i, j, k, l = dih
+            kt, kappa, n, phi0 = torsion.unbind(-1)
+            b1, b2, b3 = x[j] - x[i], x[k] - x[j], x[l] - x[k]
+            n1, n2 = torch.linalg.cross(b1, b2), torch.linalg.cross(b2, b3)
+            phi = torch.atan2((b2.norm(dim=-1, keepdim=True) * b1 * n2).sum(-1), (n1 * n2).sum(-1))
+            wells = torch.stack([phi - phi0, phi + phi0], -1)  # (D, 2)
+            u = u - (kt * (torch.logsumexp(kappa.unsqueeze(-1) * torch.cos(n.unsqueeze(-1) * wells), -1)
+                           - math.log(2.0) - kappa)).sum()
+        return u
+
     def angle_force(self, x: torch.Tensor, t: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
         """(N, 3) float64 eV/Å in PyTorch ops: -∇ of the cosine-harmonic angles ``angles`` (3, A), x (N, 3)
         float64 Å, ``t`` (N,) from atom_types."""
