@@ -41,7 +41,8 @@ def test_killed_generate_resumes_to_a_byte_identical_file(tiny_run, ethanol60, t
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     # long enough that the run cannot finish within max_delay_s of its first saved state on a quiet machine
-    frames, starts = 800, ["--start", "10,40", "--chunk", "7"]
+    # (800 frames of the tiny model took under 1.5 s)
+    frames, starts = 3000, ["--start", "10,40", "--chunk", "7"]
     killed = tmp_path / f"killed{suffix}"
     state = Path(f"{killed}.state.pt")
     cmd = [sys.executable, "-m", "diffmd_fast.cli", *_command(tiny_run, ethanol60, killed, frames, *starts)]

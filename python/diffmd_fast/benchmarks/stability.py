@@ -13,6 +13,11 @@ Langevin thermostat), and scored online, so memory stays flat whatever the lengt
   rollout together, and its Jensen-Shannon divergence (base 2) against the reference trajectory's;
 - kinetic temperature of the implied velocities (x(t+1) - x(t)) / (k dt), centre of mass removed,
   3n - 6 degrees of freedom, over the stable frames, against the reference's at the same stride;
+  and of the hydrogens and the heavy atoms apart (3 degrees of freedom per atom): a step that
+  heats the light atoms and cools the heavy ones can hold the mean;
+- VDOS overlap (evaluation.longrun.vdos_overlap, 1 = identical) of the first VDOS_FRAMES frames of
+  every rollout stable that long (mean of their spectra) against the reference at the same stride:
+  whether the dynamics has the reference's vibrational bands, which no static metric shows;
 - simulated fs per wall second (all rollouts together, and per trajectory), score evaluations per frame;
 - one-step error: RMS per atom of one model step from the start windows against the reference,
   beside that of the constant-velocity guess x(t) + v(t) (how much of the dynamics is learned).
@@ -76,6 +81,34 @@ class Cell:
     # the dynamics the network has learned, the root of its stability (NaN in older cached cells)
     one_step_error_A: float = float("nan")
     constant_velocity_error_A: float = float("nan")
+    temperature_H_K: float = float("nan")  # hydrogens (3 dof each), and their reference at the same stride
+    temperature_H_ref_K: float = float("nan")
+    temperature_heavy_K: float = float("nan")  # every other atom
+    temperature_heavy_ref_K: float = float("nan")
+    vdos_overlap: float = float("nan")  # NaN when no rollout was stable for VDOS_FRAMES frames
+
+
+VDOS_FRAMES = 4096  # frames of each rollout kept for its spectrum: 4 Welch segments, 8 ps at 2 fs frames
+
+
+def group_temperatures(ke: np.ndarray, hydrogen: np.ndarray) -> tuple[float, float]:
+    """(T of the hydrogens, T of the other atoms) in K, 3 degrees of freedom per atom, from each atom's
+    mean kinetic energy ``ke`` (n,) eV; NaN for an empty group."""
+    from ase import units
+
+    return tuple(float(2 * ke[g].sum() / (3 * g.sum() * units.kB)) if g.any() else float("nan")
+                 for g in (hydrogen, ~hydrogen))
+
+
+def atom_kinetic_energy(vel: np.ndarray, masses: np.ndarray) -> np.ndarray:
+    """(n,) eV: each atom's kinetic energy summed over the frames of velocities (T, n, 3) Å/fs, centre of
+    mass removed, masses (n,) amu."""
+    from ase import units
+
+    from ..evaluation.longrun import remove_com_velocity
+
+    v = remove_com_velocity(vel, masses) / units.fs  # ASE velocity units: m v² in eV
+    return 0.5 * np.einsum("n,tnc->n", masses, v * v)
 
 
 class OnlineScore:
@@ -96,6 +129,10 @@ class OnlineScore:
         self.counts = np.zeros(HR_BINS, dtype=np.int64)  # pair distances of the stable frames, all rollouts
         self.temp_sum, self.temp_count = 0.0, 0
         self.prev = start_x.detach().double().cpu().numpy().reshape(rollouts, self.n, 3)
+        self.hydrogen = numbers == 1
+        self.ke_atom = np.zeros(self.n)  # Σ over stable frames and rollouts of each atom's kinetic energy, eV
+        self.ke_count = 0
+        self.window = [self.prev.copy()]  # the first VDOS_FRAMES + 1 frames, (B, n, 3) each
 
     def __call__(self, stepper) -> None:
         from ..evaluation.longrun import STABILITY_TOL, kinetic_temperature
@@ -109,9 +146,34 @@ class OnlineScore:
         if ok.any():
             d = np.linalg.norm(x[ok][:, self.pairs[0]] - x[ok][:, self.pairs[1]], axis=-1)
             self.counts += np.histogram(d, bins=self.edges)[0]
-            temp = kinetic_temperature((x[ok] - self.prev[ok]) / self.frame_fs, self.masses)  # (B_ok,) K
+            vel = (x[ok] - self.prev[ok]) / self.frame_fs  # (B_ok, n, 3) Å/fs
+            temp = kinetic_temperature(vel, self.masses)  # (B_ok,) K
             self.temp_sum, self.temp_count = self.temp_sum + float(temp.sum()), self.temp_count + int(ok.sum())
+            self.ke_atom += atom_kinetic_energy(vel, self.masses)
+            self.ke_count += int(ok.sum())
+        if len(self.window) <= VDOS_FRAMES:
+            self.window.append(x.copy())
         self.prev = x
+
+    def group_temperatures(self) -> tuple[float, float]:
+        """(hydrogens, heavy atoms) K over the stable frames, 3 degrees of freedom per atom."""
+        if self.ke_count == 0:
+            return float("nan"), float("nan")
+        return group_temperatures(self.ke_atom / self.ke_count, self.hydrogen)
+
+    def vdos_overlap(self, reference: np.ndarray, numbers: np.ndarray, stride: int) -> float:
+        """Overlap of the mean spectrum of the rollouts stable for their first VDOS_FRAMES frames (all
+        when shorter) with the reference's at the same stride; NaN when none was."""
+        from ..evaluation.longrun import MIN_VDOS_STEPS, VDOS_SEGMENT, vdos, vdos_overlap
+
+        frames = np.stack(self.window, 1)  # (B, W + 1, n, 3)
+        keep = (self.stable < 0) | (self.stable >= frames.shape[1] - 1)
+        if not keep.any() or frames.shape[1] <= MIN_VDOS_STEPS:
+            return float("nan")
+        segment = min(VDOS_SEGMENT, frames.shape[1] - 1)
+        spectra = [vdos(frames[b], numbers, self.frame_fs, segment=segment)[1] for b in np.flatnonzero(keep)]
+        ref = vdos(reference[::stride], numbers, self.frame_fs, segment=segment)[1]
+        return vdos_overlap(np.mean(spectra, 0), ref)
 
     def stable_frames(self, frames: int) -> np.ndarray:
         return np.where(self.stable < 0, frames, self.stable)
@@ -209,10 +271,14 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -
                 f"{' (response targets)' if tc.input_noise_response else ''}, "
                 f"unroll p {tc.unroll_prob:g} k {tc.unroll_steps}, "
                 f"{run.path.parent.name} step {run.path.stem.split('_')[-1]}")
+    ref_vel = np.diff(ref[::stride], axis=0) / frame_fs  # (T', n, 3) Å/fs
+    ref_groups = group_temperatures(atom_kinetic_energy(ref_vel, score.masses) / len(ref_vel), score.hydrogen)
+    t_h, t_heavy = score.group_temperatures()
     return Cell(name, stride, frame_fs, sampler, len(starts), frames, int((stable >= frames).sum()),
                 float(stable.mean() * frame_fs / 1000), float(stable.min() * frame_fs / 1000), jsd, temp, temp_ref,
                 (temp - temp_ref) / temp_ref, stepper.total_nfe / max(ran, 1), ran * frame_fs * len(starts) / wall,
-                ran * frame_fs / wall, wall, physics, training, *one_step_errors(run, test, starts, stride))
+                ran * frame_fs / wall, wall, physics, training, *one_step_errors(run, test, starts, stride),
+                t_h, ref_groups[0], t_heavy, ref_groups[1], score.vdos_overlap(ref, split.reference.numbers, stride))
 
 
 @dataclass
@@ -234,13 +300,15 @@ def _split(molecule: str) -> _Split:
 
 def markdown(cells: list[Cell]) -> str:
     head = ("| molecule | stride (fs) | sampler | NFE/frame | stable rollouts | stability ps (mean / min) | "
-            "h(r) JSD | T (K) | T ref (K) | one-step error / const. velocity (Å) | fs per wall s (all / per traj.) | "
-            "physics | training |")
-    lines = [head, "|" + "---|" * 13]
+            "h(r) JSD | T (K) | T ref (K) | T H / ref (K) | T heavy / ref (K) | VDOS overlap | "
+            "one-step error / const. velocity (Å) | fs per wall s (all / per traj.) | physics | training |")
+    lines = [head, "|" + "---|" * 16]
     for c in cells:
         lines.append(f"| {c.molecule} | {c.stride} ({c.frame_fs:g}) | {c.sampler} | {c.nfe_per_frame:.1f} | "
                      f"{c.stable_rollouts}/{c.rollouts} | {c.stability_ps_mean:.2f} / {c.stability_ps_min:.2f} | "
                      f"{c.h_r_jsd:.4f} | {c.temperature_K:.0f} | {c.temperature_ref_K:.0f} | "
+                     f"{c.temperature_H_K:.0f} / {c.temperature_H_ref_K:.0f} | "
+                     f"{c.temperature_heavy_K:.0f} / {c.temperature_heavy_ref_K:.0f} | {c.vdos_overlap:.2f} | "
                      f"{c.one_step_error_A:.4f} / {c.constant_velocity_error_A:.4f} | "
                      f"{c.fs_per_s_total:.0f} / {c.fs_per_s_per_trajectory:.0f} | {c.physics} | {c.training} |")
     return "\n".join(lines)
