@@ -1,4 +1,4 @@
-"""The package's layering: a subpackage imports only from subpackages below it (issue: layout)."""
+"""The package's layering: a subpackage imports only from subpackages below it (the import graph stays a stack)."""
 from __future__ import annotations
 
 import ast

@@ -22,7 +22,6 @@ which reports NaN energy and forces so that MDLogger prints the kinetic energy a
 """
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections.abc import Sequence
 
@@ -32,11 +31,8 @@ from ase import Atoms, units
 from ase.calculators.calculator import Calculator, all_changes
 from ase.md.md import MolecularDynamics
 
-from .data.build import whole_structure
 from .dynamics.guards import GuardConfig
-from .dynamics.preflight import check_start
-from .dynamics.start import check_elements, history_from_velocities, start_velocities
-from .training.checkpoint import load_run
+from .training.run import load_run
 
 __all__ = ["DiffMDDynamics", "NoPotential"]
 
@@ -74,23 +70,14 @@ class DiffMDDynamics(MolecularDynamics):
                  guard: GuardConfig = GuardConfig(), allow_unseen: bool = False, trajectory=None, logfile=None,
                  loginterval: int = 1, **kwargs):
         run = load_run(checkpoint, device, overrides)
-        whole = whole_structure(atoms, "the atoms")
-        atoms.positions, atoms.pbc = whole.positions, whole.pbc
-        check_elements(atoms.numbers, run.data.get("elements"), "the atoms")
-        for note in check_start(run, atoms.positions, atoms.numbers, allow_unseen=allow_unseen, what="the atoms",
-                                guard=guard):
+        start = run.start_from_structure(atoms, temperature_K=temperature_K, seed=seed, device=device,
+                                         allow_unseen=allow_unseen, what="the atoms", guard=guard)
+        for note in start.notes:
             warnings.warn(note, stacklevel=2)
-        frame_fs = run.data.get("frame_fs")
-        if not frame_fs:
-            raise ValueError(f"{run.path} does not record its frame time (an older checkpoint); retrain it or use "
-                             "`diffmd generate --start` with its reference trajectory")
-        velocities, self.velocity_source = start_velocities(atoms, temperature_K, seed)
-        rollout_cfg = run.config.rollout if temperature_K is None else dataclasses.replace(
-            run.config.rollout, temperature_K=temperature_K)
-        start = history_from_velocities(atoms.positions, velocities, atoms.numbers, frame_fs,
-                                        dtype=getattr(torch, run.config.train.dtype)).to(device)
-        self.run_info, self.frame_fs = run, float(frame_fs)
-        self.stepper = run.stepper(start, frame_fs, rollout=rollout_cfg, guard=guard,
+        atoms.positions, atoms.pbc, velocities = start.positions, False, start.velocities
+        self.velocity_source, self.run_info, self.frame_fs = start.velocity_note, run, run.frame_time()
+        rollout_cfg, _ = run.rollout(temperature_K)
+        self.stepper = run.stepper(start.batch, self.frame_fs, rollout=rollout_cfg, guard=guard,
                                    generator=torch.Generator(device=device).manual_seed(seed), strict=True)
         atoms.set_velocities(velocities / units.fs)  # Å/fs -> ASE units
         if atoms.calc is None:

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from diffmd_fast.cli import main as cli_main
-from diffmd_fast.training import checkpoint
-from diffmd_fast.training.checkpoint import TrainedRun
+from diffmd_fast.training import run as runs
+from diffmd_fast.training.run import TrainedRun
 from diffmd_fast.config import Config
 from diffmd_fast.data import bundled, load_trajectory, save_npz, start_batch
 from diffmd_fast.data.batch import FrameBatch
@@ -173,7 +173,7 @@ def test_generate_writes_only_valid_frames_and_reports_stops(tmp_path, monkeypat
     cfg = Config().with_overrides(["train.dtype=float64", "sampler.method=rk4", "sampler.eps=0.1"])
     sampler = ODESampler(eps=0.1, method="rk4")
     fake = TrainedRun(ShiftSecond(), SDE, sampler, cfg, Path("fake.pt"), {})
-    monkeypatch.setattr(checkpoint, "load_run", lambda *a, **k: fake)
+    monkeypatch.setattr(runs, "load_run", lambda *a, **k: fake)
     out = tmp_path / "gen.extxyz"
     code = cli_main(["generate", "--checkpoint", str(tmp_path), "--data", str(data), "--start", "10,50,90",
                      "--frames", "12", "--out", str(out), "--quiet"])

@@ -19,7 +19,7 @@ import diffmd_fast
 from kill_helpers import kill_at_random_moment
 from diffmd_fast.cli import main
 from diffmd_fast.data import bundled, load_trajectory
-from diffmd_fast.training import checkpoint
+from diffmd_fast.training import run as runs
 
 PACKAGE_PARENT = Path(diffmd_fast.__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
@@ -124,8 +124,8 @@ def test_checkpoint_without_data_stats_falls_back_to_the_reference_or_says_what_
         tiny_run, ethanol60, tmp_path, monkeypatch, capsys):
     """Checkpoints written before frame time, temperature and elements were recorded: with --start
     the reference trajectory supplies them; a one-structure start cannot know the frame time."""
-    old = dataclasses.replace(checkpoint.load_run(tiny_run), data={})
-    monkeypatch.setattr(checkpoint, "load_run", lambda *a, **k: old)
+    old = dataclasses.replace(runs.load_run(tiny_run), data={})
+    monkeypatch.setattr(runs, "load_run", lambda *a, **k: old)
     assert main(_command(tiny_run, ethanol60, tmp_path / "ref.extxyz", 3, "--start", "20")) == 0
     assert load_trajectory(tmp_path / "ref.npz").provenance["thermostat_target_K"] > 0
     mol = tmp_path / "mol.xyz"

@@ -17,7 +17,7 @@ from diffmd_fast.evaluation.longrun import HR_BINS, HR_R_MAX, hr_errors, hr_hist
 from diffmd_fast.training.conditioning import angle_statistics, bond_statistics, environment_statistics
 from diffmd_fast.nn.score_net import ScoreNet
 from diffmd_fast.ops.graph import ENV_BASE, complete_graph, with_covalent_bonds
-from diffmd_fast.training.checkpoint import load_run
+from diffmd_fast.training.run import load_run
 from diffmd_fast.training.loop import train
 from model_helpers import TINY
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from diffmd_fast.training.checkpoint import CheckpointError, list_checkpoints, load_latest, load_run
+from diffmd_fast.training.checkpoint import CheckpointError, list_checkpoints, load_latest
+from diffmd_fast.training.run import load_run
 from diffmd_fast.config import Config, ModelConfig, TrainConfig
 from diffmd_fast.data import bundled, load_trajectory
 from diffmd_fast.training.distributed import GlobalBatchSampler

@@ -60,12 +60,9 @@ def _quality(trajs: list[np.ndarray], ref, dt_fs: float) -> dict:
 def _diffmd_row(run, ref, starts: list[int], frames: int, warmup: int, device, seed: int, compile: bool) -> dict:
     from dataclasses import replace
 
-    from ..data import start_batch
-
     cfg = run.config
-    frame_fs = run.data.get("frame_fs") or ref.dt_fs * cfg.train.stride
-    start = start_batch([ref] * len(starts), starts, stride=cfg.train.stride,
-                        dtype=getattr(torch, cfg.train.dtype)).to(device)
+    frame_fs = run.frame_time(ref)
+    start = run.start_from_frames(ref, starts, device=device).batch
     stepper = run.stepper(start, frame_fs, rollout=replace(cfg.rollout, compile=compile),
                           generator=torch.Generator(device=device).manual_seed(seed))
     kept: list[np.ndarray] = []
@@ -254,7 +251,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     from ..data import load_data
     from ..data.writers import write_text
-    from ..training.checkpoint import load_run
+    from ..training.run import load_run
 
     torch.set_num_threads(args.threads)
     ref = load_data(args.data)

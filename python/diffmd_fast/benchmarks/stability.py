@@ -224,18 +224,17 @@ def one_step_errors(run, traj, starts: list[int], stride: int) -> tuple[float, f
 def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -> Cell:
     from dataclasses import replace
 
-    from ..data import start_batch
     from ..dynamics.rollout import evenly_spaced_starts
     from ..nn.score_net import AnchorScore
-    from ..training.checkpoint import load_run
+    from ..training.run import load_run
 
     run = load_run(run_dir, "cpu", SAMPLERS[sampler] + args.rollout_set)
     if sampler == PRIOR_ONLY:  # the run's anchor alone: its valence force field with the network removed
         run = replace(run, model=AnchorScore(run.model))
-    frame_fs = run.data.get("frame_fs") or split.test.dt_fs * stride
     test = split.test
+    frame_fs = run.frame_time(test)
     starts = evenly_spaced_starts(test.num_frames, 0, stride, args.starts)
-    start = start_batch([test] * len(starts), starts, stride=stride, dtype=getattr(torch, run.config.train.dtype))
+    start = run.start_from_frames(test, starts).batch
     stepper = run.stepper(start, frame_fs, generator=torch.Generator().manual_seed(args.seed))
     corrections = stepper.corrections
     ref = split.reference.positions
@@ -244,15 +243,9 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -
     frames = int(round(args.ps * 1000.0 / frame_fs))
     t0 = time.perf_counter()
     deadline = t0 + 60.0 * args.max_minutes
-    from tqdm.auto import tqdm
-
-    with tqdm(total=frames, desc=f"{name} stride {stride} {sampler}", unit="frame", leave=False, mininterval=5.0,
-              disable=not args.progress) as bar:
-        while stepper.t < frames and stepper.num_active > 0 and time.perf_counter() < deadline:
-            stepper.step()
-            bar.update(1)
-            if (score.stable >= 0).all():  # every rollout has left the stable region: nothing more to learn
-                break
+    # every rollout out of the stable region: nothing more to learn
+    stepper.run(frames, progress=args.progress, desc=f"{name} stride {stride} {sampler}", frame_fs=frame_fs,
+                stop=lambda s: time.perf_counter() >= deadline or bool((score.stable >= 0).all()))
     wall = time.perf_counter() - t0
     ran = stepper.t
     stable = score.stable_frames(ran)

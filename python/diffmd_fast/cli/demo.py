@@ -92,7 +92,7 @@ def _long_run(args, traj, split, out) -> str:
     from ..config import Config
     from ..training.loop import train
     from ..experiments.long_rollout import long_rollout, write_long_rollout_outputs
-    from ..training.checkpoint import load_run
+    from ..training.run import load_run
     from .common import markdown_table
 
     import torch

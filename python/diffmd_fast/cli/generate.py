@@ -109,7 +109,7 @@ def run(args) -> int:
 
 
 def _read_structure(spec: str):
-    """The one structure (ase.Atoms, momenta kept) in ``spec``: any file ase.io reads, or a
+    """The one structure (ase.Atoms, momenta and cell kept) in ``spec``: any file ase.io reads, or a
     trajectory file/bundled name of one frame. Raises ValueError when unreadable or not one frame."""
     from pathlib import Path
 
@@ -117,7 +117,6 @@ def _read_structure(spec: str):
     from ase import Atoms
 
     from ..data import load_data
-    from ..data.build import whole_structure
 
     path = Path(spec)
     if path.is_file() and path.suffix != ".npz":
@@ -130,75 +129,53 @@ def _read_structure(spec: str):
         frames = [Atoms(numbers=traj.numbers, positions=p) for p in traj.positions[:2]]
     if len(frames) != 1:
         raise ValueError(f"{spec} holds {'several' if frames else 'no'} frames; pick the start frame(s) with --start")
-    return whole_structure(frames[0], path)
+    return frames[0]
 
 
+def _start(run, args, starts, device):
+    """(RolloutStart, the reference Trajectory or None, labels): the rollout's start from --start frames
+    of --data, or from the one structure in --data (dynamics checks included)."""
+    from .common import load_input
+
+    what = f"--data {args.data}"
+    if starts is None:
+        start = run.start_from_structure(_read_structure(args.data), temperature_K=args.temperature, seed=args.seed,
+                                         device=device, allow_unseen=args.allow_unseen, what=what)
+        return start, None, [None]
+    ref = load_input(args.data, args, need_dt=True)
+    return run.start_from_frames(ref, starts, device=device, allow_unseen=args.allow_unseen, what=what), ref, list(starts)
 
 
 def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: str) -> int:
-    import dataclasses
     import sys
     import time
     from pathlib import Path
 
     import torch
-    from tqdm.auto import tqdm
 
-    from ..data import start_batch
-    from ..dynamics.guards import GuardConfig
-    from ..dynamics.physics import corrections_from_config
     from ..dynamics.sink import FrameSink
-    from ..dynamics.preflight import check_start
-    from ..dynamics.start import check_elements, history_from_velocities, start_velocities
-    from ..dynamics.stepper import Stepper
-    from ..training.checkpoint import load_run
-    from .common import load_input
+    from ..training import run as runs
 
     if starts == []:  # more ranks than starts
         return 0
-    run = load_run(args.checkpoint, device, args.set)
-    cfg = run.config
-    stride, dtype = cfg.train.stride, getattr(torch, cfg.train.dtype)
-    ref, structure, velocity_note = None, None, None
-    if starts is None:
-        structure = _read_structure(args.data)
-        numbers = structure.numbers
-    else:
-        ref = load_input(args.data, args, need_dt=True)
-        numbers = ref.numbers
-    check_elements(numbers, run.data.get("elements"), f"--data {args.data}")
-    frame_fs = run.data.get("frame_fs") or (ref.dt_fs * stride if ref is not None else None)
-    if not frame_fs:
-        raise ValueError(f"{run.path} does not record its frame time (an older checkpoint); start from a reference "
-                         "trajectory with --start, whose time step sets it")
-    rollout_cfg, target_T = _rollout_physics(run, args.temperature, ref, stride)
-    corrections = corrections_from_config(rollout_cfg, frame_fs, target_T)
-
-    if structure is not None:
-        v, velocity_note = start_velocities(structure, args.temperature, args.seed)
-        start = history_from_velocities(structure.positions, v, numbers, frame_fs, dtype=dtype).to(device)
-        labels = [None]
-    else:
-        start = start_batch([ref] * len(starts), starts, stride=stride, dtype=dtype).to(device)
-        labels = list(starts)
-    first = (start.batch == 0).cpu()  # one molecule: its first start stands for all
-    for note in check_start(run, start.x.cpu()[first].double().numpy(), numbers, allow_unseen=args.allow_unseen,
-                            what=f"--data {args.data}"):
+    run = runs.load_run(args.checkpoint, device, args.set)
+    start, ref, labels = _start(run, args, starts, device)
+    for note in start.notes:
         print(f"warning: {note}", file=sys.stderr)
+    frame_fs = run.frame_time(ref)
+    rollout_cfg, target_t = run.rollout(args.temperature, ref)
+    stepper = run.stepper(start.batch, frame_fs, rollout=rollout_cfg, target_K=target_t,
+                          generator=torch.Generator(device=device).manual_seed(args.seed))
     out = Path(args.out)
-    stream_suffix = STREAM_SUFFIX[out.suffix]
     bases = output_bases(out, labels, suffixed)
-    gen = torch.Generator(device=device).manual_seed(args.seed)
-    stepper = Stepper(run.model, run.sde, run.sampler, start, corrections=corrections, guard=GuardConfig(),
-                      generator=gen, compile=rollout_cfg.compile)
+    paths = [Path(f"{b}{STREAM_SUFFIX[out.suffix]}") for b in bases]
+    state_path = Path(f"{out}{rank_tag}.state.pt")
+    _guard_existing(paths + [Path(f"{b}.npz") for b in bases], state_path, args.overwrite)
     settings = {"checkpoint": str(Path(run.path).resolve()), "data": str(args.data), "starts": starts,
                 "frames": args.frames, "seed": args.seed, "set": list(args.set), "temperature": args.temperature,
                 "out": str(out), "device": device.type}
-    paths = [Path(f"{b}{stream_suffix}") for b in bases]
-    state_path = Path(f"{out}{rank_tag}.state.pt")
-    _guard_existing(paths + [Path(f"{b}.npz") for b in bases], state_path, args.overwrite)
-    sink = FrameSink(paths, start.z.cpu().numpy(), start.batch.cpu().numpy(), frame_fs, state_path, settings,
-                     chunk=args.chunk)
+    sink = FrameSink(paths, start.batch.z.cpu().numpy(), start.batch.batch.cpu().numpy(), frame_fs, state_path,
+                     settings, chunk=args.chunk)
     status = sink.resume(stepper)
     if status == "done":
         print(f"{out}: already complete ({args.frames} frames); remove {sink.state_path} to generate again")
@@ -208,33 +185,17 @@ def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: 
             Path(f"{base}.npz").unlink(missing_ok=True)
     if status == "resumed":
         print(f"resuming {out} at frame {stepper.t} of {args.frames} from {sink.state_path}", file=sys.stderr)
-    if velocity_note:
-        print(f"start velocities: {velocity_note}", file=sys.stderr)
-
+    if start.velocity_note:
+        print(f"start velocities: {start.velocity_note}", file=sys.stderr)
     stepper.attach(sink)
-    first, nfe0, wall0 = stepper.t, stepper.total_nfe, time.perf_counter()
-    with tqdm(total=args.frames, initial=first, unit="frame", disable=args.quiet, desc="generate") as bar:
-        while stepper.t < args.frames and stepper.num_active > 0:
-            stepper.step()
-            bar.update(1)
-            rate = (stepper.t - first) * frame_fs / 1000 / max(time.perf_counter() - wall0, 1e-9)
-            bar.set_postfix(ps=f"{stepper.t * frame_fs / 1000:.3f}", ps_per_s=f"{rate:.3g}",
-                            stopped=start.num_graphs - stepper.num_active, refresh=False)
+    nfe0, wall0 = stepper.total_nfe, time.perf_counter()
+    done = stepper.run(args.frames - stepper.t, progress=not args.quiet, desc="generate", frame_fs=frame_fs)
     sink.finish(stepper)
     wall = time.perf_counter() - wall0
-    done = stepper.t - first
-    rate = done / wall if wall > 0 else float("inf")
-    nfe = (stepper.total_nfe - nfe0) / max(done, 1)
-
+    rate, nfe = done / wall if wall > 0 else float("inf"), (stepper.total_nfe - nfe0) / max(done, 1)
     written = [str(p) for p, n in zip(sink.paths, sink.frames) if n > 0]
     if args.frames <= NPZ_MAX_FRAMES:
-        prov = {"generator": "diffmd_fast DiffMD rollout", "checkpoint": str(run.path), "source": str(args.data),
-                "source_provenance": None if ref is None else ref.provenance, "start_velocities": velocity_note,
-                "stride": stride, "frame_fs": frame_fs, "sampler": cfg.to_dict()["sampler"],
-                "rollout": dataclasses.asdict(rollout_cfg),
-                "thermostat_target_K": ((rollout_cfg.temperature_K or target_T)
-                                        if rollout_cfg.thermostat != "none" else None),
-                "mean_nfe_per_frame": nfe, "frames_per_s": rate, "frames_requested": args.frames}
+        prov = _provenance(run, args, ref, start, frame_fs, rollout_cfg, target_t, nfe, rate)
         name = (ref.name if ref is not None else Path(args.data).stem) + "-diffmd"
         written += _write_npz(sink, stepper, bases, labels, frame_fs, name, prov)
     ps = done * frame_fs / 1000
@@ -242,6 +203,18 @@ def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: 
           f"({ps / wall if wall > 0 else float('inf'):.3g} ps/s), {nfe:.1f} score evaluations per frame; "
           f"wrote {', '.join(written) or 'nothing'}")
     return _report_stops(stepper, labels, sink.frames)
+
+
+def _provenance(run, args, ref, start, frame_fs: float, rollout_cfg, target_t, nfe: float, rate: float) -> dict:
+    """What the npz of a generated trajectory records of how it was made."""
+    import dataclasses
+
+    return {"generator": "diffmd_fast DiffMD rollout", "checkpoint": str(run.path), "source": str(args.data),
+            "source_provenance": None if ref is None else ref.provenance, "start_velocities": start.velocity_note,
+            "stride": run.config.train.stride, "frame_fs": frame_fs, "sampler": run.config.to_dict()["sampler"],
+            "rollout": dataclasses.asdict(rollout_cfg),
+            "thermostat_target_K": (rollout_cfg.temperature_K or target_t) if rollout_cfg.thermostat != "none" else None,
+            "mean_nfe_per_frame": nfe, "frames_per_s": rate, "frames_requested": args.frames}
 
 
 def output_bases(out, labels: list, suffixed: bool) -> list:
@@ -265,26 +238,6 @@ def _guard_existing(outputs: list, state_path, overwrite: bool) -> None:
     if existing:
         raise ValueError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''} and belong{'s' if len(existing) == 1 else ''} "
                          "to no unfinished run of this command; pass --overwrite to replace, or choose another --out")
-
-
-def _rollout_physics(run, temperature_K, ref, stride):
-    """(the [rollout] section with --temperature as the thermostat target, the fallback target in K):
-    the training data's temperature from the checkpoint, or for older checkpoints the reference
-    trajectory's. Raises ValueError when the thermostat needs a temperature no source gives."""
-    import dataclasses
-
-    from ..training.loop import data_stats
-
-    cfg = run.config.rollout
-    if temperature_K is not None:
-        cfg = dataclasses.replace(cfg, temperature_K=temperature_K)
-    data_T = run.data.get("temperature_K")
-    if cfg.thermostat != "none" and not cfg.temperature_K and not data_T:
-        if ref is None:
-            raise ValueError(f"the {cfg.thermostat} thermostat needs a target temperature and this checkpoint does not record "
-                             "its training data's: give --temperature K (or --set rollout.thermostat=none)")
-        data_T = data_stats([ref], stride)["temperature_K"]
-    return cfg, data_T
 
 
 def _write_npz(sink, stepper, bases, labels, frame_fs: float, name: str, provenance: dict) -> list[str]:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..data import start_batch
 from ..data.batch import FrameBatch
@@ -80,15 +79,13 @@ def rollout(model: torch.nn.Module, sde: SDE, sampler: Sampler, start: FrameBatc
                       graph=graph, strict=strict)
     positions = torch.full((frames, start.x.shape[0], 3), math.nan, dtype=start.x.dtype, device=start.x.device)
     nfes = torch.zeros(frames, dtype=torch.int64)
+
+    def record(s: Stepper) -> None:
+        positions[s.t - 1], nfes[s.t - 1] = s.positions, s.last_nfe
+
+    stepper.attach(record)
     t0 = time.perf_counter()
-    with tqdm(total=frames, unit="frame", disable=not progress, desc="rollout") as bar:
-        for t in range(frames):
-            if stepper.num_active == 0:
-                break
-            positions[t] = stepper.step()
-            nfes[t] = stepper.last_nfe
-            bar.update(1)
-            bar.set_postfix(nfe=stepper.last_nfe, stopped=start.num_graphs - stepper.num_active)
+    stepper.run(frames, progress=progress)
     if start.x.is_cuda:
         torch.cuda.synchronize()
     wall = time.perf_counter() - t0

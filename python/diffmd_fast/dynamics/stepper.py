@@ -15,6 +15,7 @@ control, and flag their molecule when they occur at a legitimate point of [eps, 
 """
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -220,12 +221,28 @@ class Stepper:
                 observer(self)
         return self.positions
 
-    def run(self, steps: int) -> None:
-        """``steps`` calls of step(); stops early when every molecule has stopped."""
-        for _ in range(steps):
-            if self.num_active == 0:
-                break
-            self.step()
+    def run(self, steps: int, *, progress: bool = False, desc: str = "rollout", frame_fs: float | None = None,
+            stop: Callable[["Stepper"], bool] | None = None) -> int:
+        """Up to ``steps`` calls of step(); ends early when every molecule has stopped or ``stop(self)``
+        says so (checked before each step). Returns the frames generated. ``progress``: a tqdm bar
+        with the stopped molecules, and with ``frame_fs`` (fs per frame) the simulated ps and ps per
+        wall second. The one loop every caller drives (ASE's dyn.run(n) the same way)."""
+        from tqdm.auto import tqdm
+
+        first, wall0 = self.t, time.perf_counter()
+        with tqdm(total=steps, unit="frame", disable=not progress, desc=desc, mininterval=1.0) as bar:
+            for _ in range(steps):
+                if self.num_active == 0 or (stop is not None and stop(self)):
+                    break
+                self.step()
+                if progress:
+                    bar.update(1)
+                    info = {"stopped": self.start.num_graphs - self.num_active}
+                    if frame_fs:
+                        rate = (self.t - first) * frame_fs / 1000 / max(time.perf_counter() - wall0, 1e-9)
+                        info.update(ps=f"{self.t * frame_fs / 1000:.3f}", ps_per_s=f"{rate:.3g}")
+                    bar.set_postfix(info, refresh=False)
+        return self.t - first
 
     def state_dict(self) -> dict:
         """Everything needed to continue exactly: the active windows, the stop reports, the RNG."""

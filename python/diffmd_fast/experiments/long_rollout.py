@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import Trajectory, start_batch, write_extxyz
+from ..data import Trajectory, write_extxyz
 from ..dynamics.rollout import evenly_spaced_starts, rollout
 from ..evaluation import plots
 from ..evaluation.longrun import LongRun, long_run_analysis
-from ..training.checkpoint import TrainedRun
+from ..training.run import TrainedRun
 
 
 @dataclass
@@ -53,11 +53,9 @@ def long_rollout(run: TrainedRun, reference: Trajectory, test: Trajectory, *, ps
     every start against the whole ``reference`` (taken at the model's stride). Returns the scores and
     each start's valid frames ((T_b, n, 3) float64 Å, in the reference's frame)."""
     stride = run.config.train.stride
-    frame_fs = run.data.get("frame_fs") or test.require_dt() * stride
+    frame_fs = run.frame_time(test)
     t0s = evenly_spaced_starts(test.num_frames, 0, stride, starts)
-    device = next(run.model.parameters()).device
-    dtype = next(run.model.parameters()).dtype
-    start = start_batch([test] * len(t0s), t0s, stride=stride, dtype=dtype).to(device)
+    start = run.start_from_frames(test, t0s, device=next(run.model.parameters()).device).batch
     frames = max(1, int(round(ps * 1000.0 / frame_fs)))
     t0 = time.perf_counter()
     res = rollout(run.model, run.sde, run.sampler, start, frames, generator=torch.Generator().manual_seed(seed),

@@ -11,14 +11,12 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..config import Config, RolloutConfig
+from ..config import Config
 from ..data.writers import sha256
 
 REQUIRED_KEYS = ("model", "optimizer", "scheduler", "rng", "epoch", "batch_in_epoch", "step", "config")
@@ -107,55 +105,3 @@ def load_latest(directory: str | Path, map_location: Any = "cpu") -> tuple[dict[
         reasons = [path.name + " ".join(msg.removeprefix(str(path)).split()) for path, msg in problems]
         raise CheckpointError(f"no usable checkpoint in {directory}: " + "; ".join(reasons))
     return None
-
-
-@dataclass(frozen=True)
-class TrainedRun:
-    """A training run loaded for inference: the network (eval mode), its SDE and sampler, the
-    resolved config (with any overrides), the checkpoint path, and the training data's stats
-    (frame_fs, temperature_K, elements; empty for checkpoints written before they were recorded)."""
-
-    model: torch.nn.Module
-    sde: Any
-    sampler: Any
-    config: Config
-    path: Path
-    data: dict
-
-    def corrections(self, frame_fs: float, rollout: RolloutConfig | None = None) -> list:
-        """The frame corrections of ``rollout`` (default: this run's [rollout] section) at the model's
-        frame time ``frame_fs`` (fs), the thermostat defaulting to the training data's temperature."""
-        from ..dynamics.physics import corrections_from_config
-
-        return corrections_from_config(rollout or self.config.rollout, frame_fs, self.data.get("temperature_K"))
-
-    def stepper(self, start, frame_fs: float, *, rollout: RolloutConfig | None = None, **kwargs):
-        """A dynamics.Stepper driving this run's network from the FrameBatch ``start``, with the
-        corrections and the compile setting of ``rollout`` (default: this run's [rollout] section);
-        further keyword arguments (generator, guard, strict) go to the Stepper."""
-        from ..dynamics.stepper import Stepper
-
-        rollout = rollout or self.config.rollout
-        return Stepper(self.model, self.sde, self.sampler, start, corrections=self.corrections(frame_fs, rollout),
-                       compile=rollout.compile, **kwargs)
-
-
-def load_run(directory: str | Path, device: Any = "cpu", overrides: Sequence[str] = ()) -> TrainedRun:
-    """Load the newest good checkpoint of a run directory. Raises FileNotFoundError when there is
-    none and CheckpointError when every checkpoint is corrupt."""
-    from ..diffusion.samplers import make_sampler  # local: checkpoint I/O itself needs neither
-    from ..diffusion.sde import make_sde
-    from ..nn.score_net import ScoreNet
-
-    run = Path(directory)
-    if not run.is_dir():
-        raise FileNotFoundError(f"checkpoint directory {run} does not exist")
-    found = load_latest(run, map_location=device)
-    if found is None:
-        raise FileNotFoundError(f"{run} holds no checkpoint (ckpt_*.pt)")
-    state, path = found
-    cfg = Config.from_dict(state["config"]).with_overrides(list(overrides))
-    dtype = getattr(torch, cfg.train.dtype)
-    model = ScoreNet(cfg.model).to(device=device, dtype=dtype)  # before loading: no rounding
-    model.load_state_dict(state["model"])
-    return TrainedRun(model.eval(), make_sde(cfg.sde), make_sampler(cfg.sampler), cfg, path, dict(state.get("data", {})))

@@ -1,0 +1,158 @@
+"""A trained run, ready to roll out: the one home of what every rollout of a checkpoint needs.
+
+``load_run`` reads the newest good checkpoint of a run directory into a ``TrainedRun``: the score
+network (eval mode), its SDE and sampler, the resolved config (with overrides), and the record of
+the training data (frame time, temperature, elements, valence types, molecule count). The run then
+builds a rollout's start, from frames of a reference trajectory (``start_from_frames``) or from one
+structure (``start_from_structure``: made whole, velocities from the file or Maxwell-Boltzmann, a
+constant-velocity history), each checked against what the model knows (dynamics.preflight); its
+frame corrections; and its Stepper. ``diffmd generate``, the ASE integrator, the experiments and
+the benchmarks all go through it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import Config, RolloutConfig
+from ..data.batch import FrameBatch
+from .checkpoint import load_latest
+
+
+@dataclass(frozen=True)
+class RolloutStart:
+    """A rollout's first window and what building it found."""
+
+    batch: FrameBatch  # the windows of every molecule (centred in float64), on the run's device
+    notes: tuple[str, ...] = ()  # warnings of the start checks (only with allow_unseen)
+    velocity_note: str | None = None  # where a structure's velocities came from
+    positions: np.ndarray | None = None  # (N, 3) Å: a one-structure start made whole
+    velocities: np.ndarray | None = None  # (N, 3) Å/fs: its start velocities
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """A training run loaded for inference (module docstring). ``data``: the training data's record
+    (empty for checkpoints written before it existed)."""
+
+    model: torch.nn.Module
+    sde: Any
+    sampler: Any
+    config: Config
+    path: Path
+    data: dict
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return getattr(torch, self.config.train.dtype)
+
+    def frame_time(self, reference=None) -> float:
+        """fs between generated frames: the checkpoint's record, else the time step of the Trajectory
+        ``reference`` times the run's stride. Raises ValueError when neither tells it."""
+        frame_fs = self.data.get("frame_fs") or (reference.dt_fs * self.config.train.stride
+                                                 if reference is not None and reference.dt_fs else None)
+        if not frame_fs:
+            raise ValueError(f"{self.path} does not record its frame time (an older checkpoint); start from a "
+                             "reference trajectory with --start, whose time step sets it")
+        return float(frame_fs)
+
+    def rollout(self, temperature_K: float | None = None, reference=None) -> tuple[RolloutConfig, float | None]:
+        """(the [rollout] section with ``temperature_K`` K as the thermostat target when given, the
+        fallback target K): the training data's temperature, or for older checkpoints the Trajectory
+        ``reference``'s. Raises ValueError when the thermostat needs a temperature none gives."""
+        cfg = self.config.rollout
+        if temperature_K is not None:
+            cfg = dataclasses.replace(cfg, temperature_K=temperature_K)
+        data_t = self.data.get("temperature_K")
+        if cfg.thermostat != "none" and not cfg.temperature_K and not data_t:
+            if reference is None:
+                raise ValueError(f"the {cfg.thermostat} thermostat needs a target temperature and this checkpoint does "
+                                 "not record its training data's: give --temperature K (or --set rollout.thermostat=none)")
+            from .loop import data_stats
+
+            data_t = data_stats([reference], self.config.train.stride)["temperature_K"]
+        return cfg, data_t
+
+    def corrections(self, frame_fs: float, rollout: RolloutConfig | None = None, target_K: float | None = None) -> list:
+        """The frame corrections of ``rollout`` (default: this run's [rollout] section) at the model's
+        frame time ``frame_fs`` (fs), the thermostat defaulting to ``target_K`` or the training data's
+        temperature."""
+        from ..dynamics.physics import corrections_from_config
+
+        return corrections_from_config(rollout or self.config.rollout, frame_fs, target_K or self.data.get("temperature_K"))
+
+    def start_from_frames(self, reference, starts: Sequence[int], *, device: Any = "cpu", allow_unseen: bool = False,
+                          what: str = "the reference", guard=None) -> RolloutStart:
+        """The windows of the Trajectory ``reference`` at frames ``starts`` (the frame and the two before
+        it at the run's stride), its molecule checked (dynamics.preflight.check_start; one molecule,
+        so its first start stands for all). Raises ValueError as check_start and start_batch do."""
+        from ..data import start_batch
+
+        batch = start_batch([reference] * len(starts), list(starts), stride=self.config.train.stride, dtype=self.dtype)
+        first = batch.batch == 0
+        notes = self._check(batch.x[first].double().numpy(), reference.numbers, allow_unseen, what, guard)
+        return RolloutStart(batch.to(device), notes)
+
+    def start_from_structure(self, atoms, *, temperature_K: float | None = None, seed: int = 1, device: Any = "cpu",
+                             allow_unseen: bool = False, what: str = "the structure", guard=None) -> RolloutStart:
+        """The window of one ase.Atoms ``atoms`` (made whole when periodic, data.build.whole_structure):
+        its velocities from the file when it has them, else Maxwell-Boltzmann at ``temperature_K`` K
+        (seeded by ``seed``), the history built from them at the run's frame time
+        (dynamics.start.history_from_velocities). Raises ValueError for elements or (without
+        ``allow_unseen``) types the checkpoint was not trained on, fused atoms (closer than ``guard``'s
+        contact limit, a dynamics.guards.GuardConfig), a condensed phase, missing velocities without a
+        temperature, or an unknown frame time."""
+        from ..data.build import whole_structure
+        from ..dynamics.start import history_from_velocities, start_velocities
+
+        whole = whole_structure(atoms, what)
+        notes = self._check(whole.positions, whole.numbers, allow_unseen, what, guard)
+        frame_fs = self.frame_time()
+        v, velocity_note = start_velocities(whole, temperature_K, seed)
+        batch = history_from_velocities(whole.positions, v, whole.numbers, frame_fs, dtype=self.dtype).to(device)
+        return RolloutStart(batch, notes, velocity_note, whole.positions, v)
+
+    def _check(self, x: np.ndarray, numbers, allow_unseen: bool, what: str, guard) -> tuple[str, ...]:
+        from ..dynamics.guards import GuardConfig
+        from ..dynamics.preflight import check_start
+        from ..dynamics.start import check_elements
+
+        check_elements(numbers, self.data.get("elements"), what)
+        return tuple(check_start(self, x, numbers, allow_unseen=allow_unseen, what=what, guard=guard or GuardConfig()))
+
+    def stepper(self, start: FrameBatch, frame_fs: float, *, rollout: RolloutConfig | None = None,
+                target_K: float | None = None, **kwargs):
+        """A dynamics.Stepper driving this run's network from the FrameBatch ``start``, with the
+        corrections and the compile setting of ``rollout`` (default: this run's [rollout] section);
+        further keyword arguments (generator, guard, strict) go to the Stepper."""
+        from ..dynamics.stepper import Stepper
+
+        rollout = rollout or self.config.rollout
+        return Stepper(self.model, self.sde, self.sampler, start,
+                       corrections=self.corrections(frame_fs, rollout, target_K), compile=rollout.compile, **kwargs)
+
+
+def load_run(directory: str | Path, device: Any = "cpu", overrides: Sequence[str] = ()) -> TrainedRun:
+    """Load the newest good checkpoint of a run directory. Raises FileNotFoundError when there is
+    none and CheckpointError when every checkpoint is corrupt."""
+    from ..diffusion.samplers import make_sampler
+    from ..diffusion.sde import make_sde
+    from ..nn.score_net import ScoreNet
+
+    run = Path(directory)
+    if not run.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {run} does not exist")
+    found = load_latest(run, map_location=device)
+    if found is None:
+        raise FileNotFoundError(f"{run} holds no checkpoint (ckpt_*.pt)")
+    state, path = found
+    cfg = Config.from_dict(state["config"]).with_overrides(list(overrides))
+    model = ScoreNet(cfg.model).to(device=device, dtype=getattr(torch, cfg.train.dtype))  # before loading: no rounding
+    model.load_state_dict(state["model"])
+    return TrainedRun(model.eval(), make_sde(cfg.sde), make_sampler(cfg.sampler), cfg, path, dict(state.get("data", {})))
