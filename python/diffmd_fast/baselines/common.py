@@ -24,16 +24,18 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from ase.data import covalent_radii
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..config import TrainConfig
 from ..data.batch import FrameBatch
 from ..data.elements import BOND_SCALE
 from ..ops.graph import complete_graph
+from ..training.optim import make_optimiser
 
 MAX_Z = 119
 
@@ -236,7 +238,8 @@ def train_next_frame(
     progress: bool = True,
     max_seconds: float = 0.0,
 ) -> TrainHistory:
-    """Adam on the MSE of x(t+1) with ReduceLROnPlateau on the training loss (paper's recipe).
+    """Adam on the MSE of x(t+1) with ReduceLROnPlateau on the training loss: DiffMD's recipe
+    (training.optim.make_optimiser with TrainConfig's plateau settings), at learning rate ``lr``.
 
     Raises FloatingPointError on a non-finite prediction, loss or gradient, before any weight changes.
 
@@ -258,8 +261,7 @@ def train_next_frame(
         return hist
     dtype = params[0].dtype
     loss_unit = _loss_unit(train_loader, dtype)
-    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=5, min_lr=1e-7)
+    opt, sched = make_optimiser(params, replace(TrainConfig(), lr=lr, weight_decay=weight_decay))
     best, best_state = float("inf"), None
     deadline = time.perf_counter() + max_seconds if max_seconds > 0 else float("inf")
     for epoch in tqdm(range(epochs), desc=type(model).__name__, disable=not progress):

@@ -1,7 +1,9 @@
-"""Training loop for DiffMD (nanoGPT-style: one readable function), single process or DDP.
+"""Training loop for DiffMD (nanoGPT-style: train() reads top to bottom; one optimiser step, an
+epoch's end and the checkpoints are _Trainer's methods over a small _Progress state), single
+process or DDP.
 
-Paper settings (appendix): Adam lr 5e-4, weight decay 1e-10, ReduceLROnPlateau (patience 5, min lr
-1e-7) on the *training* loss per epoch (the paper steps it on a training metric; validation runs
+Paper settings (appendix; training.optim, shared with the baselines): Adam lr 5e-4, weight decay
+1e-10, ReduceLROnPlateau (patience 5, min lr 1e-7) on the *training* loss per epoch (the paper steps it on a training metric; validation runs
 only every ``val_every`` epochs), seed 1, batch 200.
 
 Exact resumption: the data order is a pure function of (seed, epoch) (GlobalBatchSampler), the
@@ -33,6 +35,7 @@ from tqdm.auto import tqdm
 
 from ..config import Config, TrainConfig
 from ..data import FrameWindows, Trajectory, collate_windows
+from ..data.batch import FrameBatch
 from ..data.writers import write_text
 from ..diffusion.losses import draw_noise_keyed, dsm_loss
 from ..diffusion.samplers import make_sampler
@@ -46,6 +49,7 @@ from ..ops.graph import complete_graph, with_covalent_bonds
 from .checkpoint import load_latest, save_checkpoint
 from .conditioning import add_input_noise, pushforward, response_target, valence_statistics
 from .distributed import DistInfo, GlobalBatchSampler, all_mean, any_rank, barrier, init_distributed, shutdown
+from .optim import make_optimiser
 
 _P = 1_000_003  # mixing prime for noise keys
 
@@ -162,6 +166,154 @@ def resolve_sigma_data(cfg: Config, trajs: Sequence[Trajectory]) -> Config:
     return cfg.replace(model=replace(cfg.model, sigma_data=round(value, 6)))
 
 
+@dataclass
+class _Progress:
+    """Where training stands: what a checkpoint records beside the weights, optimiser and scheduler."""
+
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    step: int = 0
+    loss_sum: float = 0.0  # training loss summed over this epoch's steps so far
+    loss_count: int = 0
+    history: list = field(default_factory=list)  # one record per completed epoch
+    trained_s: float = 0.0  # s of training before this call
+
+
+@dataclass
+class _Trainer:
+    """Everything an optimiser step, an epoch's end and a checkpoint need (train() builds it)."""
+
+    cfg: Config
+    info: DistInfo
+    model: ScoreNet
+    ddp: torch.nn.Module
+    sde: SDE
+    sampler: object
+    opt: torch.optim.Optimizer
+    sched: object
+    prior: BondPrior | None  # the valence force field of the anchor and of the response targets
+    response: BondPrior | None
+    stats: dict
+    out: Path
+    val_trajs: list
+    dtype: torch.dtype
+    at: _Progress = field(default_factory=_Progress)
+    clock: float = field(default_factory=time.perf_counter)
+
+    def seconds(self) -> float:
+        return self.at.trained_s + time.perf_counter() - self.clock
+
+    def budget_spent(self) -> bool:
+        """max_steps or max_minutes reached: one decision shared by every rank (their clocks differ)."""
+        tc = self.cfg.train
+        if tc.max_steps and self.at.step >= tc.max_steps:
+            return True
+        return tc.max_minutes > 0 and any_rank(self.seconds() >= 60.0 * tc.max_minutes, self.info)
+
+    def checkpoint(self, epoch: int, batch_in_epoch: int) -> None:
+        rngs, at = _gather_rng(self.info), self.at
+        if self.info.is_main:
+            save_checkpoint(self.out, {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                                       "scheduler": self.sched.state_dict(), "rng": rngs, "epoch": epoch,
+                                       "batch_in_epoch": batch_in_epoch, "step": at.step, "loss_sum": at.loss_sum,
+                                       "loss_count": at.loss_count, "history": at.history, "train_s": self.seconds(),
+                                       "config": self.cfg.to_dict(), "data": self.stats}, self.cfg,
+                            keep=self.cfg.train.keep_checkpoints)
+        barrier(self.info)
+
+    def resume(self) -> Path | None:
+        """Continue from the newest good checkpoint in ``out`` (its path), or None when there is none.
+        Raises ValueError when it holds weights of another [model] or [sde] config."""
+        found = load_latest(self.out, map_location=self.info.device)
+        if found is None:
+            return None
+        state, path = found
+        # what the weights mean; a resumed run must not change it (fields added since the checkpoint
+        # was written read as their defaults, as load_run reads them)
+        saved, mine = (Config.from_dict(state["config"]).to_dict() if "config" in state else {}), self.cfg.to_dict()
+        for section in ("model", "sde"):
+            if saved.get(section) not in (None, mine[section]):
+                changed = sorted(k for k, v in mine[section].items() if saved[section].get(k) != v)
+                raise ValueError(f"{self.out} holds checkpoints of another [{section}] config (differs in "
+                                 f"{', '.join(changed)}); train into a new directory or pass --no-resume")
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        rngs = state["rng"]
+        _set_rng_state(rngs[self.info.rank] if len(rngs) == self.info.world_size else rngs[0])
+        self.at = _Progress(state["epoch"], state["batch_in_epoch"], state["step"], state.get("loss_sum", 0.0),
+                            state.get("loss_count", 0), state.get("history", []), state.get("train_s", 0.0))
+        return path
+
+    def step(self, batch: FrameBatch, b: int, bsamp: GlobalBatchSampler) -> float:
+        """One optimiser step on the window batch ``batch`` (global batch ``b`` of the epoch); its loss."""
+        tc, epoch = self.cfg.train, self.at.epoch
+        batch = batch.to(self.info.device, self.dtype)
+        keys = [noise_key(tc.seed, epoch, b, p) for p in bsamp.positions()]
+        noise = draw_noise_keyed(batch, self.sde, keys, conditioning=tc.input_noise > 0 or tc.input_noise_shared > 0)
+        graph = complete_graph(batch.batch)
+        if self.prior is not None:  # one topology per batch, the data's, for the prior and the response targets
+            graph = with_covalent_bonds(graph, batch.x, batch.z)
+        unroll = unroll_steps(tc, epoch, b)
+        if unroll:
+            batch = pushforward(self.model, self.sde, self.sampler, batch, unroll, graph)
+        if noise.eta is not None:
+            noisy = add_input_noise(batch, noise.eta, tc.input_noise, tc.input_noise_shared)
+            batch = noisy if self.response is None else response_target(batch, noisy, graph, self.response)
+        loss = dsm_loss(self.ddp, self.sde, batch, noise, graph, self.cfg.model.sigma_data)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss at epoch {epoch}, batch {b}, step {self.at.step}")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if tc.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+        self.opt.step()
+        self.at.step += 1
+        value = float(loss.detach())
+        self.at.loss_sum, self.at.loss_count = self.at.loss_sum + value, self.at.loss_count + 1
+        return value
+
+    def end_epoch(self, epoch_s: float, bar) -> None:
+        """Record the epoch (scheduler step, validation every val_every epochs, metrics.jsonl), move to
+        the next, and checkpoint every checkpoint_every epochs and at the last."""
+        tc, at, info = self.cfg.train, self.at, self.info
+        rec = {"epoch": at.epoch + 1, "step": at.step, "train_loss": all_mean(at.loss_sum / max(at.loss_count, 1), info),
+               "lr": self.opt.param_groups[0]["lr"], "epoch_s": epoch_s}
+        self.sched.step(rec["train_loss"])
+        if self.val_trajs and (at.epoch + 1) % tc.val_every == 0:
+            if info.is_main:
+                rec.update(_validate(self.model, self.sde, self.sampler, self.val_trajs, self.cfg, info.device,
+                                     self.dtype))
+            barrier(info)
+        at.history.append(rec)
+        if bar.disable:
+            if info.is_main:
+                print(json.dumps(rec))
+        else:
+            bar.update(1)
+            bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in rec.items()
+                             if k in ("train_loss", "lr", "val_loss", "val_armse", "val_armse_static")})
+        if info.is_main:  # rewritten whole from the history (which checkpoints carry): a run killed
+            # between this write and the checkpoint cannot leave a duplicated epoch after resuming
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_text(self.out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in at.history))
+        at.epoch, at.batch_in_epoch, at.loss_sum, at.loss_count = at.epoch + 1, 0, 0.0, 0
+        if at.epoch % tc.checkpoint_every == 0 or at.epoch == tc.epochs:
+            self.checkpoint(at.epoch, 0)
+
+
+def _fitted_prior(model: ScoreNet, cfg: Config, train_trajs: list, stats: dict, device) -> BondPrior | None:
+    """The valence force field of the anchor (the model's own) or of the response targets, fitted to
+    the data; its tables are buffers, so a resumed run reloads the same values."""
+    prior = model.bond_prior
+    if prior is None and cfg.train.input_noise_response:
+        prior = BondPrior(cfg.model.max_z).to(device)
+    if prior is not None:
+        prior.set_tables(frame_fs=stats["frame_fs"],
+                         **valence_statistics(train_trajs, cfg.model.max_z, torsions=cfg.model.prior_torsions))
+    return prior
+
+
 def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
           val_trajs: Sequence[Trajectory] | Trajectory | None = None, out_dir: str | Path = "runs/diffmd", *,
           resume: bool = True, progress: bool = False, distributed: bool = True) -> TrainResult:
@@ -174,7 +326,6 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
     cfg = resolve_sigma_data(config, train_trajs)
     tc = cfg.train
     val_trajs = [val_trajs] if isinstance(val_trajs, Trajectory) else (list(val_trajs) if val_trajs else [])
-    out = Path(out_dir)
     info = init_distributed(tc.device, join=distributed)
     device, dtype = info.device, getattr(torch, tc.dtype)
     log = print if info.is_main else (lambda *a, **k: None)
@@ -183,139 +334,44 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
     random.seed(tc.seed)
 
     model = ScoreNet(cfg.model).to(device=device, dtype=dtype)
-    sde, sampler = make_sde(cfg.sde), make_sampler(cfg.sampler)
-    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=tc.lr_factor, patience=tc.patience,
-                                                       min_lr=tc.min_lr)
+    opt, sched = make_optimiser(model.parameters(), tc)
     data = FrameWindows(train_trajs, stride=tc.stride, history=tc.unroll_steps if tc.unroll_prob > 0 else 0)
     stats = data_stats(train_trajs, tc.stride)
-    # the valence force field of the model's prior and of the response targets, fitted to the data;
-    # the prior's tables are buffers: a resumed run reloads the same values
-    prior = model.bond_prior
-    if prior is None and tc.input_noise_response:
-        prior = BondPrior(cfg.model.max_z).to(device)
-    if prior is not None:
-        prior.set_tables(frame_fs=stats["frame_fs"],
-                         **valence_statistics(train_trajs, cfg.model.max_z, torsions=cfg.model.prior_torsions))
-    response = prior if tc.input_noise_response else None
+    prior = _fitted_prior(model, cfg, train_trajs, stats, device)
     bsamp = GlobalBatchSampler(len(data), tc.batch_size, rank=info.rank, world_size=info.world_size, seed=tc.seed)
     # own generator: a DataLoader iterator otherwise draws its base seed from the global RNG, which
     # would shift the dropout stream of a run resumed mid-epoch
     loader = DataLoader(data, batch_size=bsamp.per_rank, sampler=bsamp, collate_fn=partial(collate_windows, dtype=dtype),
                         generator=torch.Generator().manual_seed(tc.seed))
-
-    epoch, batch_in_epoch, step, history = 0, 0, 0, []
-    loss_sum, loss_count = 0.0, 0
-    trained_s = 0.0  # s of training before this call (from the checkpoint)
-    found = load_latest(out, map_location=device) if resume else None
-    if found is not None:
-        state, path = found
-        # what the weights mean; a resumed run must not change it (fields added since the checkpoint
-        # was written read as their defaults, as load_run reads them)
-        saved = Config.from_dict(state["config"]).to_dict() if "config" in state else {}
-        for section in ("model", "sde"):
-            if saved.get(section) not in (None, cfg.to_dict()[section]):
-                changed = sorted(k for k, v in cfg.to_dict()[section].items() if saved[section].get(k) != v)
-                raise ValueError(f"{out} holds checkpoints of another [{section}] config (differs in "
-                                 f"{', '.join(changed)}); train into a new directory or pass --no-resume")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        rngs = state["rng"]
-        _set_rng_state(rngs[info.rank] if len(rngs) == info.world_size else rngs[0])
-        epoch, batch_in_epoch, step = state["epoch"], state["batch_in_epoch"], state["step"]
-        loss_sum, loss_count = state.get("loss_sum", 0.0), state.get("loss_count", 0)
-        history = state.get("history", [])
-        trained_s = state.get("train_s", 0.0)
-        log(f"resumed from {path} (epoch {epoch}, batch {batch_in_epoch}, step {step})")
-    ddp = (DistributedDataParallel(model, device_ids=None, find_unused_parameters=not cfg.model.anchor)
-           if info.enabled else model)
-
-    clock = time.perf_counter()
-
-    def train_seconds() -> float:
-        return trained_s + time.perf_counter() - clock
-
-    def budget_spent() -> bool:
-        """max_steps or max_minutes reached: one decision shared by every rank (their clocks differ)."""
-        if tc.max_steps and step >= tc.max_steps:
-            return True
-        return tc.max_minutes > 0 and any_rank(train_seconds() >= 60.0 * tc.max_minutes, info)
-
-    def checkpoint(ep: int, b_in_ep: int) -> None:
-        rngs = _gather_rng(info)
-        if info.is_main:
-            save_checkpoint(out, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                  "scheduler": sched.state_dict(), "rng": rngs, "epoch": ep, "batch_in_epoch": b_in_ep,
-                                  "step": step, "loss_sum": loss_sum, "loss_count": loss_count, "history": history,
-                                  "train_s": train_seconds(), "config": cfg.to_dict(), "data": stats}, cfg,
-                            keep=tc.keep_checkpoints)
-        barrier(info)
-
+    t = _Trainer(cfg, info, model, model, make_sde(cfg.sde), make_sampler(cfg.sampler), opt, sched, prior,
+                 prior if tc.input_noise_response else None, stats, Path(out_dir), val_trajs, dtype)
+    path = t.resume() if resume else None
+    if info.enabled:  # wrapped after loading: every rank starts from the checkpoint's weights
+        t.ddp = DistributedDataParallel(model, device_ids=None, find_unused_parameters=not cfg.model.anchor)
+    if path is not None:
+        log(f"resumed from {path} (epoch {t.at.epoch}, batch {t.at.batch_in_epoch}, step {t.at.step})")
     log(f"training {sum(p.numel() for p in model.parameters())} parameters on {device} ({info.world_size} rank(s)), "
         f"{len(data)} windows, {bsamp.batches_per_epoch} steps/epoch of {bsamp.global_batch}")
-    stopped = found is not None and budget_spent()  # a resumed run that had used its budget trains no further
+    stopped = path is not None and t.budget_spent()  # a resumed run that had used its budget trains no further
     # progress: one bar over epochs (loss, lr, validation ARMSE in its postfix) on rank 0; without
     # it the per-epoch records are printed as JSON lines (logs of batch jobs)
-    bar = tqdm(total=tc.epochs, initial=epoch, unit="epoch", desc="train", disable=not (progress and info.is_main))
+    bar = tqdm(total=tc.epochs, initial=t.at.epoch, unit="epoch", desc="train", disable=not (progress and info.is_main))
     try:
-        while epoch < tc.epochs and not stopped:
-            bsamp.set_epoch(epoch, batch_in_epoch)
-            ddp.train()
+        while t.at.epoch < tc.epochs and not stopped:
+            bsamp.set_epoch(t.at.epoch, t.at.batch_in_epoch)
+            t.ddp.train()
             t0 = time.perf_counter()
-            for b, batch in enumerate(loader, start=batch_in_epoch):
-                batch = batch.to(device, dtype)
-                keys = [noise_key(tc.seed, epoch, b, p) for p in bsamp.positions()]
-                noise = draw_noise_keyed(batch, sde, keys, conditioning=tc.input_noise > 0 or tc.input_noise_shared > 0)
-                graph = complete_graph(batch.batch)
-                if prior is not None:  # one topology per batch, the data's, for the prior and the response targets
-                    graph = with_covalent_bonds(graph, batch.x, batch.z)
-                unroll = unroll_steps(tc, epoch, b)
-                if unroll:
-                    batch = pushforward(model, sde, sampler, batch, unroll, graph)
-                if noise.eta is not None:
-                    noisy = add_input_noise(batch, noise.eta, tc.input_noise, tc.input_noise_shared)
-                    batch = noisy if response is None else response_target(batch, noisy, graph, response)
-                loss = dsm_loss(ddp, sde, batch, noise, graph, cfg.model.sigma_data)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite training loss at epoch {epoch}, batch {b}, step {step}")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if tc.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-                opt.step()
-                step += 1
-                loss_sum, loss_count = loss_sum + float(loss.detach()), loss_count + 1
-                if progress and step % tc.log_every == 0:
-                    bar.set_postfix(step=step, loss=f"{float(loss.detach()):.4f}")
-                if budget_spent():
+            for b, batch in enumerate(loader, start=t.at.batch_in_epoch):
+                loss = t.step(batch, b, bsamp)
+                if progress and t.at.step % tc.log_every == 0:
+                    bar.set_postfix(step=t.at.step, loss=f"{loss:.4f}")
+                if t.budget_spent():
                     stopped = True
-                    checkpoint(epoch, b + 1)
+                    t.checkpoint(t.at.epoch, b + 1)
                     break
-            if stopped:
-                break
-            rec = {"epoch": epoch + 1, "step": step, "train_loss": all_mean(loss_sum / max(loss_count, 1), info),
-                   "lr": opt.param_groups[0]["lr"], "epoch_s": time.perf_counter() - t0}
-            sched.step(rec["train_loss"])
-            if val_trajs and (epoch + 1) % tc.val_every == 0:
-                if info.is_main:
-                    rec.update(_validate(model, sde, sampler, val_trajs, cfg, device, dtype))
-                barrier(info)
-            history.append(rec)
-            if bar.disable:
-                log(json.dumps(rec))
-            else:
-                bar.update(1)
-                bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in rec.items()
-                                 if k in ("train_loss", "lr", "val_loss", "val_armse", "val_armse_static")})
-            if info.is_main:  # rewritten whole from the history (which checkpoints carry): a run killed
-                # between this write and the checkpoint cannot leave a duplicated epoch after resuming
-                out.mkdir(parents=True, exist_ok=True)
-                write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-            epoch, batch_in_epoch, loss_sum, loss_count = epoch + 1, 0, 0.0, 0
-            if epoch % tc.checkpoint_every == 0 or epoch == tc.epochs:
-                checkpoint(epoch, 0)
+            if not stopped:
+                t.end_epoch(time.perf_counter() - t0, bar)
     finally:
         bar.close()
         shutdown(info)
-    return TrainResult(out, model, epoch, step, history, train_seconds())
+    return TrainResult(t.out, model, t.at.epoch, t.at.step, t.at.history, t.seconds())
