@@ -10,7 +10,7 @@ same weights. Prints a markdown table and writes JSON.
 
     python benches/bench_diffmd.py                    # paper-size EGT (6 x 128, FFN 2048)
     python benches/bench_diffmd.py --quick            # tiny model, few repeats (smoke test)
-    python benches/bench_diffmd.py --batches 100 --no-rollout --threads 1   # issue 3 ratio, quiet-box proxy
+    python benches/bench_diffmd.py --batches 100 --no-rollout --threads 1   # the fused/reference training ratio, quiet-machine proxy
 
 On a shared CPU box, wall-clock with several threads swings with other processes' load (OpenMP
 threads wait on descheduled peers), so the training figure also reports process CPU time per
@@ -84,7 +84,7 @@ def bench_xtb(steps: int) -> float:
 
 
 def _print_ratios(rows: list[dict]) -> None:
-    """Fused / reference training throughput per batch size (the issue-3 figure)."""
+    """Fused / reference training throughput per batch size."""
     by = {(r["backend"], r["batch"]): r for r in rows if "error" not in r}
     for (backend, batch), r in sorted(by.items()):
         ref = by.get(("reference", batch))

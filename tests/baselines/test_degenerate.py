@@ -1,4 +1,4 @@
-"""Degenerate geometry (issue 14): every baseline stays finite, and training refuses NaN."""
+"""Degenerate geometry: every baseline stays finite, and training refuses NaN."""
 import pytest
 import torch
 

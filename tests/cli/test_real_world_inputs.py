@@ -1,4 +1,4 @@
-"""The command line on real-world inputs (issue 14): --dt-fs, isomer selectors, units and cells
+"""The command line on real-world inputs: --dt-fs, isomer selectors, units and cells
 shown by info, gapped frames, and a reader that goes away."""
 from __future__ import annotations
 

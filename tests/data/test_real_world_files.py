@@ -1,4 +1,4 @@
-"""Files shaped like the ones MD engines and public data sets write (issue 14): periodic cells,
+"""Files shaped like the ones MD engines and public data sets write: periodic cells,
 stated units, time keys, far-from-origin coordinates, ISO17 databases with held-out steps."""
 import ase.db
 import numpy as np

@@ -1,4 +1,4 @@
-"""The EGL op and layer under torch.autocast (issue 14): float32 inside, autocast dtype out."""
+"""The EGL op and layer under torch.autocast: float32 inside, autocast dtype out."""
 import pytest
 import torch
 

@@ -7,7 +7,7 @@ same command continues a killed run; under torchrun the cells are shared out ove
 
     diffmd data make md17-gfn2 && diffmd data make c7o2h10-gfn2          # the benchmark data, once
     diffmd results --protocol paper --out results/paper --split 2000,1000,10000 --max-minutes 0.5 \\
-        --set model.hidden=64 --set model.ffn=128                       # a CPU budget (README)
+        --set model.hidden=64 --set model.ffn=128                       # a CPU budget (benches/results/README.md)
     torchrun --nproc-per-node 2 -m diffmd_fast.cli results --protocol paper --out results/paper ...
     diffmd results --render-only --out results/paper                   # tables from the cells so far
     diffmd results --s2l ethanol --o2o c7o2h10_0 --o2o c7o2h10_1 --o2o c7o2h10_2 --o2o-test 1 \\

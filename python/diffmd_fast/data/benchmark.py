@@ -113,7 +113,7 @@ BENCHMARK_SETS: dict[str, BenchmarkSet] = {
     "c7o2h10-gfn2": BenchmarkSet(
         "c7o2h10-gfn2", "C7H10O2 isomers, GFN2-xTB Langevin MD, 100 K, 1 fs, 5,000 frames each",
         tuple(MoleculeSpec(f"c7o2h10_{i:03d}", s, 100.0, 1.0, 5_000) for i, s in enumerate(_ISOMERS)),
-        default_count=40),  # ~40 x 35 s on one core: a 25-minute budget, above the floor of 30
+        default_count=40),  # ~40 x 35 s on one core: a 25-minute budget, above a floor of 30 molecules
 }
 
 

@@ -22,7 +22,7 @@ Decisions (ours, not MDsim's):
   underestimates fast motion (a mode at frequency f is damped by sinc(π f Δt)), the same for gen and ref
   when both use the same Δt, so compare the two temperatures, not a thermostat's set point.
 - Temperature uses 3N − 6 degrees of freedom (3N − 5 = 1 for a diatomic) after removing the
-  centre-of-mass velocity, as the issue asks; rotation is not removed.
+  centre-of-mass velocity; rotation is not removed.
 - VDOS: Welch's method (periodic Hann window, 50 % overlapping segments, mean removed per segment) on
   the mass-weighted, centre-of-mass-free velocities, the reference's at the generated frame time. By Wiener-Khinchin the averaged power spectrum is
   the Fourier transform of the mass-weighted velocity autocorrelation; averaging over segments makes it
