@@ -49,6 +49,7 @@ from ..ops.graph import complete_graph, with_covalent_bonds
 from .checkpoint import load_latest, save_checkpoint
 from .conditioning import add_input_noise, pushforward, response_target, valence_statistics
 from .distributed import DistInfo, GlobalBatchSampler, all_mean, any_rank, barrier, init_distributed, shutdown
+from .force_matching import force_matched
 from .optim import make_optimiser
 
 _P = 1_000_003  # mixing prime for noise keys
@@ -302,15 +303,21 @@ class _Trainer:
             self.checkpoint(at.epoch, 0)
 
 
-def _fitted_prior(model: ScoreNet, cfg: Config, train_trajs: list, stats: dict, device) -> BondPrior | None:
+def _fitted_prior(model: ScoreNet, cfg: Config, train_trajs: list, stats: dict, device, log) -> BondPrior | None:
     """The valence force field of the anchor (the model's own) or of the response targets, fitted to
-    the data; its tables are buffers, so a resumed run reloads the same values."""
+    the data (Boltzmann inversion, then with ``model.prior_force_matching`` the bonds and angles
+    refitted to the reference forces); its tables are buffers, so a resumed run reloads the same values."""
     prior = model.bond_prior
     if prior is None and cfg.train.input_noise_response:
         prior = BondPrior(cfg.model.max_z).to(device)
-    if prior is not None:
-        prior.set_tables(frame_fs=stats["frame_fs"],
-                         **valence_statistics(train_trajs, cfg.model.max_z, torsions=cfg.model.prior_torsions))
+    if prior is None:
+        return None
+    tables = valence_statistics(train_trajs, cfg.model.max_z, torsions=cfg.model.prior_torsions)
+    prior.set_tables(frame_fs=stats["frame_fs"], **tables)
+    if cfg.model.prior_force_matching:
+        bonds, angles, summary = force_matched(train_trajs, prior, tables["typed_bonds"], tables["typed_angles"])
+        prior.set_tables(frame_fs=stats["frame_fs"], **{**tables, "typed_bonds": bonds, "typed_angles": angles})
+        log(f"valence prior: {summary}")
     return prior
 
 
@@ -337,7 +344,7 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
     opt, sched = make_optimiser(model.parameters(), tc)
     data = FrameWindows(train_trajs, stride=tc.stride, history=tc.unroll_steps if tc.unroll_prob > 0 else 0)
     stats = data_stats(train_trajs, tc.stride)
-    prior = _fitted_prior(model, cfg, train_trajs, stats, device)
+    prior = _fitted_prior(model, cfg, train_trajs, stats, device, log)
     bsamp = GlobalBatchSampler(len(data), tc.batch_size, rank=info.rank, world_size=info.world_size, seed=tc.seed)
     # own generator: a DataLoader iterator otherwise draws its base seed from the global RNG, which
     # would shift the dropout stream of a run resumed mid-epoch

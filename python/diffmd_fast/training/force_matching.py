@@ -1,0 +1,115 @@
+"""Force matching of the valence prior's bond and angle constants to the reference forces.
+
+Boltzmann inversion (training.conditioning: k = k_B T / var(r)) reads each coordinate's constant
+from its own fluctuation, which is the curvature of that coordinate's potential of mean force: a
+bond coupled to angles and to its neighbours fluctuates differently from an isolated spring, so
+the fitted bands sit away from the reference's. The data carry the engine's forces (GFN2-xTB, eV/Å),
+and the bonded terms are linear in their parameters:
+    U_bond  = ½ k (r - r0)²       -> F = k · (-(r) ∇r) + (k r0) · ∇r,
+    U_angle = ½ K (cos θ - c0)²   -> F = K · (-cos θ ∇cos θ) + (K c0) · ∇cos θ,
+so the constants of every bond type (environment pair) and angle type (environment triple) that
+best reproduce the reference forces on sampled frames, after the prior's torsion forces are taken
+off, are one linear least-squares problem (force matching: Ercolessi & Adams 1994; the multiscale
+coarse-graining of Izvekov & Voth 2005, VOTCA's csg_fmatch; the bonded priors of CGnet). The
+non-bonded forces the prior has no term for are projected onto these terms, which is what a
+mean-force prior should carry. A type whose fit is unphysical (k or K <= 0, a rest length or cos θ0
+outside its range) keeps its Boltzmann-inverted value.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ..nn.bond_prior import BondPrior
+from ..ops.graph import complete_graph, with_covalent_bonds
+
+FRAMES = 400  # frames sampled per trajectory: ~10^4 force components per parameter for a 20-atom molecule
+
+
+def _design(x: torch.Tensor, graph, env: torch.Tensor, bond_keys: dict, angle_keys: dict) -> torch.Tensor:
+    """(T, N, 3, P) float64: the force on every atom of frames x (T, N, 3) Å per unit of each parameter:
+    columns 2b, 2b + 1 of bond type b (k, k r0), then 2a, 2a + 1 after them of angle type a (K, K c0)."""
+    t, n = x.shape[:2]
+    cols = 2 * (len(bond_keys) + len(angle_keys))
+    out = torch.zeros(t, n, 3, cols, dtype=torch.float64)
+    view = out.permute(1, 3, 0, 2)  # (N, P, T, 3): one (atom, column) pair per index
+
+    def add(atoms: torch.Tensor, col: torch.Tensor, part: torch.Tensor) -> None:  # part (T, K, 3)
+        view.index_put_((atoms, col), part.permute(1, 0, 2), accumulate=True)
+
+    recv, send = graph.bonds  # both directions: each bond's force on its receiver
+    d = x[:, recv] - x[:, send]  # (T, M, 3) Å
+    r = d.norm(dim=-1, keepdim=True)
+    grad = d / r  # ∇_recv r
+    col = torch.tensor([2 * bond_keys[tuple(sorted((int(env[a]), int(env[b]))))] for a, b in zip(recv.tolist(), send.tolist())])
+    add(recv, col, -r * grad)
+    add(recv, col + 1, grad)
+    if graph.angles.shape[1]:
+        i, j, k = graph.angles
+        u, w = x[:, i] - x[:, j], x[:, k] - x[:, j]  # (T, A, 3)
+        lu, lw = u.norm(dim=-1, keepdim=True), w.norm(dim=-1, keepdim=True)
+        uh, wh = u / lu, w / lw
+        cos = (uh * wh).sum(-1, keepdim=True)
+        gi, gk = (wh - cos * uh) / lu, (uh - cos * wh) / lw  # ∇_i cos, ∇_k cos; ∇_j = -(gi + gk)
+        base = 2 * len(bond_keys)
+        key = [(min(int(env[a]), int(env[c])), int(env[b]), max(int(env[a]), int(env[c])))
+               for a, b, c in zip(i.tolist(), j.tolist(), k.tolist())]
+        col = torch.tensor([base + 2 * angle_keys[q] for q in key])
+        for atoms, g in ((i, gi), (k, gk), (j, -(gi + gk))):
+            add(atoms, col, -cos * g)
+            add(atoms, col + 1, g)
+    return out
+
+
+def force_matched(trajs: Sequence, prior: BondPrior, typed_bonds: dict, typed_angles: dict,
+                  frames: int = FRAMES) -> tuple[dict, dict, str]:
+    """(typed_bonds, typed_angles, a one-line summary): the environment tables of
+    BondPrior.set_tables refitted by force matching (module docstring) on up to ``frames`` evenly
+    spaced frames of each trajectory that has forces. ``prior`` holds the Boltzmann-inverted tables
+    (set_tables), whose torsion forces are taken off the reference forces first. Trajectories
+    without forces leave the tables as they are."""
+    with_forces = [t for t in trajs if t.forces is not None and t.num_frames >= 3]
+    if not with_forces:
+        return typed_bonds, typed_angles, "no reference forces: Boltzmann-inverted constants kept"
+    bond_keys = {key: n for n, key in enumerate(sorted(typed_bonds))}
+    angle_keys = {key: n for n, key in enumerate(sorted(typed_angles))}
+    normal, rhs = 0.0, 0.0
+    for traj in with_forces:
+        z = torch.as_tensor(np.asarray(traj.numbers, dtype=np.int64))
+        x0 = torch.as_tensor(traj.positions[0])
+        graph = with_covalent_bonds(complete_graph(torch.zeros(len(z), dtype=torch.int64)), x0, z)
+        env = graph.environments
+        known = all(tuple(sorted((int(env[a]), int(env[b])))) in bond_keys for a, b in graph.bonds.T.tolist())
+        if not known:
+            continue  # a molecule whose bonds the environment tables do not cover (too few frames)
+        pick = np.unique(np.linspace(0, traj.num_frames - 1, min(frames, traj.num_frames)).astype(int))
+        types = prior.atom_types(z, graph)
+        for chunk in np.array_split(pick, max(1, len(pick) // 50)):  # bounded memory: (50, N, 3, P) at a time
+            x = torch.as_tensor(traj.positions[chunk])  # (T, N, 3) Å
+            torsion = torch.stack([prior.torsion_force(xt, types, graph) for xt in x])  # (T, N, 3) eV/Å
+            target = torch.as_tensor(traj.forces[chunk], dtype=torch.float64) - torsion
+            a = _design(x, graph, env, bond_keys, angle_keys).reshape(-1, 2 * (len(bond_keys) + len(angle_keys)))
+            normal, rhs = normal + a.T @ a, rhs + a.T @ target.reshape(-1)
+    if isinstance(normal, float):
+        return typed_bonds, typed_angles, "no trajectory with forces covers its bond types: Boltzmann constants kept"
+    scale = normal.diagonal().clamp_min(1e-30).sqrt()  # column scaling: k and k r0 differ by orders
+    p = torch.linalg.lstsq(normal / scale[:, None] / scale[None, :], rhs / scale).solution / scale
+    bonds, angles, kept = dict(typed_bonds), dict(typed_angles), []
+    for key, n in bond_keys.items():
+        k, kr0 = float(p[2 * n]), float(p[2 * n + 1])
+        if k > 0 and 0.5 < kr0 / k < 3.0:
+            bonds[key] = (k, kr0 / k)
+        else:
+            kept.append(key)
+    base = 2 * len(bond_keys)
+    for key, n in angle_keys.items():
+        kk, kc0 = float(p[base + 2 * n]), float(p[base + 2 * n + 1])
+        if kk > 0 and -1.0 <= kc0 / kk <= 1.0:
+            angles[key] = (kk, kc0 / kk)
+        else:
+            kept.append(key)
+    fitted = len(bond_keys) + len(angle_keys) - len(kept)
+    return bonds, angles, (f"force-matched {fitted} bond and angle types"
+                           + (f"; {len(kept)} kept Boltzmann-inverted (unphysical fit)" if kept else ""))
