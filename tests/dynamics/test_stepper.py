@@ -132,3 +132,28 @@ def test_a_compiler_failure_falls_back_to_eager_with_a_warning():
         st.run(2)
     eager.run(2)
     assert st._compiled is None and torch.equal(st.positions, eager.positions)
+
+
+def test_a_compiled_rollout_compiles_once_whatever_stops():
+    """A stopped molecule of a compiled rollout is frozen in place, not cut out: the frame's shapes stay
+    static and the graph compiled for the first frames serves every later one."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    compiled, eager = _with_prior(_stepper(), True), _with_prior(_stepper(), False)
+    compiled.run(3)
+    eager.run(3)
+    graphs = counters["stats"]["unique_graphs"]
+    assert graphs >= 1
+    for failed in (torch.tensor([False, True, False]), torch.tensor([True, False, False])):
+        for st in (compiled, eager):
+            mine = failed[: st.frame.num_graphs]  # the eager rollout has cut the first stopped molecule out
+            flung = st.frame.x + 5.0 * mine[st.frame.batch].unsqueeze(-1)  # an exploded step: a stop report
+            st._stop(mine, flung, torch.zeros(st.frame.x.shape[0], dtype=torch.bool))
+            st.run(2)
+        assert counters["stats"]["unique_graphs"] == graphs  # no recompilation
+        torch.testing.assert_close(compiled.positions, eager.positions, rtol=0, atol=1e-9, equal_nan=True)
+    assert compiled.num_active == eager.num_active == 1 and compiled.frame.num_graphs == 3
+    resumed = _with_prior(_stepper(), True)
+    resumed.load_state_dict(compiled.state_dict())
+    assert resumed.active.tolist() == [False, False, True]

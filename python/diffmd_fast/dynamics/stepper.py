@@ -105,8 +105,10 @@ class Stepper:
     instead of stopping the molecule; compile: run each frame (``frame_step``: the sampler with the
     score network and its fused ops, the corrections, the health checks) as one torch.compile graph,
     the per-call overhead that dominates at small batch gone after a one-off compilation (3-30 s on a
-    CPU; static shapes, so again when a molecule stops). A compiler failure falls back to eager mode
-    with a warning.
+    CPU). Its shapes stay static: a stopped molecule is not cut out of a compiled rollout but frozen
+    in place (its window at rest, its frames overwritten by its last valid one, its checks masked),
+    so a stop never recompiles; an eager rollout cuts it out instead, which saves its compute. A
+    compiler failure falls back to eager mode with a warning.
 
     Positions are in the start batch's frame (molecules centred in float64 when the batch was built
     with ``centre=True``; ``start.absolute(positions)`` puts them back in the data's frame).
@@ -130,6 +132,10 @@ class Stepper:
         self.guard = RolloutGuard(guard, start)
         self.atom_ids = torch.arange(start.x.shape[0], device=start.x.device)  # (N',) start index of active atoms
         self.stopped: list[StopReport | None] = [None] * start.num_graphs
+        # (B,) bool: molecules of ``frame`` still rolled out (all but the frozen ones of a compiled rollout)
+        self.active = torch.ones(start.num_graphs, dtype=torch.bool, device=start.x.device)
+        self._masked = compile
+        self._num_active = start.num_graphs
         self.t = 0
         self.last_nfe = 0
         self.total_nfe = 0
@@ -144,7 +150,7 @@ class Stepper:
 
     @property
     def num_active(self) -> int:
-        return self.frame.num_graphs
+        return self._num_active
 
     def attach(self, observer: Observer, interval: int = 1) -> None:
         """Call ``observer(stepper)`` after every ``interval``-th step (ASE's dyn.attach)."""
@@ -157,39 +163,56 @@ class Stepper:
             if self.strict:
                 raise RolloutStopped(report)
             self.stopped[report.molecule] = report
+        if self._masked:  # frozen in place: the same shapes, so the compiled frame is reused
+            self.active = self.active & ~failed
+            self._num_active = int(self.active.sum())
+            atoms = failed[self.frame.batch].unsqueeze(-1)  # (N, 1)
+            self.positions[self.atom_ids[atoms.squeeze(-1)]] = float("nan")
+            f = self.frame
+            self.frame = FrameBatch(z=f.z, x_prev2=torch.where(atoms, f.x, f.x_prev2), x_prev=torch.where(atoms, f.x, f.x_prev),
+                                    x=f.x, x_next=f.x_next, batch=f.batch, num_graphs=f.num_graphs, origin=f.origin)
+            return
         keep = ~failed
         atoms = keep[self.frame.batch]
         self.positions[self.atom_ids[~atoms]] = float("nan")
         self.frame, self.graph = _select(self.frame, keep), _subgraph(self.graph, atoms)
         self.guard, self.atom_ids = self.guard.subset(keep, self.frame), self.atom_ids[atoms]
+        self.active = self.active[keep]
+        self._num_active = self.frame.num_graphs
         self._caches_filled = False
 
-    def frame_step(self, frame: FrameBatch, graph: Graph,
-                   noises: list[torch.Tensor | None]) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
+    def frame_step(self, frame: FrameBatch, graph: Graph, noises: list[torch.Tensor | None],
+                   active: torch.Tensor) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
         """(x (N, 3) Å, nfe, bad_score (N,) bool, failed (B,) bool): the next frame of ``frame`` sampled,
-        corrected with the corrections' pre-drawn ``noises`` and checked. Deterministic given its inputs
-        for a deterministic sampler (heun), so one compiled graph with no host sync inside."""
+        corrected with the corrections' pre-drawn ``noises`` and checked; molecules not ``active`` (B,)
+        keep their frame and never fail. Deterministic given its inputs for a deterministic sampler
+        (heun), so one compiled graph with no host sync inside."""
         x, nfe, bad = sample_frame(self.model, self.sde, self.sampler, frame, graph, self.generator)
         for correct, noise in zip(self.corrections, noises):
             x = correct(frame, x, noise)
-        return x, nfe, bad, self.guard.check(frame.x, x, bad)
+        x = torch.where(active[frame.batch].unsqueeze(-1), x, frame.x)
+        return x, nfe, bad, self.guard.check(frame.x, x, bad) & active
 
     def _run_frame(self) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
-        noises = [correct.noise(self.frame, self.generator) for correct in self.corrections]
+        # drawn for every atom of the start, then the rolled-out ones taken: a molecule's random numbers do
+        # not depend on which others have stopped (cut out or frozen, the survivors' frames are the same)
+        noises = [correct.noise(self.start, self.generator) for correct in self.corrections]
+        if self.atom_ids.numel() != self.start.x.shape[0]:
+            noises = [None if n is None else n[self.atom_ids] for n in noises]
         if self._compiled is None or not self._caches_filled:
             # The first frame of a set of atoms runs eagerly: it fills the lazy per-window caches (the
             # network's parameter list, masses, guard tables, the sampler's grid). Traced instead, their
             # construction would become part of the graph and be replayed on every frame (~2x slower).
             self._caches_filled = True
-            return self.frame_step(self.frame, self.graph, noises)
+            return self.frame_step(self.frame, self.graph, noises, self.active)
         from torch._dynamo.exc import TorchDynamoException
 
         try:
-            return self._compiled(self.frame, self.graph, noises)
+            return self._compiled(self.frame, self.graph, noises, self.active)
         except TorchDynamoException as err:  # no working compiler here: eager gives the same frames, slower
             warnings.warn(f"torch.compile failed, rolling out in eager mode: {str(err).splitlines()[0]}", stacklevel=3)
             self._compiled = None
-            return self.frame_step(self.frame, self.graph, noises)
+            return self.frame_step(self.frame, self.graph, noises, self.active)
 
     @torch.no_grad()
     def step(self) -> torch.Tensor:
@@ -204,7 +227,9 @@ class Stepper:
                 x, n, bad, failed = self._run_frame()  # failed: (B',) bool
                 nfe += n
                 if not bool(failed.any()):
-                    self.positions.index_copy_(0, self.atom_ids, x)  # atom_ids unique: an index_put without its checks
+                    shown = x if self.num_active == self.frame.num_graphs else torch.where(
+                        self.active[self.frame.batch].unsqueeze(-1), x, float("nan"))  # frozen molecules: NaN
+                    self.positions.index_copy_(0, self.atom_ids, shown)  # atom_ids unique: an index_put without its checks
                     self.frame = self.frame.advance(x)
                     break
                 self._stop(failed, x, bad)
@@ -269,6 +294,9 @@ class Stepper:
         self.atom_ids = state["atom_ids"].to(dev)
         self.positions = state["positions"].to(like)
         self.stopped = [None if r is None else StopReport(**r) for r in state["stopped"]]
+        ids = torch.unique(self.start.batch[keep_atoms].cpu())  # the start molecules of self.frame, in order
+        self.active = torch.tensor([self.stopped[int(b)] is None for b in ids], dtype=torch.bool, device=dev)
+        self._num_active = int(self.active.sum())
         self.t, self.total_nfe = int(state["t"]), int(state["total_nfe"])
         self._caches_filled = False
         if self.generator is not None and state["generator"] is not None:
