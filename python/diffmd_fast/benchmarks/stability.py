@@ -170,9 +170,12 @@ class OnlineScore:
         keep = (self.stable < 0) | (self.stable >= frames.shape[1] - 1)
         if not keep.any() or frames.shape[1] <= MIN_VDOS_STEPS:
             return float("nan")
-        segment = min(VDOS_SEGMENT, frames.shape[1] - 1)
+        ref_frames = reference[::stride]
+        segment = min(VDOS_SEGMENT, frames.shape[1] - 1, len(ref_frames) - 1)  # one set of bins for both
+        if segment < MIN_VDOS_STEPS:
+            return float("nan")
         spectra = [vdos(frames[b], numbers, self.frame_fs, segment=segment)[1] for b in np.flatnonzero(keep)]
-        ref = vdos(reference[::stride], numbers, self.frame_fs, segment=segment)[1]
+        ref = vdos(ref_frames, numbers, self.frame_fs, segment=segment)[1]
         return vdos_overlap(np.mean(spectra, 0), ref)
 
     def stable_frames(self, frames: int) -> np.ndarray:
