@@ -1,7 +1,7 @@
 """diffmd_fast: DiffMD (score-based diffusion for molecular dynamics) with fused EGL kernels.
 
-The compiled extension ``diffmd_fast._C`` registers the ``diffmd_fast::egl_attention`` torch ops
-(CPU, and CUDA when built with it). Without it, the pure-PyTorch reference runs instead and
+The compiled extension ``diffmd_fast._C`` registers the ``diffmd_fast::`` torch ops (egl_attention,
+egt_score, valence_force, radius_graph; CPU, and CUDA when built with it). Without it, the pure-PyTorch reference runs instead and
 one warning says so.
 
 Subpackages, lowest first (a lower one never imports a higher one):
@@ -24,10 +24,7 @@ import torch  # noqa: F401  (loads libtorch before the extension that links it)
 
 try:  # the compiled extension registers the torch ops on import
     from . import _C  # noqa: F401
-
-    HAS_EXTENSION = True
 except ImportError as _err:  # pragma: no cover - exercised only on broken installs
-    HAS_EXTENSION = False
     warnings.warn(
         f"diffmd_fast: compiled extension not found ({_err}); the pure-PyTorch reference "
         "backend runs instead (slow, memory-hungry). Reinstall with "
@@ -37,6 +34,7 @@ except ImportError as _err:  # pragma: no cover - exercised only on broken insta
     )
 
 from . import ops, testing  # noqa: E402
+from .ops.fused import HAS_EXTENSION  # noqa: E402  (the one flag: every compiled op registered)
 from .nn import EGL, ScoreNet  # noqa: E402
 from .ops import graph, reference  # noqa: E402
 from .ops.basis import sbf_dim  # noqa: E402

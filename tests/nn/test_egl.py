@@ -7,7 +7,7 @@ import torch
 import diffmd_fast as dm
 from diffmd_fast.testing import assert_equivariant
 
-needs_ext = pytest.mark.skipif(not dm.ops.COMPILED, reason="compiled extension not built")
+needs_ext = pytest.mark.skipif(not dm.ops.HAS_EXTENSION, reason="compiled extension not built")
 
 
 def _layer(backend, seed=0, **kw):

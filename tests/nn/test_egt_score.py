@@ -14,7 +14,7 @@ from diffmd_fast.ops import fused
 from diffmd_fast.ops.graph import complete_graph, with_covalent_bonds
 from model_helpers import TINY, make_net, orthogonal, perturb_, random_batch, transform
 
-pytestmark = pytest.mark.skipif(not fused.SCORE_NET_COMPILED, reason="compiled extension not built")
+pytestmark = pytest.mark.skipif(not fused.HAS_EXTENSION, reason="compiled extension not built")
 
 FORMS = {"plain": dict(anchor=False), "gated": dict(anchor=True), "edm": dict(anchor=True, sigma_data=0.003),
          "edm+bond_prior": dict(anchor=True, sigma_data=0.003, bond_prior=True)}
@@ -182,3 +182,27 @@ def test_opcheck():
             c.num_radial, c.num_spherical, c.heads, c.anchor, c.sigma_data, c.num_layers)
     torch.library.opcheck(torch.ops.diffmd_fast.egt_score.default, args,
                           test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+
+
+def test_each_layer_hands_the_op_exactly_the_tensors_the_cpp_side_reads():
+    """The op checks the length of its parameter list (head + kPerLayer per layer, egt_score.cpp); the
+    lengths it expects for 1 and 2 layers, read from its error message, give kPerLayer, which must be
+    EGL.fused_params' length, and the head must be what ScoreNet puts before the layers."""
+    import re
+
+    expected = {}
+    for layers in (1, 2):
+        net = _net("edm", num_layers=layers)
+        batch = random_batch()
+        x_noisy, std = _inputs(batch)
+        graph = complete_graph(batch.batch)
+        c = net.cfg
+        with torch.no_grad(), pytest.raises(RuntimeError, match="parameter tensors") as err:
+            fused.egt_score(batch.z, batch.x_prev, batch.x, x_noisy, net.anchor(batch, graph), std, graph.row_ptr,
+                            graph.col, net.fused_params()[:-1], cutoff=c.cutoff, num_radial=c.num_radial,
+                            num_spherical=c.num_spherical, heads=c.heads, anchor=c.anchor, sigma_data=c.sigma_data,
+                            num_layers=layers)
+        expected[layers] = int(re.search(r"expected (\d+) parameter tensors", str(err.value)).group(1))
+        assert expected[layers] == len(net.fused_params())
+    per_layer = expected[2] - expected[1]
+    assert per_layer == len(net.layers[0].fused_params()) == 23

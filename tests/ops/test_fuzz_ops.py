@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import diffmd_fast as dm
 
-pytestmark = pytest.mark.skipif(not dm.ops.COMPILED, reason="compiled extension not built")
+pytestmark = pytest.mark.skipif(not dm.ops.HAS_EXTENSION, reason="compiled extension not built")
 def fuzz(examples: int) -> settings:
     return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

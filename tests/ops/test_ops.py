@@ -8,7 +8,7 @@ import diffmd_fast as dm
 from diffmd_fast.testing import random_orthogonal
 from op_problems import call, make_problem
 
-pytestmark = pytest.mark.skipif(not dm.ops.COMPILED, reason="compiled extension not built")
+pytestmark = pytest.mark.skipif(not dm.ops.HAS_EXTENSION, reason="compiled extension not built")
 
 FUSED, REF = dm.ops.egl_attention, dm.reference.egl_attention
 CASES = {

@@ -11,7 +11,7 @@ from diffmd_fast.nn.bond_prior import BondPrior
 from diffmd_fast.ops import fused
 from diffmd_fast.ops.graph import atom_environments, complete_graph, with_covalent_bonds
 
-pytestmark = pytest.mark.skipif(not fused.VALENCE_COMPILED, reason="compiled extension not built")
+pytestmark = pytest.mark.skipif(not fused.HAS_EXTENSION, reason="compiled extension not built")
 
 ELEMENTS = (1, 6, 7, 8)
 

@@ -63,7 +63,7 @@ from ase import units
 from ase.data import atomic_masses, chemical_symbols
 from torch import nn
 
-from ..ops.fused import VALENCE_COMPILED
+from ..ops import fused
 from ..ops.graph import ENV_BASE, Graph, atom_environments, bond_dihedrals, environment_label, with_covalent_bonds
 
 Typed = dict[tuple[int, ...], tuple[float, float]]  # atom-environment pair or triple -> (constant, rest value)
@@ -241,11 +241,11 @@ class BondPrior(nn.Module):
         ``graph.dihedrals``: one call of the compiled ``diffmd_fast::valence_force`` op when autograd is
         off (rollouts, training targets), else ``force_reference``. Raises (op) on indices outside the
         atoms."""
-        if VALENCE_COMPILED and not (torch.is_grad_enabled() and x.requires_grad):
+        if fused.HAS_EXTENSION and not (torch.is_grad_enabled() and x.requires_grad):
             types = self.atom_types(z, graph)
             angles = graph.angles if graph.angles is not None else graph.bonds.new_zeros(3, 0)
             dihedrals, torsion = self.torsion_terms(types, graph, x.shape[0])
-            return torch.ops.diffmd_fast.valence_force(x, types, graph.bonds, angles, self.k, self.r0, self.slot,
+            return fused.valence_force(x, types, graph.bonds, angles, self.k, self.r0, self.slot,
                                                        self.angle_k, self.angle_c0, dihedrals, torsion)
         return self.force_reference(x.to(torch.float64), z, graph)
 

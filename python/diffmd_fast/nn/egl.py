@@ -54,6 +54,16 @@ class EGL(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
         self.dropout = nn.Dropout(dropout)
 
+    def fused_params(self) -> list[torch.Tensor]:
+        """This layer's tensors in the order the ``diffmd_fast::egt_score`` op reads one layer
+        (csrc/egt_score/egt_score.cpp, kPerLayer of them): the attention projections, the SBF
+        weights, the velocity MLP, the head mix and output, the feed-forward, the two norms."""
+        return [self.f_q.weight, self.f_q.bias, self.f_k.weight, self.f_k.bias, self.f_m.weight, self.f_m.bias,
+                self.w_sbf1, self.w_sbf2, self.f_v[0].weight, self.f_v[0].bias, self.f_v[2].weight, self.f_v[2].bias,
+                self.head_mix, self.out.weight, self.out.bias, self.ffn[0].weight, self.ffn[0].bias,
+                self.ffn[3].weight, self.ffn[3].bias, self.norm1.weight, self.norm1.bias, self.norm2.weight,
+                self.norm2.bias]
+
     def forward(self, x: torch.Tensor, v: torch.Tensor, h: torch.Tensor, graph: Graph):
         N = h.shape[0]
         H, D = self.heads, self.head_dim

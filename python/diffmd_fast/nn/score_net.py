@@ -126,18 +126,14 @@ class ScoreNet(nn.Module):
         if self.gate is not None:
             out += [self.gate.weight, self.gate.bias]
         for layer in self.layers:
-            out += [layer.f_q.weight, layer.f_q.bias, layer.f_k.weight, layer.f_k.bias, layer.f_m.weight,
-                    layer.f_m.bias, layer.w_sbf1, layer.w_sbf2, layer.f_v[0].weight, layer.f_v[0].bias,
-                    layer.f_v[2].weight, layer.f_v[2].bias, layer.head_mix, layer.out.weight, layer.out.bias,
-                    layer.ffn[0].weight, layer.ffn[0].bias, layer.ffn[3].weight, layer.ffn[3].bias,
-                    layer.norm1.weight, layer.norm1.bias, layer.norm2.weight, layer.norm2.bias]
+            out += layer.fused_params()
         return out
 
     def uses_fused_network(self, x: torch.Tensor) -> bool:
         """Whether a forward at ``x`` runs as the one ``egt_score`` op: ``fused_network`` set, autograd
         off, no active dropout, the fused backend and the compiled extension (else the modules run, op
         by op)."""
-        return (self.fused_network and fused.SCORE_NET_COMPILED and self.cfg.backend == "fused"
+        return (self.fused_network and fused.HAS_EXTENSION and self.cfg.backend == "fused"
                 and not torch.is_grad_enabled()
                 and (not self.training or self.cfg.dropout == 0.0) and x.dtype in (torch.float32, torch.float64)
                 and not torch.is_autocast_enabled(x.device.type))
@@ -170,9 +166,10 @@ class ScoreNet(nn.Module):
         x_anchor = self.anchor(batch, graph)  # (N, 3) Å
         if self.uses_fused_network(x_noisy):
             c = self.cfg
-            return torch.ops.diffmd_fast.egt_score(
-                batch.z, batch.x_prev, batch.x, x_noisy, x_anchor, std, graph.row_ptr, graph.col, self.fused_params(),
-                float(c.cutoff), c.num_radial, c.num_spherical, c.heads, c.anchor, float(c.sigma_data), c.num_layers)
+            return fused.egt_score(batch.z, batch.x_prev, batch.x, x_noisy, x_anchor, std, graph.row_ptr, graph.col,
+                                   self.fused_params(), cutoff=c.cutoff, num_radial=c.num_radial,
+                                   num_spherical=c.num_spherical, heads=c.heads, anchor=c.anchor,
+                                   sigma_data=c.sigma_data, num_layers=c.num_layers)
         v = batch.velocity  # (N, 3) Å/frame
         offset = x_noisy - x_anchor  # (N, 3) Å
         speed = v.norm(dim=-1, keepdim=True)  # (N, 1)

@@ -181,9 +181,10 @@ def radius_graph(x: torch.Tensor, batch: torch.Tensor, r: float) -> Graph:
         raise ValueError(f"radius must be positive and finite, got {r}")
     if not bool(torch.isfinite(x).all()):
         raise ValueError("radius_graph: positions contain NaN or inf")
-    if hasattr(torch.ops.diffmd_fast, "radius_graph"):
-        row_ptr, col = torch.ops.diffmd_fast.radius_graph(x.detach().contiguous(), batch.contiguous(), float(r))
-        return Graph(row_ptr, col)
+    from . import fused
+
+    if fused.HAS_EXTENSION:
+        return Graph(*fused.radius_graph(x, batch, r))
     return _radius_graph_torch(x.detach(), batch, float(r))
 
 
