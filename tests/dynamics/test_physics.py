@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from diffmd_fast.config import RolloutConfig
+from diffmd_fast.data.batch import FrameBatch
 from diffmd_fast.data import bundled, load_trajectory, start_batch
 from diffmd_fast.dynamics.physics import (LangevinThermostat, MomentumProjection, VelocityRescaling,
                                           corrections_from_config, masses_of)
@@ -115,18 +116,63 @@ def test_langevin_drives_a_cold_system_to_the_target_and_keeps_a_thermal_one_the
     n = 9
     thermo = LangevinThermostat(500.0, tau_fs=10.0, frame_fs=0.5)
     both = corrections_from_config(RolloutConfig(temperature_K=500.0, tau_fs=10.0), 0.5, None)
+    c_ou = thermo.c
     for corrections, expected in (([thermo], 500.0 * (3 * n - 3) / (3 * n - 6)), (both, 500.0)):
         gen = torch.Generator().manual_seed(0)
         x_new = big.x.clone()  # T = 0: no motion
-        temps = []
+        temps, memory = [], _Memory()
         for _ in range(200):  # 20 relaxation times; the corrections act on the implied velocity each time
-            for c in corrections:
-                x_new = c(big, x_new, c.noise(big, gen))
+            for i, c in enumerate(corrections):
+                x_new = c(big, x_new, memory(i, c, c.noise(big, gen)))
             temps.append(_temperature(big, x_new, 0.5).mean())
+        expected *= (1 + c_ou) / 2  # a free particle's BAOAB velocity: exact up to O(Δt/τ)
         assert temps[0] < 0.2 * expected and abs(np.mean(temps[-50:]) - expected) < 0.03 * expected
-        for c in corrections:  # one more step from a thermal state stays thermal
-            x_new = c(big, x_new, c.noise(big, gen))
+        for i, c in enumerate(corrections):  # one more step from a thermal state stays thermal
+            x_new = c(big, x_new, memory(i, c, c.noise(big, gen)))
         assert abs(_temperature(big, x_new, 0.5).mean() - expected) < 0.05 * expected
+
+
+class _Memory:
+    """The noise the Stepper hands a correction: (ξ(t-1) + ξ(t)) / √2 for one with noise_memory."""
+
+    def __init__(self):
+        self.last = {}
+
+    def __call__(self, i, correction, xi):
+        prev, self.last[i] = self.last.get(i), xi
+        if xi is None or prev is None or not getattr(correction, "noise_memory", False):
+            return xi
+        return (prev + xi) * 0.5**0.5
+
+
+@pytest.mark.parametrize("memory", [True, False])
+def test_langevin_samples_a_stiff_harmonic_mode_at_its_temperature(memory):
+    """Hydrogens in harmonic wells of a C-H stretch's frequency at 2 fs frames (ω Δt = 1.14), stepped by
+    Verlet and the thermostat as a rollout does: with the moving-average noise (BAOAB) their positions
+    sample k_B T / (m ω²); white noise on the same step would inflate it by 1 / (1 - (ω Δt / 2)²) = 1.48."""
+    from ase import units
+
+    n, dt, omega, temp = 2000, 2.0, 1.14 / 2.0, 500.0  # atoms, fs, 1/fs, K
+    z = torch.ones(n, dtype=torch.int64)
+    thermo = LangevinThermostat(temp, tau_fs=100.0, frame_fs=dt)
+    gen = torch.Generator().manual_seed(0)
+    x_prev = x = torch.zeros(n, 3, dtype=torch.float64)
+    batch = torch.zeros(n, dtype=torch.int64)
+    feed, sq = _Memory(), []
+    for t in range(3000):
+        frame = FrameBatch(z=z, x_prev2=x_prev, x_prev=x_prev, x=x, x_next=x, batch=batch, num_graphs=1)
+        x_new = 2 * x - x_prev - (omega * dt) ** 2 * x  # the Verlet frame of the well
+        xi = thermo.noise(frame, gen)
+        x_prev, x = x, thermo(frame, x_new, feed(0, thermo, xi) if memory else xi * 2**0.5)
+        if t >= 1000:
+            sq.append(float((x * x).mean()))
+    mass = float(masses_of(z[:1]))
+    expected = units.kB * temp / (mass * (omega / units.fs) ** 2)  # Å², k_B T / (m ω²) in ASE units
+    ratio = np.mean(sq) / expected
+    if memory:
+        assert abs(ratio - 1) < 0.05, ratio
+    else:  # white noise of the memoryless amplitude (σ/√2 · √2 = σ): the inflated variance
+        assert ratio > 1.3, ratio
 
 
 def test_corrections_from_config_and_errors():

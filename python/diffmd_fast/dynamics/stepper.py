@@ -136,6 +136,9 @@ class Stepper:
         self.active = torch.ones(start.num_graphs, dtype=torch.bool, device=start.x.device)
         self._masked = compile
         self._num_active = start.num_graphs
+        # each correction's ξ of the last accepted frame (every start atom), for those with noise_memory
+        self._last_noise: list[torch.Tensor | None] = [None] * len(self.corrections)
+        self._drawn: list[torch.Tensor | None] = list(self._last_noise)
         self.t = 0
         self.last_nfe = 0
         self.total_nfe = 0
@@ -196,7 +199,10 @@ class Stepper:
     def _run_frame(self) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
         # drawn for every atom of the start, then the rolled-out ones taken: a molecule's random numbers do
         # not depend on which others have stopped (cut out or frozen, the survivors' frames are the same)
-        noises = [correct.noise(self.start, self.generator) for correct in self.corrections]
+        drawn = [correct.noise(self.start, self.generator) for correct in self.corrections]
+        self._drawn = drawn  # this frame's ξ, the next frame's ξ(t-1) once the frame is accepted
+        noises = [n if n is None or p is None or not getattr(c, "noise_memory", False) else (p + n) * 0.5**0.5
+                  for c, n, p in zip(self.corrections, drawn, self._last_noise)]
         if self.atom_ids.numel() != self.start.x.shape[0]:
             noises = [None if n is None else n[self.atom_ids] for n in noises]
         if self._compiled is None or not self._caches_filled:
@@ -227,6 +233,7 @@ class Stepper:
                 x, n, bad, failed = self._run_frame()  # failed: (B',) bool
                 nfe += n
                 if not bool(failed.any()):
+                    self._last_noise = self._drawn
                     shown = x if self.num_active == self.frame.num_graphs else torch.where(
                         self.active[self.frame.batch].unsqueeze(-1), x, float("nan"))  # frozen molecules: NaN
                     self.positions.index_copy_(0, self.atom_ids, shown)  # atom_ids unique: an index_put without its checks
@@ -275,6 +282,7 @@ class Stepper:
         return {"t": self.t, "total_nfe": self.total_nfe, "atom_ids": self.atom_ids.cpu(),
                 "x_prev2": f.x_prev2.cpu(), "x_prev": f.x_prev.cpu(), "x": f.x.cpu(), "positions": self.positions.cpu(),
                 "stopped": [None if r is None else r.to_dict() for r in self.stopped],
+                "last_noise": [None if n is None else n.cpu() for n in self._last_noise],
                 "generator": None if self.generator is None else self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
@@ -298,6 +306,8 @@ class Stepper:
         self.active = torch.tensor([self.stopped[int(b)] is None for b in ids], dtype=torch.bool, device=dev)
         self._num_active = int(self.active.sum())
         self.t, self.total_nfe = int(state["t"]), int(state["total_nfe"])
+        saved = state.get("last_noise") or [None] * len(self.corrections)  # sidecars from before: none
+        self._last_noise = [None if n is None else n.to(like.device) for n in saved]
         self._caches_filled = False
         if self.generator is not None and state["generator"] is not None:
             self.generator.set_state(state["generator"])
