@@ -331,3 +331,31 @@ def test_checkpoints_from_before_the_environments_still_load():
     x = torch.tensor([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.3, 0.92, 0.0]], dtype=torch.float64)
     graph = with_covalent_bonds(complete_graph(torch.zeros(3, dtype=torch.int64)), x, z)
     torch.testing.assert_close(prior.force(x, z, graph), old.force(x, z, graph), rtol=1e-12, atol=1e-14)
+
+
+def test_excluded_volume_walls_push_nonbonded_atoms_apart_and_are_minus_the_gradient():
+    """Atoms more than two bonds apart get a wall at 0.95 of the data's closest approach: a frame of the
+    data feels nothing, a hydroxyl H pushed onto the methyl carbon is pushed back, and the force is -∇U
+    on both the op and the reference path."""
+    from diffmd_fast.nn.bond_prior import WALL_MARGIN
+    from diffmd_fast.training.conditioning import valence_statistics
+
+    traj = load_trajectory(bundled("ethanol"))
+    stats = valence_statistics([traj.slice(0, 2000)], 10)
+    assert stats["contacts"][(1, 6)] > 2.0  # H...C more than two bonds apart: never within 2 Å in the data
+    prior = BondPrior(10)
+    prior.set_tables(frame_fs=2.0, **stats)
+    assert prior.wall[1, 6] == pytest.approx(WALL_MARGIN * stats["contacts"][(1, 6)])
+    z = torch.as_tensor(traj.numbers)
+    x0 = torch.as_tensor(traj.positions[100])
+    graph = with_covalent_bonds(complete_graph(torch.zeros(9, dtype=torch.int64)), x0, z)
+    assert prior.wall_force(x0, z, graph).abs().max() == 0  # a data frame: no wall touched
+    x = x0.clone()
+    x[8] = x[0] + 0.8 * (x[8] - x[0]) / (x[8] - x[0]).norm() * 1.6  # the O-H hydrogen 1.28 Å from the methyl C
+    wall = prior.wall_force(x, z, graph)
+    assert (wall[8] * (x[8] - x[0])).sum() > 0  # pushed away from C0
+    xr = x.clone().requires_grad_()
+    grad = torch.autograd.grad(prior.energy(xr, z, graph), xr)[0]
+    torch.testing.assert_close(prior.force_reference(x, z, graph), -grad, rtol=1e-9, atol=1e-10)
+    with torch.no_grad():
+        torch.testing.assert_close(prior.force(x, z, graph), -grad, rtol=1e-9, atol=1e-10)

@@ -46,9 +46,12 @@ def _subgraph(graph: Graph, keep: torch.Tensor) -> Graph:
         raise ValueError("rollout graph has edges between different molecules; cannot drop a stopped molecule")
     new_index = torch.cumsum(keep.to(torch.int64), 0) - 1
     row_ptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts[keep], 0)])
-    bonds = None if graph.bonds is None else new_index[graph.bonds[:, keep[graph.bonds[0]]]]  # (2, M')
-    angles = None if graph.angles is None else new_index[graph.angles[:, keep[graph.angles[1]]]]  # (3, A')
-    return Graph(row_ptr, new_index[senders], bonds, angles)
+    def sub(t: torch.Tensor | None, owner: int) -> torch.Tensor | None:  # the columns of kept atoms, renumbered
+        return None if t is None else new_index[t[:, keep[t[owner]]]]
+
+    environments = None if graph.environments is None else graph.environments[keep]
+    return Graph(row_ptr, new_index[senders], sub(graph.bonds, 0), sub(graph.angles, 1), environments,
+                 sub(graph.dihedrals, 1), sub(graph.nonbonded, 0))
 
 
 def _topology(start: FrameBatch, graph: Graph | None) -> Graph:

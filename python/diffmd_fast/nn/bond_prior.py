@@ -41,6 +41,14 @@ aspirin, 5 ps, 2 fs frames). Types the data never showed (another molecule) fall
 element pair's or triple's pooled values; torsions of quadruples the data never showed get no term
 (a torsion's preference is a property of its groups, not of its elements).
 
+Excluded volume: nothing in bonds, angles and torsions keeps atoms more than two bonds apart from
+running into each other (prior-only aspirin brought its two carbonyl-side oxygens to 1.57 Å and a
+hydroxyl H onto the ester O within picoseconds). Each such pair (``graph.nonbonded``) gets a one-sided
+harmonic wall, ½ WALL_K (d0 - r)² below d0: 0.95 of the closest approach of that element pair in the
+training data, so in-distribution frames never feel it, and for element pairs the data never showed
+apart 0.6 of their van der Waals radii sum (Bondi's, ASE's table): the repulsive priors of coarse-grained
+models (CGnet), kept to the wall.
+
 The bonds are a fixed topology: ``graph.bonds``, ``angles``, ``dihedrals``, ``environments`` (a
 rollout perceives them once, on its start frame, ops.graph.with_covalent_bonds), or, when the graph
 carries none (training on data frames), the covalent bonds perceived on x(t). A fixed topology
@@ -58,15 +66,20 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import torch
 from ase import units
-from ase.data import atomic_masses, chemical_symbols
+from ase.data import atomic_masses, chemical_symbols, covalent_radii, vdw_radii
 from torch import nn
 
 from ..ops import fused
 from ..ops.graph import ENV_BASE, Graph, atom_environments, bond_dihedrals, environment_label, with_covalent_bonds
 
 Typed = dict[tuple[int, ...], tuple[float, float]]  # atom-environment pair or triple -> (constant, rest value)
+
+WALL_K = 20.0  # eV/Å²: the excluded-volume walls' stiffness (k_B T at 500 K goes 0.07 Å into one)
+WALL_MARGIN = 0.95  # a wall at this fraction of the closest approach the data show
+WALL_VDW = 0.6  # element pairs the data never showed apart: a wall at this fraction of their van der Waals sum
 
 
 class BondPrior(nn.Module):
@@ -95,6 +108,8 @@ class BondPrior(nn.Module):
         # torsions per quadruple of types: sorted keys (dihedral_key), (Q, 4) k_B T / m eV, κ, n, φ0 rad each
         self.register_buffer("dihedral_keys", torch.zeros(0, dtype=torch.int64))
         self.register_buffer("torsions", torch.zeros(0, 4, dtype=torch.float64))
+        # excluded volume: (Z, Z) Å distance below which two atoms > 2 bonds apart are pushed apart (0: none)
+        self.register_buffer("wall", torch.zeros(max_z + 1, max_z + 1, dtype=torch.float64))
 
     @property
     def num_elements(self) -> int:
@@ -108,12 +123,15 @@ class BondPrior(nn.Module):
                    angles: dict[tuple[int, int, int], tuple[float, float]] | None = None,
                    typed_bonds: Typed | None = None, typed_angles: Typed | None = None,
                    typed_dihedrals: dict[tuple[int, int, int, int], tuple[float, float, int, float]] | None = None,
-                   ) -> None:
+                   contacts: dict[tuple[int, int], float] | None = None) -> None:
         """Element tables: force constants ``k`` (eV/Å²) and rest lengths ``r0`` (Å), (max_z + 1, max_z + 1)
         each, and ``angles`` {(z_end, z_centre, z_end): (K eV, cos θ0)}; environment tables, which take
         precedence: ``typed_bonds`` {(env, env): (k, r0)} and ``typed_angles`` {(env_end, env_centre,
         env_end): (K, cos θ0)} over the codes of ops.graph.atom_environments (either order of the ends), and
-        ``typed_dihedrals`` {(env_i, env_j, env_k, env_l): (k_B T / m eV, κ, n, φ0 rad)} (either direction).
+        ``typed_dihedrals`` {(env_i, env_j, env_k, env_l): (k_B T / m eV, κ, n, φ0 rad)} (either direction);
+        ``contacts`` {(z_a, z_b): closest approach Å} of atoms more than two bonds apart in the data,
+        where the excluded-volume walls go (at WALL_MARGIN of it; other element pairs at WALL_VDW of
+        their van der Waals radii sum; without ``contacts``, no walls).
         For a model whose frames are ``frame_fs`` fs apart. Raises ValueError on a non-positive frame
         time, element tables of another shape, an environment code of an element beyond max_z, or a
         frame time at which the Verlet step of the stiffest bond is unstable (ω Δt >= 2: ~3 fs for X-H
@@ -174,11 +192,38 @@ class BondPrior(nn.Module):
         torsions = sorted((self.dihedral_key(*(torch.tensor(index[e]) for e in key), num_types=num_types).item(), value)
                           for key, value in canonical.items())
         self.frame_fs.fill_(frame_fs)
+        self._set("wall", self._walls(contacts))
         for name, value in (("k", k_t), ("r0", r0_t), ("environments", torch.tensor(envs, dtype=torch.int64)),
                             ("slot", slot), ("angle_k", ang_k), ("angle_c0", ang_c0),
                             ("dihedral_keys", torch.tensor([key for key, _ in torsions], dtype=torch.int64)),
                             ("torsions", torch.tensor([value for _, value in torsions], dtype=torch.float64).reshape(-1, 4))):
             self._set(name, value)
+
+    def _walls(self, contacts: dict | None) -> torch.Tensor:
+        """(Z, Z) Å wall distances from ``contacts`` (set_tables)."""
+        z1 = self.num_elements
+        if not contacts:
+            return torch.zeros(z1, z1, dtype=torch.float64)
+        vdw = np.nan_to_num(np.asarray(vdw_radii[:z1], dtype=np.float64), nan=0.0)
+        vdw = np.where(vdw > 0, vdw, 2.0 * covalent_radii[:z1])  # elements without a tabulated radius
+        wall = torch.as_tensor(WALL_VDW * (vdw[:, None] + vdw[None, :]))
+        for (a, b), d in contacts.items():
+            if np.isfinite(d) and a < z1 and b < z1:
+                wall[a, b] = wall[b, a] = WALL_MARGIN * d
+        return wall
+
+    def wall_force(self, x: torch.Tensor, z: torch.Tensor, graph: Graph) -> torch.Tensor:
+        """(N, 3) float64 eV/Å of the excluded-volume walls, -∇ Σ ½ WALL_K (d0 - r)² over the pairs of
+        ``graph.nonbonded`` closer than their wall d0 (Å, per element pair), x (N, 3) Å."""
+        force = torch.zeros(x.shape, dtype=torch.float64, device=x.device)
+        pairs = graph.nonbonded
+        if pairs is None or pairs.shape[1] == 0:
+            return force
+        i, j = pairs
+        d = (x[i] - x[j]).to(torch.float64)  # (P, 3) Å
+        r = d.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        push = WALL_K * (self.wall[z[i], z[j]].unsqueeze(-1) - r).clamp_min(0.0) / r * d  # on i, (P, 3) eV/Å
+        return force.index_add_(0, i, push).index_add_(0, j, -push)
 
     @staticmethod
     def dihedral_key(ti: torch.Tensor, tj: torch.Tensor, tk: torch.Tensor, tl: torch.Tensor, num_types: int) -> torch.Tensor:
@@ -213,6 +258,7 @@ class BondPrior(nn.Module):
         state_dict.pop(prefix + "radii", None)
         for name in ("environments", "slot", "angle_k", "angle_c0", "dihedral_keys", "torsions"):
             state_dict.setdefault(prefix + name, getattr(self, name))
+        state_dict.setdefault(prefix + "wall", torch.zeros_like(self.wall))  # from before the walls: none
         for name in ("k", "r0", "environments", "slot", "angle_k", "angle_c0", "dihedral_keys", "torsions"):
             saved = state_dict[prefix + name]
             if saved.shape != self._buffers[name].shape:
@@ -246,7 +292,7 @@ class BondPrior(nn.Module):
             angles = graph.angles if graph.angles is not None else graph.bonds.new_zeros(3, 0)
             dihedrals, torsion = self.torsion_terms(types, graph, x.shape[0])
             return fused.valence_force(x, types, graph.bonds, angles, self.k, self.r0, self.slot,
-                                                       self.angle_k, self.angle_c0, dihedrals, torsion)
+                                       self.angle_k, self.angle_c0, dihedrals, torsion) + self.wall_force(x, z, graph)
         return self.force_reference(x.to(torch.float64), z, graph)
 
     def torsion_types(self) -> list[tuple[int, int, int, int]]:
@@ -437,7 +483,7 @@ class BondPrior(nn.Module):
         force = torch.zeros_like(x).index_add_(0, recv, magnitude.unsqueeze(-1) * r)  # (N, 3) eV/Å
         if graph.angles is not None and graph.angles.shape[1] > 0 and self.angle_k.numel() > 0:
             force = force + self.angle_force(x, t, graph.angles)
-        return force + self.torsion_force(x, t, graph)
+        return force + self.torsion_force(x, t, graph) + self.wall_force(x, z, graph)
 
     def energy(self, x: torch.Tensor, z: torch.Tensor, graph: Graph) -> torch.Tensor:
         """() float64 eV: U(x) of the module docstring, summed over every term of ``graph`` (one molecule
@@ -466,6 +512,10 @@ class BondPrior(nn.Module):
             wells = torch.stack([phi - phi0, phi + phi0], -1)  # (D, 2)
             u = u - (kt * (torch.logsumexp(kappa.unsqueeze(-1) * torch.cos(n.unsqueeze(-1) * wells), -1)
                            - math.log(2.0) - kappa)).sum()
+        if graph.nonbonded is not None and graph.nonbonded.shape[1] > 0:
+            i, j = graph.nonbonded
+            over = (self.wall[z[i], z[j]] - (x[i] - x[j]).norm(dim=-1)).clamp_min(0.0)
+            u = u + 0.5 * WALL_K * (over * over).sum()
         return u
 
     def angle_force(self, x: torch.Tensor, t: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,8 @@ class Graph(NamedTuple):
     environments: torch.Tensor | None = None
     # (4, D) int64: i, j, k, l of every proper dihedral (torsion) of that topology (bond_dihedrals)
     dihedrals: torch.Tensor | None = None
+    # (2, P) int64: i < j of every edge of the graph more than two bonds apart in that topology (nonbonded_pairs)
+    nonbonded: torch.Tensor | None = None
 
     @property
     def num_nodes(self) -> int:
@@ -135,8 +137,23 @@ def with_covalent_bonds(graph: Graph, x: torch.Tensor, z: torch.Tensor) -> Graph
     positions x (N, 3) Å: a fixed topology, e.g. a rollout's start frame, which later frames keep
     however far they stretch a bond."""
     bonds = covalent_bonds(graph, x, z)
-    return graph._replace(bonds=bonds, angles=bond_angles(bonds), environments=atom_environments(bonds, z),
-                          dihedrals=bond_dihedrals(bonds, z.numel()))
+    angles = bond_angles(bonds)
+    return graph._replace(bonds=bonds, angles=angles, environments=atom_environments(bonds, z),
+                          dihedrals=bond_dihedrals(bonds, z.numel()), nonbonded=nonbonded_pairs(graph, bonds, angles))
+
+
+def nonbonded_pairs(graph: Graph, bonds: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """(2, P) int64 i < j: the edges of ``graph`` whose atoms are neither bonded (``bonds`` (2, M),
+    both directions) nor the ends of a bond angle (``angles`` (3, A)): the pairs 1-4 and farther apart,
+    which only a non-bonded (excluded-volume) term keeps apart."""
+    recv, send = graph.receivers(), graph.col
+    keep = recv < send
+    i, j = recv[keep], send[keep]
+    n = max(graph.num_nodes, 1)
+    near = torch.cat([torch.minimum(bonds[0], bonds[1]) * n + torch.maximum(bonds[0], bonds[1]),
+                      angles[0] * n + angles[2]])  # angles have i < k
+    far = ~torch.isin(i * n + j, near)
+    return torch.stack([i[far], j[far]])
 
 
 def _check_batch(batch: torch.Tensor) -> None:

@@ -102,6 +102,7 @@ class _Valence:
     cos: np.ndarray  # (T, A) cos θ
     dihedrals: np.ndarray  # (D, 4) i, j, k, l
     phi: np.ndarray  # (T, D) rad, IUPAC dihedral angle
+    contacts: dict  # {(z_a, z_b) with z_a <= z_b: closest approach (Å) of two such atoms > 2 bonds apart}
 
 
 def _valence_terms(trajs: Sequence) -> list[_Valence]:
@@ -125,7 +126,27 @@ def _valence_terms(trajs: Sequence) -> list[_Valence]:
         n1, n2 = np.cross(b1, b2), np.cross(b2, b3)
         phi = np.arctan2(np.linalg.norm(b2, axis=-1) * (b1 * n2).sum(-1), (n1 * n2).sum(-1))  # (T, D)
         out.append(_Valence(z, env, kT, pairs, bond_lengths(traj.positions, pairs), np.stack([i, j, k], 1), cos,
-                            dih.T, phi))
+                            dih.T, phi, _closest_contacts(traj.positions, z, pairs, np.stack([i, k], 1))))
+    return out
+
+
+def _closest_contacts(x: np.ndarray, z: np.ndarray, bonds: np.ndarray, ends: np.ndarray) -> dict:
+    """{(z_a, z_b): closest distance (Å) over all frames x (T, n, 3) of two atoms of those elements that
+    are neither bonded (``bonds`` (B, 2)) nor the ends of an angle (``ends`` (A, 2))}."""
+    n = len(z)
+    i, j = np.triu_indices(n, 1)
+    near = {tuple(sorted(p)) for p in np.concatenate([bonds, ends]).tolist()}
+    far = np.array([(a, b) not in near for a, b in zip(i.tolist(), j.tolist())], dtype=bool)
+    i, j = i[far], j[far]
+    if not len(i):
+        return {}
+    closest = np.full(len(i), np.inf)
+    for lo in range(0, x.shape[0], 1000):  # (1000, P) distances at a time
+        closest = np.minimum(closest, np.linalg.norm(x[lo:lo + 1000, i] - x[lo:lo + 1000, j], axis=-1).min(0))
+    out: dict = {}
+    for a, b, d in zip(z[i].tolist(), z[j].tolist(), closest.tolist()):
+        key = (min(a, b), max(a, b))
+        out[key] = min(out.get(key, np.inf), d)
     return out
 
 
@@ -225,12 +246,17 @@ def _torsions_about(key: tuple[int, ...]) -> int:
 def valence_statistics(trajs: Sequence, max_z: int, torsions: bool = True) -> dict:
     """Every table BondPrior.set_tables takes, from one pass over the data: {"k", "r0"}
     (bond_statistics), "angles" (angle_statistics), "typed_bonds", "typed_angles", "typed_dihedrals"
-    (environment_statistics)."""
+    (environment_statistics), "contacts" (the closest approach per element pair of atoms more than
+    two bonds apart, where the prior's excluded-volume walls go)."""
     terms = _valence_terms(trajs)
     k, r0 = _element_bonds(terms, max_z)
     typed_bonds, typed_angles, typed_dihedrals = _environment_tables(terms, torsions)
+    contacts: dict = {}
+    for v in terms:
+        for key, d in v.contacts.items():
+            contacts[key] = min(contacts.get(key, np.inf), d)
     return dict(k=k, r0=r0, angles=_pool(_angle_samples(terms, lambda v: v.z)), typed_bonds=typed_bonds,
-                typed_angles=typed_angles, typed_dihedrals=typed_dihedrals)
+                typed_angles=typed_angles, typed_dihedrals=typed_dihedrals, contacts=contacts)
 
 
 def _element_bonds(terms: list[_Valence], max_z: int) -> tuple[torch.Tensor, torch.Tensor]:
