@@ -359,3 +359,10 @@ def test_excluded_volume_walls_push_nonbonded_atoms_apart_and_are_minus_the_grad
     torch.testing.assert_close(prior.force_reference(x, z, graph), -grad, rtol=1e-9, atol=1e-10)
     with torch.no_grad():
         torch.testing.assert_close(prior.force(x, z, graph), -grad, rtol=1e-9, atol=1e-10)
+
+
+def test_walls_cover_every_element_of_a_full_size_table():
+    prior = BondPrior(118)  # beyond ASE's van der Waals table (Z <= 103)
+    prior.set_tables(torch.zeros(119, 119, dtype=torch.float64), torch.zeros(119, 119, dtype=torch.float64), 1.0,
+                     contacts={(1, 8): 1.9})
+    assert prior.wall[1, 8] == pytest.approx(0.95 * 1.9) and (prior.wall > 0).all() and torch.isfinite(prior.wall).all()

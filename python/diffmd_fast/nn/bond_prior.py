@@ -204,8 +204,10 @@ class BondPrior(nn.Module):
         z1 = self.num_elements
         if not contacts:
             return torch.zeros(z1, z1, dtype=torch.float64)
-        vdw = np.nan_to_num(np.asarray(vdw_radii[:z1], dtype=np.float64), nan=0.0)
-        vdw = np.where(vdw > 0, vdw, 2.0 * covalent_radii[:z1])  # elements without a tabulated radius
+        vdw = np.zeros(z1)
+        table = np.nan_to_num(np.asarray(vdw_radii, dtype=np.float64), nan=0.0)[:z1]  # Bondi's, to Z = 103
+        vdw[: len(table)] = table
+        vdw = np.where(vdw > 0, vdw, 2.0 * np.asarray(covalent_radii, dtype=np.float64)[:z1])  # untabulated elements
         wall = torch.as_tensor(WALL_VDW * (vdw[:, None] + vdw[None, :]))
         for (a, b), d in contacts.items():
             if np.isfinite(d) and a < z1 and b < z1:
