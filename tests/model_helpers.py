@@ -57,3 +57,21 @@ def perturb_(model: torch.nn.Module, scale: float = 0.2) -> torch.nn.Module:
         for p in model.parameters():
             p.add_(scale * torch.randn_like(p))
     return model
+
+
+def water_box(edge: float = 6.2, seed: int = 0):
+    """ase.Atoms: 8 randomly turned water molecules on a 2 x 2 x 2 lattice in a periodic cubic cell of
+    ``edge`` Å (liquid density at ~6.2 Å), positions wrapped into the cell."""
+    import numpy as np
+    from ase import Atoms
+    from ase.build import molecule
+
+    rng = np.random.default_rng(seed)
+    box = Atoms(cell=[edge] * 3, pbc=True)
+    for corner in np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)]) * edge / 2 + 0.8:
+        w = molecule("H2O")
+        w.rotate(rng.uniform(0, 360), rng.normal(size=3))
+        w.translate(corner)
+        box += w
+    box.wrap()
+    return box

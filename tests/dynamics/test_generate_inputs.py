@@ -12,6 +12,7 @@ from diffmd_fast.ase import DiffMDDynamics
 from diffmd_fast.cli import main
 from diffmd_fast.cli.generate import output_bases
 from diffmd_fast.data import load_trajectory
+from model_helpers import water_box
 
 
 def _generate(run, data, out, frames, *extra):
@@ -84,15 +85,7 @@ def test_two_molecules_and_condensed_phases_are_refused(tiny_run, ethanol60, tmp
     capsys.readouterr()
     assert _generate(tiny_run, tmp_path / "dimer.xyz", tmp_path / "d.extxyz", 3, "--temperature", "300") == 2
     assert "2 separate molecules" in capsys.readouterr().err
-    rng = np.random.default_rng(3)
-    box = Atoms(cell=[6.0] * 3, pbc=True)  # 8 waters: liquid density
-    for corner in np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)]) * 3.0 + 0.7:
-        w = molecule("H2O")
-        w.rotate(rng.uniform(0, 360), rng.normal(size=3))
-        w.translate(corner)
-        box += w
-    box.wrap()
-    ase.io.write(tmp_path / "box.extxyz", box)
+    ase.io.write(tmp_path / "box.extxyz", water_box(6.0, seed=3))
     assert _generate(tiny_run, tmp_path / "box.extxyz", tmp_path / "b.extxyz", 3, "--temperature", "300") == 2
     assert "condensed phase" in capsys.readouterr().err
 

@@ -16,6 +16,7 @@ from diffmd_fast.dynamics.preflight import check_start, fragment_count, topology
 from diffmd_fast.nn.bond_prior import BondPrior
 from diffmd_fast.ops.graph import type_label
 from diffmd_fast.training.conditioning import valence_statistics
+from model_helpers import water_box
 
 ETHANOL_ENVS = {"C(H,H,H,C)", "C(H,H,C,O)", "O(H,C)", "H(C)", "H(O)"}
 
@@ -143,16 +144,8 @@ def test_a_wrapped_molecule_is_made_whole():
 
 
 def test_a_condensed_phase_or_periodic_network_is_refused():
-    rng = np.random.default_rng(0)
-    box = Atoms(cell=[6.2] * 3, pbc=True)
-    for p in np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)]) * 3.1 + 0.8:
-        w = molecule("H2O")
-        w.rotate(rng.uniform(0, 360), rng.normal(size=3))
-        w.translate(p)
-        box += w
-    box.wrap()
     with pytest.raises(TrajectoryError, match="condensed phase"):
-        whole_structure(box, "waterbox.extxyz")
+        whole_structure(water_box(6.2), "waterbox.extxyz")
     chain = Atoms("C2H4", positions=[[0, 0, 0], [1.27, 0.0, 0.8], [0, 0.9, -0.6], [0, -0.9, -0.6],
                                      [1.27, 0.9, 1.4], [1.27, -0.9, 1.4]], cell=[2.54, 12, 12], pbc=[True, False, False])
     with pytest.raises(TrajectoryError, match="periodic images"):  # polyethylene: C bonded to its own image
