@@ -148,30 +148,10 @@ def simulate(
 
     n_eq = int(round(equilibration_fs / timestep_fs))
     n_prod = (frames - 1) * save_every
-    positions = np.empty((frames, len(atoms), 3))  # Å
-    energies = np.empty(frames)  # eV
-    forces = np.empty((frames, len(atoms), 3))  # eV/Å
-    velocities = np.empty((frames, len(atoms), 3))  # Å/fs
-    temps = np.empty(frames)  # K
     start = time.perf_counter()
     with omp_threads(threads), tqdm(total=n_eq + n_prod, desc=f"xTB MD {name}", unit="step",
                                     disable=not progress) as bar:
-        step = 0
-        try:
-            for step in range(n_eq + n_prod + 1):
-                if step > 0:
-                    dyn.step()
-                    bar.update(1)
-                k = step - n_eq
-                if k >= 0 and k % save_every == 0:
-                    i = k // save_every
-                    positions[i] = atoms.get_positions()
-                    energies[i] = atoms.get_potential_energy()  # cached from the step's own call
-                    forces[i] = atoms.get_forces(apply_constraint=False)
-                    velocities[i] = atoms.get_velocities() * units.fs  # Å per ASE time unit -> Å/fs
-                    temps[i] = atoms.get_temperature()
-        except CalculationFailed as err:
-            raise RuntimeError(f"simulate {name}: GFN2-xTB failed at MD step {step}: {err}") from err
+        positions, energies, forces, velocities, temps = _run_md(dyn, atoms, n_eq, frames, save_every, bar, name)
     elapsed = time.perf_counter() - start
     provenance = {
         "engine": "ASE Langevin + tblite",
@@ -192,6 +172,35 @@ def simulate(
     if out is not None:
         save_npz(traj, out)
     return traj
+
+
+def _run_md(dyn, atoms, n_eq: int, frames: int, save_every: int, bar, name: str):
+    """Equilibrate ``n_eq`` steps, then store ``frames`` frames ``save_every`` steps apart: positions
+    (T, N, 3) Å, energies (T,) eV, forces (T, N, 3) eV/Å, velocities (T, N, 3) Å/fs, temperatures (T,) K.
+    Raises RuntimeError naming the step where GFN2-xTB failed."""
+    n_prod = (frames - 1) * save_every
+    positions = np.empty((frames, len(atoms), 3))
+    energies = np.empty(frames)
+    forces = np.empty((frames, len(atoms), 3))
+    velocities = np.empty((frames, len(atoms), 3))
+    temps = np.empty(frames)
+    step = 0
+    try:
+        for step in range(n_eq + n_prod + 1):
+            if step > 0:
+                dyn.step()
+                bar.update(1)
+            k = step - n_eq
+            if k >= 0 and k % save_every == 0:
+                i = k // save_every
+                positions[i] = atoms.get_positions()
+                energies[i] = atoms.get_potential_energy()  # cached from the step's own call
+                forces[i] = atoms.get_forces(apply_constraint=False)
+                velocities[i] = atoms.get_velocities() * units.fs  # Å per ASE time unit -> Å/fs
+                temps[i] = atoms.get_temperature()
+    except CalculationFailed as err:
+        raise RuntimeError(f"simulate {name}: GFN2-xTB failed at MD step {step}: {err}") from err
+    return positions, energies, forces, velocities, temps
 
 
 def _versions() -> dict[str, str]:
