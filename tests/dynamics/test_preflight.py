@@ -116,7 +116,7 @@ def test_another_molecule_count_is_refused_unless_allowed(ethanol_run, ethanol):
     two = one.copy()
     two.translate([8.0, 0, 0])
     dimer = one + two
-    assert fragment_count(dimer.positions, dimer.numbers) == 2
+    assert fragment_count(topology_graph(dimer.positions, dimer.numbers)) == 2
     with pytest.raises(ValueError, match="2 separate molecules"):
         check_start(ethanol_run, dimer.positions, dimer.numbers)
     notes = check_start(_fresh(ethanol_run, ethanol), dimer.positions, dimer.numbers, allow_unseen=True)

@@ -34,7 +34,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-
 from ase.data import covalent_radii
 
 from ..data.batch import FrameBatch

@@ -8,7 +8,7 @@ seen nothing else. ``check_start`` refuses, with one line naming what is wrong, 
   molecules given to a one-molecule model pass through each other: nothing holds them apart),
 - with valence types the checkpoint was not trained on (``unseen_types``),
 unless ``allow_unseen``: then it warns with the list, and the prior covers every unseen term with a
-fallback that is never a zero force constant (nn.bond_prior.BondPrior.cover). What the checkpoint
+fallback that is never a zero force constant (nn.prior_coverage.cover). What the checkpoint
 was trained on is ``data["valence_types"]`` and ``data["fragments"]`` (``training_topology``,
 recorded by training); checkpoints from before that record know only the prior's environments and
 torsions, and no fragment count.
@@ -25,6 +25,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ..evaluation.metrics import bonds_from_reference
+from ..nn.prior_coverage import cover
 from ..ops.graph import complete_graph, type_label, valence_types, with_covalent_bonds
 from .guards import GuardConfig
 
@@ -39,14 +40,13 @@ def topology_graph(x: np.ndarray, z: np.ndarray):
     return with_covalent_bonds(complete_graph(torch.zeros(len(zt), dtype=torch.int64)), xt, zt)
 
 
-def fragment_count(x: np.ndarray, z: np.ndarray) -> int:
-    """Number of bonded fragments (molecules) at positions x (N, 3) Å: connected components of the
-    covalent bonds (metrics.bonds_from_reference, 1.2 × the sum of covalent radii)."""
-    n = len(z)
-    pairs = bonds_from_reference(np.asarray(x, dtype=np.float64)[None], np.asarray(z))
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)) if len(pairs) else \
-        coo_matrix((n, n))
-    return int(connected_components(graph, directed=False)[0])
+def fragment_count(graph) -> int:
+    """Number of bonded fragments (molecules) of a topology_graph: connected components of its
+    covalent bonds."""
+    n = graph.num_nodes
+    recv, send = graph.bonds.cpu().numpy()
+    adjacency = coo_matrix((np.ones(len(recv)), (recv, send)), shape=(n, n))
+    return int(connected_components(adjacency, directed=False)[0])
 
 
 def topology_change(traj, samples: int = 64) -> str | None:
@@ -76,10 +76,10 @@ def training_topology(trajs: Sequence) -> dict:
             warnings.warn(f"{traj.name}: the covalent bonds change during the trajectory ({change}): a reaction; the "
                           "valence prior holds the first frame's bonds, so rollouts of this model stop at a topology "
                           "change", stacklevel=2)
-        x0, z = traj.positions[0], np.asarray(traj.numbers)
-        for kind, keys in valence_types(topology_graph(x0, z)).items():
+        graph = topology_graph(traj.positions[0], np.asarray(traj.numbers))
+        for kind, keys in valence_types(graph).items():
             merged[kind].update(tuple(k) if isinstance(k, list) else k for k in keys)
-        fragments.add(fragment_count(x0, z))
+        fragments.add(fragment_count(graph))
     types = {kind: [list(k) if isinstance(k, tuple) else k for k in sorted(keys)] for kind, keys in merged.items()}
     return {"valence_types": types, "fragments": sorted(fragments)}
 
@@ -148,7 +148,8 @@ def check_start(run, x: np.ndarray, z: np.ndarray, *, allow_unseen: bool = False
     check_contacts(x, z, what, guard.contact_scale)
     notes = []
     fragments = run.data.get("fragments")
-    mine = fragment_count(x, z)
+    graph = topology_graph(x, z)
+    mine = fragment_count(graph)
     if fragments and mine not in fragments:
         msg = (f"{what} holds {mine} separate molecule{'s' if mine > 1 else ''} (bonded fragments), the training data "
                f"{' or '.join(map(str, fragments))}: nothing in the model holds separate molecules apart")
@@ -157,7 +158,6 @@ def check_start(run, x: np.ndarray, z: np.ndarray, *, allow_unseen: bool = False
         notes.append(msg)
     prior = getattr(run.model, "bond_prior", None)
     known = trained_types(run.data, prior)
-    graph = topology_graph(x, z)
     unseen = unseen_types(graph, known) if known is not None else {}
     if unseen:
         listed = describe_unseen(unseen)
@@ -166,8 +166,8 @@ def check_start(run, x: np.ndarray, z: np.ndarray, *, allow_unseen: bool = False
                              "molecule, or pass --allow-unseen to use the prior's fallback terms")
         notes.append(f"types the checkpoint was not trained on: {listed}")
     if allow_unseen and prior is not None:
-        covered = prior.cover(torch.as_tensor(np.asarray(x, dtype=np.float64)), torch.as_tensor(z), graph,
-                              unseen.get("bonds", ()), unseen.get("angles", ()))
+        covered = cover(prior, torch.as_tensor(np.asarray(x, dtype=np.float64)), torch.as_tensor(z), graph,
+                        unseen.get("bonds", ()), unseen.get("angles", ()))
         if covered:
             notes.append(f"generic valence terms (the start structure's own geometry) for {covered}")
     return [f"{what}: {note}" for note in notes]
