@@ -115,7 +115,8 @@ class BondPrior(nn.Module):
     def num_elements(self) -> int:
         return self.masses.numel()
 
-    def _set(self, name: str, value: torch.Tensor) -> None:
+    def replace_buffer(self, name: str, value: torch.Tensor) -> None:
+        """Put ``value`` in place of the table ``name`` (any size), on the tables' device."""
         self._buffers[name] = value.to(self._buffers[name].device)
 
     @torch.no_grad()
@@ -192,12 +193,12 @@ class BondPrior(nn.Module):
         torsions = sorted((self.dihedral_key(*(torch.tensor(index[e]) for e in key), num_types=num_types).item(), value)
                           for key, value in canonical.items())
         self.frame_fs.fill_(frame_fs)
-        self._set("wall", self._walls(contacts))
+        self.replace_buffer("wall", self._walls(contacts))
         for name, value in (("k", k_t), ("r0", r0_t), ("environments", torch.tensor(envs, dtype=torch.int64)),
                             ("slot", slot), ("angle_k", ang_k), ("angle_c0", ang_c0),
                             ("dihedral_keys", torch.tensor([key for key, _ in torsions], dtype=torch.int64)),
                             ("torsions", torch.tensor([value for _, value in torsions], dtype=torch.float64).reshape(-1, 4))):
-            self._set(name, value)
+            self.replace_buffer(name, value)
 
     def _walls(self, contacts: dict | None) -> torch.Tensor:
         """(Z, Z) Å wall distances from ``contacts`` (set_tables)."""
@@ -236,6 +237,11 @@ class BondPrior(nn.Module):
         return torch.minimum(forward, backward)
 
     @staticmethod
+    def key_types(key: int, num_types: int) -> list[int]:
+        """The type quadruple (i, j, k, l) a dihedral_key encodes (the reading it was encoded in)."""
+        return [(key // num_types**p) % num_types for p in (3, 2, 1, 0)]
+
+    @staticmethod
     def _omega(k: float, za: int, zb: int) -> float:
         """1/fs: the angular frequency sqrt(k / reduced mass) of a bond of constant k (eV/Å²)."""
         return float(k * (1 / atomic_masses[za] + 1 / atomic_masses[zb])) ** 0.5 * units.fs
@@ -264,7 +270,7 @@ class BondPrior(nn.Module):
         for name in ("k", "r0", "environments", "slot", "angle_k", "angle_c0", "dihedral_keys", "torsions"):
             saved = state_dict[prefix + name]
             if saved.shape != self._buffers[name].shape:
-                self._set(name, torch.zeros(saved.shape, dtype=saved.dtype))
+                self.replace_buffer(name, torch.zeros(saved.shape, dtype=saved.dtype))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def atom_types(self, z: torch.Tensor, graph: Graph) -> torch.Tensor:
@@ -302,131 +308,9 @@ class BondPrior(nn.Module):
         n, z1 = self.k.shape[0], self.num_elements
         out = []
         for key in self.dihedral_keys.tolist():
-            digits = [(key // n**p) % n for p in (3, 2, 1, 0)]
-            codes = tuple(int(self.environments[t - z1]) if t >= z1 else t for t in digits)
+            codes = tuple(int(self.environments[t - z1]) if t >= z1 else t for t in self.key_types(key, n))
             out.append(min(codes, codes[::-1]))
         return out
-
-    def _type_element(self, t: int) -> int:
-        """Atomic number of table type ``t`` (class docstring)."""
-        return t if t < self.num_elements else int(self.environments[t - self.num_elements]) % ENV_BASE
-
-    def _type_name(self, t: int) -> str:
-        return chemical_symbols[t] if t < self.num_elements else environment_label(int(self.environments[t - self.num_elements]))
-
-    @torch.no_grad()
-    def cover(self, x: torch.Tensor, z: torch.Tensor, graph: Graph, unseen_bonds=(), unseen_angles=()) -> str:
-        """Give the terms of one structure that the data never showed their own constants, in place
-        (the loaded model's tables; the checkpoint is not changed). ``graph``: the structure's
-        topology (with_covalent_bonds) at positions x (N, 3) Å, atomic numbers z (N,);
-        ``unseen_bonds``, ``unseen_angles``: environment-code pairs and triples (ops.graph.valence_types)
-        not in the training data. Returns the terms covered, one line ('' when none).
-
-        Every unseen environment becomes a type of its own. Every bond and angle that has an unseen
-        environment or type rests at the structure's own bond length or cos θ (a user's start
-        structure is near its equilibrium; the element-pooled rest length would put a C=O at the
-        data's C-O length) with the element pair's or triple's pooled force constant, else a generic
-        one: the median of the data's constants (bonds capped where the Verlet step reaches ω Δt = 1).
-        So no term has a zero force constant. Torsions without data stay without a term (a free rotor)."""
-        x = x.to(torch.float64)
-        known_envs = set(self.environments.tolist())
-        new = sorted(set(graph.environments.tolist()) - known_envs)
-        if new:
-            self._add_environments(new)
-        t = self.atom_types(z, graph)
-        env = graph.environments
-        fresh = ~torch.isin(env, torch.tensor(sorted(known_envs), dtype=env.dtype, device=env.device))  # (N,)
-        bonds = {tuple(sorted(b)) for b in unseen_bonds}
-        recv, send = graph.bonds
-        pick = fresh[recv] | fresh[send] | (self.k[t[recv], t[send]] <= 0) | torch.tensor(
-            [tuple(sorted((int(env[r]), int(env[q])))) in bonds for r, q in zip(recv.tolist(), send.tolist())],
-            dtype=torch.bool, device=recv.device)
-        added = self._cover_bonds(x, t, graph.bonds[:, pick])
-        if graph.angles is not None and graph.angles.shape[1] > 0:
-            i, j, k = graph.angles
-            triples = {(min(a[0], a[2]), a[1], max(a[0], a[2])) for a in unseen_angles}
-            listed = torch.tensor([(min(int(env[p]), int(env[r])), int(env[q]), max(int(env[p]), int(env[r]))) in triples
-                                   for p, q, r in zip(i.tolist(), j.tolist(), k.tolist())], dtype=torch.bool)
-            si, sj, sk = self.slot[t[i]], self.slot[t[j]], self.slot[t[k]]
-            pick = fresh[i] | fresh[j] | fresh[k] | listed.to(i.device) | (self.angle_k[si, sj, sk] <= 0)
-            added += self._cover_angles(x, t, graph.angles[:, pick])
-        return ", ".join(added)
-
-    def _add_environments(self, new: list[int]) -> None:
-        """Add the environment codes ``new`` as types, their rows the element-pooled values (set_tables'
-        fallback), every existing table entry kept under its renumbered types."""
-        z1, old_n = self.num_elements, self.k.shape[0]
-        envs = sorted(self.environments.tolist() + list(new))
-        remap = torch.arange(old_n)  # old type -> new type
-        remap[z1:] = z1 + torch.tensor([envs.index(e) for e in self.environments.tolist()], dtype=torch.int64)
-        n = z1 + len(envs)
-        element = torch.cat([torch.arange(z1), torch.tensor([e % ENV_BASE for e in envs], dtype=torch.int64)])  # (T',)
-        dev = self.k.device
-        k_el, r0_el = self.k[:z1, :z1].cpu(), self.r0[:z1, :z1].cpu()
-        k = k_el[element[:, None], element[None, :]].clone()
-        r0 = r0_el[element[:, None], element[None, :]].clone()
-        k[remap[:, None], remap[None, :]], r0[remap[:, None], remap[None, :]] = self.k.cpu(), self.r0.cpu()
-        # angles: one new slot per new environment, its rows copied from its element's slot
-        s_old = self.angle_k.shape[0]
-        slot = torch.full((n,), -1, dtype=torch.int64)
-        slot[remap] = self.slot.cpu()
-        added = torch.tensor([envs.index(e) for e in new], dtype=torch.int64) + z1
-        slot[added] = s_old + torch.arange(len(new))
-        source = torch.cat([torch.arange(s_old), self.slot.cpu()[element[added]]])  # (S',) slot whose values it takes
-        valid = (source >= 0).double()
-        src = source.clamp_min(0)
-        pad = lambda t3: t3.cpu()[src[:, None, None], src[None, :, None], src[None, None, :]] * (  # noqa: E731
-            valid[:, None, None] * valid[None, :, None] * valid[None, None, :])
-        ang_k, ang_c0 = (pad(self.angle_k), pad(self.angle_c0)) if s_old else (
-            torch.zeros((len(new),) * 3, dtype=torch.float64), torch.zeros((len(new),) * 3, dtype=torch.float64))
-        keys = []
-        for key in self.dihedral_keys.tolist():  # re-encoded in the new type numbering
-            digits = [int(remap[(key // old_n**p) % old_n]) for p in (3, 2, 1, 0)]
-            keys.append(int(self.dihedral_key(*(torch.tensor(d) for d in digits), num_types=n)))
-        order = sorted(range(len(keys)), key=keys.__getitem__)
-        for name, value in (("k", k), ("r0", r0), ("environments", torch.tensor(envs, dtype=torch.int64)),
-                            ("slot", slot), ("angle_k", ang_k), ("angle_c0", ang_c0),
-                            ("dihedral_keys", torch.tensor([keys[o] for o in order], dtype=torch.int64)),
-                            ("torsions", self.torsions[torch.tensor(order, dtype=torch.int64)].reshape(-1, 4))):
-            self._set(name, value.to(dev))
-
-    def _cover_bonds(self, x: torch.Tensor, t: torch.Tensor, bonds: torch.Tensor) -> list[str]:
-        """cover's bond part over the directed ``bonds`` (2, M') to give their own terms."""
-        known = self.k[self.k > 0]
-        generic = float(known.median()) if known.numel() else 20.0  # eV/Å²
-        recv, send = bonds
-        length = (x[recv] - x[send]).norm(dim=-1)  # (M',) Å
-        added = []
-        for a, b in sorted({tuple(sorted(p)) for p in torch.stack([t[recv], t[send]], 1).tolist()}):
-            sel = ((t[recv] == a) & (t[send] == b)) | ((t[recv] == b) & (t[send] == a))
-            ea, eb = self._type_element(a), self._type_element(b)
-            k_max = 1.0 / (float(self.frame_fs) * units.fs) ** 2 / (1 / atomic_masses[ea] + 1 / atomic_masses[eb])
-            kk = float(self.k[a, b]) if self.k[a, b] > 0 else generic
-            self.k[a, b] = self.k[b, a] = min(kk, k_max)
-            self.r0[a, b] = self.r0[b, a] = length[sel].mean()
-            added.append(f"bond {self._type_name(a)}-{self._type_name(b)}")
-        return added
-
-    def _cover_angles(self, x: torch.Tensor, t: torch.Tensor, angles: torch.Tensor) -> list[str]:
-        """cover's angle part over ``angles`` (3, A') to give their own terms."""
-        i, j, k = angles  # (A',) each
-        u, w = x[i] - x[j], x[k] - x[j]
-        cos = (u * w).sum(-1) / (u.norm(dim=-1) * w.norm(dim=-1)).clamp_min(1e-12)  # (A',)
-        known = self.angle_k[self.angle_k > 0]
-        generic = float(known.median()) if known.numel() else 5.0  # eV
-        si, sj, sk = self.slot[t[i]], self.slot[t[j]], self.slot[t[k]]
-        if bool(((si < 0) | (sj < 0) | (sk < 0)).any()):
-            raise ValueError("the valence prior has no angle slot for an element of this structure (its data had no "
-                             "angle with it); it cannot be covered")
-        added = []
-        for a, c, b in sorted({(min(p[0], p[2]), p[1], max(p[0], p[2])) for p in torch.stack([si, sj, sk], 1).tolist()}):
-            sel = (sj == c) & (((si == a) & (sk == b)) | ((si == b) & (sk == a)))
-            kk = float(self.angle_k[a, c, b]) if self.angle_k[a, c, b] > 0 else generic
-            self.angle_k[a, c, b] = self.angle_k[b, c, a] = kk
-            self.angle_c0[a, c, b] = self.angle_c0[b, c, a] = cos[sel].mean()
-            first = int(torch.nonzero(sel)[0])
-            added.append(f"angle {'-'.join(self._type_name(int(t[v[first]])) for v in (i, j, k))}")
-        return added
 
     def torsion_terms(self, types: torch.Tensor, graph: Graph, num_atoms: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(dihedrals (4, D) int64, torsion (D, 4) float64): the dihedrals of ``graph`` (perceived from its
