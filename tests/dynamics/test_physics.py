@@ -10,7 +10,7 @@ import torch
 from diffmd_fast.config import RolloutConfig
 from diffmd_fast.data.batch import FrameBatch
 from diffmd_fast.data import bundled, load_trajectory, start_batch
-from diffmd_fast.dynamics.physics import (LangevinThermostat, MomentumProjection, VelocityRescaling,
+from diffmd_fast.dynamics.physics import (LangevinThermostat, MomentumProjection, StepFluctuation, VelocityRescaling,
                                           corrections_from_config, masses_of)
 from diffmd_fast.evaluation.longrun import kinetic_temperature
 from diffmd_fast.testing import random_orthogonal
@@ -173,6 +173,55 @@ def test_langevin_samples_a_stiff_harmonic_mode_at_its_temperature(memory):
         assert abs(ratio - 1) < 0.05, ratio
     else:  # white noise of the memoryless amplitude (σ/√2 · √2 = σ): the inflated variance
         assert ratio > 1.3, ratio
+
+
+@pytest.mark.parametrize("omega_dt", [0.3, 1.14])
+def test_step_fluctuation_balances_a_damped_step_at_its_temperature(omega_dt):
+    """A model frame that is the Verlet step of a harmonic well with its velocity damped at γ per fs
+    (what a conditional mean trained on Langevin data returns), kicked by StepFluctuation of that γ:
+    the positions sample k_B T / (m ω²) and the velocities T, soft and stiff (C-H at 2 fs) wells alike.
+    Without the fluctuation the same step freezes."""
+    from ase import units
+
+    n, dt, temp, gamma = 2000, 2.0, 500.0, 0.02  # atoms, fs, K, 1/fs
+    omega, c = omega_dt / dt, math.exp(-gamma * dt)
+    z = torch.ones(n, dtype=torch.int64)
+    batch = torch.zeros(n, dtype=torch.int64)
+    fluct = StepFluctuation(temp, {1: gamma}, dt)
+    for kicked in (True, False):
+        gen = torch.Generator().manual_seed(0)
+        x_prev = x = 0.05 * torch.randn(n, 3, generator=gen, dtype=torch.float64)
+        feed, sq, kinetic = _Memory(), [], []
+        for t in range(3000):
+            frame = FrameBatch(z=z, x_prev2=x_prev, x_prev=x_prev, x=x, x_next=x, batch=batch, num_graphs=1)
+            x_new = x + c * (x - x_prev) - omega_dt**2 * x  # the damped Verlet frame of the well
+            if kicked:
+                x_new = fluct(frame, x_new, feed(0, fluct, fluct.noise(frame, gen)))
+            x_prev, x = x, x_new
+            if t >= 1000:
+                sq.append(float((x * x).mean()))
+                kinetic.append(float(((x - x_prev) ** 2).mean()))
+        mass = float(masses_of(z[:1]))
+        expected = units.kB * temp / (mass * (omega / units.fs) ** 2)  # Å², k_B T / (m ω²)
+        if kicked:
+            assert abs(np.mean(sq) / expected - 1) < 0.07, np.mean(sq) / expected
+        else:
+            assert np.mean(sq) < 1e-3 * expected
+
+
+def test_step_fluctuation_comes_first_and_only_with_a_measured_friction():
+    cfg = RolloutConfig(thermostat="none")
+    assert [type(c) for c in corrections_from_config(cfg, 2.0, 500.0, {1: 0.01, 6: 0.02})] == [StepFluctuation,
+                                                                                             MomentumProjection]
+    assert [type(c) for c in corrections_from_config(cfg, 2.0, 500.0, None)] == [MomentumProjection]
+    off = RolloutConfig(thermostat="none", step_fluctuation=False)
+    assert [type(c) for c in corrections_from_config(off, 2.0, 500.0, {1: 0.01})] == [MomentumProjection]
+    first = corrections_from_config(RolloutConfig(temperature_K=300.0), 2.0, 500.0, {1: 0.01})[0]
+    assert isinstance(first, StepFluctuation) and first.temperature_K == 300.0  # the thermostat's target
+    with pytest.raises(ValueError, match="frictions"):
+        StepFluctuation(500.0, {1: -0.1}, 2.0)
+    with pytest.raises(ValueError, match="frame_fs"):
+        StepFluctuation(500.0, {1: 0.1}, 0.0)
 
 
 def test_corrections_from_config_and_errors():

@@ -86,6 +86,14 @@ def _standard_normal(frame: FrameBatch, generator: torch.Generator | None) -> to
     return torch.randn(frame.x.shape, generator=generator, dtype=torch.float64, device=device).to(frame.x.device)
 
 
+def kick_amplitude(z: torch.Tensor, c: float | torch.Tensor, temperature_K: float) -> torch.Tensor:
+    """(N, 1) Å/fs: σ/√2 = sqrt((1 - c²) k_B T / 2m), the amplitude of the velocity kick η of a BAOAB
+    O-step that keeps velocity fraction ``c`` per frame (scalar, or (N, 1) per atom) at temperature
+    ``temperature_K`` K, for atomic numbers z (N,)."""
+    return torch.sqrt((1.0 - torch.as_tensor(c, dtype=torch.float64, device=z.device) ** 2) / 2.0) * (
+        _THERMAL_SPEED * math.sqrt(temperature_K) / masses_of(z).unsqueeze(-1).sqrt())
+
+
 class FrameCorrection(Protocol):
     def noise(self, frame: FrameBatch, generator: torch.Generator | None) -> torch.Tensor | None:
         """The random numbers one frame of ``frame``'s atoms needs (None: deterministic), drawn from
@@ -159,9 +167,7 @@ class LangevinThermostat:
                              f"{temperature_K}, {tau_fs}, {frame_fs}")
         self.temperature_K, self.tau_fs, self.frame_fs = temperature_K, tau_fs, frame_fs
         self.c = math.exp(-frame_fs / tau_fs)
-        # σ/√2 = sqrt((1 - c²) k_B T / 2m), (N, 1) Å/fs: the amplitude of η in each atom's velocity
-        self._noise = _PerWindow(lambda frame: math.sqrt((1.0 - self.c**2) / 2.0) * (
-            _THERMAL_SPEED * math.sqrt(self.temperature_K) / masses_of(frame.z).unsqueeze(-1).sqrt()))
+        self._noise = _PerWindow(lambda frame: kick_amplitude(frame.z, self.c, self.temperature_K))
 
     def noise(self, frame: FrameBatch, generator: torch.Generator | None = None) -> torch.Tensor:
         """ξ (N, 3) float64 standard normal, one per atom and component (this frame's; the stepper
@@ -174,6 +180,57 @@ class LangevinThermostat:
         v = (x_new - frame.x).double() / dt  # (N, 3) Å/fs
         v = self.c * v + self._noise(frame) * noise
         return (frame.x.double() + v * dt).to(x_new.dtype)
+
+
+class StepFluctuation:
+    """The random half of a Langevin step without its friction: v ← v + sqrt((1 - c_e²) k_B T / 2m) η,
+    c_e = exp(-γ_e Δt), with η the same moving average of white noise as ``LangevinThermostat``'s.
+
+    Why: a one-evaluation sampler returns the conditional mean of the next frame, E[x(t+1) | window].
+    That mean keeps whatever friction the data's dynamics and the regression put into it, and none of
+    the fluctuations that balanced it: alone, it cools (a reference made under Langevin friction
+    0.01/fs teaches the mean that friction, and the fit's shrinkage adds more). By the
+    fluctuation-dissipation theorem, a step whose velocities are damped at rate γ_e holds the
+    temperature T when it is kicked with this noise; ``γ_e`` per element is the model's own friction,
+    measured on its training data after training (training/calibration.py), so the step samples the
+    fluctuations the mean left out and no friction is added. On a model that reproduces Langevin
+    dynamics exactly, γ_e is the data's friction and the rollout is the reference's own process.
+
+    temperature_K: T (K); friction_per_fs: {atomic number: γ_e (1/fs)}, elements missing from it get the
+    largest γ given; frame_fs: frame time Δt (fs). Raises ValueError on non-positive T or Δt, a
+    negative γ or an empty table."""
+
+    noise_memory = True
+
+    def __init__(self, temperature_K: float, friction_per_fs: dict[int, float], frame_fs: float) -> None:
+        if not (temperature_K > 0 and frame_fs > 0):
+            raise ValueError(f"StepFluctuation needs temperature_K, frame_fs > 0; got {temperature_K}, {frame_fs}")
+        self.temperature_K, self.frame_fs = temperature_K, frame_fs
+        self.set_friction(friction_per_fs)
+
+    def set_friction(self, friction_per_fs: dict[int, float]) -> None:
+        """Replace the table {atomic number: γ (1/fs)}. Raises ValueError for an empty table or a γ < 0."""
+        if not friction_per_fs or not all(g >= 0 and math.isfinite(g) for g in friction_per_fs.values()):
+            raise ValueError(f"StepFluctuation needs finite frictions >= 0 per element, got {friction_per_fs}")
+        self.friction_per_fs = {int(z): float(g) for z, g in friction_per_fs.items()}
+        self._noise = _PerWindow(self._amplitude)
+
+    def _amplitude(self, frame: FrameBatch) -> torch.Tensor:
+        fallback = max(self.friction_per_fs.values())
+        table = torch.full((int(frame.z.max()) + 1,), fallback, dtype=torch.float64, device=frame.z.device)
+        for z, g in self.friction_per_fs.items():
+            if z < table.numel():
+                table[z] = g
+        c = torch.exp(-table[frame.z] * self.frame_fs).unsqueeze(-1)  # (N, 1) velocity kept per frame
+        return kick_amplitude(frame.z, c, self.temperature_K)
+
+    def noise(self, frame: FrameBatch, generator: torch.Generator | None = None) -> torch.Tensor:
+        """ξ (N, 3) float64 standard normal (the stepper hands __call__ η = (ξ(t-1) + ξ(t)) / √2)."""
+        return _standard_normal(frame, generator)
+
+    def __call__(self, frame: FrameBatch, x_new: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        kick = self._noise(frame) * noise * self.frame_fs  # (N, 3) Å
+        return (x_new.double() + kick).to(x_new.dtype)
 
 
 class VelocityRescaling:
@@ -233,20 +290,26 @@ class VelocityRescaling:
         return (frame.x.double() + alpha[frame.batch].unsqueeze(-1) * v * self.frame_fs).to(x_new.dtype)
 
 
-def corrections_from_config(cfg: RolloutConfig, frame_fs: float, data_temperature_K: float | None) -> list[FrameCorrection]:
-    """The corrections a run's [rollout] section asks for, in the order they apply: the Langevin
-    thermostat, then the momentum projection, then velocity rescaling. That order matters: the
-    Langevin noise is isotropic in mass-weighted coordinates, so it also feeds the six rigid-body
-    modes; projecting them out afterwards leaves the 3n - 6 internal modes at the target temperature
-    and the molecule without net drift or spin. Rescaling, uniform per molecule, comes after the
-    projection and keeps its zero momentum. ``frame_fs``: the model's frame time; ``data_temperature_K``: the training
-    data's mean kinetic temperature (the default target). Raises ValueError when the thermostat
-    has no target temperature."""
+def corrections_from_config(cfg: RolloutConfig, frame_fs: float, data_temperature_K: float | None,
+                            step_friction: dict[int, float] | None = None) -> list[FrameCorrection]:
+    """The corrections a run's [rollout] section asks for, in the order they apply: the step's own
+    fluctuation (``StepFluctuation``, with ``cfg.step_fluctuation`` and a calibrated ``step_friction``
+    {atomic number: 1/fs}; part of the model's frame, so first), the Langevin thermostat, then the
+    momentum projection, then velocity rescaling. That order matters: the Langevin noise is isotropic
+    in mass-weighted coordinates, so it also feeds the six rigid-body modes; projecting them out
+    afterwards leaves the 3n - 6 internal modes at the target temperature and the molecule without
+    net drift or spin. Rescaling, uniform per molecule, comes after the projection and keeps its zero
+    momentum. ``frame_fs``: the model's frame time; ``data_temperature_K``: the training data's mean
+    kinetic temperature (the default target). The step's fluctuation has the thermostat's target
+    temperature: the measured friction balanced at another T holds that T. Raises ValueError when the
+    thermostat has no target temperature."""
     out: list[FrameCorrection] = []
     target = cfg.temperature_K or data_temperature_K
     if cfg.thermostat != "none" and not target:
         raise ValueError(f"the {cfg.thermostat} thermostat needs a temperature: set rollout.temperature_K "
                          "(this checkpoint does not record its training data's temperature)")
+    if cfg.step_fluctuation and step_friction and target:
+        out.append(StepFluctuation(target, step_friction, frame_fs))
     if cfg.thermostat == "langevin":
         out.append(LangevinThermostat(target, cfg.tau_fs, frame_fs))
     if cfg.momentum:
