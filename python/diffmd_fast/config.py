@@ -266,6 +266,7 @@ class TrainConfig:
         "val_rollout_starts": _count(1, "rollout starts"), "checkpoint_every": _count(1, "epochs"),
         "keep_checkpoints": _count(0, "checkpoints; 0: keep all"), "grad_clip": _non_negative("gradient norm; 0: off"),
         "log_every": _count(1, "optimiser steps"),
+        "calibration_frames": _count(0, "frames; 0: no calibration of the step's fluctuation"),
     }
 
     lr: float = 5e-4
@@ -297,6 +298,9 @@ class TrainConfig:
     device: str = "auto"  # "auto": cuda if available
     dtype: Literal["float32", "float64"] = "float32"
     log_every: int = 50  # steps
+    # after training, frames rolled out from training windows to measure the model step's own friction
+    # per element (training/calibration.py), which rollout.step_fluctuation balances; 0: not measured
+    calibration_frames: int = 0
 
     def __post_init__(self) -> None:
         _check_section(self)
@@ -311,6 +315,13 @@ class RolloutConfig:
     generates frames with no correction ("paper mode": momentum = false, thermostat = "none").
 
     ``momentum``: remove each molecule's net linear and angular momentum from the implied velocity.
+    ``step_fluctuation``: kick each frame with the noise that balances the model step's own friction
+    at the training data's temperature (fluctuation-dissipation, dynamics.physics.StepFluctuation),
+    with the per-element friction the checkpoint measured after training (``train.calibration_frames``);
+    no effect on a checkpoint without that measurement.
+    ``prior_fallback``: on the atoms of a bond more than this many thermal widths from its fitted rest
+    length, the frame fades from the network's into the valence prior's (nn.score_net.PriorFallback),
+    reaching the prior at 1.5 times it; 0 keeps the network everywhere.
     ``thermostat``: "langevin" (per-atom Ornstein-Uhlenbeck step on the implied velocity), "bussi"
     (stochastic velocity rescaling of each molecule's kinetic energy) or "none".
     ``temperature_K``: thermostat target; 0 means the training data's mean kinetic temperature,
@@ -326,9 +337,12 @@ class RolloutConfig:
     SECTION: ClassVar[str] = "rollout"
     LIMITS: ClassVar[dict[str, Limit]] = {
         "temperature_K": _non_negative("K; 0: the training data's"), "tau_fs": _positive("fs"),
+        "prior_fallback": _non_negative("thermal widths of a bond's well; 0: off"),
     }
 
     momentum: bool = True
+    step_fluctuation: bool = True
+    prior_fallback: float = 4.0  # thermal widths of a bond's fitted well; 0: the network everywhere
     thermostat: Literal["none", "langevin", "bussi"] = "langevin"
     temperature_K: float = 0.0  # K; 0: from the checkpoint's training data
     tau_fs: float = 100.0  # fs

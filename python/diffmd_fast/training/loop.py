@@ -246,6 +246,27 @@ class _Trainer:
                             state.get("loss_count", 0), state.get("history", []), state.get("train_s", 0.0))
         return path
 
+    def calibrate(self, train_trajs: list, log, progress: bool) -> None:
+        """Measure the trained step's friction per element on the training data (training/calibration.py)
+        and checkpoint it with the data record; rank 0 measures, every rank meets at the checkpoint."""
+        from ..dynamics.physics import corrections_from_config
+        from .calibration import measure_step_friction
+        from .run import rollout_model
+
+        if self.info.is_main:
+            tc, stats, rollout = self.cfg.train, self.stats, self.cfg.rollout
+            # the rollouts of the run's own [rollout] section (thermostat, projection, prior fallback)
+            corrections = corrections_from_config(rollout, stats["frame_fs"], stats["temperature_K"])
+            cal = measure_step_friction(rollout_model(self.model, rollout, stats["temperature_K"]), self.sde, self.sampler,
+                                        train_trajs, stride=tc.stride, frame_fs=stats["frame_fs"],
+                                        temperature_K=stats["temperature_K"], frames=tc.calibration_frames,
+                                        dtype=self.dtype, device=self.info.device, seed=tc.seed,
+                                        corrections=corrections, progress=progress)
+            stats["step_friction"] = cal.record()
+            log("step friction (1/fs), data / rollout K: " + ", ".join(
+                f"Z={z} {g:.4f}, {cal.target_K[z]:.0f}/{cal.measured_K[z]:.0f}" for z, g in cal.friction_per_fs.items()))
+        self.checkpoint(self.at.epoch, self.at.batch_in_epoch)
+
     def step(self, batch: FrameBatch, b: int, bsamp: GlobalBatchSampler) -> float:
         """One optimiser step on the window batch ``batch`` (global batch ``b`` of the epoch); its loss."""
         tc, epoch = self.cfg.train, self.at.epoch
@@ -378,6 +399,8 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
                     break
             if not stopped:
                 t.end_epoch(time.perf_counter() - t0, bar)
+        if tc.calibration_frames and "step_friction" not in t.stats:
+            t.calibrate(train_trajs, log, progress and info.is_main)
     finally:
         bar.close()
         shutdown(info)

@@ -52,6 +52,15 @@ class TrainedRun:
     def dtype(self) -> torch.dtype:
         return getattr(torch, self.config.train.dtype)
 
+    def prior_alone(self) -> "TrainedRun":
+        """This run with its network removed: the anchor's valence force field alone
+        (nn.score_net.AnchorScore), without the step fluctuation measured for the network's step (the
+        prior's Verlet step has no friction to balance). The baseline every full-model figure sits beside."""
+        from ..nn.score_net import AnchorScore
+
+        data = {k: v for k, v in self.data.items() if k != "step_friction"}
+        return dataclasses.replace(self, model=AnchorScore(self.model), data=data)
+
     def frame_time(self, reference=None) -> float:
         """fs between generated frames: the checkpoint's record, else the time step of the Trajectory
         ``reference`` times the run's stride. Raises ValueError when neither tells it."""
@@ -82,10 +91,12 @@ class TrainedRun:
     def corrections(self, frame_fs: float, rollout: RolloutConfig | None = None, target_K: float | None = None) -> list:
         """The frame corrections of ``rollout`` (default: this run's [rollout] section) at the model's
         frame time ``frame_fs`` (fs), the thermostat defaulting to ``target_K`` or the training data's
-        temperature."""
+        temperature, the step's fluctuation from the checkpoint's measured friction when it has one."""
         from ..dynamics.physics import corrections_from_config
+        from .calibration import friction_table
 
-        return corrections_from_config(rollout or self.config.rollout, frame_fs, target_K or self.data.get("temperature_K"))
+        return corrections_from_config(rollout or self.config.rollout, frame_fs, target_K or self.data.get("temperature_K"),
+                                       friction_table(self.data.get("step_friction")))
 
     def start_from_frames(self, reference, starts: Sequence[int], *, device: Any = "cpu", allow_unseen: bool = False,
                           what: str = "the reference", guard=None) -> RolloutStart:
@@ -134,8 +145,23 @@ class TrainedRun:
         from ..dynamics.stepper import Stepper
 
         rollout = rollout or self.config.rollout
-        return Stepper(self.model, self.sde, self.sampler, start,
+        return Stepper(self.rollout_model(rollout), self.sde, self.sampler, start,
                        corrections=self.corrections(frame_fs, rollout, target_K), compile=rollout.compile, **kwargs)
+
+    def rollout_model(self, rollout: RolloutConfig | None = None) -> torch.nn.Module:
+        """The network a rollout of ``rollout`` (default: this run's [rollout] section) drives (``rollout_model``)."""
+        return rollout_model(self.model, rollout or self.config.rollout, self.data.get("temperature_K"))
+
+
+def rollout_model(model: torch.nn.Module, rollout: RolloutConfig, temperature_K: float | None) -> torch.nn.Module:
+    """``model`` as a rollout drives it: with ``rollout.prior_fallback`` > 0, a ScoreNet with a valence
+    prior and the training data's temperature ``temperature_K`` (K) known, wrapped so that bonds outside
+    the data's range follow the prior (nn.score_net.PriorFallback); otherwise ``model`` itself."""
+    from ..nn.score_net import PriorFallback, ScoreNet
+
+    if rollout.prior_fallback > 0 and isinstance(model, ScoreNet) and model.bond_prior is not None and temperature_K:
+        return PriorFallback(model, temperature_K, rollout.prior_fallback)
+    return model
 
 
 def load_run(directory: str | Path, device: Any = "cpu", overrides: Sequence[str] = ()) -> TrainedRun:

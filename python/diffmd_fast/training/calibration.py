@@ -1,0 +1,167 @@
+"""The friction of a trained model's own step, measured on its training data, so that rollouts can
+balance it with the matching fluctuation (dynamics.physics.StepFluctuation).
+
+A one-evaluation sampler returns the conditional mean of the next frame. Rolled out, that mean damps:
+it keeps the friction of the data's dynamics (a reference under Langevin friction γ teaches the mean
+that γ) and the shrinkage of the regression, and none of the fluctuations that balanced them. The
+friction γ_e of each element is found by rolling the model out from training windows with the
+fluctuation of a trial γ and moving γ until each element's kinetic temperature equals the training
+data's, both measured the same way (finite-difference velocities at the model's frame time, centre of
+mass removed, 3 degrees of freedom per atom). A step that damps velocities at rate γ and is kicked by
+the noise of friction γ' holds the temperature T γ' / γ, so each round multiplies γ' by
+T_data / T_rollout (the Newton step of that linear relation); the rounds continue the same rollouts.
+Nothing of the rollouts beyond the data's own temperatures enters, and no setting is chosen per
+molecule: a new molecule gets its γ from its own training data.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from ase import units
+
+from ..data.trajectory import Trajectory
+from ..data.windows import start_batch
+from ..dynamics.physics import MomentumProjection, StepFluctuation, masses_of
+from ..dynamics.rollout import evenly_spaced_starts
+from ..dynamics.stepper import Stepper
+
+FRICTION_RANGE = (1e-4, 0.5)  # 1/fs: from far weaker than any thermostat to critically damped C-H
+GAIN = 0.7  # exponent of each round's update T_data / T_rollout
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What ``measure_step_friction`` found: per atomic number, the friction γ (1/fs) whose fluctuation
+    balances the step, the training data's temperature (K) and the last round's rollout temperature (K)."""
+
+    friction_per_fs: dict[int, float]
+    target_K: dict[int, float]
+    measured_K: dict[int, float]
+    frames: int  # frames rolled out per start
+    starts: int
+
+    def record(self) -> dict:
+        """The JSON-able form a checkpoint stores (dynamics.physics.StepFluctuation reads friction_per_fs)."""
+        return {"friction_per_fs": {str(z): g for z, g in self.friction_per_fs.items()},
+                "target_K": {str(z): t for z, t in self.target_K.items()},
+                "measured_K": {str(z): t for z, t in self.measured_K.items()},
+                "frames": self.frames, "starts": self.starts}
+
+
+def friction_table(record: dict | None) -> dict[int, float] | None:
+    """{atomic number: γ (1/fs)} of a checkpoint's ``step_friction`` record, None when there is none."""
+    if not record or not record.get("friction_per_fs"):
+        return None
+    return {int(z): float(g) for z, g in record["friction_per_fs"].items()}
+
+
+def _element_sums(v: np.ndarray, z: np.ndarray) -> dict[int, tuple[float, int]]:
+    """{element: (Σ m v² (amu Å²/fs²), atom-frames)} of velocities (T, n, 3) Å/fs, centre of mass removed."""
+    m = masses_of(torch.as_tensor(z)).numpy()
+    v = v - np.einsum("n,tnc->tc", m, v)[:, None, :] / m.sum()
+    mv2 = np.einsum("n,tnc->n", m, v * v)
+    return {int(e): (float(mv2[z == e].sum()), int((z == e).sum()) * v.shape[0]) for e in np.unique(z)}
+
+
+def _temperatures(sums: dict[int, list[float]]) -> dict[int, float]:
+    """K per element from {element: [Σ m v², atom-frames]}, T = Σ m v² / (3 k_B count) in ASE units,
+    and the whole molecule's under key 0."""
+    whole = [sum(v[k] for v in sums.values()) for k in (0, 1)]
+    return {e: s / (3.0 * count * units.kB) / units.fs**2 if count else math.nan
+            for e, (s, count) in {**sums, 0: whole}.items()}
+
+
+def element_temperatures(trajs: Sequence[Trajectory], stride: int) -> dict[int, float]:
+    """K per atomic number, and of all atoms under key 0: the kinetic temperature of the training
+    frames' finite-difference velocities (x(t+s) - x(t)) / (s dt) at the model's stride s, centre of
+    mass removed, 3 degrees of freedom per atom."""
+    sums: dict[int, list[float]] = {}
+    for traj in trajs:
+        frames = np.asarray(traj.positions[::stride], dtype=np.float64)
+        if len(frames) < 2:
+            continue
+        for e, (s, n) in _element_sums(np.diff(frames, axis=0) / (traj.dt_fs * stride), np.asarray(traj.numbers)).items():
+            acc = sums.setdefault(e, [0.0, 0])
+            acc[0] += s
+            acc[1] += n
+    return _temperatures(sums)
+
+
+class _ElementKinetics:
+    """Stepper observer: Σ m v² and atom-frames per element of the active molecules' frames after ``burn_in``."""
+
+    def __init__(self, z: np.ndarray, frame_fs: float) -> None:
+        self.z, self.frame_fs = z, frame_fs
+        self.previous: torch.Tensor | None = None
+        self.sums: dict[int, list[float]] = {int(e): [0.0, 0] for e in np.unique(z)}
+        self.burn_in = 0
+
+    def reset(self, burn_in: int) -> None:
+        self.sums = {e: [0.0, 0] for e in self.sums}
+        self.burn_in = burn_in
+
+    def __call__(self, stepper: Stepper) -> None:
+        x = stepper.positions.double().clone()
+        if self.previous is not None and self.burn_in <= 0:
+            v = ((x - self.previous) / self.frame_fs).numpy()  # (N, 3) Å/fs, NaN for stopped molecules
+            batch = stepper.start.batch.numpy()
+            for b in np.unique(batch):
+                atoms = batch == b
+                if np.isfinite(v[atoms]).all():
+                    for e, (s, n) in _element_sums(v[atoms][None], self.z[atoms]).items():
+                        self.sums[e][0] += s
+                        self.sums[e][1] += n
+        self.burn_in -= 1
+        self.previous = x
+
+
+def measure_step_friction(model: torch.nn.Module, sde, sampler, trajs: Sequence[Trajectory], *, stride: int,
+                          frame_fs: float, temperature_K: float, frames: int, starts: int = 16, rounds: int = 8,
+                          dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", seed: int = 1,
+                          initial_per_fs: float = 0.01, corrections: Sequence = (MomentumProjection(),),
+                          progress: bool = False) -> Calibration:
+    """Each element's step friction γ (module docstring): ``starts`` rollouts from training windows
+    spread over ``trajs``, ``frames`` frames each in ``rounds`` rounds, the first third of every
+    round not measured (the rollouts relax to the new γ), γ starting at ``initial_per_fs`` 1/fs and
+    kept within FRICTION_RANGE. ``temperature_K``: the fluctuation's temperature (the training data's
+    mean kinetic temperature); ``frame_fs``: the model's frame time (fs). Raises ValueError when
+    ``frames`` < 3 ``rounds`` or no training window fits, RuntimeError when every rollout stopped."""
+    if frames < 3 * rounds:
+        raise ValueError(f"calibration needs at least 3 frames per round, got {frames} frames in {rounds} rounds")
+    usable = [t for t in trajs if t.num_frames > 2 * stride]
+    if not usable:
+        raise ValueError(f"no training trajectory has the {2 * stride + 1} frames a rollout start needs")
+    chosen = [usable[i % len(usable)] for i in range(starts)]
+    times = [evenly_spaced_starts(t.num_frames, 0, stride, starts)[i] for i, t in enumerate(chosen)]
+    start = start_batch(chosen, times, stride=stride, dtype=dtype).to(device)
+    target = element_temperatures(usable, stride)
+    friction = {e: initial_per_fs for e in target if e}
+    fluctuation = StepFluctuation(temperature_K, friction, frame_fs)
+    stepper = Stepper(model, sde, sampler, start, corrections=[fluctuation, *corrections],
+                      generator=torch.Generator(device=device).manual_seed(seed))
+    kinetics = _ElementKinetics(start.z.cpu().numpy(), frame_fs)
+    stepper.attach(kinetics)
+    per_round = frames // rounds
+    measured: dict[int, float] = {}
+    history: list[dict[int, float]] = []
+    lo, hi = FRICTION_RANGE
+    for _ in range(rounds):
+        kinetics.reset(burn_in=per_round // 3)
+        stepper.run(per_round, progress=progress, desc="calibrating the step's fluctuation", frame_fs=frame_fs)
+        if stepper.num_active == 0:
+            raise RuntimeError("every calibration rollout stopped (stepper.stopped says why); the model's step is "
+                               "not stable enough to measure its friction")
+        measured = _temperatures(kinetics.sums)
+        # the Newton step damped (GAIN) against the rounds' sampling noise of a few hundred frames
+        friction = {e: min(hi, max(lo, g * (target[e] / measured[e]) ** GAIN)) if measured[e] > 0 else g
+                    for e, g in friction.items()}
+        history.append(friction)
+        fluctuation.set_friction(friction)
+    # the geometric mean of the later half of the rounds: the estimate with its round-to-round noise averaged
+    later = history[len(history) // 2:]
+    friction = {e: math.exp(sum(math.log(h[e]) for h in later) / len(later)) for e in friction}
+    return Calibration(friction, target, measured, frames, starts)

@@ -1,0 +1,84 @@
+"""The step friction measured after training (training/calibration.py) is the friction of the model's
+step: a model whose frame is a Verlet step of the valence prior damped at a known rate γ, rolled out
+with the fluctuation of that γ, makes "training data" from which the calibration recovers γ, and
+rollouts with the recovered fluctuation hold the data's temperature."""
+from importlib.resources import files
+
+import numpy as np
+import pytest
+import torch
+
+from diffmd_fast.config import Config
+from diffmd_fast.data import Trajectory, bundled, load_trajectory, start_batch
+from diffmd_fast.diffusion.samplers import make_sampler
+from diffmd_fast.diffusion.sde import make_sde
+from diffmd_fast.dynamics.physics import MomentumProjection, StepFluctuation
+from diffmd_fast.dynamics.stepper import Stepper
+from diffmd_fast.nn.score_net import AnchorScore, ScoreNet
+from diffmd_fast.training.calibration import element_temperatures, friction_table, measure_step_friction
+from diffmd_fast.training.conditioning import valence_statistics
+
+STRIDE = 4
+TRUE = {1: 0.03, 6: 0.015, 8: 0.015}  # 1/fs: the damped model's friction per element
+T0 = 500.0  # K
+
+
+class DampedAnchor(AnchorScore):
+    """The prior's Verlet step with its velocity damped by c = exp(-γ Δt) per element: the score whose
+    denoised frame is x(t) + c (x(t) - x(t-1)) + Δt² F / m."""
+
+    def __init__(self, net: ScoreNet, friction: dict[int, float], frame_fs: float) -> None:
+        super().__init__(net)
+        self.keep = {z: float(np.exp(-g * frame_fs)) for z, g in friction.items()}
+
+    def forward(self, batch, x_noisy, std, graph=None):
+        c = torch.tensor([self.keep[int(z)] for z in batch.z], dtype=batch.x.dtype).unsqueeze(-1)  # (N, 1)
+        target = self.net.anchor(batch, graph) - (1.0 - c) * (batch.x - batch.x_prev)
+        return (target - x_noisy) / (std * std)
+
+
+@pytest.fixture(scope="module")
+def damped():
+    cfg = Config.from_toml(files("diffmd_fast") / "configs" / "long.toml",
+                           ["model.num_layers=1", "model.hidden=8", "model.heads=2", "model.ffn=16", "model.max_z=10",
+                            "model.sigma_data=0.05"])
+    traj = load_trajectory(bundled("ethanol"))
+    frame_fs = STRIDE * traj.dt_fs
+    net = ScoreNet(cfg.model).double()
+    net.bond_prior.set_tables(frame_fs=frame_fs, **valence_statistics([traj.slice(0, 4000)], 10))
+    model, sde, sampler = DampedAnchor(net, TRUE, frame_fs), make_sde(cfg.sde), make_sampler(cfg.sampler)
+    # "training data": the damped step with the fluctuation of its own friction, one frame per model frame
+    start = start_batch([traj] * 4, [1000, 2000, 3000, 4000], stride=STRIDE, dtype=torch.float64)
+    stepper = Stepper(model, sde, sampler, start, corrections=[StepFluctuation(T0, TRUE, frame_fs), MomentumProjection()],
+                      generator=torch.Generator().manual_seed(3))
+    frames = []
+    stepper.attach(lambda s: frames.append(s.positions.clone()))
+    stepper.run(2500)
+    x = torch.stack(frames[500:]).numpy()  # (T, N, 3) Å, equilibrated
+    n = len(traj.numbers)
+    data = [Trajectory(x[:, i * n:(i + 1) * n], traj.numbers, frame_fs, name=f"damped{i}") for i in range(4)]
+    return model, sde, sampler, data, frame_fs
+
+
+def test_calibration_recovers_the_friction_of_a_damped_step(damped):
+    model, sde, sampler, data, frame_fs = damped
+    cal = measure_step_friction(model, sde, sampler, data, stride=1, frame_fs=frame_fs, temperature_K=T0, frames=2400,
+                                starts=8, dtype=torch.float64, initial_per_fs=0.01)
+    for z, gamma in TRUE.items():
+        assert cal.friction_per_fs[z] == pytest.approx(gamma, rel=0.3), (z, cal.friction_per_fs)
+    assert cal.measured_K[0] == pytest.approx(cal.target_K[0], rel=0.15)
+    assert friction_table(cal.record()) == cal.friction_per_fs  # what a checkpoint stores reads back
+
+
+def test_element_temperatures_of_a_trajectory_are_its_kinetic_temperatures(damped):
+    *_, data, frame_fs = damped
+    temps = element_temperatures(data, 1)
+    assert set(temps) == {0, 1, 6, 8}
+    assert 0.5 * T0 < temps[0] < 1.2 * T0  # finite differences at 2 fs read below the instantaneous T
+    assert all(np.isfinite(v) and v > 0 for v in temps.values())
+
+
+def test_calibration_refuses_too_few_frames(damped):
+    model, sde, sampler, data, frame_fs = damped
+    with pytest.raises(ValueError, match="3 frames per round"):
+        measure_step_friction(model, sde, sampler, data, stride=1, frame_fs=frame_fs, temperature_K=T0, frames=10)
