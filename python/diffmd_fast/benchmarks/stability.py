@@ -225,15 +225,15 @@ def one_step_errors(run, traj, starts: list[int], stride: int) -> tuple[float, f
 
 
 def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -> Cell:
-    from dataclasses import replace
+    from ase.data import chemical_symbols
 
+    from ..dynamics.physics import StepFluctuation
     from ..dynamics.rollout import evenly_spaced_starts
-    from ..nn.score_net import AnchorScore
     from ..training.run import load_run
 
     run = load_run(run_dir, "cpu", SAMPLERS[sampler] + args.rollout_set)
-    if sampler == PRIOR_ONLY:  # the run's anchor alone: its valence force field with the network removed
-        run = replace(run, model=AnchorScore(run.model))
+    if sampler == PRIOR_ONLY:
+        run = run.prior_alone()
     test = split.test
     frame_fs = run.frame_time(test)
     starts = evenly_spaced_starts(test.num_frames, 0, stride, args.starts)
@@ -256,6 +256,10 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -
     temp = score.temp_sum / score.temp_count if score.temp_count else float("nan")
     temp_ref = run.data.get("temperature_K") or float("nan")
     physics = ",".join(type(c).__name__ for c in corrections) or "none"
+    fluctuation = next((c for c in corrections if isinstance(c, StepFluctuation)), None)
+    if fluctuation is not None:
+        physics += " (step friction " + " ".join(f"{chemical_symbols[z]} {g:.3g}" for z, g in
+                                                   sorted(fluctuation.friction_per_fs.items())) + " /fs)"
     if run.config.rollout.thermostat != "none":
         physics += f" (tau {run.config.rollout.tau_fs:g} fs)"
     m, tc = run.config.model, run.config.train

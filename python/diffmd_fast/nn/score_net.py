@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 
 import torch
+from ase import units
 from torch import nn
 
 from ..config import ModelConfig
@@ -47,7 +48,7 @@ from ..data.batch import FrameBatch
 from .bond_prior import BondPrior
 from .egl import EGL
 from ..ops import fused
-from ..ops.graph import Graph, complete_graph
+from ..ops.graph import Graph, complete_graph, with_covalent_bonds
 
 
 class GaussianFourierFeatures(nn.Module):
@@ -211,6 +212,55 @@ class AnchorScore(nn.Module):
                 graph: Graph | None = None) -> torch.Tensor:
         graph = complete_graph(batch.batch) if graph is None else graph
         return (self.net.anchor(batch, graph) - x_noisy) / (std * std)
+
+
+class PriorFallback(nn.Module):
+    """A ScoreNet whose prediction falls back to its anchor (the valence prior's Verlet step) on the
+    atoms of a bond stretched or compressed beyond the range the training data show.
+
+    Why: the network is a correction learned where the data are: each bond within a few thermal widths
+    σ_b = sqrt(k_B T / k_b) of its fitted rest length (the data's spread, for a Boltzmann-inverted k_b).
+    Off that range it extrapolates, and a correction that pumps energy into one stretch drives the bond
+    further out, where the correction is less constrained still, until it breaks; the force field
+    alone holds the same bond. Per atom, the score is s = s_anchor + w (s_net - s_anchor), w the product
+    over its bonds of ramps from 1 at ``inner`` σ_b to 0 at 1.5 ``inner`` σ_b of |r - r0|: inside the
+    data's range the network's frame, outside it the prior's, with no step in between. The mix is of
+    denoised frames, D = w D_net + (1 - w) D_anchor, so any sampler sees one consistent score.
+
+    forward(batch, x_noisy (N, 3) Å, std (N, 1) Å, graph) -> (N, 3) 1/Å. ``temperature_K``: T of the
+    widths (the training data's); ``inner``: the widths at which the fallback starts."""
+
+    def __init__(self, net: ScoreNet, temperature_K: float, inner: float) -> None:
+        super().__init__()
+        if net.bond_prior is None or not (temperature_K > 0 and inner > 0):
+            raise ValueError("PriorFallback needs a net with a valence prior (model.bond_prior), temperature_K > 0 "
+                             f"and inner > 0; got {temperature_K}, {inner}")
+        self.net, self.cfg, self.inner = net, net.cfg, float(inner)
+        self.kT = float(temperature_K) * units.kB  # eV
+
+    def trust(self, x: torch.Tensor, z: torch.Tensor, graph: Graph) -> torch.Tensor:
+        """(N, 1) in [0, 1]: the network's weight at each atom of positions x (N, 3) Å (class docstring)."""
+        prior = self.net.bond_prior
+        recv, send = graph.bonds  # (M,) each bond in both directions
+        t = prior.atom_types(z, graph)
+        k, r0 = prior.k[t[recv], t[send]], prior.r0[t[recv], t[send]]  # (M,) eV/Å², Å
+        width = torch.sqrt(self.kT / k.clamp_min(1e-6))  # (M,) Å, the thermal spread of the fitted well
+        r = (x[recv] - x[send]).double().norm(dim=-1)  # (M,) Å
+        ramp = ((1.5 * self.inner - (r - r0).abs() / width) / (0.5 * self.inner)).clamp(0.0, 1.0)  # (M,)
+        # the product of an atom's ramps (1 inside, 0 as soon as one bond is out), as a sum of logs: an
+        # index_add, which every backend and the compiler handle
+        log_w = torch.zeros(x.shape[0], dtype=ramp.dtype, device=x.device).index_add_(0, recv, ramp.clamp_min(1e-30).log())
+        w = torch.where(log_w < -40.0, 0.0, log_w.exp())  # a bond fully out: exactly the prior
+        return w.to(x.dtype).unsqueeze(-1)
+
+    def forward(self, batch: FrameBatch, x_noisy: torch.Tensor, std: torch.Tensor,
+                graph: Graph | None = None) -> torch.Tensor:
+        graph = complete_graph(batch.batch) if graph is None else graph
+        if graph.bonds is None:
+            graph = with_covalent_bonds(graph, batch.x, batch.z)
+        score = self.net(batch, x_noisy, std, graph)
+        anchor_score = (self.net.anchor(batch, graph) - x_noisy) / (std * std)
+        return anchor_score + self.trust(batch.x, batch.z, graph) * (score - anchor_score)
 
 
 def build_model(cfg: ModelConfig) -> ScoreNet:

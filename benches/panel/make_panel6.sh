@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The held-out drug-like panel: six molecules of 16-20 atoms, none bundled and none used to choose
+# any setting, one functional group each (phenol, amide, amine, ester, aryl halide, heteroaromatic).
+# Reference MD with `diffmd simulate` from SMILES (RDKit embedding; GFN2-xTB, 500 K, 0.5 fs, Langevin
+# friction 0.01/fs, the bundled data's protocol), one npz each under $OUT (default runs/panel6).
+# Resumable: a molecule whose npz exists is skipped. 1 thread per molecule.
+set -euo pipefail
+V=${V:-.venv/bin}
+OUT=${OUT:-runs/panel6}
+FRAMES=${FRAMES:-24000}
+mkdir -p "$OUT"
+while read -r name smiles; do
+  [ -f "$OUT/$name.npz" ] && continue
+  OMP_NUM_THREADS=1 "$V/diffmd" simulate "$smiles" --out "$OUT/$name.npz" --name "$name" --temperature 500 \
+    --timestep 0.5 --frames "$FRAMES" --equilibration 2000 --seed 7 --threads 1 --quiet
+done <<'PANEL'
+ethylphenol CCc1ccc(O)cc1
+acetanilide CC(=O)Nc1ccccc1
+benzylamine NCc1ccccc1
+methylbutanoate CCCC(=O)OC
+chloroanisole COc1ccc(Cl)cc1
+ethylpyridine CCc1cccnc1
+PANEL

@@ -1,0 +1,75 @@
+"""PriorFallback: the network's frame inside the data's bond range, the valence prior's outside it,
+equivariant, and the same in a compiled rollout frame."""
+import dataclasses
+
+import pytest
+import torch
+
+from diffmd_fast.data import bundled, load_trajectory, start_batch
+from diffmd_fast.nn.score_net import AnchorScore, PriorFallback
+from diffmd_fast.ops.graph import complete_graph, with_covalent_bonds
+from diffmd_fast.training.conditioning import valence_statistics
+from model_helpers import TINY, make_net, orthogonal, perturb_, transform
+
+T = 500.0  # K
+
+
+@pytest.fixture(scope="module")
+def setup():
+    traj = load_trajectory(bundled("ethanol"))
+    net = perturb_(make_net(dataclasses.replace(TINY, bond_prior=True, sigma_data=0.05)))
+    net.bond_prior.set_tables(frame_fs=2.0, **valence_statistics([traj.slice(0, 2000)], 10))
+    batch = start_batch([traj] * 2, [500, 1500], stride=4, dtype=torch.float64)
+    graph = with_covalent_bonds(complete_graph(batch.batch), batch.x, batch.z)
+    return net, batch, graph
+
+
+def _scores(model, batch, graph, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    std = torch.full((batch.x.shape[0], 1), 0.05, dtype=torch.float64)
+    x_noisy = batch.x + 0.05 * torch.randn(batch.x.shape, generator=gen, dtype=torch.float64)
+    return model(batch, x_noisy, std, graph), x_noisy, std
+
+
+def test_inside_the_data_range_it_is_the_network(setup):
+    net, batch, graph = setup
+    wrapped = PriorFallback(net, T, 4.0)
+    assert torch.equal(wrapped.trust(batch.x, batch.z, graph), torch.ones(batch.x.shape[0], 1, dtype=torch.float64))
+    torch.testing.assert_close(_scores(wrapped, batch, graph)[0], _scores(net, batch, graph)[0])
+
+
+def test_a_stretched_bond_hands_its_atoms_to_the_prior(setup):
+    net, batch, graph = setup
+    stretched = batch.x.clone()
+    stretched[2] = stretched[1] + 1.6 * (stretched[2] - stretched[1])  # ethanol's C-O of molecule 0 to ~2.3 Å
+    moved = type(batch)(z=batch.z, x_prev2=batch.x_prev2, x_prev=batch.x_prev, x=stretched, x_next=batch.x_next,
+                        batch=batch.batch, num_graphs=batch.num_graphs)
+    wrapped = PriorFallback(net, T, 4.0)
+    w = wrapped.trust(moved.x, moved.z, graph).squeeze(-1)
+    assert w[1] == 0 and w[2] == 0  # both ends of the stretched bond
+    assert (w[batch.batch == 1] == 1).all()  # the other molecule untouched
+    out, x_noisy, std = _scores(wrapped, moved, graph)
+    prior = AnchorScore(net)(moved, x_noisy, std, graph)
+    net_score = net(moved, x_noisy, std, graph)
+    torch.testing.assert_close(out[[1, 2]], prior[[1, 2]])
+    torch.testing.assert_close(out[batch.batch == 1], net_score[batch.batch == 1])
+
+
+def test_the_fallback_is_e3_equivariant(setup):
+    net, batch, graph = setup
+    wrapped = PriorFallback(net, T, 1.0)  # a tight range: some atoms partly on the prior
+    assert (wrapped.trust(batch.x, batch.z, graph) < 1).any()
+    out, x_noisy, std = _scores(wrapped, batch, graph)
+    for reflect in (False, True):
+        q, t = orthogonal(3, reflect), torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)
+        moved = transform(batch, q, t)
+        out_q = wrapped(moved, x_noisy @ q.T + t, std, graph)
+        torch.testing.assert_close(out_q, out @ q.T, rtol=1e-8, atol=1e-8)
+
+
+def test_a_net_without_a_prior_is_refused():
+    from diffmd_fast.config import ModelConfig
+    from diffmd_fast.nn.score_net import ScoreNet
+
+    with pytest.raises(ValueError, match="valence prior"):
+        PriorFallback(ScoreNet(ModelConfig(num_layers=1, heads=2, hidden=8, ffn=16, max_z=10, bond_prior=False)), T, 4.0)
