@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Long-rollout quality on the held-out drug-like panel (make_panel6.sh), configs/long.toml as shipped
+# (Langevin at the reference's friction, tau 100 fs; the step's calibrated fluctuation; the prior
+# fallback), every full-model row beside the prior alone, 8 starts x $PS ps. Nothing here was tuned on
+# these molecules. Resumable: trained runs and finished cells are cached under $RUNS. 1 torch thread.
+set -euo pipefail
+V=${V:-.venv/bin}
+DATA=${DATA:-runs/panel6}
+RUNS=${RUNS:-runs/panel6/stability}
+PS=${PS:-100}
+export OMP_NUM_THREADS=1
+MOLS=""
+for mol in ethylphenol acetanilide benzylamine methylbutanoate chloroanisole ethylpyridine; do
+  while [ ! -f "$DATA/$mol.npz" ]; do sleep 30; done  # make_panel6.sh may still be writing it
+  MOLS="${MOLS:+$MOLS,}$DATA/$mol.npz"
+done
+"$V/python" benches/bench_stability.py --molecules "$MOLS" --strides 4 --samplers heun1,prior-only --ps "$PS" --starts 8 \
+  --max-minutes 20 --rollout-set rollout.compile=false --runs "$RUNS" --json "benches/results/stability_panel6_${PS}ps.json"
