@@ -41,7 +41,7 @@ def golden_model():
     from model_helpers import TINY
 
     from diffmd_fast.nn.score_net import ScoreNet
-    from diffmd_fast.training.conditioning import valence_statistics
+    from diffmd_fast.valence.fit import valence_statistics
 
     traj = ethanol()
     torch.manual_seed(0)
@@ -84,7 +84,7 @@ def score_batch(traj, dtype=torch.float64):
 
 
 def run_scores(model, traj) -> np.ndarray:
-    from diffmd_fast.ops.graph import with_covalent_bonds
+    from diffmd_fast.valence.topology import with_covalent_bonds
     from diffmd_fast.ops.graph import complete_graph
 
     batch, x_noisy, std = score_batch(traj)
