@@ -1,6 +1,6 @@
 // Valence terms (harmonic bonds, cosine-harmonic angles, mirror-symmetric torsions) in double
 // precision: the math shared by the CPU and CUDA kernels of diffmd_fast::valence_force and the Python
-// reference (nn/bond_prior.py).
+// reference (valence/prior.py).
 #pragma once
 
 #include <cmath>
@@ -48,7 +48,7 @@ DMD_HD void cosine_angle_force(const double xi[3], const double xj[3], const dou
   }
 }
 
-// Forces on i, j, k, l of the mirror-symmetric torsion of nn/bond_prior.py,
+// Forces on i, j, k, l of the mirror-symmetric torsion of valence/prior.py,
 // U(φ) = -kt log ½[exp(κ cos n(φ - φ0)) + exp(κ cos n(φ + φ0))], φ the IUPAC dihedral angle of i-j-k-l
 // (b1 = x_j - x_i, b2 = x_k - x_j, b3 = x_l - x_k; φ = atan2(|b2| b1·(b2×b3), (b1×b2)·(b2×b3))), in
 // the closed form of Blondel & Karplus 1996 (J. Comput. Chem. 17, 1132): the four sum to zero.

@@ -119,7 +119,7 @@ class ModelConfig:
     ``bond_prior`` (needs ``anchor``): the anchor becomes the Verlet step of a valence force field
     (harmonic bonds and angles, periodic torsions of the start frame's topology, per atom environment)
     fitted to the training data, so that off the data the default is a restoring bond instead of
-    ballistic flight (beyond the paper; nn/bond_prior.py). ``prior_torsions``: with the torsions
+    ballistic flight (beyond the paper; valence/prior.py). ``prior_torsions``: with the torsions
     (they hold the molecule near the conformers the data visited; off: groups rotate freely).
     ``prior_force_matching``: fit the prior's bond and angle constants to the reference forces by
     least squares instead of Boltzmann inversion of each coordinate (data without forces: the
@@ -151,9 +151,9 @@ class ModelConfig:
     num_fourier: int = 16  # Gaussian Fourier features of log std (noise-level embedding)
     anchor: bool = True
     sigma_data: float = 0.0  # Å; > 0: EDM preconditioning about x(t) + v(t)
-    bond_prior: bool = False  # anchor = Verlet step of a valence force field fitted to the data (nn/bond_prior.py)
+    bond_prior: bool = False  # anchor = Verlet step of a valence force field fitted to the data (valence/prior.py)
     prior_torsions: bool = True  # the bond prior's periodic torsions
-    prior_force_matching: bool = False  # bond and angle constants fitted to the data's forces (training/force_matching.py)
+    prior_force_matching: bool = False  # bond and angle constants fitted to the data's forces (valence/force_matching.py)
     backend: Literal["fused", "reference"] = "fused"
 
     def __post_init__(self) -> None:
@@ -281,7 +281,7 @@ class TrainConfig:
     input_noise: float = 0.0  # Å, std of the noise on the conditioning frames x(t-2), x(t-1), x(t)
     input_noise_shared: float = 0.0  # Å, std of one offset added to all three (velocities stay exact)
     # the target follows the noise: x(t+1) plus the Verlet response of the fitted valence force field
-    # (bonds, angles, torsions; nn/bond_prior.py) to the perturbed frames, not the clean x(t+1) (training/conditioning.py)
+    # (bonds, angles, torsions; valence/prior.py) to the perturbed frames, not the clean x(t+1) (training/conditioning.py)
     input_noise_response: bool = False
     unroll_prob: float = 0.0  # probability that a batch is conditioned on the model's own frames
     unroll_steps: int = 1  # most model steps unrolled (k drawn uniformly in 1..unroll_steps)

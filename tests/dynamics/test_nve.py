@@ -16,7 +16,7 @@ from diffmd_fast.diffusion.samplers import make_sampler
 from diffmd_fast.diffusion.sde import make_sde
 from diffmd_fast.dynamics.stepper import Stepper
 from diffmd_fast.nn.score_net import AnchorScore, ScoreNet
-from diffmd_fast.training.conditioning import valence_statistics
+from diffmd_fast.valence.fit import valence_statistics
 
 STRIDE, FRAMES = 4, 750  # 2 fs frames of the 0.5 fs data, 1.5 ps
 
@@ -57,7 +57,8 @@ def test_prior_only_rollout_without_thermostat_conserves_energy(prior_only):
 def test_energy_is_the_potential_of_the_force(prior_only):
     _, traj, net = prior_only
     start = start_batch([traj], [1500], stride=STRIDE, dtype=torch.float64)
-    from diffmd_fast.ops.graph import complete_graph, with_covalent_bonds
+    from diffmd_fast.ops.graph import complete_graph
+    from diffmd_fast.valence.topology import with_covalent_bonds
 
     graph = with_covalent_bonds(complete_graph(start.batch), start.x, start.z)
     x = (start.x + 0.03 * torch.randn(start.x.shape, generator=torch.Generator().manual_seed(1),

@@ -13,9 +13,9 @@ from diffmd_fast.data import bundled, load_trajectory
 from diffmd_fast.data.build import whole_structure
 from diffmd_fast.data.trajectory import TrajectoryError
 from diffmd_fast.dynamics.preflight import check_start, fragment_count, topology_graph, training_topology
-from diffmd_fast.nn.bond_prior import BondPrior
-from diffmd_fast.ops.graph import type_label
-from diffmd_fast.training.conditioning import valence_statistics
+from diffmd_fast.valence.prior import BondPrior
+from diffmd_fast.valence.topology import type_label
+from diffmd_fast.valence.fit import valence_statistics
 from model_helpers import water_box
 
 ETHANOL_ENVS = {"C(H,H,H,C)", "C(H,H,C,O)", "O(H,C)", "H(C)", "H(O)"}

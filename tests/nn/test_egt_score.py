@@ -11,7 +11,8 @@ import torch
 
 from diffmd_fast.nn.score_net import ScoreNet
 from diffmd_fast.ops import fused
-from diffmd_fast.ops.graph import complete_graph, with_covalent_bonds
+from diffmd_fast.ops.graph import complete_graph
+from diffmd_fast.valence.topology import with_covalent_bonds
 from model_helpers import TINY, make_net, orthogonal, perturb_, random_batch, transform
 
 pytestmark = pytest.mark.skipif(not fused.HAS_EXTENSION, reason="compiled extension not built")

@@ -7,8 +7,8 @@ import torch
 
 from diffmd_fast.data import bundled, load_trajectory, start_batch
 from diffmd_fast.nn.score_net import AnchorScore, PriorFallback
-from diffmd_fast.ops.graph import complete_graph, with_covalent_bonds
-from diffmd_fast.training.conditioning import valence_statistics
+from diffmd_fast.ops.graph import complete_graph
+from diffmd_fast.valence import valence_statistics, with_covalent_bonds
 from model_helpers import TINY, make_net, orthogonal, perturb_, transform
 
 T = 500.0  # K

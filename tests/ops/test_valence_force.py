@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffmd_fast.nn.bond_prior import BondPrior
+from diffmd_fast.valence.prior import BondPrior
 from diffmd_fast.ops import fused
-from diffmd_fast.ops.graph import atom_environments, complete_graph, with_covalent_bonds
+from diffmd_fast.ops.graph import complete_graph
+from diffmd_fast.valence.topology import atom_environments, with_covalent_bonds
 
 pytestmark = pytest.mark.skipif(not fused.HAS_EXTENSION, reason="compiled extension not built")
 

@@ -16,7 +16,7 @@ from diffmd_fast.dynamics.physics import MomentumProjection, StepFluctuation
 from diffmd_fast.dynamics.stepper import Stepper
 from diffmd_fast.nn.score_net import AnchorScore, ScoreNet
 from diffmd_fast.training.calibration import element_temperatures, friction_table, measure_step_friction
-from diffmd_fast.training.conditioning import valence_statistics
+from diffmd_fast.valence import valence_statistics
 
 STRIDE = 4
 TRUE = {1: 0.03, 6: 0.015, 8: 0.015}  # 1/fs: the damped model's friction per element

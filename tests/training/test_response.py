@@ -12,10 +12,12 @@ from ase import units
 from diffmd_fast.config import Config, TrainConfig
 from diffmd_fast.data import bundled, load_trajectory
 from diffmd_fast.data.batch import FrameBatch
-from diffmd_fast.dynamics.physics import masses_of
-from diffmd_fast.ops.graph import complete_graph, with_covalent_bonds
-from diffmd_fast.nn.bond_prior import BondPrior
-from diffmd_fast.training.conditioning import bond_statistics, response_target
+from diffmd_fast.data.elements import masses_of
+from diffmd_fast.ops.graph import complete_graph
+from diffmd_fast.valence.topology import with_covalent_bonds
+from diffmd_fast.valence.prior import BondPrior
+from diffmd_fast.training.conditioning import response_target
+from diffmd_fast.valence.fit import bond_statistics
 from diffmd_fast.training.loop import train
 from model_helpers import TINY
 

@@ -131,7 +131,8 @@ def call_times(model, start, repeats: int = 7) -> dict:
     off, fused attention), the EGL attention op alone, once per layer (its share of either), and the
     anchor (x(t) + v(t), plus the valence prior's Verlet step with model.bond_prior) that every call
     computes first."""
-    from ..ops.graph import complete_graph, with_covalent_bonds
+    from ..ops.graph import complete_graph
+    from ..valence.topology import with_covalent_bonds
 
     graph = with_covalent_bonds(complete_graph(start.batch), start.x, start.z)  # the rollout's fixed topology
     x_noisy = 2.0 * start.x - start.x_prev

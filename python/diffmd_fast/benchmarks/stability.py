@@ -116,7 +116,8 @@ class OnlineScore:
     definitions of evaluation/longrun.py (MDsim stability, h(r), kinetic temperature), frame by frame."""
 
     def __init__(self, reference: np.ndarray, numbers: np.ndarray, rollouts: int, frame_fs: float, start_x: torch.Tensor):
-        from ..evaluation.longrun import HR_BINS, HR_R_MAX, masses, mean_bond_lengths
+        from ..data.elements import masses
+        from ..evaluation.longrun import HR_BINS, HR_R_MAX, mean_bond_lengths
         from ..evaluation.metrics import bonds_from_reference
 
         self.n, self.b, self.frame_fs = numbers.shape[0], rollouts, frame_fs

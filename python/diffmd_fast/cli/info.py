@@ -97,7 +97,7 @@ def _run_info(run: Path) -> dict:
 
 def _trained_on(data: dict) -> dict:
     """The valence types and molecule counts a checkpoint's ``data`` records, as labels."""
-    from ..ops.graph import type_label
+    from ..valence.topology import type_label
 
     types = data.get("valence_types")
     if not types:

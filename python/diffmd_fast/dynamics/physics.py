@@ -38,25 +38,14 @@ from typing import Any, Protocol
 
 import torch
 from ase import units
-from ase.data import atomic_masses
 
 from ..config import RolloutConfig
 from ..data.batch import FrameBatch
+from ..data.elements import masses_of
 
 # sqrt(k_B T / m) for T in K and m in amu, in Å/fs: ASE's velocity unit is sqrt(eV/amu) and one fs
 # is units.fs ASE time units.
 _THERMAL_SPEED = math.sqrt(units.kB) * units.fs
-
-
-_MASS_TABLES: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
-
-
-def masses_of(z: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """(N,) atomic masses in amu (ASE's table, IUPAC standard atomic weights) for atomic numbers z (N,)."""
-    key = (dtype, z.device)
-    if key not in _MASS_TABLES:
-        _MASS_TABLES[key] = torch.as_tensor(atomic_masses, dtype=dtype, device=z.device)
-    return _MASS_TABLES[key][z]
 
 
 class _PerWindow:

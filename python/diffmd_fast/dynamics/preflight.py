@@ -8,7 +8,7 @@ seen nothing else. ``check_start`` refuses, with one line naming what is wrong, 
   molecules given to a one-molecule model pass through each other: nothing holds them apart),
 - with valence types the checkpoint was not trained on (``unseen_types``),
 unless ``allow_unseen``: then it warns with the list, and the prior covers every unseen term with a
-fallback that is never a zero force constant (nn.prior_coverage.cover). What the checkpoint
+fallback that is never a zero force constant (valence.coverage.cover). What the checkpoint
 was trained on is ``data["valence_types"]`` and ``data["fragments"]`` (``training_topology``,
 recorded by training); checkpoints from before that record know only the prior's environments and
 torsions, and no fragment count.
@@ -25,8 +25,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ..evaluation.metrics import bonds_from_reference
-from ..nn.prior_coverage import cover
-from ..ops.graph import complete_graph, type_label, valence_types, with_covalent_bonds
+from ..ops.graph import complete_graph
+from ..valence.coverage import cover
+from ..valence.topology import type_label, valence_types, with_covalent_bonds
 from .guards import GuardConfig
 
 KINDS = ("environments", "bonds", "angles", "torsions")

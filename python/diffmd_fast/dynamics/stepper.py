@@ -24,7 +24,8 @@ import torch
 from ..data.batch import FrameBatch
 from ..diffusion.samplers import Sampler
 from ..diffusion.sde import SDE
-from ..ops.graph import Graph, complete_graph, with_covalent_bonds
+from ..ops.graph import Graph, complete_graph
+from ..valence.topology import with_covalent_bonds
 from .guards import GuardConfig, RolloutGuard, StopReport
 from .physics import FrameCorrection
 

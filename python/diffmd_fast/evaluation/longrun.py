@@ -39,11 +39,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from ase import units
-from ase.data import atomic_masses
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import get_window
 from scipy.spatial.distance import jensenshannon
 
+from ..data.elements import masses
 from .metrics import STABILITY_TOL, _check_traj, bonds_from_reference
 
 HR_BINS = 500  # MDsim: 500 bins ...
@@ -73,16 +73,6 @@ def _chunk(per_frame: int) -> int:
 def _unit_sum(p: np.ndarray) -> np.ndarray:
     total = p.sum()
     return p / total if total > 0 else p
-
-
-def masses(numbers: np.ndarray, n_atoms: int | None = None) -> np.ndarray:
-    """(N,) amu: ASE's standard atomic masses for atomic numbers (N,)."""
-    z = np.asarray(numbers)
-    if z.ndim != 1 or (n_atoms is not None and z.shape[0] != n_atoms):
-        raise ValueError(f"numbers must have shape ({n_atoms if n_atoms is not None else 'N'},), got {z.shape}")
-    if (z < 1).any() or (z >= len(atomic_masses)).any():
-        raise ValueError(f"numbers must be atomic numbers in 1..{len(atomic_masses) - 1}, got {z.tolist()}")
-    return atomic_masses[z.astype(np.int64)]
 
 
 def degrees_of_freedom(n_atoms: int) -> int:

@@ -27,7 +27,7 @@ untrained network (κ = 0) is the exact posterior mean of a Gaussian of width σ
 with no damping of the velocity, and (3) with the matching loss weight (losses.dsm_loss) the
 high-noise estimate, which a one-step sampler uses, is trained as much as the low-noise ones.
 
-``bond_prior`` (beyond the paper; nn/bond_prior.py) adds to the anchor the Verlet step of a harmonic
+``bond_prior`` (beyond the paper; valence/prior.py) adds to the anchor the Verlet step of a harmonic
 covalent-bond model fitted to the training data, x_anchor = x(t) + v(t) + Δt² F_bond(x(t))/m, so the
 network learns a correction to that step and, off the data, bonds pull back instead of the
 constant-velocity default letting atoms fly off.
@@ -45,10 +45,11 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..data.batch import FrameBatch
-from .bond_prior import BondPrior
-from .egl import EGL
 from ..ops import fused
-from ..ops.graph import Graph, complete_graph, with_covalent_bonds
+from ..ops.graph import Graph, complete_graph
+from ..valence.prior import BondPrior
+from ..valence.topology import with_covalent_bonds
+from .egl import EGL
 
 
 class GaussianFourierFeatures(nn.Module):

@@ -16,7 +16,7 @@ backward op (FlashAttention-style: the forward saves outputs and the log-sum-exp
 recomputes the pair terms). Without the compiled extension, the reference runs instead.
 ``egt_score`` is the whole score network in one inference-only call (nn.ScoreNet routes to it when
 autograd is off; see csrc/egt_score/egt_score.cpp for why). ``valence_force`` is the bond prior's
-force field in one inference-only pass (nn.bond_prior.BondPrior routes to it; csrc/valence_force/).
+force field in one inference-only pass (valence.prior.BondPrior routes to it; csrc/valence_force/).
 """
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def valence_force(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle
     ``bonds`` (2, M) with constants bond_k (eV/Å²) and bond_r0 (Å) (T, T) by atom type ``types`` (N,),
     cosine-harmonic angles ``angles`` (3, A) with angle_k (eV) and angle_c0 (S, S, S) over the type
     slots ``slot`` (T,), torsions ``dihedrals`` (4, D) with ``torsion`` (D, 4) (k_B T / m eV, κ, n,
-    φ0 rad). No autograd. Reference: nn.bond_prior.BondPrior.force_reference. Raises RuntimeError
+    φ0 rad). No autograd. Reference: valence.prior.BondPrior.force_reference. Raises RuntimeError
     without the extension, and (op) on atom indices outside x or tables of the wrong shape."""
     _require("valence_force")
     return torch.ops.diffmd_fast.valence_force(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0,

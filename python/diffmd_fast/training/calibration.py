@@ -25,7 +25,8 @@ from ase import units
 
 from ..data.trajectory import Trajectory
 from ..data.windows import start_batch
-from ..dynamics.physics import MomentumProjection, StepFluctuation, masses_of
+from ..data.elements import masses_of
+from ..dynamics.physics import MomentumProjection, StepFluctuation
 from ..dynamics.rollout import evenly_spaced_starts
 from ..dynamics.stepper import Stepper
 

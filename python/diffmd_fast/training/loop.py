@@ -43,13 +43,12 @@ from ..diffusion.sde import SDE, make_sde
 from ..dynamics.preflight import training_topology
 from ..dynamics.rollout import rollout_armse
 from ..evaluation.longrun import temperature_series
-from ..nn.bond_prior import BondPrior
+from ..valence import BondPrior, force_matched, valence_statistics, with_covalent_bonds
 from ..nn.score_net import ScoreNet
-from ..ops.graph import complete_graph, with_covalent_bonds
+from ..ops.graph import complete_graph
 from .checkpoint import load_latest, save_checkpoint
-from .conditioning import add_input_noise, pushforward, response_target, valence_statistics
+from .conditioning import add_input_noise, pushforward, response_target
 from .distributed import DistInfo, GlobalBatchSampler, all_mean, any_rank, barrier, init_distributed, shutdown
-from .force_matching import force_matched
 from .optim import make_optimiser
 
 _P = 1_000_003  # mixing prime for noise keys

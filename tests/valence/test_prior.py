@@ -1,4 +1,4 @@
-"""The harmonic bonded-terms prior of the anchor (nn/bond_prior.py): its force is -∇U of the harmonic
+"""The harmonic bonded-terms prior of the anchor (valence/prior.py): its force is -∇U of the harmonic
 bonds and angles of a fixed topology and nothing else, with constants per atom environment where the
 data has them and per element otherwise, prior-only MD conserves energy and keeps the data's
 pair-distance distribution, its tables come from the data, and they travel with checkpoints."""
@@ -12,11 +12,12 @@ from ase.data import atomic_masses, covalent_radii
 
 from diffmd_fast.config import Config, TrainConfig
 from diffmd_fast.data import bundled, load_trajectory
-from diffmd_fast.nn.bond_prior import BondPrior
+from diffmd_fast.valence.prior import BondPrior
 from diffmd_fast.evaluation.longrun import HR_BINS, HR_R_MAX, hr_errors, hr_histogram
-from diffmd_fast.training.conditioning import angle_statistics, bond_statistics, environment_statistics
+from diffmd_fast.valence.fit import angle_statistics, bond_statistics, environment_statistics
 from diffmd_fast.nn.score_net import ScoreNet
-from diffmd_fast.ops.graph import ENV_BASE, complete_graph, with_covalent_bonds
+from diffmd_fast.ops.graph import complete_graph
+from diffmd_fast.valence.topology import ENV_BASE, with_covalent_bonds
 from diffmd_fast.training.run import load_run
 from diffmd_fast.training.loop import train
 from model_helpers import TINY
@@ -159,7 +160,7 @@ def test_torsion_fit_recovers_the_wells_it_samples():
     # mirror pair of wells at ±70° (n = 1, κ = 20), a three-fold rotor at 60°, 180°, 300° (n = 3), a
     # planar torsion about 0° (n = 1, one well)
     from diffmd_fast.data.trajectory import Trajectory
-    from diffmd_fast.training.conditioning import _torsions, _valence_terms
+    from diffmd_fast.valence.fit import _torsions, _valence_terms
 
     rng = np.random.default_rng(0)
     theta = np.radians(110.0)
@@ -185,7 +186,7 @@ def test_torsion_fit_recovers_the_wells_it_samples():
 
 def test_the_dihedrals_about_one_bond_share_its_rotation_energy():
     # ethane's C-C bond carries 9 H-C-C-H dihedrals, a C(sp2)-C(sp2) ring bond 4, a C-C-C-C chain 1
-    from diffmd_fast.training.conditioning import _torsions_about
+    from diffmd_fast.valence.fit import _torsions_about
 
     b = ENV_BASE
     h, methyl, ring_c, chain_c = 1 + 6 * b, 6 + b + b**2 + b**3 + 6 * b**4, 6 + b + 6 * b**2 + 6 * b**3, 6 + 6 * b + 6 * b**2
@@ -337,8 +338,8 @@ def test_excluded_volume_walls_push_nonbonded_atoms_apart_and_are_minus_the_grad
     """Atoms more than two bonds apart get a wall at 0.95 of the data's closest approach: a frame of the
     data feels nothing, a hydroxyl H pushed onto the methyl carbon is pushed back, and the force is -∇U
     on both the op and the reference path."""
-    from diffmd_fast.nn.bond_prior import WALL_MARGIN
-    from diffmd_fast.training.conditioning import valence_statistics
+    from diffmd_fast.valence.prior import WALL_MARGIN
+    from diffmd_fast.valence.fit import valence_statistics
 
     traj = load_trajectory(bundled("ethanol"))
     stats = valence_statistics([traj.slice(0, 2000)], 10)

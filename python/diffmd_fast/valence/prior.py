@@ -21,7 +21,7 @@ the torsion and its mirror image, because a molecule and its reflection have the
 reflection flips every dihedral's sign (a single well at the data's φ0 = -93° of aspirin's ester
 would make the model's dynamics differ from its mirror image's, breaking E(3) equivariance). n in
 1, 2, 3 (3 for a methyl rotor, 2 for a planar group seen cis and trans), one well at φ0 = 0 or π/n
-or a pair at ±φ0, and κ are chosen by likelihood (training.conditioning._torsion_fit); for κ -> 0 (a
+or a pair at ±φ0, and κ are chosen by likelihood (valence.fit._torsion_fit); for κ -> 0 (a
 free rotor) the term vanishes. The m dihedrals about one bond (9 for ethane's C-C) all measure its
 one rotation, so each carries k_B T / m: summed, the bond's rotation has the free energy the data
 show, not m times it (DREIDING's rule; the full k_B T on each term made prior-only steps 20 % worse
@@ -32,7 +32,7 @@ but lets every group rotate freely: prior-only aspirin drifted from the data's c
 data visited (and their mirror images), so a model cannot find others the data never showed
 (model.prior_torsions = false leaves them out).
 
-An atom's type is its environment (ops.graph.atom_environments: element and bonded neighbours'
+An atom's type is its environment (valence.topology.atom_environments: element and bonded neighbours'
 elements, the atom types of classical force fields), so aspirin's C=O (1.21 Å) and C-O (1.36 Å)
 bonds, or its ring C-C (1.39 Å) and ring-carboxyl C-C (1.48 Å), each get their own rest length;
 pooled per element pair they shared one, 0.01-0.1 Å off for every bond, and prior-only MD missed the
@@ -50,7 +50,7 @@ apart 0.6 of their van der Waals radii sum (Bondi's, ASE's table): the repulsive
 models (CGnet), kept to the wall.
 
 The bonds are a fixed topology: ``graph.bonds``, ``angles``, ``dihedrals``, ``environments`` (a
-rollout perceives them once, on its start frame, ops.graph.with_covalent_bonds), or, when the graph
+rollout perceives them once, on its start frame, valence.topology.with_covalent_bonds), or, when the graph
 carries none (training on data frames), the covalent bonds perceived on x(t). A fixed topology
 matters: a prior that perceives bonds by distance on every frame captures non-bonded neighbours (the
 1-3 C...O of ethanol at 2.4 Å, ring 1-3 C...C at 2.4 Å) as soon as they come within its reach and
@@ -69,11 +69,13 @@ import warnings
 import numpy as np
 import torch
 from ase import units
-from ase.data import atomic_masses, chemical_symbols, covalent_radii, vdw_radii
+from ase.data import chemical_symbols, covalent_radii, vdw_radii
 from torch import nn
 
+from ..data.elements import ATOMIC_MASSES
 from ..ops import fused
-from ..ops.graph import ENV_BASE, Graph, atom_environments, bond_dihedrals, environment_label, with_covalent_bonds
+from ..ops.graph import Graph
+from .topology import ENV_BASE, atom_environments, bond_dihedrals, environment_label, with_covalent_bonds
 
 Typed = dict[tuple[int, ...], tuple[float, float]]  # atom-environment pair or triple -> (constant, rest value)
 
@@ -84,7 +86,7 @@ WALL_VDW = 0.6  # element pairs the data never showed apart: a wall at this frac
 
 class BondPrior(nn.Module):
     """Harmonic bonded-terms prior (module docstring). ``set_tables`` gives it the tables that training
-    measures on its data (training.conditioning.bond_statistics, angle_statistics,
+    measures on its data (valence.fit.bond_statistics, angle_statistics,
     environment_statistics); until then (and for element pairs and triples without data) it exerts no
     force.
 
@@ -100,7 +102,7 @@ class BondPrior(nn.Module):
         self.register_buffer("k", torch.zeros(max_z + 1, max_z + 1, dtype=torch.float64))  # eV/Å²
         self.register_buffer("r0", torch.zeros(max_z + 1, max_z + 1, dtype=torch.float64))  # Å
         self.register_buffer("frame_fs", torch.zeros((), dtype=torch.float64))  # the model's frame time
-        self.register_buffer("masses", torch.as_tensor(atomic_masses[: max_z + 1], dtype=torch.float64))  # amu
+        self.register_buffer("masses", torch.as_tensor(ATOMIC_MASSES[: max_z + 1], dtype=torch.float64))  # amu
         self.register_buffer("environments", torch.zeros(0, dtype=torch.int64))  # (E,) sorted codes
         self.register_buffer("slot", torch.full((max_z + 1,), -1, dtype=torch.int64))
         self.register_buffer("angle_k", torch.zeros(0, 0, 0, dtype=torch.float64))  # eV
@@ -128,7 +130,7 @@ class BondPrior(nn.Module):
         """Element tables: force constants ``k`` (eV/Å²) and rest lengths ``r0`` (Å), (max_z + 1, max_z + 1)
         each, and ``angles`` {(z_end, z_centre, z_end): (K eV, cos θ0)}; environment tables, which take
         precedence: ``typed_bonds`` {(env, env): (k, r0)} and ``typed_angles`` {(env_end, env_centre,
-        env_end): (K, cos θ0)} over the codes of ops.graph.atom_environments (either order of the ends), and
+        env_end): (K, cos θ0)} over the codes of valence.topology.atom_environments (either order of the ends), and
         ``typed_dihedrals`` {(env_i, env_j, env_k, env_l): (k_B T / m eV, κ, n, φ0 rad)} (either direction);
         ``contacts`` {(z_a, z_b): closest approach Å} of atoms more than two bonds apart in the data,
         where the excluded-volume walls go (at WALL_MARGIN of it; other element pairs at WALL_VDW of
@@ -244,7 +246,7 @@ class BondPrior(nn.Module):
     @staticmethod
     def _omega(k: float, za: int, zb: int) -> float:
         """1/fs: the angular frequency sqrt(k / reduced mass) of a bond of constant k (eV/Å²)."""
-        return float(k * (1 / atomic_masses[za] + 1 / atomic_masses[zb])) ** 0.5 * units.fs
+        return float(k * (1 / ATOMIC_MASSES[za] + 1 / ATOMIC_MASSES[zb])) ** 0.5 * units.fs
 
     @staticmethod
     def _check_verlet(k: torch.Tensor, element: torch.Tensor, frame_fs: float) -> None:
@@ -304,7 +306,7 @@ class BondPrior(nn.Module):
         return self.force_reference(x.to(torch.float64), z, graph)
 
     def torsion_types(self) -> list[tuple[int, int, int, int]]:
-        """The environment-code quadruples (ops.graph.valence_types' reading) of the torsions in the tables."""
+        """The environment-code quadruples (valence.topology.valence_types' reading) of the torsions in the tables."""
         n, z1 = self.k.shape[0], self.num_elements
         out = []
         for key in self.dihedral_keys.tolist():

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import torch
 from ase import units
-from ase.data import atomic_masses, chemical_symbols
+from ase.data import chemical_symbols
 
-from ..ops.graph import ENV_BASE, Graph, environment_label
-from .bond_prior import BondPrior
+from ..data.elements import ATOMIC_MASSES
+from ..ops.graph import Graph
+from .prior import BondPrior
+from .topology import ENV_BASE, environment_label
 
 
 def _type_element(prior: BondPrior, t: int) -> int:
@@ -29,7 +31,7 @@ def cover(prior: BondPrior, x: torch.Tensor, z: torch.Tensor, graph: Graph, unse
     """Give the terms of one structure that the data never showed their own constants, in place
     (the loaded model's tables; the checkpoint is not changed). ``graph``: the structure's
     topology (with_covalent_bonds) at positions x (N, 3) Å, atomic numbers z (N,);
-    ``unseen_bonds``, ``unseen_angles``: environment-code pairs and triples (ops.graph.valence_types)
+    ``unseen_bonds``, ``unseen_angles``: environment-code pairs and triples (valence.topology.valence_types)
     not in the training data. Returns the terms covered, one line ('' when none).
 
     Every unseen environment becomes a type of its own. Every bond and angle that has an unseen
@@ -112,7 +114,7 @@ def _cover_bonds(prior: BondPrior, x: torch.Tensor, t: torch.Tensor, bonds: torc
     for a, b in sorted({tuple(sorted(p)) for p in torch.stack([t[recv], t[send]], 1).tolist()}):
         sel = ((t[recv] == a) & (t[send] == b)) | ((t[recv] == b) & (t[send] == a))
         ea, eb = _type_element(prior, a), _type_element(prior, b)
-        k_max = 1.0 / (float(prior.frame_fs) * units.fs) ** 2 / (1 / atomic_masses[ea] + 1 / atomic_masses[eb])
+        k_max = 1.0 / (float(prior.frame_fs) * units.fs) ** 2 / (1 / ATOMIC_MASSES[ea] + 1 / ATOMIC_MASSES[eb])
         kk = float(prior.k[a, b]) if prior.k[a, b] > 0 else generic
         prior.k[a, b] = prior.k[b, a] = min(kk, k_max)
         prior.r0[a, b] = prior.r0[b, a] = length[sel].mean()

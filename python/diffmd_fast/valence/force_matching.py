@@ -1,6 +1,6 @@
 """Force matching of the valence prior's bond and angle constants to the reference forces.
 
-Boltzmann inversion (training.conditioning: k = k_B T / var(r)) reads each coordinate's constant
+Boltzmann inversion (valence.fit: k = k_B T / var(r)) reads each coordinate's constant
 from its own fluctuation, which is the curvature of that coordinate's potential of mean force: a
 bond coupled to angles and to its neighbours fluctuates differently from an isolated spring, so
 the fitted bands sit away from the reference's. The data carry the engine's forces (GFN2-xTB, eV/Å),
@@ -22,8 +22,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..nn.bond_prior import BondPrior
-from ..ops.graph import complete_graph, with_covalent_bonds
+from ..ops.graph import complete_graph
+from .prior import BondPrior
+from .topology import with_covalent_bonds
 
 FRAMES = 400  # frames sampled per trajectory: ~10^4 force components per parameter for a 20-atom molecule
 

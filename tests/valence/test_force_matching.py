@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from diffmd_fast.data import bundled, load_trajectory
-from diffmd_fast.nn.bond_prior import BondPrior
-from diffmd_fast.ops.graph import complete_graph, with_covalent_bonds
-from diffmd_fast.training.conditioning import valence_statistics
-from diffmd_fast.training.force_matching import force_matched
+from diffmd_fast.valence.prior import BondPrior
+from diffmd_fast.ops.graph import complete_graph
+from diffmd_fast.valence.topology import with_covalent_bonds
+from diffmd_fast.valence.fit import valence_statistics
+from diffmd_fast.valence.force_matching import force_matched
 
 
 def _prior(stats: dict, bonds: dict, angles: dict) -> BondPrior:
