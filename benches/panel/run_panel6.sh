@@ -8,6 +8,9 @@ V=${V:-.venv/bin}
 DATA=${DATA:-runs/panel6}
 RUNS=${RUNS:-runs/panel6/stability}
 PS=${PS:-100}
+# the panel's training split is about 4x the bundled molecules': 30 epochs give the same ~6,600 optimiser
+# steps as long.toml's 120 epochs on bundled ethanol
+EPOCHS=${EPOCHS:-30}
 export OMP_NUM_THREADS=1
 MOLS=""
 for mol in ethylphenol acetanilide benzylamine methylbutanoate chloroanisole ethylpyridine; do
@@ -15,4 +18,4 @@ for mol in ethylphenol acetanilide benzylamine methylbutanoate chloroanisole eth
   MOLS="${MOLS:+$MOLS,}$DATA/$mol.npz"
 done
 "$V/python" benches/bench_stability.py --molecules "$MOLS" --strides 4 --samplers heun1,prior-only --ps "$PS" --starts 8 \
-  --max-minutes 20 --rollout-set rollout.compile=false --runs "$RUNS" --json "benches/results/stability_panel6_${PS}ps.json"
+  --max-minutes 20 --set train.epochs=$EPOCHS --rollout-set rollout.compile=false --runs "$RUNS" --json "benches/results/stability_panel6_${PS}ps.json"
