@@ -10,9 +10,10 @@ from diffmd_fast.config import RolloutConfig
 from diffmd_fast.data import bundled, load_trajectory, start_batch
 from diffmd_fast.diffusion.samplers import HeunSampler
 from diffmd_fast.diffusion.sde import ConditionalVESDE
-from diffmd_fast.dynamics.physics import corrections_from_config
+from diffmd_fast.dynamics.physics import StepFluctuation, corrections_from_config
 from diffmd_fast.dynamics.guards import GuardConfig
 from diffmd_fast.dynamics.stepper import Stepper
+from diffmd_fast.nn.score_net import PriorFallback
 from model_helpers import TINY, make_net
 
 
@@ -87,15 +88,21 @@ def test_the_start_frame_topology_is_kept_and_follows_a_stopped_molecule():
     assert torch.equal(resumed.graph.bonds, st.graph.bonds)
 
 
-def _with_prior(st: Stepper, compile: bool) -> Stepper:
+def _with_prior(st: Stepper, compile: bool, shipped: bool = False) -> Stepper:
     """``st``'s rollout with configs/long.toml's model: EDM preconditioning about the valence prior's Verlet
-    step (so the compiled graph holds both fused ops, egt_score and valence_force)."""
+    step (so the compiled graph holds both fused ops, egt_score and valence_force); ``shipped``: also its
+    rollout physics, the prior fallback (some atoms on the prior: every rest length is 1.2 Å) and the
+    step's fluctuation."""
     net = make_net(replace(TINY, sigma_data=0.01, bond_prior=True))
     net.bond_prior.set_tables(torch.full((11, 11), 30.0), torch.full((11, 11), 1.2), 0.5,
                               {(1, 6, 1): (5.0, -0.33), (6, 6, 8): (5.0, -0.33)})
     with torch.no_grad():
         net.delta_scale.fill_(0.01)  # an untrained network's full-size output would explode the frame
-    return Stepper(net, st.sde, st.sampler, st.start, corrections=st.corrections,
+    model, corrections = net, st.corrections
+    if shipped:
+        model = PriorFallback(net, 500.0, 4.0)
+        corrections = [StepFluctuation(500.0, {1: 0.01, 6: 0.02, 8: 0.03}, 0.5), *corrections]
+    return Stepper(model, st.sde, st.sampler, st.start, corrections=corrections,
                    generator=torch.Generator().manual_seed(0), compile=compile)
 
 
@@ -134,13 +141,15 @@ def test_a_compiler_failure_falls_back_to_eager_with_a_warning():
     assert st._compiled is None and torch.equal(st.positions, eager.positions)
 
 
-def test_a_compiled_rollout_compiles_once_whatever_stops():
+@pytest.mark.parametrize("shipped", [False, True])
+def test_a_compiled_rollout_compiles_once_whatever_stops(shipped):
     """A stopped molecule of a compiled rollout is frozen in place, not cut out: the frame's shapes stay
-    static and the graph compiled for the first frames serves every later one."""
+    static and the graph compiled for the first frames serves every later one (also with the shipped
+    rollout physics: prior fallback and step fluctuation inside the graph)."""
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
-    compiled, eager = _with_prior(_stepper(), True), _with_prior(_stepper(), False)
+    compiled, eager = _with_prior(_stepper(), True, shipped), _with_prior(_stepper(), False, shipped)
     compiled.run(3)
     eager.run(3)
     graphs = counters["stats"]["unique_graphs"]
@@ -154,6 +163,6 @@ def test_a_compiled_rollout_compiles_once_whatever_stops():
         assert counters["stats"]["unique_graphs"] == graphs  # no recompilation
         torch.testing.assert_close(compiled.positions, eager.positions, rtol=0, atol=1e-9, equal_nan=True)
     assert compiled.num_active == eager.num_active == 1 and compiled.frame.num_graphs == 3
-    resumed = _with_prior(_stepper(), True)
+    resumed = _with_prior(_stepper(), True, shipped)
     resumed.load_state_dict(compiled.state_dict())
     assert resumed.active.tolist() == [False, False, True]
