@@ -2,8 +2,9 @@
 MD on the same molecule, machine and thread count, with the quality of each rollout beside it.
 
 Rows, all measured in one run:
-  - GFN2-xTB: ASE Langevin (the reference data's temperature, 0.01/fs friction, its time step)
-    with tblite's calculator, one trajectory, from the same start frame as DiffMD's batch 1;
+  - GFN2-xTB: ASE Langevin (the reference data's temperature, 0.01/fs friction, a 1 fs step: what a
+    user runs at 500 K; --xtb-fs) with tblite's calculator, one trajectory, from the same start frame
+    as DiffMD's batch 1;
   - DiffMD at each batch size (default 1 and 100): the Stepper with the checkpoint's [rollout]
     corrections and the default guards, from evenly spaced frames of the reference's test part;
     with --compile both (the default) twice, in eager mode and with each frame one torch.compile
@@ -160,9 +161,11 @@ def call_times(model, start, repeats: int = 7) -> dict:
             "anchor_ms": anchor}
 
 
-def xtb_row(ref, start: int, steps: int, warmup: int, threads: int, temperature_K: float, seed: int) -> dict:
-    """GFN2-xTB MD (ASE Langevin + tblite, ``threads`` threads) of ``steps`` timed steps from frame
-    ``start`` of ``ref``: its simulated ps per wall second and the quality columns."""
+def xtb_row(ref, start: int, steps: int, warmup: int, threads: int, temperature_K: float, seed: int,
+            timestep_fs: float | None = None) -> dict:
+    """GFN2-xTB MD (ASE Langevin + tblite, ``threads`` threads) of ``steps`` timed steps of
+    ``timestep_fs`` fs (default: the reference's) from frame ``start`` of ``ref``: its simulated ps per
+    wall second and the quality columns (at the reference's stride when the step is a multiple of its)."""
     from ase import Atoms, units
     from ase.constraints import FixCom
     from ase.md.langevin import Langevin
@@ -170,9 +173,9 @@ def xtb_row(ref, start: int, steps: int, warmup: int, threads: int, temperature_
 
     from ..data.simulate import omp_threads
 
-    dt = ref.dt_fs
+    dt = timestep_fs or ref.dt_fs
     atoms = Atoms(numbers=ref.numbers, positions=ref.positions[start])
-    atoms.set_velocities((ref.positions[start] - ref.positions[start - 1]) / dt / units.fs)
+    atoms.set_velocities((ref.positions[start] - ref.positions[start - 1]) / ref.dt_fs / units.fs)
     atoms.calc = TBLite(method="GFN2-xTB", verbosity=0)
     atoms.set_constraint(FixCom())  # as data/simulate.py, which made the bundled reference
     dyn = Langevin(atoms, dt * units.fs, temperature_K=temperature_K, friction=0.01 / units.fs, fixcm=False,
@@ -237,6 +240,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--batches", default="1,100", help="DiffMD batch sizes, comma-separated")
     ap.add_argument("--frames", type=int, default=40, help="timed DiffMD frames per batch size")
     ap.add_argument("--xtb-steps", type=int, default=1000, help="timed GFN2-xTB MD steps")
+    ap.add_argument("--xtb-fs", type=float, default=1.0,
+                    help="GFN2-xTB MD time step in fs: 1 fs, what a user runs at 500 K (2 fs loses SCF convergence)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed frames/steps before timing")
     ap.add_argument("--compile", default="both", choices=["off", "on", "both"],
                     help="DiffMD rows in eager mode, with each frame one torch.compile graph, or both")
@@ -273,7 +278,7 @@ def main(argv=None) -> dict:
     ref_T = float(temperature_series(ref.positions, ref.numbers, ref.dt_fs).mean())
     target_T = float(ref.provenance.get("temperature_K") or ref_T)
     first = int(lo)
-    rows = [xtb_row(ref, first, args.xtb_steps, args.warmup, args.threads, target_T, args.seed)]
+    rows = [xtb_row(ref, first, args.xtb_steps, args.warmup, args.threads, target_T, args.seed, args.xtb_fs)]
     print(f"  GFN2-xTB: {rows[-1]['ps_per_s']:.3g} ps/s", flush=True)
     for b in batches:
         starts = sorted({int(t) for t in np.linspace(lo, hi, b).round()}) if b > 1 else [first]
@@ -289,7 +294,7 @@ def main(argv=None) -> dict:
                    gpu=torch.cuda.get_device_name() if args.device == "cuda" else None, threads=args.threads,
                    loadavg_1min=os.getloadavg()[0])  # other processes' load skews every rate in the table
     settings = dict(checkpoint=str(run.path) if args.checkpoint else f"long.toml, {args.train_steps} steps",
-                    data=ref.name, formula=ref.formula, frames=args.frames, xtb_steps=args.xtb_steps,
+                    data=ref.name, formula=ref.formula, frames=args.frames, xtb_steps=args.xtb_steps, xtb_fs=args.xtb_fs,
                     warmup=args.warmup, sampler=run.config.to_dict()["sampler"],
                     rollout=run.config.to_dict()["rollout"], reference_T_K=ref_T, xtb_T_K=target_T,
                     metrics="local (benchmarks/rollout.py); to move to evaluation/longrun.py")
