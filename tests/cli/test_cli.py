@@ -71,6 +71,8 @@ def test_generate_evaluate_info(run_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["info", str(run_dir)]) == 0
     assert "ckpt_" in capsys.readouterr().out
+    assert main(["info", str(run_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["step_friction_per_fs"].startswith("not measured")
     assert main(["info", "ethanol", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["atoms"] == 9 and info["time_step_fs"] == 0.5 and info["formula"] == "C2H6O"

@@ -92,7 +92,18 @@ def _run_info(run: Path) -> dict:
             info["last_epoch_metrics"] = hist[-1]
         info["config"] = {f"{sec}.{k}": v for sec, vals in state["config"].items() for k, v in vals.items()}
         info["trained_on"] = _trained_on(state.get("data", {}))
+        info["step_friction_per_fs"] = _step_friction(state.get("data", {}))
     return info
+
+
+def _step_friction(data: dict) -> dict | str:
+    """The model step's measured friction per element (1/fs; rollout.step_fluctuation balances it)."""
+    from ase.data import chemical_symbols
+
+    record = data.get("step_friction")
+    if not record:
+        return "not measured (train.calibration_frames = 0, or a checkpoint from before the measurement)"
+    return {chemical_symbols[int(z)]: round(float(g), 5) for z, g in record["friction_per_fs"].items()}
 
 
 def _trained_on(data: dict) -> dict:
