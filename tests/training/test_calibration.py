@@ -62,8 +62,8 @@ def damped():
 
 def test_calibration_recovers_the_friction_of_a_damped_step(damped):
     model, sde, sampler, data, frame_fs = damped
-    cal = measure_step_friction(model, sde, sampler, data, stride=1, frame_fs=frame_fs, temperature_K=T0, frames=2400,
-                                starts=8, dtype=torch.float64, initial_per_fs=0.01)
+    cal = measure_step_friction(model, sde, sampler, data, stride=1, frame_fs=frame_fs, temperature_K=T0, frames=3200,
+                                dtype=torch.float64, initial_per_fs=0.01)  # long.toml's frames, 16 starts
     for z, gamma in TRUE.items():
         assert cal.friction_per_fs[z] == pytest.approx(gamma, rel=0.3), (z, cal.friction_per_fs)
     assert cal.measured_K[0] == pytest.approx(cal.target_K[0], rel=0.15)

@@ -101,13 +101,11 @@ def group_temperatures(ke: np.ndarray, hydrogen: np.ndarray) -> tuple[float, flo
 
 
 def atom_kinetic_energy(vel: np.ndarray, masses: np.ndarray) -> np.ndarray:
-    """(n,) eV: each atom's kinetic energy summed over the frames of velocities (T, n, 3) Å/fs, centre of
-    mass removed, masses (n,) amu."""
+    """(n,) eV: each atom's kinetic energy summed over the frames of internal velocities (T, n, 3) Å/fs
+    (evaluation.longrun.internal_velocities), masses (n,) amu."""
     from ase import units
 
-    from ..evaluation.longrun import remove_com_velocity
-
-    v = remove_com_velocity(vel, masses) / units.fs  # ASE velocity units: m v² in eV
+    v = vel / units.fs  # ASE velocity units: m v² in eV
     return 0.5 * np.einsum("n,tnc->n", masses, v * v)
 
 
@@ -136,7 +134,7 @@ class OnlineScore:
         self.window = [self.prev.copy()]  # the first VDOS_FRAMES + 1 frames, (B, n, 3) each
 
     def __call__(self, stepper) -> None:
-        from ..evaluation.longrun import STABILITY_TOL, kinetic_temperature
+        from ..evaluation.longrun import STABILITY_TOL, kinetic_temperature, remove_rigid_motion
 
         x = stepper.positions.detach().double().cpu().numpy().reshape(self.b, self.n, 3)  # NaN for stopped
         bond_len = np.linalg.norm(x[:, self.bonds[:, 0]] - x[:, self.bonds[:, 1]], axis=-1)  # (B, M) Å
@@ -147,7 +145,8 @@ class OnlineScore:
         if ok.any():
             d = np.linalg.norm(x[ok][:, self.pairs[0]] - x[ok][:, self.pairs[1]], axis=-1)
             self.counts += np.histogram(d, bins=self.edges)[0]
-            vel = (x[ok] - self.prev[ok]) / self.frame_fs  # (B_ok, n, 3) Å/fs
+            vel = remove_rigid_motion((x[ok] - self.prev[ok]) / self.frame_fs, 0.5 * (x[ok] + self.prev[ok]),
+                                      self.masses)  # (B_ok, n, 3) Å/fs
             temp = kinetic_temperature(vel, self.masses)  # (B_ok,) K
             self.temp_sum, self.temp_count = self.temp_sum + float(temp.sum()), self.temp_count + int(ok.sum())
             self.ke_atom += atom_kinetic_energy(vel, self.masses)
@@ -230,6 +229,7 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -
 
     from ..dynamics.physics import StepFluctuation
     from ..dynamics.rollout import evenly_spaced_starts
+    from ..evaluation.longrun import internal_velocities
     from ..training.run import load_run
 
     run = load_run(run_dir, "cpu", SAMPLERS[sampler] + args.rollout_set)
@@ -272,7 +272,7 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -
                 f"{' (response targets)' if tc.input_noise_response else ''}, "
                 f"unroll p {tc.unroll_prob:g} k {tc.unroll_steps}, "
                 f"{run.path.parent.name} step {run.path.stem.split('_')[-1]}")
-    ref_vel = np.diff(ref[::stride], axis=0) / frame_fs  # (T', n, 3) Å/fs
+    ref_vel = internal_velocities(ref[::stride], score.masses, frame_fs)  # (T', n, 3) Å/fs
     ref_groups = group_temperatures(atom_kinetic_energy(ref_vel, score.masses) / len(ref_vel), score.hydrogen)
     t_h, t_heavy = score.group_temperatures()
     return Cell(name, stride, frame_fs, sampler, len(starts), frames, int((stable >= frames).sum()),

@@ -6,8 +6,8 @@ it keeps the friction of the data's dynamics (a reference under Langevin frictio
 that γ) and the shrinkage of the regression, and none of the fluctuations that balanced them. The
 friction γ_e of each element is found by rolling the model out from training windows with the
 fluctuation of a trial γ and moving γ until each element's kinetic temperature equals the training
-data's, both measured the same way (finite-difference velocities at the model's frame time, centre of
-mass removed, 3 degrees of freedom per atom). A step that damps velocities at rate γ and is kicked by
+data's, both measured the same way (finite-difference velocities at the model's frame time, rigid-body
+translation and rotation removed, 3 degrees of freedom per atom). A step that damps velocities at rate γ and is kicked by
 the noise of friction γ' holds the temperature T γ' / γ, so each round multiplies γ' by
 T_data / T_rollout (the Newton step of that linear relation); the rounds continue the same rollouts.
 Nothing of the rollouts beyond the data's own temperatures enters, and no setting is chosen per
@@ -25,10 +25,11 @@ from ase import units
 
 from ..data.trajectory import Trajectory
 from ..data.windows import start_batch
-from ..data.elements import masses_of
+from ..data.elements import masses
 from ..dynamics.physics import MomentumProjection, StepFluctuation
 from ..dynamics.rollout import evenly_spaced_starts
 from ..dynamics.stepper import Stepper
+from ..evaluation.longrun import internal_velocities
 
 FRICTION_RANGE = (1e-4, 0.5)  # 1/fs: from far weaker than any thermostat to critically damped C-H
 GAIN = 0.7  # exponent of each round's update T_data / T_rollout
@@ -60,10 +61,11 @@ def friction_table(record: dict | None) -> dict[int, float] | None:
     return {int(z): float(g) for z, g in record["friction_per_fs"].items()}
 
 
-def _element_sums(v: np.ndarray, z: np.ndarray) -> dict[int, tuple[float, int]]:
-    """{element: (Σ m v² (amu Å²/fs²), atom-frames)} of velocities (T, n, 3) Å/fs, centre of mass removed."""
-    m = masses_of(torch.as_tensor(z)).numpy()
-    v = v - np.einsum("n,tnc->tc", m, v)[:, None, :] / m.sum()
+def _element_sums(x: np.ndarray, z: np.ndarray, frame_fs: float) -> dict[int, tuple[float, int]]:
+    """{element: (Σ m v² (amu Å²/fs²), atom-frames)} of the internal velocities (rigid-body motion
+    removed, evaluation.longrun.internal_velocities) of frames x (T, n, 3) Å, ``frame_fs`` fs apart."""
+    m = masses(z)
+    v = internal_velocities(x, m, frame_fs)
     mv2 = np.einsum("n,tnc->n", m, v * v)
     return {int(e): (float(mv2[z == e].sum()), int((z == e).sum()) * v.shape[0]) for e in np.unique(z)}
 
@@ -78,14 +80,14 @@ def _temperatures(sums: dict[int, list[float]]) -> dict[int, float]:
 
 def element_temperatures(trajs: Sequence[Trajectory], stride: int) -> dict[int, float]:
     """K per atomic number, and of all atoms under key 0: the kinetic temperature of the training
-    frames' finite-difference velocities (x(t+s) - x(t)) / (s dt) at the model's stride s, centre of
-    mass removed, 3 degrees of freedom per atom."""
+    frames' finite-difference velocities (x(t+s) - x(t)) / (s dt) at the model's stride s, rigid-body
+    translation and rotation removed, 3 degrees of freedom per atom."""
     sums: dict[int, list[float]] = {}
     for traj in trajs:
         frames = np.asarray(traj.positions[::stride], dtype=np.float64)
         if len(frames) < 2:
             continue
-        for e, (s, n) in _element_sums(np.diff(frames, axis=0) / (traj.dt_fs * stride), np.asarray(traj.numbers)).items():
+        for e, (s, n) in _element_sums(frames, np.asarray(traj.numbers), traj.dt_fs * stride).items():
             acc = sums.setdefault(e, [0.0, 0])
             acc[0] += s
             acc[1] += n
@@ -106,14 +108,14 @@ class _ElementKinetics:
         self.burn_in = burn_in
 
     def __call__(self, stepper: Stepper) -> None:
-        x = stepper.positions.double().clone()
+        x = stepper.positions.double().cpu().numpy().copy()  # (N, 3) Å, NaN for stopped molecules
         if self.previous is not None and self.burn_in <= 0:
-            v = ((x - self.previous) / self.frame_fs).numpy()  # (N, 3) Å/fs, NaN for stopped molecules
-            batch = stepper.start.batch.numpy()
+            pair = np.stack([self.previous, x])  # (2, N, 3)
+            batch = stepper.start.batch.cpu().numpy()
             for b in np.unique(batch):
                 atoms = batch == b
-                if np.isfinite(v[atoms]).all():
-                    for e, (s, n) in _element_sums(v[atoms][None], self.z[atoms]).items():
+                if np.isfinite(pair[:, atoms]).all():
+                    for e, (s, n) in _element_sums(pair[:, atoms], self.z[atoms], self.frame_fs).items():
                         self.sums[e][0] += s
                         self.sums[e][1] += n
         self.burn_in -= 1
