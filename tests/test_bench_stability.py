@@ -10,7 +10,8 @@ def test_benchmark_smoke_and_resume(tmp_path, capsys):
     args = ["--strides", "2", "--samplers", "heun1", "--ps", "0.02", "--starts", "2", "--runs", str(tmp_path / "runs"),
             "--json", str(tmp_path / "out.json"), "--set", "train.epochs=1", "--set", "train.max_steps=2",
             "--set", "model.num_layers=1", "--set", "model.hidden=8", "--set", "model.heads=2",
-            "--set", "model.ffn=8", "--set", "train.val_rollout_frames=0", "--set", "rollout.compile=false"]
+            "--set", "model.ffn=8", "--set", "train.val_rollout_frames=0", "--set", "rollout.compile=false",
+            "--set", "train.calibration_frames=48"]
     cells = stability.main(args)
     assert len(cells) == 1 and cells[0].stride == 2 and cells[0].frame_fs == 1.0 and cells[0].frames == 20
     out = json.loads((tmp_path / "out.json").read_text())

@@ -179,7 +179,7 @@ def test_generate_shards_starts_over_torchrun_ranks(run_dir, tmp_path):
 
 def test_demo_runs_the_long_rollouts_and_reports_them(tmp_path, capsys):
     out = tmp_path / "demo"
-    code = main(["demo", "--out", str(out), *_sets(TINY + ["sampler.kind=heun"]), "--baselines", "static",
+    code = main(["demo", "--out", str(out), *_sets(TINY + ["sampler.kind=heun", "train.calibration_frames=48"]), "--baselines", "static",
                  "--frames", "4", "--starts", "2", "--long-ps", "0.02", "--quiet"])
     assert code == 0
     printed = capsys.readouterr().out
