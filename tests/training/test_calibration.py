@@ -82,3 +82,26 @@ def test_calibration_refuses_too_few_frames(damped):
     model, sde, sampler, data, frame_fs = damped
     with pytest.raises(ValueError, match="3 frames per round"):
         measure_step_friction(model, sde, sampler, data, stride=1, frame_fs=frame_fs, temperature_K=T0, frames=10)
+
+
+def test_a_failed_calibration_leaves_a_usable_run_without_the_fluctuation(tmp_path, monkeypatch, capsys):
+    """Training does not fail when the calibration rollouts all stop (a barely trained model): the
+    checkpoint says why, and its rollouts run without the step's fluctuation."""
+    import diffmd_fast.training.calibration as calibration
+    from diffmd_fast.training.loop import train
+    from diffmd_fast.training.run import load_run
+
+    def stopped(*args, **kwargs):
+        raise RuntimeError("every calibration rollout stopped")
+
+    monkeypatch.setattr(calibration, "measure_step_friction", stopped)
+    cfg = Config.from_toml(files("diffmd_fast") / "configs" / "long.toml",
+                           ["model.num_layers=1", "model.hidden=8", "model.heads=2", "model.ffn=16", "train.epochs=1",
+                            "train.max_steps=2", "train.val_rollout_frames=0", "train.calibration_frames=48"])
+    traj = load_trajectory(bundled("ethanol"))
+    train(cfg, traj.slice(0, 400), None, tmp_path / "run")
+    assert "step friction was not measured" in capsys.readouterr().out
+    run = load_run(tmp_path / "run")
+    assert run.data["step_friction"] == {"not_measured": "every calibration rollout stopped"}
+    kinds = [type(c).__name__ for c in run.corrections(run.frame_time())]
+    assert kinds == ["LangevinThermostat", "MomentumProjection"]

@@ -103,6 +103,8 @@ def _step_friction(data: dict) -> dict | str:
     record = data.get("step_friction")
     if not record:
         return "not measured (train.calibration_frames = 0, or a checkpoint from before the measurement)"
+    if "not_measured" in record:
+        return f"not measured: {record['not_measured']}"
     return {chemical_symbols[int(z)]: round(float(g), 5) for z, g in record["friction_per_fs"].items()}
 
 
