@@ -152,12 +152,14 @@ class ScoreNet(nn.Module):
         self._checked_z = (z, z._version)  # held: a freed tensor's id could be reused
 
     def forward(self, batch: FrameBatch, x_noisy: torch.Tensor, std: torch.Tensor,
-                graph: Graph | None = None) -> torch.Tensor:
+                graph: Graph | None = None, x_anchor: torch.Tensor | None = None) -> torch.Tensor:
         """Score (N, 3) in 1/Å at the noisy next frame x_noisy (N, 3) with noise std (N, 1) Å.
 
-        With autograd off (rollouts, sampling) and the compiled extension this is one call of the
-        ``diffmd_fast::egt_score`` op, the same arithmetic without per-op Python dispatch; raises
-        ValueError on mismatched shapes or atomic numbers outside 0..max_z."""
+        ``x_anchor``: ``anchor(batch, graph)`` when the caller has it (PriorFallback needs it too), so the
+        valence prior's forces are computed once. With autograd off (rollouts, sampling) and the
+        compiled extension this is one call of the ``diffmd_fast::egt_score`` op, the same arithmetic
+        without per-op Python dispatch; raises ValueError on mismatched shapes or atomic numbers outside
+        0..max_z."""
         if x_noisy.shape != batch.x.shape or std.shape != (x_noisy.shape[0], 1):
             raise ValueError(f"x_noisy must be {tuple(batch.x.shape)} and std ({x_noisy.shape[0]}, 1); "
                              f"got {tuple(x_noisy.shape)} and {tuple(std.shape)}")
@@ -165,7 +167,8 @@ class ScoreNet(nn.Module):
             self._check_atomic_numbers(batch.z)
         if graph is None:
             graph = complete_graph(batch.batch)
-        x_anchor = self.anchor(batch, graph)  # (N, 3) Å
+        if x_anchor is None:
+            x_anchor = self.anchor(batch, graph)  # (N, 3) Å
         if self.uses_fused_network(x_noisy):
             c = self.cfg
             return fused.egt_score(batch.z, batch.x_prev, batch.x, x_noisy, x_anchor, std, graph.row_ptr, graph.col,
@@ -259,8 +262,9 @@ class PriorFallback(nn.Module):
         graph = complete_graph(batch.batch) if graph is None else graph
         if graph.bonds is None:
             graph = with_covalent_bonds(graph, batch.x, batch.z)
-        score = self.net(batch, x_noisy, std, graph)
-        anchor_score = (self.net.anchor(batch, graph) - x_noisy) / (std * std)
+        x_anchor = self.net.anchor(batch, graph)  # (N, 3) Å: the prior's forces once, for both scores
+        score = self.net(batch, x_noisy, std, graph, x_anchor=x_anchor)
+        anchor_score = (x_anchor - x_noisy) / (std * std)
         return anchor_score + self.trust(batch.x, batch.z, graph) * (score - anchor_score)
 
 

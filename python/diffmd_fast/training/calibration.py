@@ -29,7 +29,7 @@ from ..data.elements import masses
 from ..dynamics.physics import MomentumProjection, StepFluctuation
 from ..dynamics.rollout import evenly_spaced_starts
 from ..dynamics.stepper import Stepper
-from ..evaluation.longrun import internal_velocities
+from ..evaluation.longrun import atom_kinetic_energy, internal_velocities
 
 FRICTION_RANGE = (1e-4, 0.5)  # 1/fs: from far weaker than any thermostat to critically damped C-H
 GAIN = 0.7  # exponent of each round's update T_data / T_rollout
@@ -62,20 +62,18 @@ def friction_table(record: dict | None) -> dict[int, float] | None:
 
 
 def _element_sums(x: np.ndarray, z: np.ndarray, frame_fs: float) -> dict[int, tuple[float, int]]:
-    """{element: (Σ m v² (amu Å²/fs²), atom-frames)} of the internal velocities (rigid-body motion
+    """{element: (Σ kinetic energy (eV), atom-frames)} of the internal velocities (rigid-body motion
     removed, evaluation.longrun.internal_velocities) of frames x (T, n, 3) Å, ``frame_fs`` fs apart."""
     m = masses(z)
-    v = internal_velocities(x, m, frame_fs)
-    mv2 = np.einsum("n,tnc->n", m, v * v)
-    return {int(e): (float(mv2[z == e].sum()), int((z == e).sum()) * v.shape[0]) for e in np.unique(z)}
+    ke = atom_kinetic_energy(internal_velocities(x, m, frame_fs), m)  # (n,) eV over the T - 1 velocities
+    return {int(e): (float(ke[z == e].sum()), int((z == e).sum()) * (len(x) - 1)) for e in np.unique(z)}
 
 
 def _temperatures(sums: dict[int, list[float]]) -> dict[int, float]:
-    """K per element from {element: [Σ m v², atom-frames]}, T = Σ m v² / (3 k_B count) in ASE units,
+    """K per element from {element: [Σ kinetic energy (eV), atom-frames]}, T = 2 Σ KE / (3 k_B count),
     and the whole molecule's under key 0."""
     whole = [sum(v[k] for v in sums.values()) for k in (0, 1)]
-    return {e: s / (3.0 * count * units.kB) / units.fs**2 if count else math.nan
-            for e, (s, count) in {**sums, 0: whole}.items()}
+    return {e: 2.0 * s / (3.0 * count * units.kB) if count else math.nan for e, (s, count) in {**sums, 0: whole}.items()}
 
 
 def element_temperatures(trajs: Sequence[Trajectory], stride: int) -> dict[int, float]:
@@ -95,11 +93,11 @@ def element_temperatures(trajs: Sequence[Trajectory], stride: int) -> dict[int, 
 
 
 class _ElementKinetics:
-    """Stepper observer: Σ m v² and atom-frames per element of the active molecules' frames after ``burn_in``."""
+    """Stepper observer: Σ kinetic energy and atom-frames per element of the active molecules' frames after ``burn_in``."""
 
     def __init__(self, z: np.ndarray, frame_fs: float) -> None:
         self.z, self.frame_fs = z, frame_fs
-        self.previous: torch.Tensor | None = None
+        self.previous: np.ndarray | None = None  # (N, 3) Å, the last frame seen
         self.sums: dict[int, list[float]] = {int(e): [0.0, 0] for e in np.unique(z)}
         self.burn_in = 0
 
