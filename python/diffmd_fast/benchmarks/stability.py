@@ -100,15 +100,6 @@ def group_temperatures(ke: np.ndarray, hydrogen: np.ndarray) -> tuple[float, flo
                  for g in (hydrogen, ~hydrogen))
 
 
-def atom_kinetic_energy(vel: np.ndarray, masses: np.ndarray) -> np.ndarray:
-    """(n,) eV: each atom's kinetic energy summed over the frames of internal velocities (T, n, 3) Å/fs
-    (evaluation.longrun.internal_velocities), masses (n,) amu."""
-    from ase import units
-
-    v = vel / units.fs  # ASE velocity units: m v² in eV
-    return 0.5 * np.einsum("n,tnc->n", masses, v * v)
-
-
 class OnlineScore:
     """Stepper observer scoring B rollouts of one molecule (n atoms each) as they run, with the
     definitions of evaluation/longrun.py (MDsim stability, h(r), kinetic temperature), frame by frame."""
@@ -134,7 +125,7 @@ class OnlineScore:
         self.window = [self.prev.copy()]  # the first VDOS_FRAMES + 1 frames, (B, n, 3) each
 
     def __call__(self, stepper) -> None:
-        from ..evaluation.longrun import STABILITY_TOL, kinetic_temperature, remove_rigid_motion
+        from ..evaluation.longrun import STABILITY_TOL, atom_kinetic_energy, kinetic_temperature, remove_rigid_motion
 
         x = stepper.positions.detach().double().cpu().numpy().reshape(self.b, self.n, 3)  # NaN for stopped
         bond_len = np.linalg.norm(x[:, self.bonds[:, 0]] - x[:, self.bonds[:, 1]], axis=-1)  # (B, M) Å
@@ -229,7 +220,7 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -
 
     from ..dynamics.physics import StepFluctuation
     from ..dynamics.rollout import evenly_spaced_starts
-    from ..evaluation.longrun import internal_velocities
+    from ..evaluation.longrun import atom_kinetic_energy, internal_velocities
     from ..training.run import load_run
 
     run = load_run(run_dir, "cpu", SAMPLERS[sampler] + args.rollout_set)

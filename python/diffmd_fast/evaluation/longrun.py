@@ -210,6 +210,13 @@ def internal_velocities(traj: np.ndarray, mass: np.ndarray, dt_fs: float) -> np.
     return remove_rigid_motion(implied_velocities(t, dt_fs), 0.5 * (t[1:] + t[:-1]), mass)
 
 
+def atom_kinetic_energy(vel: np.ndarray, mass: np.ndarray) -> np.ndarray:
+    """(N,) eV: each atom's kinetic energy ½ m v² summed over the frames of velocities (T, N, 3) Å/fs
+    (``internal_velocities`` for temperatures of the internal motion), masses (N,) amu."""
+    v = np.asarray(vel, dtype=np.float64) / units.fs  # ASE velocity units: m v² in eV
+    return 0.5 * np.einsum("n,tnc->n", np.asarray(mass, dtype=np.float64), v * v)
+
+
 def kinetic_temperature(vel: np.ndarray, mass: np.ndarray) -> np.ndarray:
     """(T,) K from velocities (T, N, 3) Å/fs and masses (N,) amu.
 
