@@ -75,9 +75,8 @@ class DiffMDDynamics(MolecularDynamics):
         for note in start.notes:
             warnings.warn(note, stacklevel=2)
         atoms.positions, atoms.pbc, velocities = start.positions, False, start.velocities
-        self.velocity_source, self.run_info, self.frame_fs = start.velocity_note, run, run.frame_time()
-        rollout_cfg, _ = run.rollout(temperature_K)
-        self.stepper = run.stepper(start.batch, self.frame_fs, rollout=rollout_cfg, guard=guard,
+        self.velocity_source, self.run_info, self.frame_fs = start.velocity_note, run, start.frame_fs
+        self.stepper = run.stepper(start, rollout=run.rollout(temperature_K), guard=guard,
                                    generator=torch.Generator(device=device).manual_seed(seed), strict=True)
         atoms.set_velocities(velocities / units.fs)  # Å/fs -> ASE units
         if atoms.calc is None:

@@ -172,7 +172,7 @@ def test_generate_writes_only_valid_frames_and_reports_stops(tmp_path, monkeypat
     save_npz(load_trajectory(bundled("ethanol")).slice(0, 200), data)
     cfg = Config().with_overrides(["train.dtype=float64", "sampler.method=rk4", "sampler.eps=0.1"])
     sampler = ODESampler(eps=0.1, method="rk4")
-    fake = TrainedRun(ShiftSecond(), SDE, sampler, cfg, Path("fake.pt"), {})
+    fake = TrainedRun(ShiftSecond(), SDE, sampler, cfg, Path("fake.pt"), {"temperature_K": 500.0})
     monkeypatch.setattr(runs, "load_run", lambda *a, **k: fake)
     out = tmp_path / "gen.extxyz"
     code = cli_main(["generate", "--checkpoint", str(tmp_path), "--data", str(data), "--start", "10,50,90",

@@ -12,7 +12,7 @@ from ase.build import molecule
 from diffmd_fast.data import bundled, load_trajectory
 from diffmd_fast.data.build import whole_structure
 from diffmd_fast.data.trajectory import TrajectoryError
-from diffmd_fast.dynamics.preflight import check_start, fragment_count, topology_graph, training_topology
+from diffmd_fast.dynamics.preflight import check_elements, check_start, fragment_count, topology_graph, training_topology
 from diffmd_fast.valence.prior import BondPrior
 from diffmd_fast.valence.topology import type_label
 from diffmd_fast.valence.fit import valence_statistics
@@ -166,3 +166,10 @@ def test_training_data_with_a_reaction_is_reported(ethanol):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         training_topology([ethanol])
+
+
+def test_elements_outside_the_training_data_are_refused():
+    check_elements([1, 6, 8], [1, 6, 8])
+    check_elements([9], None)  # old checkpoints record nothing: no check
+    with pytest.raises(ValueError, match="contains N,F, which the checkpoint was not trained on"):
+        check_elements([1, 9, 7], [1, 6, 8])

@@ -1,13 +1,12 @@
 """Starting from one structure: the constant-velocity history, Maxwell-Boltzmann velocities with
-zero net momentum at the target temperature, velocities read from the structure, element checks."""
+zero net momentum at the target temperature, velocities read from the structure."""
 import numpy as np
 import pytest
 import torch
 from ase import Atoms, units
 
 from diffmd_fast.evaluation.longrun import kinetic_temperature
-from diffmd_fast.dynamics.start import (check_elements, history_from_velocities, maxwell_boltzmann_velocities,
-                                        start_velocities)
+from diffmd_fast.dynamics.start import history_from_velocities, maxwell_boltzmann_velocities, start_velocities
 
 
 def test_history_is_the_constant_velocity_past_at_the_frame_time():
@@ -42,10 +41,3 @@ def test_velocities_come_from_the_structure_when_it_has_them():
     atoms.set_velocities(np.array([[0.01, 0, 0], [-0.01, 0, 0]]) / units.fs)  # 0.01 Å/fs
     v, source = start_velocities(atoms, 300.0, seed=1)
     assert np.allclose(v, [[0.01, 0, 0], [-0.01, 0, 0]]) and source == "from the structure"
-
-
-def test_elements_outside_the_training_data_are_refused():
-    check_elements([1, 6, 8], [1, 6, 8])
-    check_elements([9], None)  # old checkpoints record nothing: no check
-    with pytest.raises(ValueError, match="contains N,F, which the checkpoint was not trained on"):
-        check_elements([1, 9, 7], [1, 6, 8])

@@ -120,14 +120,19 @@ def test_bad_structure_is_a_one_line_error_and_writes_nothing(tiny_run, tmp_path
     assert not out.parent.exists()
 
 
-def test_checkpoint_without_data_stats_falls_back_to_the_reference_or_says_what_is_missing(
+def test_checkpoint_without_data_stats_takes_the_reference_frame_time_and_asks_for_the_temperature(
         tiny_run, ethanol60, tmp_path, monkeypatch, capsys):
     """Checkpoints written before frame time, temperature and elements were recorded: with --start
-    the reference trajectory supplies them; a one-structure start cannot know the frame time."""
+    the reference trajectory's time step gives the frame time, and the thermostat's target must be
+    given; a one-structure start cannot know the frame time."""
     old = dataclasses.replace(runs.load_run(tiny_run), data={})
     monkeypatch.setattr(runs, "load_run", lambda *a, **k: old)
-    assert main(_command(tiny_run, ethanol60, tmp_path / "ref.extxyz", 3, "--start", "20")) == 0
-    assert load_trajectory(tmp_path / "ref.npz").provenance["thermostat_target_K"] > 0
+    assert main(_command(tiny_run, ethanol60, tmp_path / "ref.extxyz", 3, "--start", "20")) == 2
+    assert "give --temperature K" in capsys.readouterr().err
+    assert not (tmp_path / "ref.extxyz").exists()
+    assert main(_command(tiny_run, ethanol60, tmp_path / "ref.extxyz", 3, "--start", "20", "--temperature", "450")) == 0
+    prov = load_trajectory(tmp_path / "ref.npz").provenance
+    assert prov["thermostat_target_K"] == 450.0 and prov["frame_fs"] == load_trajectory(ethanol60).dt_fs * old.config.train.stride
     mol = tmp_path / "mol.xyz"
     eth = load_trajectory(ethanol60)
     ase.io.write(mol, Atoms(numbers=eth.numbers, positions=eth.positions[0]))

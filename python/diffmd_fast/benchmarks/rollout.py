@@ -61,10 +61,9 @@ def _quality(trajs: list[np.ndarray], ref, dt_fs: float) -> dict:
 def _diffmd_row(run, ref, starts: list[int], frames: int, warmup: int, device, seed: int, compile: bool) -> dict:
     from dataclasses import replace
 
-    cfg = run.config
-    frame_fs = run.frame_time(ref)
-    start = run.start_from_frames(ref, starts, device=device).batch
-    stepper = run.stepper(start, frame_fs, rollout=replace(cfg.rollout, compile=compile),
+    rollout_start = run.start_from_frames(ref, starts, device=device)
+    start, frame_fs = rollout_start.batch, rollout_start.frame_fs
+    stepper = run.stepper(rollout_start, rollout=replace(run.rollout(), compile=compile),
                           generator=torch.Generator(device=device).manual_seed(seed))
     kept: list[np.ndarray] = []
     stepper.attach(lambda s: kept.append(s.start.absolute(s.positions).cpu().numpy().copy()))

@@ -227,10 +227,10 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -
     if sampler == PRIOR_ONLY:
         run = run.prior_alone()
     test = split.test
-    frame_fs = run.frame_time(test)
     starts = evenly_spaced_starts(test.num_frames, 0, stride, args.starts)
-    start = run.start_from_frames(test, starts).batch
-    stepper = run.stepper(start, frame_fs, generator=torch.Generator().manual_seed(args.seed))
+    rollout_start = run.start_from_frames(test, starts)
+    start, frame_fs = rollout_start.batch, rollout_start.frame_fs
+    stepper = run.stepper(rollout_start, generator=torch.Generator().manual_seed(args.seed))
     corrections = stepper.corrections
     ref = split.reference.positions
     score = OnlineScore(ref, split.reference.numbers, len(starts), frame_fs, start.x)

@@ -37,6 +37,30 @@ def load_input(spec: str, args, *, need_dt: bool = False):
     return traj
 
 
+def load_structure(spec: str):
+    """The one structure (ase.Atoms, momenta and cell kept) in ``spec``: any file ase.io reads, or a
+    trajectory file/bundled name of one frame. Raises ValueError when unreadable or not one frame."""
+    from pathlib import Path
+
+    import ase.io
+    from ase import Atoms
+
+    from ..data import load_data
+
+    path = Path(spec)
+    if path.is_file() and path.suffix != ".npz":
+        try:
+            frames = ase.io.read(path, index=":")
+        except Exception as err:  # noqa: BLE001 - ASE raises many types for unreadable files
+            raise ValueError(f"{path}: cannot read a structure from it ({type(err).__name__}: {err})") from err
+    else:
+        traj = load_data(spec)
+        frames = [Atoms(numbers=traj.numbers, positions=p) for p in traj.positions[:2]]
+    if len(frames) != 1:
+        raise ValueError(f"{spec} holds {'several' if frames else 'no'} frames; pick the start frame(s) with --start")
+    return frames[0]
+
+
 def write_json(data: dict[str, Any], path: str | Path) -> Path:
     """Atomic JSON write (temp file + rename): a killed run never leaves half a file."""
     from ..data.writers import write_text

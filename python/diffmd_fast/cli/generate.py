@@ -14,7 +14,7 @@ constant-velocity history, see diffmd_fast.dynamics.start). No reference traject
 Physics: every frame gets the checkpoint's [rollout] corrections (momentum projection, Langevin
 thermostat; --set rollout.thermostat=none for the paper's uncorrected sampler). The thermostat's
 target is --temperature when given, else rollout.temperature_K, else the training data's
-temperature recorded in the checkpoint (older checkpoints: the reference trajectory's).
+temperature recorded in the checkpoint (older checkpoints, which do not record it, need --temperature).
 
 Output: frames are appended to TRAJ as they are generated (extended XYZ for .extxyz/.xyz/.npz,
 ASE's binary format for .traj) in chunks of --chunk frames, so memory stays bounded whatever
@@ -108,38 +108,14 @@ def run(args) -> int:
         shutdown(info)
 
 
-def _read_structure(spec: str):
-    """The one structure (ase.Atoms, momenta and cell kept) in ``spec``: any file ase.io reads, or a
-    trajectory file/bundled name of one frame. Raises ValueError when unreadable or not one frame."""
-    from pathlib import Path
-
-    import ase.io
-    from ase import Atoms
-
-    from ..data import load_data
-
-    path = Path(spec)
-    if path.is_file() and path.suffix != ".npz":
-        try:
-            frames = ase.io.read(path, index=":")
-        except Exception as err:  # noqa: BLE001 - ASE raises many types for unreadable files
-            raise ValueError(f"{path}: cannot read a structure from it ({type(err).__name__}: {err})") from err
-    else:
-        traj = load_data(spec)
-        frames = [Atoms(numbers=traj.numbers, positions=p) for p in traj.positions[:2]]
-    if len(frames) != 1:
-        raise ValueError(f"{spec} holds {'several' if frames else 'no'} frames; pick the start frame(s) with --start")
-    return frames[0]
-
-
 def _start(run, args, starts, device):
     """(RolloutStart, the reference Trajectory or None, labels): the rollout's start from --start frames
     of --data, or from the one structure in --data (dynamics checks included)."""
-    from .common import load_input
+    from .common import load_input, load_structure
 
     what = f"--data {args.data}"
     if starts is None:
-        start = run.start_from_structure(_read_structure(args.data), temperature_K=args.temperature, seed=args.seed,
+        start = run.start_from_structure(load_structure(args.data), temperature_K=args.temperature, seed=args.seed,
                                          device=device, allow_unseen=args.allow_unseen, what=what)
         return start, None, [None]
     ref = load_input(args.data, args, need_dt=True)
@@ -162,10 +138,8 @@ def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: 
     start, ref, labels = _start(run, args, starts, device)
     for note in start.notes:
         print(f"warning: {note}", file=sys.stderr)
-    frame_fs = run.frame_time(ref)
-    rollout_cfg, target_t = run.rollout(args.temperature, ref)
-    stepper = run.stepper(start.batch, frame_fs, rollout=rollout_cfg, target_K=target_t,
-                          generator=torch.Generator(device=device).manual_seed(args.seed))
+    frame_fs, rollout_cfg = start.frame_fs, run.rollout(args.temperature)
+    stepper = run.stepper(start, rollout=rollout_cfg, generator=torch.Generator(device=device).manual_seed(args.seed))
     out = Path(args.out)
     bases = output_bases(out, labels, suffixed)
     paths = [Path(f"{b}{STREAM_SUFFIX[out.suffix]}") for b in bases]
@@ -195,7 +169,7 @@ def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: 
     rate, nfe = done / wall if wall > 0 else float("inf"), (stepper.total_nfe - nfe0) / max(done, 1)
     written = [str(p) for p, n in zip(sink.paths, sink.frames) if n > 0]
     if args.frames <= NPZ_MAX_FRAMES:
-        prov = _provenance(run, args, ref, start, frame_fs, rollout_cfg, target_t, nfe, rate)
+        prov = _provenance(run, args, ref, start, rollout_cfg, nfe, rate)
         name = (ref.name if ref is not None else Path(args.data).stem) + "-diffmd"
         written += _write_npz(sink, stepper, bases, labels, frame_fs, name, prov)
     ps = done * frame_fs / 1000
@@ -205,15 +179,15 @@ def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: 
     return _report_stops(stepper, labels, sink.frames)
 
 
-def _provenance(run, args, ref, start, frame_fs: float, rollout_cfg, target_t, nfe: float, rate: float) -> dict:
+def _provenance(run, args, ref, start, rollout_cfg, nfe: float, rate: float) -> dict:
     """What the npz of a generated trajectory records of how it was made."""
     import dataclasses
 
     return {"generator": "diffmd_fast DiffMD rollout", "checkpoint": str(run.path), "source": str(args.data),
             "source_provenance": None if ref is None else ref.provenance, "start_velocities": start.velocity_note,
-            "stride": run.config.train.stride, "frame_fs": frame_fs, "sampler": run.config.to_dict()["sampler"],
+            "stride": run.config.train.stride, "frame_fs": start.frame_fs, "sampler": run.config.to_dict()["sampler"],
             "rollout": dataclasses.asdict(rollout_cfg),
-            "thermostat_target_K": (rollout_cfg.temperature_K or target_t) if rollout_cfg.thermostat != "none" else None,
+            "thermostat_target_K": rollout_cfg.temperature_K if rollout_cfg.thermostat != "none" else None,
             "mean_nfe_per_frame": nfe, "frames_per_s": rate, "frames_requested": args.frames}
 
 

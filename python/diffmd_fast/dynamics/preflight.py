@@ -3,6 +3,7 @@
 A trained DiffMD model is a model of its training molecules: the valence prior has constants for
 the atom environments and the bond, angle and torsion types its data showed, and the network has
 seen nothing else. ``check_start`` refuses, with one line naming what is wrong, a start structure
+- with an element the training data did not have (``check_elements``),
 - with two atoms closer than the close-contact guard allows (guards.GuardConfig.contact_scale),
 - with another number of molecules (bonded fragments) than the training trajectories had (two
   molecules given to a one-molecule model pass through each other: nothing holds them apart),
@@ -16,7 +17,7 @@ torsions, and no fragment count.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -122,6 +123,19 @@ def describe_unseen(unseen: dict[str, list], shown: int = 4) -> str:
     return "; ".join(parts)
 
 
+def check_elements(numbers: Iterable[int], trained: Iterable[int] | None, what: str = "the start structure") -> None:
+    """Raise ValueError when ``numbers`` hold an element the model never saw in training
+    (``trained``: TrainedRun.data["elements"]; None or empty for old checkpoints: no check)."""
+    known = set(trained or ())
+    if not known:
+        return
+    new = sorted(set(int(z) for z in numbers) - known)
+    if new:
+        names = lambda zs: ",".join(chemical_symbols[z] for z in zs)  # noqa: E731
+        raise ValueError(f"{what} contains {names(new)}, which the checkpoint was not trained on "
+                         f"(trained on {names(sorted(known))})")
+
+
 def check_contacts(x: np.ndarray, z: np.ndarray, what: str, scale: float = GuardConfig().contact_scale) -> None:
     """Raise ValueError when two atoms of positions x (N, 3) Å are closer than ``scale`` × the sum of
     their covalent radii (the close-contact guard's limit): fused atoms are no start."""
@@ -146,6 +160,7 @@ def check_start(run, x: np.ndarray, z: np.ndarray, *, allow_unseen: bool = False
     on fused atoms, another fragment count, or unseen valence types without ``allow_unseen``. With
     ``allow_unseen`` it also gives the run's prior its fallback terms for this structure."""
     z = np.asarray(z, dtype=np.int64)
+    check_elements(z, run.data.get("elements"), what)
     check_contacts(x, z, what, guard.contact_scale)
     notes = []
     fragments = run.data.get("fragments")

@@ -7,12 +7,9 @@ gives the history by ``history_from_velocities``.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
 import torch
 from ase import Atoms, units
-from ase.data import chemical_symbols
 from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
 
 from ..data.batch import FrameBatch
@@ -73,16 +70,3 @@ def start_velocities(atoms: Atoms, temperature_K: float | None, seed: int) -> tu
         raise ValueError("the start structure has no velocities; give a temperature (--temperature K) to draw "
                          "them from the Maxwell-Boltzmann distribution")
     return maxwell_boltzmann_velocities(atoms, temperature_K, seed), f"Maxwell-Boltzmann at {temperature_K:g} K"
-
-
-def check_elements(numbers: Iterable[int], trained: Iterable[int] | None, what: str = "the start structure") -> None:
-    """Raise ValueError when ``numbers`` hold an element the model never saw in training
-    (``trained``: TrainedRun.data["elements"]; None or empty for old checkpoints: no check)."""
-    known = set(trained or ())
-    if not known:
-        return
-    new = sorted(set(int(z) for z in numbers) - known)
-    if new:
-        names = lambda zs: ",".join(chemical_symbols[z] for z in zs)  # noqa: E731
-        raise ValueError(f"{what} contains {names(new)}, which the checkpoint was not trained on "
-                         f"(trained on {names(sorted(known))})")

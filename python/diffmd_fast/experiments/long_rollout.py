@@ -53,12 +53,12 @@ def long_rollout(run: TrainedRun, reference: Trajectory, test: Trajectory, *, ps
     every start against the whole ``reference`` (taken at the model's stride). Returns the scores and
     each start's valid frames ((T_b, n, 3) float64 Å, in the reference's frame)."""
     stride = run.config.train.stride
-    frame_fs = run.frame_time(test)
     t0s = evenly_spaced_starts(test.num_frames, 0, stride, starts)
-    start = run.start_from_frames(test, t0s, device=next(run.model.parameters()).device).batch
+    rollout_start = run.start_from_frames(test, t0s, device=next(run.model.parameters()).device)
+    start, frame_fs = rollout_start.batch, rollout_start.frame_fs
     frames = max(1, int(round(ps * 1000.0 / frame_fs)))
     t0 = time.perf_counter()
-    res = rollout(run.model, run.sde, run.sampler, start, frames, generator=torch.Generator().manual_seed(seed),
+    res = rollout(run.rollout_model(), run.sde, run.sampler, start, frames, generator=torch.Generator().manual_seed(seed),
                   progress=progress, corrections=run.corrections(frame_fs))
     wall = time.perf_counter() - t0
     pos = start.absolute(res.positions).cpu().numpy()  # (T, N, 3) float64 Å

@@ -30,6 +30,7 @@ class RolloutStart:
     """A rollout's first window and what building it found."""
 
     batch: FrameBatch  # the windows of every molecule (centred in float64), on the run's device
+    frame_fs: float  # fs between the window's frames: the model's frame time
     notes: tuple[str, ...] = ()  # warnings of the start checks (only with allow_unseen)
     velocity_note: str | None = None  # where a structure's velocities came from
     positions: np.ndarray | None = None  # (N, 3) Å: a one-structure start made whole
@@ -71,31 +72,25 @@ class TrainedRun:
                              "reference trajectory with --start, whose time step sets it")
         return float(frame_fs)
 
-    def rollout(self, temperature_K: float | None = None, reference=None) -> tuple[RolloutConfig, float | None]:
-        """(the [rollout] section with ``temperature_K`` K as the thermostat target when given, the
-        fallback target K): the training data's temperature, or for older checkpoints the Trajectory
-        ``reference``'s. Raises ValueError when the thermostat needs a temperature none gives."""
+    def rollout(self, temperature_K: float | None = None) -> RolloutConfig:
+        """The [rollout] section with ``temperature_K`` K as the thermostat's target when given, else
+        its own rollout.temperature_K, else the training data's temperature. Raises ValueError when
+        the thermostat needs a temperature none of them gives (a checkpoint older than the data record)."""
         cfg = self.config.rollout
-        if temperature_K is not None:
-            cfg = dataclasses.replace(cfg, temperature_K=temperature_K)
-        data_t = self.data.get("temperature_K")
-        if cfg.thermostat != "none" and not cfg.temperature_K and not data_t:
-            if reference is None:
-                raise ValueError(f"the {cfg.thermostat} thermostat needs a target temperature and this checkpoint does "
-                                 "not record its training data's: give --temperature K (or --set rollout.thermostat=none)")
-            from .loop import data_stats
+        target = temperature_K or cfg.temperature_K or self.data.get("temperature_K")
+        if cfg.thermostat != "none" and not target:
+            raise ValueError(f"the {cfg.thermostat} thermostat needs a target temperature and this checkpoint does not "
+                             "record its training data's: give --temperature K (or --set rollout.thermostat=none)")
+        return dataclasses.replace(cfg, temperature_K=target) if cfg.thermostat != "none" else cfg
 
-            data_t = data_stats([reference], self.config.train.stride)["temperature_K"]
-        return cfg, data_t
-
-    def corrections(self, frame_fs: float, rollout: RolloutConfig | None = None, target_K: float | None = None) -> list:
-        """The frame corrections of ``rollout`` (default: this run's [rollout] section) at the model's
-        frame time ``frame_fs`` (fs), the thermostat defaulting to ``target_K`` or the training data's
-        temperature, the step's fluctuation from the checkpoint's measured friction when it has one."""
+    def corrections(self, frame_fs: float, rollout: RolloutConfig | None = None) -> list:
+        """The frame corrections of ``rollout`` (default: this run's ``rollout()``) at the model's frame
+        time ``frame_fs`` (fs), the step's fluctuation from the checkpoint's measured friction when it has one."""
         from ..dynamics.physics import corrections_from_config
         from .calibration import friction_table
 
-        return corrections_from_config(rollout or self.config.rollout, frame_fs, target_K or self.data.get("temperature_K"),
+        rollout = rollout or self.rollout()
+        return corrections_from_config(rollout, frame_fs, rollout.temperature_K or self.data.get("temperature_K"),
                                        friction_table(self.data.get("step_friction")))
 
     def start_from_frames(self, reference, starts: Sequence[int], *, device: Any = "cpu", allow_unseen: bool = False,
@@ -108,7 +103,7 @@ class TrainedRun:
         batch = start_batch([reference] * len(starts), list(starts), stride=self.config.train.stride, dtype=self.dtype)
         first = batch.batch == 0
         notes = self._check(batch.x[first].double().numpy(), reference.numbers, allow_unseen, what, guard)
-        return RolloutStart(batch.to(device), notes)
+        return RolloutStart(batch.to(device), self.frame_time(reference), notes)
 
     def start_from_structure(self, atoms, *, temperature_K: float | None = None, seed: int = 1, device: Any = "cpu",
                              allow_unseen: bool = False, what: str = "the structure", guard=None) -> RolloutStart:
@@ -127,26 +122,23 @@ class TrainedRun:
         frame_fs = self.frame_time()
         v, velocity_note = start_velocities(whole, temperature_K, seed)
         batch = history_from_velocities(whole.positions, v, whole.numbers, frame_fs, dtype=self.dtype).to(device)
-        return RolloutStart(batch, notes, velocity_note, whole.positions, v)
+        return RolloutStart(batch, frame_fs, notes, velocity_note, whole.positions, v)
 
     def _check(self, x: np.ndarray, numbers, allow_unseen: bool, what: str, guard) -> tuple[str, ...]:
         from ..dynamics.guards import GuardConfig
         from ..dynamics.preflight import check_start
-        from ..dynamics.start import check_elements
 
-        check_elements(numbers, self.data.get("elements"), what)
         return tuple(check_start(self, x, numbers, allow_unseen=allow_unseen, what=what, guard=guard or GuardConfig()))
 
-    def stepper(self, start: FrameBatch, frame_fs: float, *, rollout: RolloutConfig | None = None,
-                target_K: float | None = None, **kwargs):
-        """A dynamics.Stepper driving this run's network from the FrameBatch ``start``, with the
-        corrections and the compile setting of ``rollout`` (default: this run's [rollout] section);
-        further keyword arguments (generator, guard, strict) go to the Stepper."""
+    def stepper(self, start: RolloutStart, *, rollout: RolloutConfig | None = None, **kwargs):
+        """A dynamics.Stepper driving this run's network from ``start`` at its frame time, with the
+        corrections and the compile setting of ``rollout`` (default: this run's ``rollout()``); further
+        keyword arguments (generator, guard, strict) go to the Stepper."""
         from ..dynamics.stepper import Stepper
 
-        rollout = rollout or self.config.rollout
-        return Stepper(self.rollout_model(rollout), self.sde, self.sampler, start,
-                       corrections=self.corrections(frame_fs, rollout, target_K), compile=rollout.compile, **kwargs)
+        rollout = rollout or self.rollout()
+        return Stepper(self.rollout_model(rollout), self.sde, self.sampler, start.batch,
+                       corrections=self.corrections(start.frame_fs, rollout), compile=rollout.compile, **kwargs)
 
     def rollout_model(self, rollout: RolloutConfig | None = None) -> torch.nn.Module:
         """The network a rollout of ``rollout`` (default: this run's [rollout] section) drives (``rollout_model``)."""
