@@ -121,9 +121,9 @@ class ModelConfig:
     fitted to the training data, so that off the data the default is a restoring bond instead of
     ballistic flight (beyond the paper; valence/prior.py). ``prior_torsions``: with the torsions
     (they hold the molecule near the conformers the data visited; off: groups rotate freely).
-    ``prior_force_matching``: fit the prior's bond and angle constants to the reference forces by
-    least squares instead of Boltzmann inversion of each coordinate (data without forces: the
-    latter).
+    ``prior_force_matching``: fit the prior's bond and angle force constants to the reference forces
+    by least squares instead of Boltzmann inversion of each coordinate, the rest values staying at
+    the data's mean geometry (data without forces: Boltzmann inversion).
 
     Raises ValueError (naming ``model.<field>``) for a value outside its range, ``hidden`` not a
     multiple of ``heads``, or ``sigma_data`` / ``bond_prior`` without ``anchor``.
@@ -153,7 +153,7 @@ class ModelConfig:
     sigma_data: float = 0.0  # Å; > 0: EDM preconditioning about x(t) + v(t)
     bond_prior: bool = False  # anchor = Verlet step of a valence force field fitted to the data (valence/prior.py)
     prior_torsions: bool = True  # the bond prior's periodic torsions
-    prior_force_matching: bool = False  # bond and angle constants fitted to the data's forces (valence/force_matching.py)
+    prior_force_matching: bool = False  # bond and angle force constants fitted to the data's forces (valence/force_matching.py)
     backend: Literal["fused", "reference"] = "fused"
 
     def __post_init__(self) -> None:

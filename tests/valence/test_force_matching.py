@@ -1,5 +1,6 @@
 """Force matching of the valence prior: on frames whose forces come from a known valence force field
-it recovers that field's constants exactly; on the bundled GFN2-xTB data it fits every type."""
+it recovers that field's force constants exactly and keeps the data's rest values; on the bundled
+GFN2-xTB data it fits every type."""
 from dataclasses import replace
 
 import numpy as np
@@ -24,9 +25,8 @@ def test_force_matching_recovers_the_constants_of_a_synthetic_valence_system():
     traj = load_trajectory(bundled("ethanol")).slice(0, 600)
     stats = valence_statistics([traj], 10, torsions=False)
     rng = np.random.default_rng(0)
-    true_bonds = {k: (kk * rng.uniform(1.2, 2.0), r0 + rng.uniform(-0.02, 0.02)) for k, (kk, r0) in stats["typed_bonds"].items()}
-    true_angles = {k: (kk * rng.uniform(1.2, 2.0), float(np.clip(c0 + rng.uniform(-0.03, 0.03), -1, 1)))
-                   for k, (kk, c0) in stats["typed_angles"].items()}
+    true_bonds = {k: (kk * rng.uniform(0.5, 2.0), r0) for k, (kk, r0) in stats["typed_bonds"].items()}
+    true_angles = {k: (kk * rng.uniform(0.5, 2.0), c0) for k, (kk, c0) in stats["typed_angles"].items()}
     truth = _prior(stats, true_bonds, true_angles)
     z = torch.as_tensor(traj.numbers)
     graph = with_covalent_bonds(complete_graph(torch.zeros(len(z), dtype=torch.int64)), torch.as_tensor(traj.positions[0]), z)
@@ -49,8 +49,9 @@ def test_force_matching_on_reference_forces_gives_physical_constants():
     bonds, angles, summary = force_matched([traj], prior, stats["typed_bonds"], stats["typed_angles"], frames=100)
     assert summary.startswith("force-matched")
     for key, (k, r0) in bonds.items():
-        assert k > 0 and abs(r0 - stats["typed_bonds"][key][1]) < 0.05  # rest lengths near the mean lengths
-    assert all(k > 0 and -1 <= c0 <= 1 for k, c0 in angles.values())
+        assert k > 0 and r0 == stats["typed_bonds"][key][1]  # the rest lengths stay the data's mean lengths
+    assert all(k > 0 and c0 == stats["typed_angles"][key][1] for key, (k, c0) in angles.items())
+    assert any(bonds[key][0] != pytest.approx(stats["typed_bonds"][key][0], rel=0.05) for key in bonds)  # refitted
     no_forces = replace(traj, forces=None)
     same = force_matched([no_forces], prior, stats["typed_bonds"], stats["typed_angles"])
     assert same[0] == stats["typed_bonds"] and "kept" in same[2]

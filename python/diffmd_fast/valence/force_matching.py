@@ -1,19 +1,21 @@
-"""Force matching of the valence prior's bond and angle constants to the reference forces.
+"""Force matching of the valence prior's bond and angle force constants to the reference forces.
 
 Boltzmann inversion (valence.fit: k = k_B T / var(r)) reads each coordinate's constant
 from its own fluctuation, which is the curvature of that coordinate's potential of mean force: a
 bond coupled to angles and to its neighbours fluctuates differently from an isolated spring, so
 the fitted bands sit away from the reference's. The data carry the engine's forces (GFN2-xTB, eV/Å),
-and the bonded terms are linear in their parameters:
-    U_bond  = ½ k (r - r0)²       -> F = k · (-(r) ∇r) + (k r0) · ∇r,
-    U_angle = ½ K (cos θ - c0)²   -> F = K · (-cos θ ∇cos θ) + (K c0) · ∇cos θ,
+and with the rest values held at the data's mean geometry (Boltzmann inversion's r0, cos θ0) the
+bonded forces are linear in their force constants:
+    U_bond  = ½ k (r - r0)²       -> F = k · (-(r - r0) ∇r),
+    U_angle = ½ K (cos θ - c0)²   -> F = K · (-(cos θ - c0) ∇cos θ),
 so the constants of every bond type (environment pair) and angle type (environment triple) that
 best reproduce the reference forces on sampled frames, after the prior's torsion forces are taken
 off, are one linear least-squares problem (force matching: Ercolessi & Adams 1994; the multiscale
-coarse-graining of Izvekov & Voth 2005, VOTCA's csg_fmatch; the bonded priors of CGnet). The
-non-bonded forces the prior has no term for are projected onto these terms, which is what a
-mean-force prior should carry. A type whose fit is unphysical (k or K <= 0, a rest length or cos θ0
-outside its range) keeps its Boltzmann-inverted value.
+coarse-graining of Izvekov & Voth 2005, VOTCA's csg_fmatch; the bonded priors of CGnet).
+The rest values stay where the data's distributions sit: fitted freely, they absorb the non-bonded
+forces the prior has no term for and move the bond-length distribution (h(r)) off the reference's,
+while what the forces measure well, and Boltzmann inversion misreads, is the curvature.
+A type whose fit is unphysical (k or K <= 0) keeps its Boltzmann-inverted constant.
 """
 from __future__ import annotations
 
@@ -29,12 +31,13 @@ from .topology import with_covalent_bonds
 FRAMES = 400  # frames sampled per trajectory: ~10^4 force components per parameter for a 20-atom molecule
 
 
-def _design(x: torch.Tensor, graph, env: torch.Tensor, bond_keys: dict, angle_keys: dict) -> torch.Tensor:
-    """(T, N, 3, P) float64: the force on every atom of frames x (T, N, 3) Å per unit of each parameter:
-    columns 2b, 2b + 1 of bond type b (k, k r0), then 2a, 2a + 1 after them of angle type a (K, K c0)."""
+def _design(x: torch.Tensor, graph, env: torch.Tensor, bonds: dict, angles: dict, bond_keys: dict,
+            angle_keys: dict) -> torch.Tensor:
+    """(T, N, 3, P) float64: the force on every atom of frames x (T, N, 3) Å per unit force constant of
+    each type: column b of bond type b (eV/Å² -> eV/Å), then column a after them of angle type a
+    (eV -> eV/Å), each at the rest value ``bonds``/``angles`` give it ({key: (constant, rest)})."""
     t, n = x.shape[:2]
-    cols = 2 * (len(bond_keys) + len(angle_keys))
-    out = torch.zeros(t, n, 3, cols, dtype=torch.float64)
+    out = torch.zeros(t, n, 3, len(bond_keys) + len(angle_keys), dtype=torch.float64)
     view = out.permute(1, 3, 0, 2)  # (N, P, T, 3): one (atom, column) pair per index
 
     def add(atoms: torch.Tensor, col: torch.Tensor, part: torch.Tensor) -> None:  # part (T, K, 3)
@@ -43,10 +46,9 @@ def _design(x: torch.Tensor, graph, env: torch.Tensor, bond_keys: dict, angle_ke
     recv, send = graph.bonds  # both directions: each bond's force on its receiver
     d = x[:, recv] - x[:, send]  # (T, M, 3) Å
     r = d.norm(dim=-1, keepdim=True)
-    grad = d / r  # ∇_recv r
-    col = torch.tensor([2 * bond_keys[tuple(sorted((int(env[a]), int(env[b]))))] for a, b in zip(recv.tolist(), send.tolist())])
-    add(recv, col, -r * grad)
-    add(recv, col + 1, grad)
+    key = [tuple(sorted((int(env[a]), int(env[b])))) for a, b in zip(recv.tolist(), send.tolist())]
+    r0 = torch.tensor([bonds[q][1] for q in key], dtype=torch.float64).unsqueeze(-1)  # (M, 1) Å
+    add(recv, torch.tensor([bond_keys[q] for q in key]), -(r - r0) * d / r)
     if graph.angles.shape[1]:
         i, j, k = graph.angles
         u, w = x[:, i] - x[:, j], x[:, k] - x[:, j]  # (T, A, 3)
@@ -54,21 +56,21 @@ def _design(x: torch.Tensor, graph, env: torch.Tensor, bond_keys: dict, angle_ke
         uh, wh = u / lu, w / lw
         cos = (uh * wh).sum(-1, keepdim=True)
         gi, gk = (wh - cos * uh) / lu, (uh - cos * wh) / lw  # ∇_i cos, ∇_k cos; ∇_j = -(gi + gk)
-        base = 2 * len(bond_keys)
         key = [(min(int(env[a]), int(env[c])), int(env[b]), max(int(env[a]), int(env[c])))
                for a, b, c in zip(i.tolist(), j.tolist(), k.tolist())]
-        col = torch.tensor([base + 2 * angle_keys[q] for q in key])
+        c0 = torch.tensor([angles[q][1] for q in key], dtype=torch.float64).unsqueeze(-1)  # (A, 1)
+        col = torch.tensor([len(bond_keys) + angle_keys[q] for q in key])
         for atoms, g in ((i, gi), (k, gk), (j, -(gi + gk))):
-            add(atoms, col, -cos * g)
-            add(atoms, col + 1, g)
+            add(atoms, col, -(cos - c0) * g)
     return out
 
 
 def force_matched(trajs: Sequence, prior: BondPrior, typed_bonds: dict, typed_angles: dict,
                   frames: int = FRAMES) -> tuple[dict, dict, str]:
     """(typed_bonds, typed_angles, a one-line summary): the environment tables of
-    BondPrior.set_tables refitted by force matching (module docstring) on up to ``frames`` evenly
-    spaced frames of each trajectory that has forces. ``prior`` holds the Boltzmann-inverted tables
+    BondPrior.set_tables ({key: (force constant, rest value)}) with their force constants refitted by
+    force matching (module docstring) on up to ``frames`` evenly spaced frames of each trajectory
+    that has forces, their rest values kept. ``prior`` holds the Boltzmann-inverted tables
     (set_tables), whose torsion forces are taken off the reference forces first. Trajectories
     without forces leave the tables as they are."""
     with_forces = [t for t in trajs if t.forces is not None and t.num_frames >= 3]
@@ -91,26 +93,20 @@ def force_matched(trajs: Sequence, prior: BondPrior, typed_bonds: dict, typed_an
             x = torch.as_tensor(traj.positions[chunk])  # (T, N, 3) Å
             torsion = torch.stack([prior.torsion_force(xt, types, graph) for xt in x])  # (T, N, 3) eV/Å
             target = torch.as_tensor(traj.forces[chunk], dtype=torch.float64) - torsion
-            a = _design(x, graph, env, bond_keys, angle_keys).reshape(-1, 2 * (len(bond_keys) + len(angle_keys)))
+            a = _design(x, graph, env, typed_bonds, typed_angles, bond_keys, angle_keys)
+            a = a.reshape(-1, len(bond_keys) + len(angle_keys))
             normal, rhs = normal + a.T @ a, rhs + a.T @ target.reshape(-1)
     if isinstance(normal, float):
         return typed_bonds, typed_angles, "no trajectory with forces covers its bond types: Boltzmann constants kept"
-    scale = normal.diagonal().clamp_min(1e-30).sqrt()  # column scaling: k and k r0 differ by orders
+    scale = normal.diagonal().clamp_min(1e-30).sqrt()  # column scaling: bond and angle constants differ by orders
     p = torch.linalg.lstsq(normal / scale[:, None] / scale[None, :], rhs / scale).solution / scale
     bonds, angles, kept = dict(typed_bonds), dict(typed_angles), []
-    for key, n in bond_keys.items():
-        k, kr0 = float(p[2 * n]), float(p[2 * n + 1])
-        if k > 0 and 0.5 < kr0 / k < 3.0:
-            bonds[key] = (k, kr0 / k)
-        else:
-            kept.append(key)
-    base = 2 * len(bond_keys)
-    for key, n in angle_keys.items():
-        kk, kc0 = float(p[base + 2 * n]), float(p[base + 2 * n + 1])
-        if kk > 0 and -1.0 <= kc0 / kk <= 1.0:
-            angles[key] = (kk, kc0 / kk)
-        else:
-            kept.append(key)
+    for table, keys, base in ((bonds, bond_keys, 0), (angles, angle_keys, len(bond_keys))):
+        for key, n in keys.items():
+            if float(p[base + n]) > 0:
+                table[key] = (float(p[base + n]), table[key][1])
+            else:
+                kept.append(key)
     fitted = len(bond_keys) + len(angle_keys) - len(kept)
     return bonds, angles, (f"force-matched {fitted} bond and angle types"
                            + (f"; {len(kept)} kept Boltzmann-inverted (unphysical fit)" if kept else ""))
