@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Choosing the long-rollout settings on the bundled molecules only (ethanol, aspirin): configs/long.toml
-# as shipped (Langevin tau 100 fs, the reference's friction; the step's calibrated fluctuation; the
-# prior fallback), and each choice undone in turn: no thermostat (the step's fluctuation alone), no
-# prior fallback, the force-matched prior. Every full-model row beside the prior alone, 8 starts x
+# as shipped (force-matched prior; Langevin tau 100 fs, the reference's friction; the step's calibrated
+# fluctuation; the prior fallback), and each choice undone in turn: no thermostat (the step's
+# fluctuation alone), no prior fallback, the Boltzmann-inverted prior. Every full-model row beside the prior alone, 8 starts x
 # $PS ps. Resumable (trained runs and finished cells cached under $RUNS). 1 torch thread.
 set -euo pipefail
 V=${V:-.venv/bin}
@@ -19,4 +19,4 @@ run() {  # $1: output tag, $2: runs directory, then extra bench arguments
 run shipped "$RUNS"
 run no_thermostat "$RUNS" --rollout-set rollout.thermostat=none
 run no_fallback "$RUNS" --rollout-set rollout.prior_fallback=0
-run force_matched "$RUNS/force_matched" --set model.prior_force_matching=true
+run boltzmann_inverted "$RUNS/boltzmann_inverted" --set model.prior_force_matching=false
