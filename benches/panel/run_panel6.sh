@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Long-rollout quality on the held-out drug-like panel (make_panel6.sh), configs/long.toml as shipped
-# (Langevin at the reference's friction, tau 100 fs; the step's calibrated fluctuation; the prior
-# fallback), every full-model row beside the prior alone, 8 starts x $PS ps. Nothing here was tuned on
-# these molecules. Resumable: trained runs and finished cells are cached under $RUNS. 1 torch thread.
+# (force-matched prior; Langevin at the reference's friction, tau 100 fs; the step's calibrated
+# fluctuation; the prior fallback), then with the Boltzmann-inverted prior instead; every full-model
+# row beside the prior alone, 8 starts x $PS ps. Nothing here was tuned on these molecules.
+# Resumable: trained runs and finished cells are cached under $RUNS. 1 torch thread.
 set -euo pipefail
 V=${V:-.venv/bin}
 DATA=${DATA:-runs/panel6}
@@ -17,5 +18,11 @@ for mol in ethylphenol acetanilide benzylamine methylbutanoate chloroanisole eth
   while [ ! -f "$DATA/$mol.npz" ]; do sleep 30; done  # make_panel6.sh may still be writing it
   MOLS="${MOLS:+$MOLS,}$DATA/$mol.npz"
 done
-"$V/python" benches/bench_stability.py --molecules "$MOLS" --strides 4 --samplers heun1,prior-only --ps "$PS" --starts 8 \
-  --max-minutes 20 --set train.epochs=$EPOCHS --rollout-set rollout.compile=false --runs "$RUNS" --json "benches/results/stability_panel6_${PS}ps.json"
+run() {  # $1: output name, $2: runs directory, then extra bench arguments
+  local json=$1 runs=$2
+  shift 2
+  "$V/python" benches/bench_stability.py --molecules "$MOLS" --strides 4 --samplers heun1,prior-only --ps "$PS" --starts 8 \
+    --max-minutes 20 --set train.epochs=$EPOCHS --rollout-set rollout.compile=false --runs "$runs" --json "$json" "$@"
+}
+run "benches/results/stability_panel6_${PS}ps.json" "$RUNS"
+run "benches/results/stability_panel6_boltzmann_inverted_${PS}ps.json" "$RUNS/boltzmann_inverted" --set model.prior_force_matching=false
