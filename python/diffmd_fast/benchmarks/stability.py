@@ -11,6 +11,8 @@ Langevin thermostat), and scored online, so memory stays flat whatever the lengt
   0.5 Å; a rollout that never does is stable for its whole length;
 - h(r): histogram of all interatomic distances (500 bins to 10 Å) over the stable frames of every
   rollout together, and its Jensen-Shannon divergence (base 2) against the reference trajectory's;
+  also over the pairs 1, 2, 3 and 4 or more bonds apart alone (bond lengths, angles, torsions, the
+  rest): a rollout that keeps its bonds but visits other conformers moves the 1-4 column;
 - kinetic temperature of the implied velocities (x(t+1) - x(t)) / (k dt), centre of mass removed,
   3n - 6 degrees of freedom, over the stable frames, against the reference's at the same stride;
   and of the hydrogens and the heavy atoms apart (3 degrees of freedom per atom): a step that
@@ -86,6 +88,12 @@ class Cell:
     temperature_heavy_K: float = float("nan")  # every other atom
     temperature_heavy_ref_K: float = float("nan")
     vdos_overlap: float = float("nan")  # NaN when no rollout was stable for VDOS_FRAMES frames
+    # h(r) JSD of the pairs 1, 2, 3 and >= 4 bonds apart (evaluation.longrun.SEPARATIONS): bonds,
+    # angles, torsions (conformers), the rest; NaN in older cached cells
+    h_r_jsd_1_2: float = float("nan")
+    h_r_jsd_1_3: float = float("nan")
+    h_r_jsd_1_4: float = float("nan")
+    h_r_jsd_1_5: float = float("nan")
 
 
 VDOS_FRAMES = 4096  # frames of each rollout kept for its spectrum: 4 Welch segments, 8 ps at 2 fs frames
@@ -106,7 +114,7 @@ class OnlineScore:
 
     def __init__(self, reference: np.ndarray, numbers: np.ndarray, rollouts: int, frame_fs: float, start_x: torch.Tensor):
         from ..data.elements import masses
-        from ..evaluation.longrun import HR_BINS, HR_R_MAX, mean_bond_lengths
+        from ..evaluation.longrun import HR_BINS, HR_R_MAX, SEPARATIONS, mean_bond_lengths, pair_separations
         from ..evaluation.metrics import bonds_from_reference
 
         self.n, self.b, self.frame_fs = numbers.shape[0], rollouts, frame_fs
@@ -117,6 +125,14 @@ class OnlineScore:
         self.masses = masses(numbers)
         self.stable = np.full(rollouts, -1)  # first unstable frame, -1 while stable
         self.counts = np.zeros(HR_BINS, dtype=np.int64)  # pair distances of the stable frames, all rollouts
+        # the same by bonded separation: each pair's class (P,), counts (classes, bins)
+        self.separations = pair_separations(reference[0], numbers)
+        self.pair_class = np.full(len(self.pairs[0]), -1)
+        index = {pair: p for p, pair in enumerate(zip(*self.pairs))}
+        for c, name in enumerate(SEPARATIONS):
+            for pair in zip(*self.separations.get(name, ((), ()))):
+                self.pair_class[index[pair]] = c
+        self.counts_by = np.zeros((len(SEPARATIONS), HR_BINS), dtype=np.int64)
         self.temp_sum, self.temp_count = 0.0, 0
         self.prev = start_x.detach().double().cpu().numpy().reshape(rollouts, self.n, 3)
         self.hydrogen = numbers == 1
@@ -136,6 +152,11 @@ class OnlineScore:
         if ok.any():
             d = np.linalg.norm(x[ok][:, self.pairs[0]] - x[ok][:, self.pairs[1]], axis=-1)
             self.counts += np.histogram(d, bins=self.edges)[0]
+            width = self.edges[1] - self.edges[0]
+            bin_of = np.floor(d / width).astype(np.int64)  # (B_ok, P)
+            inside = bin_of < len(self.edges) - 1
+            flat = (np.broadcast_to(self.pair_class, d.shape) * (len(self.edges) - 1) + bin_of)[inside]
+            self.counts_by += np.bincount(flat, minlength=self.counts_by.size).reshape(self.counts_by.shape)
             vel = remove_rigid_motion((x[ok] - self.prev[ok]) / self.frame_fs, 0.5 * (x[ok] + self.prev[ok]),
                                       self.masses)  # (B_ok, n, 3) Å/fs
             temp = kinetic_temperature(vel, self.masses)  # (B_ok,) K
@@ -171,6 +192,21 @@ class OnlineScore:
 
     def stable_frames(self, frames: int) -> np.ndarray:
         return np.where(self.stable < 0, frames, self.stable)
+
+    def h_r_jsd_by_separation(self, reference: np.ndarray) -> dict[str, float]:
+        """{"1_2", ...: h(r) JSD of the pairs that many bonds apart} over the stable frames; NaN for an
+        empty class."""
+        from ..evaluation.longrun import SEPARATIONS, hr_errors, hr_histogram
+
+        out = {}
+        for c, name in enumerate(SEPARATIONS):
+            counts, pairs = self.counts_by[c], self.separations.get(name)
+            if pairs is None or counts.sum() == 0:
+                out[name] = float("nan")
+                continue
+            h_ref, _ = hr_histogram(reference, pairs=pairs)
+            out[name] = hr_errors(counts / (counts.sum() * np.diff(self.edges)), h_ref, self.edges)[1]
+        return out
 
     def h_r_jsd(self, reference: np.ndarray) -> float:
         from ..evaluation.longrun import hr_errors, hr_histogram
@@ -270,7 +306,8 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -
                 float(stable.mean() * frame_fs / 1000), float(stable.min() * frame_fs / 1000), jsd, temp, temp_ref,
                 (temp - temp_ref) / temp_ref, stepper.total_nfe / max(ran, 1), ran * frame_fs * len(starts) / wall,
                 ran * frame_fs / wall, wall, physics, training, *one_step_errors(run, test, starts, stride),
-                t_h, ref_groups[0], t_heavy, ref_groups[1], score.vdos_overlap(ref, split.reference.numbers, stride))
+                t_h, ref_groups[0], t_heavy, ref_groups[1], score.vdos_overlap(ref, split.reference.numbers, stride),
+                **{f"h_r_jsd_{k}": v for k, v in score.h_r_jsd_by_separation(ref).items()})
 
 
 @dataclass
@@ -292,13 +329,14 @@ def _split(molecule: str) -> _Split:
 
 def markdown(cells: list[Cell]) -> str:
     head = ("| molecule | stride (fs) | sampler | NFE/frame | stable rollouts | stability ps (mean / min) | "
-            "h(r) JSD | T (K) | T ref (K) | T H / ref (K) | T heavy / ref (K) | VDOS overlap | "
-            "one-step error / const. velocity (Å) | fs per wall s (all / per traj.) | physics | training |")
-    lines = [head, "|" + "---|" * 16]
+            "h(r) JSD | JSD 1-2 / 1-3 / 1-4 / 1-5+ | T (K) | T ref (K) | T H / ref (K) | T heavy / ref (K) | "
+            "VDOS overlap | one-step error / const. velocity (Å) | fs per wall s (all / per traj.) | physics | training |")
+    lines = [head, "|" + "---|" * 17]
     for c in cells:
         lines.append(f"| {c.molecule} | {c.stride} ({c.frame_fs:g}) | {c.sampler} | {c.nfe_per_frame:.1f} | "
                      f"{c.stable_rollouts}/{c.rollouts} | {c.stability_ps_mean:.2f} / {c.stability_ps_min:.2f} | "
-                     f"{c.h_r_jsd:.4f} | {c.temperature_K:.0f} | {c.temperature_ref_K:.0f} | "
+                     f"{c.h_r_jsd:.4f} | {c.h_r_jsd_1_2:.4f} / {c.h_r_jsd_1_3:.4f} / {c.h_r_jsd_1_4:.4f} / "
+                     f"{c.h_r_jsd_1_5:.4f} | {c.temperature_K:.0f} | {c.temperature_ref_K:.0f} | "
                      f"{c.temperature_H_K:.0f} / {c.temperature_H_ref_K:.0f} | "
                      f"{c.temperature_heavy_K:.0f} / {c.temperature_heavy_ref_K:.0f} | {c.vdos_overlap:.2f} | "
                      f"{c.one_step_error_A:.4f} / {c.constant_velocity_error_A:.4f} | "

@@ -27,7 +27,8 @@ histograms, base 2), rmsf_error (Å), mobility (Å/frame) and whether atoms keep
 Long-run (evaluation.longrun; no phase alignment, the whole generated run against the whole reference
 taken every stride frames; Fu et al. 2023, "Forces are not enough"): stability_frames and stability_ps
 (first frame a bond is > 0.5 Å from its mean reference length), h_r_mae and h_r_jsd (pair-distance
-density, 500 bins to 10 Å), temperature_mean_K / temperature_std_K and the reference's
+density, 500 bins to 10 Å), h_r_jsd_1_2 / _1_3 / _1_4 / _1_5 (the JSD over the pairs 1, 2, 3 and 4 or
+more bonds apart: bond lengths, angles, torsions, the rest), temperature_mean_K / temperature_std_K and the reference's
 temperature_ref_mean_K / temperature_ref_std_K (kinetic temperature from implied velocities, centre of
 mass removed, 3N-6 degrees of freedom), vdos_overlap (in [0, 1]: Σ min of the two normalised vibrational
 spectra), vdos_peak_cm1, vdos_ref_peak_cm1, vdos_resolution_cm1 and the Nyquist limit of the frame time,
@@ -46,7 +47,8 @@ COLUMNS = [("model", "model"), ("aligned_frames", "aligned frames"), ("armse", "
            ("rmsf_error", "RMSF error (Å)"), ("moving", "moving")]
 LONG_COLUMNS = [("model", "model"), ("frames", "frames"), ("stability_frames", "stable frames"),
                 ("stability_ps", "stable ps"), ("h_r_mae", "h(r) MAE"), ("h_r_jsd", "h(r) JSD"),
-                ("temperature_mean_K", "T mean (K)"), ("temperature_std_K", "T std (K)"),
+                ("h_r_jsd_1_2", "JSD 1-2"), ("h_r_jsd_1_3", "JSD 1-3"), ("h_r_jsd_1_4", "JSD 1-4"),
+                ("h_r_jsd_1_5", "JSD 1-5+"), ("temperature_mean_K", "T mean (K)"), ("temperature_std_K", "T std (K)"),
                 ("vdos_overlap", "VDOS overlap"), ("vdos_peak_cm1", "VDOS peak (cm⁻¹)")]
 
 

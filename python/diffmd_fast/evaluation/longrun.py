@@ -14,6 +14,9 @@ force fields with molecular simulations" (kyonofx/MDsim, observable.ipynb), for 
 - h(r): normalised histogram (density in 1/Å) of all interatomic distances, 500 bins on [0, 10] Å,
   over the stable part of the run; MAE as in MDsim (mean over bins of |Δh| × 10 Å, i.e. ∫|Δh| dr, in
   [0, 2]) and the Jensen-Shannon divergence of the bin masses (base 2, in [0, 1]).
+- h(r) by bonded separation (ours): the same JSD over the pairs 1, 2, 3 and 4 or more bonds apart
+  (``SEPARATIONS``: bond lengths, angles, torsions, the rest), which tells a run that stretches its
+  bonds from one whose conformers differ from the reference's (1-4 distances set the torsions).
 
 Decisions (ours, not MDsim's):
 - Bonds are metrics.bonds_from_reference (1.2 × covalent radii in ref[0]), the project's one bond
@@ -46,6 +49,7 @@ from scipy.spatial.distance import jensenshannon
 from ..data.elements import masses
 from .metrics import STABILITY_TOL, _check_traj, bonds_from_reference
 
+SEPARATIONS = ("1_2", "1_3", "1_4", "1_5")  # pairs 1, 2, 3 and >= 4 bonds apart (and other molecules)
 HR_BINS = 500  # MDsim: 500 bins ...
 HR_R_MAX = 10.0  # ... up to 10 Å
 VDOS_SEGMENT = 1024  # frames per Welch segment: 0.98 THz (33 cm^-1) resolution at 0.5 fs frames
@@ -131,8 +135,10 @@ def bond_stability_frames(gen: np.ndarray, ref: np.ndarray, numbers: np.ndarray,
 # ---------------------------------------------------------------------------------------------- h(r)
 
 def hr_histogram(traj: np.ndarray, *, bins: int = HR_BINS, r_max: float = HR_R_MAX,
-                 chunk_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """h(r) (bins,) in 1/Å and its edges (bins+1,) Å: density of all pair distances i < j over all frames.
+                 chunk_frames: int | None = None, pairs: tuple[np.ndarray, np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """h(r) (bins,) in 1/Å and its edges (bins+1,) Å: density of all pair distances i < j over all frames
+    (of the pairs ``pairs`` = (i, j) index arrays (P,) only, when given).
 
     Normalised so Σ h Δr = 1 over [0, r_max] (numpy's ``density=True``, as MDsim); distances beyond
     r_max are left out, as in MDsim. Counts are accumulated ``chunk_frames`` frames at a time.
@@ -142,7 +148,7 @@ def hr_histogram(traj: np.ndarray, *, bins: int = HR_BINS, r_max: float = HR_R_M
         raise ValueError(f"h(r) needs at least 2 atoms, got {t.shape[1]}")
     if bins < 1 or not (np.isfinite(r_max) and r_max > 0):
         raise ValueError(f"h(r) needs bins >= 1 and a positive r_max, got bins={bins}, r_max={r_max}")
-    i, j = np.triu_indices(t.shape[1], k=1)
+    i, j = np.triu_indices(t.shape[1], k=1) if pairs is None else pairs
     edges = np.linspace(0.0, float(r_max), bins + 1)
     counts = np.zeros(bins, dtype=np.int64)
     step = chunk_frames or _chunk(3 * len(i))
@@ -167,6 +173,39 @@ def hr_errors(h_gen: np.ndarray, h_ref: np.ndarray, edges: np.ndarray) -> tuple[
     mae = float(np.abs(hg - hr).mean() * (e[-1] - e[0]))
     jsd = float(jensenshannon(hg * width, hr * width, base=2) ** 2)
     return mae, jsd
+
+
+def pair_separations(frame: np.ndarray, numbers: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{separation: (i, j) index arrays} of the atom pairs i < j of one frame (N, 3) Å by how many
+    covalent bonds (metrics.bonds_from_reference) apart they are: "1_2" bonded, "1_3" two bonds
+    (an angle), "1_4" three (a torsion), "1_5" four or more or not connected. Empty classes are left out."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import shortest_path
+
+    n = frame.shape[0]
+    bonds = bonds_from_reference(np.asarray(frame, dtype=np.float64)[None], np.asarray(numbers))
+    adjacency = coo_matrix((np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(n, n)).tocsr()
+    hops = shortest_path(adjacency, directed=False, unweighted=True)
+    i, j = np.triu_indices(n, k=1)
+    h = hops[i, j]
+    masks = {"1_2": h == 1, "1_3": h == 2, "1_4": h == 3, "1_5": h >= 4}  # inf (other molecules) is >= 4
+    return {name: (i[m], j[m]) for name, m in masks.items() if m.any()}
+
+
+def hr_jsd_by_separation(gen: np.ndarray, ref: np.ndarray, numbers: np.ndarray, *, bins: int = HR_BINS,
+                         r_max: float = HR_R_MAX) -> dict[str, float | None]:
+    """{"1_2", "1_3", "1_4", "1_5": h(r) JSD of the pairs that many bonds apart (pair_separations of
+    ref's first frame)} of positions gen (T, N, 3) against ref (T_ref, N, 3) Å; None for a class with
+    no pair, or none of its distances below r_max."""
+    out: dict[str, float | None] = dict.fromkeys(SEPARATIONS)
+    for name, pairs in pair_separations(_check_traj(ref, "ref")[0], numbers).items():
+        try:
+            h_ref, edges = hr_histogram(ref, bins=bins, r_max=r_max, pairs=pairs)
+            h_gen, _ = hr_histogram(gen, bins=bins, r_max=r_max, pairs=pairs)
+        except ValueError:  # every distance of the class beyond r_max
+            continue
+        out[name] = hr_errors(h_gen, h_ref, edges)[1]
+    return out
 
 
 # ------------------------------------------------------------------------------------- temperature
@@ -355,7 +394,7 @@ def long_run_analysis(
         "stability_frames": stable,
         "stability_ps": stable * dt / 1000.0 if dt is not None else None,
         "stable_fraction": stable / g.shape[0],
-        "h_r_mae": None, "h_r_jsd": None,
+        "h_r_mae": None, "h_r_jsd": None, **{f"h_r_jsd_{name}": None for name in SEPARATIONS},
         "temperature_mean_K": None, "temperature_std_K": None,
         "temperature_ref_mean_K": None, "temperature_ref_std_K": None,
         "vdos_overlap": None, "vdos_peak_cm1": None, "vdos_ref_peak_cm1": None,
@@ -368,6 +407,7 @@ def long_run_analysis(
     if stable >= 1:
         out.hr, _ = hr_histogram(gs, bins=bins, r_max=r_max)
         met["h_r_mae"], met["h_r_jsd"] = hr_errors(out.hr, out.hr_ref, out.hr_edges)
+        met.update({f"h_r_jsd_{k}": v for k, v in hr_jsd_by_separation(gs, r, numbers, bins=bins, r_max=r_max).items()})
     else:
         out.notes.append("no stable frame: h(r), temperature and VDOS are null")
 
