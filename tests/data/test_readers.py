@@ -3,7 +3,7 @@ import json
 import ase.io
 import numpy as np
 import pytest
-from ase import Atoms
+from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io.trajectory import Trajectory as AseTrajectory
 
@@ -60,11 +60,12 @@ def test_per_frame_atomic_numbers(tmp_path, traj):
     np.testing.assert_array_equal(load_trajectory(path).numbers, traj.numbers)
 
 
-def test_rmd17_npz_restores_time_order(tmp_path, traj):
+def test_rmd17_npz_restores_time_order_and_converts_kcal_per_mol(tmp_path, traj):
     perm = np.random.default_rng(1).permutation(traj.num_frames)
     path = tmp_path / "rmd17_water.npz"
-    np.savez(path, nuclear_charges=traj.numbers, coords=traj.positions[perm], energies=traj.energies[perm],
-             forces=traj.forces[perm], old_indices=10 * perm + 100)
+    kcal = units.kcal / units.mol  # eV: revised MD17 stores kcal/mol and kcal/mol/Å
+    np.savez(path, nuclear_charges=traj.numbers, coords=traj.positions[perm], energies=traj.energies[perm] / kcal,
+             forces=traj.forces[perm] / kcal, old_indices=10 * perm + 100)
     out = load_trajectory(path)
     _same(out, traj)
     assert out.dt_fs == pytest.approx(5.0)  # MD17 index gap 10 x 0.5 fs

@@ -55,3 +55,14 @@ def test_force_matching_on_reference_forces_gives_physical_constants():
     no_forces = replace(traj, forces=None)
     same = force_matched([no_forces], prior, stats["typed_bonds"], stats["typed_angles"])
     assert same[0] == stats["typed_bonds"] and "kept" in same[2]
+
+
+def test_forces_in_other_units_keep_the_boltzmann_constants_with_a_warning():
+    traj = load_trajectory(bundled("ethanol")).slice(0, 2000)
+    stats = valence_statistics([traj], 10)
+    prior = BondPrior(10)
+    prior.set_tables(frame_fs=0.5, **stats)
+    kcal = replace(traj, forces=traj.forces * 23.06)  # eV/Å read as if kcal/mol/Å
+    with pytest.warns(UserWarning, match="forces in other units than eV/Å"):
+        bonds, angles, summary = force_matched([kcal], prior, stats["typed_bonds"], stats["typed_angles"], frames=100)
+    assert bonds == stats["typed_bonds"] and angles == stats["typed_angles"] and "kept" in summary

@@ -137,9 +137,15 @@ def _unwrap(path: Path, pos: np.ndarray, numbers, cells: np.ndarray, pbc: np.nda
 
 
 def _from_rmd17(path: Path, data: dict[str, np.ndarray], dt_fs: float | None, name: str | None) -> Trajectory:
-    """Revised MD17 stores frames drawn from MD17; ``old_indices`` (if present) restores time order."""
+    """Revised MD17 stores frames drawn from MD17, energies in kcal/mol and forces in kcal/mol/Å
+    (Christensen & von Lilienfeld 2020), converted here to eV and eV/Å; ``old_indices`` (if present)
+    restores time order."""
+    kcal = unit_factor(path, "energy", "kcal/mol")  # eV per kcal/mol
     pos, energies, forces = data["coords"], data.get("energies"), data.get("forces")
-    provenance: dict = {"source_file": str(path), "format": "revised MD17 npz"}
+    energies = None if energies is None else np.asarray(energies, dtype=np.float64) * kcal
+    forces = None if forces is None else np.asarray(forces, dtype=np.float64) * kcal
+    provenance: dict = {"source_file": str(path), "format": "revised MD17 npz",
+                        "units": {"note": f"converted on load: energies and forces x {kcal:g} (kcal/mol -> eV)"}}
     steps = None
     if "old_indices" in data:
         idx = np.asarray(data["old_indices"]).astype(np.int64).ravel()

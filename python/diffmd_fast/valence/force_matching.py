@@ -15,10 +15,13 @@ coarse-graining of Izvekov & Voth 2005, VOTCA's csg_fmatch; the bonded priors of
 The rest values stay where the data's distributions sit: fitted freely, they absorb the non-bonded
 forces the prior has no term for and move the bond-length distribution (h(r)) off the reference's,
 while what the forces measure well, and Boltzmann inversion misreads, is the curvature.
-A type whose fit is unphysical (k or K <= 0) keeps its Boltzmann-inverted constant.
+A type whose fit is unphysical (k or K <= 0) keeps its Boltzmann-inverted constant. Forces whose
+fit disagrees with the Boltzmann constants by more than UNIT_MISMATCH in the median over bond types
+(forces in other units than eV/Å) leave every constant Boltzmann-inverted, with a warning.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -29,6 +32,10 @@ from .prior import BondPrior
 from .topology import with_covalent_bonds
 
 FRAMES = 400  # frames sampled per trajectory: ~10^4 force components per parameter for a 20-atom molecule
+# Force matching and Boltzmann inversion measure one curvature two ways; on GFN2-xTB data the bond
+# constants agree within ~2x (ethanol C-H: 27 against 43 eV/Å²). A median ratio beyond this factor
+# means forces in other units than eV/Å (kcal/mol/Å: 23x; Hartree/Bohr: 51x), not chemistry.
+UNIT_MISMATCH = 5.0
 
 
 def _design(x: torch.Tensor, graph, env: torch.Tensor, bonds: dict, angles: dict, bond_keys: dict,
@@ -107,6 +114,13 @@ def force_matched(trajs: Sequence, prior: BondPrior, typed_bonds: dict, typed_an
                 table[key] = (float(p[base + n]), table[key][1])
             else:
                 kept.append(key)
+    ratio = float(np.median([bonds[key][0] / typed_bonds[key][0] for key in bond_keys if key not in kept
+                             and typed_bonds[key][0] > 0] or [1.0]))
+    if not 1 / UNIT_MISMATCH <= ratio <= UNIT_MISMATCH:
+        summary = (f"the reference forces give bond constants {ratio:.3g}x the data's Boltzmann-inverted ones (median "
+                   "over bond types): forces in other units than eV/Å? Boltzmann-inverted constants kept")
+        warnings.warn(f"valence prior: {summary}", stacklevel=2)
+        return typed_bonds, typed_angles, summary
     fitted = len(bond_keys) + len(angle_keys) - len(kept)
     return bonds, angles, (f"force-matched {fitted} bond and angle types"
                            + (f"; {len(kept)} kept Boltzmann-inverted (unphysical fit)" if kept else ""))
