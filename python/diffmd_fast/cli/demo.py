@@ -97,7 +97,7 @@ def _long_run(args, traj, split, out) -> str:
 
     import torch
 
-    from ..benchmarks.rollout import xtb_row
+    from ..benchmarks.rollout import XTB_FS, xtb_row
 
     cfg_path = args.long_config or resources.files("diffmd_fast") / "configs" / "long.toml"
     train(Config.from_toml(cfg_path, overrides=args.set), [split.train], [split.val], out / "diffmd-long",
@@ -108,7 +108,7 @@ def _long_run(args, traj, split, out) -> str:
     s = result.summary()
     # the engine that made the data, same machine and threads, 400 timed steps: is DiffMD faster?
     xtb = xtb_row(traj, result.starts[0], 400, 5, torch.get_num_threads(),
-                  float(traj.provenance.get("temperature_K") or s["temperature_ref_mean_K"]), 1)
+                  float(traj.provenance.get("temperature_K") or s["temperature_ref_mean_K"]), 1, XTB_FS)
     xtb_fs = 1000.0 * xtb["ps_per_s"]
     row = {**s, "stable": f"{s['stable_starts']}/{s['starts']}", "xtb_fs_per_s": xtb_fs,
            "vs_xtb": f"{s['fs_per_s'] / xtb_fs:.2f}x"}
@@ -126,6 +126,6 @@ def _long_run(args, traj, split, out) -> str:
             f"{s['starts']} starts x {s['ps_per_start']:g} ps ({s['frames']} frames of "
             f"{s['frame_fs']:g} fs) with the physics of its [rollout] config; stability as in MDsim (a bond "
             f"more than 0.5 Å from its reference mean), h(r), temperature and VDOS over the stable frames against "
-            f"the whole reference. Speed: all starts together against one GFN2-xTB MD run (ASE + tblite) on "
-            f"the same machine and threads.\n\n{table}\n\n![temperature](plots/long_temperature.png)\n\n"
+            f"the whole reference. Speed: all starts together against one GFN2-xTB MD run (ASE + tblite) at a "
+            f"{XTB_FS:g} fs step on the same machine and threads.\n\n{table}\n\n![temperature](plots/long_temperature.png)\n\n"
             f"![h(r)](plots/long_h_r.png)\n\n![VDOS](plots/long_vdos.png)\n\n")
