@@ -124,14 +124,12 @@ class OnlineScore:
         self.edges = np.linspace(0.0, HR_R_MAX, HR_BINS + 1)
         self.masses = masses(numbers)
         self.stable = np.full(rollouts, -1)  # first unstable frame, -1 while stable
-        self.counts = np.zeros(HR_BINS, dtype=np.int64)  # pair distances of the stable frames, all rollouts
-        # the same by bonded separation: each pair's class (P,), counts (classes, bins)
+        # pair distances of the stable frames, all rollouts, by bonded separation (every pair is in one
+        # class; all pairs together are their sum): the positions in self.pairs of each class's pairs
         self.separations = pair_separations(reference[0], numbers)
-        self.pair_class = np.full(len(self.pairs[0]), -1)
         index = {pair: p for p, pair in enumerate(zip(*self.pairs))}
-        for c, name in enumerate(SEPARATIONS):
-            for pair in zip(*self.separations.get(name, ((), ()))):
-                self.pair_class[index[pair]] = c
+        self.class_pairs = [np.array([index[pair] for pair in zip(*self.separations.get(name, ((), ())))],
+                                     dtype=np.int64) for name in SEPARATIONS]
         self.counts_by = np.zeros((len(SEPARATIONS), HR_BINS), dtype=np.int64)
         self.temp_sum, self.temp_count = 0.0, 0
         self.prev = start_x.detach().double().cpu().numpy().reshape(rollouts, self.n, 3)
@@ -151,12 +149,8 @@ class OnlineScore:
         ok = self.stable < 0
         if ok.any():
             d = np.linalg.norm(x[ok][:, self.pairs[0]] - x[ok][:, self.pairs[1]], axis=-1)
-            self.counts += np.histogram(d, bins=self.edges)[0]
-            width = self.edges[1] - self.edges[0]
-            bin_of = np.floor(d / width).astype(np.int64)  # (B_ok, P)
-            inside = bin_of < len(self.edges) - 1
-            flat = (np.broadcast_to(self.pair_class, d.shape) * (len(self.edges) - 1) + bin_of)[inside]
-            self.counts_by += np.bincount(flat, minlength=self.counts_by.size).reshape(self.counts_by.shape)
+            for c, idx in enumerate(self.class_pairs):
+                self.counts_by[c] += np.histogram(d[:, idx], bins=self.edges)[0]
             vel = remove_rigid_motion((x[ok] - self.prev[ok]) / self.frame_fs, 0.5 * (x[ok] + self.prev[ok]),
                                       self.masses)  # (B_ok, n, 3) Å/fs
             temp = kinetic_temperature(vel, self.masses)  # (B_ok,) K
@@ -211,9 +205,10 @@ class OnlineScore:
     def h_r_jsd(self, reference: np.ndarray) -> float:
         from ..evaluation.longrun import hr_errors, hr_histogram
 
-        if self.counts.sum() == 0:
+        counts = self.counts_by.sum(0)  # (bins,) every pair
+        if counts.sum() == 0:
             return float("nan")
-        h = self.counts / (self.counts.sum() * np.diff(self.edges))
+        h = counts / (counts.sum() * np.diff(self.edges))
         return hr_errors(h, hr_histogram(reference)[0], self.edges)[1]
 
 

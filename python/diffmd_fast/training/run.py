@@ -90,7 +90,7 @@ class TrainedRun:
         from .calibration import friction_table
 
         rollout = rollout or self.rollout()
-        return corrections_from_config(rollout, frame_fs, rollout.temperature_K or self.data.get("temperature_K"),
+        return corrections_from_config(rollout, frame_fs, self.data.get("temperature_K"),
                                        friction_table(self.data.get("step_friction")))
 
     def start_from_frames(self, reference, starts: Sequence[int], *, device: Any = "cpu", allow_unseen: bool = False,
