@@ -10,7 +10,7 @@ from ase.build import molecule
 
 from diffmd_fast.ase import DiffMDDynamics
 from diffmd_fast.cli import main
-from diffmd_fast.cli.generate import output_bases
+from diffmd_fast.dynamics.sink import output_bases
 from diffmd_fast.data import load_trajectory
 from model_helpers import water_box
 

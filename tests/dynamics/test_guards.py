@@ -16,6 +16,7 @@ from diffmd_fast.config import Config
 from diffmd_fast.data import bundled, load_trajectory, save_npz, start_batch
 from diffmd_fast.data.batch import FrameBatch
 from diffmd_fast.dynamics.guards import GuardConfig, RolloutGuard
+from diffmd_fast.valence.topology import topology_graph
 from diffmd_fast.evaluation.metrics import bonds_from_reference
 from diffmd_fast.dynamics.rollout import RolloutStopped, rollout
 from diffmd_fast.diffusion.samplers import ODESampler
@@ -135,7 +136,7 @@ def test_all_molecules_stopped_ends_the_rollout_early():
 
 def test_guard_reports_non_finite_positions_before_other_reasons():
     batch = ethanol_batch(bad=None)
-    guard = RolloutGuard(GuardConfig(), batch)
+    guard = RolloutGuard(GuardConfig(), batch, topology_graph(batch.x, batch.z, batch.batch))
     x = batch.x.clone()
     x[9 + 3] = math.nan  # molecule 1, atom 3
     x[2 * 9 + 7, 0] += 50.0  # molecule 2, atom 7: explodes, leaves the radius, breaks its bond
@@ -148,7 +149,7 @@ def test_guard_reports_non_finite_positions_before_other_reasons():
     assert "atom 7 moved 50 Å" in reps[1].message()
 
 
-@pytest.mark.parametrize("field", ["max_step", "radius_margin", "bond_scale", "bond_tolerance"])
+@pytest.mark.parametrize("field", ["max_step", "radius_margin", "bond_tolerance"])
 @pytest.mark.parametrize("value", [0.0, -1.0, math.nan])
 def test_guard_config_rejects_non_positive_thresholds(field, value):
     with pytest.raises(ValueError, match=f"GuardConfig.{field}"):
@@ -193,7 +194,7 @@ def test_generate_writes_only_valid_frames_and_reports_stops(tmp_path, monkeypat
 def _guarded_frame(move):
     """(guard, x) for ethanol_batch(bad=None): frame x(t) with ``move`` (x of molecule 1) applied."""
     batch = ethanol_batch(bad=None)
-    guard = RolloutGuard(GuardConfig(max_step=math.inf), batch)  # the pair checks alone
+    guard = RolloutGuard(GuardConfig(max_step=math.inf), batch, topology_graph(batch.x, batch.z, batch.batch))  # the pair checks alone
     x = batch.x.clone()
     lo = 9  # molecule 1's atom 0
     move(x[lo:lo + 9])
@@ -225,13 +226,13 @@ def test_pair_checks_stop_fused_atoms_and_new_bonds(reason):
 def test_pair_checks_leave_a_thermal_frame_alone_and_switch_off_at_zero():
     traj = load_trajectory(bundled("ethanol"))
     batch = ethanol_batch(bad=None)
-    guard = RolloutGuard(GuardConfig(max_step=math.inf), batch)
+    guard = RolloutGuard(GuardConfig(max_step=math.inf), batch, topology_graph(batch.x, batch.z, batch.batch))
     later = start_batch([traj] * 3, [s + 400 for s in STARTS], dtype=torch.float64)  # 200 fs on: real thermal frames
     bad = torch.zeros(batch.x.shape[0], dtype=torch.bool)
     assert not guard.check(batch.x, later.x, bad).any()
     x = batch.x.clone()
     x[9 + 4] = x[9 + 1] + 0.05
-    off = RolloutGuard(GuardConfig(contact_scale=0.0, new_bond_scale=0.0, max_step=math.inf), batch)
+    off = RolloutGuard(GuardConfig(contact_scale=0.0, new_bond_scale=0.0, max_step=math.inf), batch, topology_graph(batch.x, batch.z, batch.batch))
     assert not off.check(batch.x, x, bad).any()
     with pytest.raises(ValueError, match="contact_scale"):
         GuardConfig(contact_scale=-1.0)
@@ -239,7 +240,7 @@ def test_pair_checks_leave_a_thermal_frame_alone_and_switch_off_at_zero():
 
 def test_subset_guard_keeps_the_pair_checks_of_the_survivors():
     batch = ethanol_batch(bad=None)
-    guard = RolloutGuard(GuardConfig(max_step=math.inf), batch)
+    guard = RolloutGuard(GuardConfig(max_step=math.inf), batch, topology_graph(batch.x, batch.z, batch.batch))
     keep = torch.tensor([True, False, True])
     from diffmd_fast.dynamics.stepper import _select
     sub_batch = _select(batch, keep)

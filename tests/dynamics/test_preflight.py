@@ -12,7 +12,8 @@ from ase.build import molecule
 from diffmd_fast.data import bundled, load_trajectory
 from diffmd_fast.data.build import whole_structure
 from diffmd_fast.data.trajectory import TrajectoryError
-from diffmd_fast.dynamics.preflight import check_elements, check_start, fragment_count, topology_graph, training_topology
+from diffmd_fast.dynamics.preflight import check_elements, check_start, fragment_counts, training_topology
+from diffmd_fast.valence.topology import topology_graph
 from diffmd_fast.valence.prior import BondPrior
 from diffmd_fast.valence.topology import type_label
 from diffmd_fast.valence.fit import valence_statistics
@@ -32,6 +33,11 @@ def ethanol_run(ethanol):
     prior = BondPrior(max_z=10)
     prior.set_tables(frame_fs=0.5, **valence_statistics([ethanol], 10))
     return SimpleNamespace(data=training_topology([ethanol]), model=SimpleNamespace(bond_prior=prior))
+
+
+def _check(run, x, z, **kwargs):
+    """check_start's warnings."""
+    return check_start(run, x, z, **kwargs)[1]
 
 
 def _fresh(run, ethanol):
@@ -57,14 +63,14 @@ def test_the_prior_reads_back_the_torsion_types_it_fitted(ethanol_run):
 
 
 def test_the_training_molecule_passes(ethanol_run, ethanol):
-    assert check_start(ethanol_run, ethanol.positions[100], ethanol.numbers) == []
+    assert _check(ethanol_run, ethanol.positions[100], ethanol.numbers) == []
 
 
 @pytest.mark.parametrize("name, unseen", [("CH3OH", "C(H,H,H,O)"), ("CH3OCH3", "O(C,C)"), ("C2H6CHOH", "C(H,C,C,O)")])
 def test_unseen_types_are_refused_in_one_line_naming_them(ethanol_run, name, unseen):
     mol = molecule(name)
     with pytest.raises(ValueError, match="not trained on") as err:
-        check_start(ethanol_run, mol.positions, mol.numbers, what=name)
+        _check(ethanol_run, mol.positions, mol.numbers, what=name)
     msg = str(err.value)
     assert unseen in msg and "--allow-unseen" in msg and "\n" not in msg
 
@@ -85,7 +91,7 @@ def test_allow_unseen_gives_every_bond_and_angle_a_force_constant(ethanol_run, e
     run = _fresh(ethanol_run, ethanol)
     mol = molecule(name)
     z = mol.numbers
-    notes = check_start(run, mol.positions, z, allow_unseen=True, what=name)
+    notes = _check(run, mol.positions, z, allow_unseen=True, what=name)
     assert notes and "not trained on" in notes[0]
     bonds, angles, graph = _zero_terms(run.model.bond_prior, mol.positions, z)
     assert bonds == 0 and angles == 0
@@ -99,7 +105,7 @@ def test_generic_angle_rests_at_the_structure_own_angle(ethanol_run, ethanol):
     mol = molecule("CH3OCH3")
     before = _zero_terms(run.model.bond_prior, mol.positions, mol.numbers)[1]
     assert before > 0  # the pooled fallbacks alone leave C-O-C at K = 0
-    notes = check_start(run, mol.positions, mol.numbers, allow_unseen=True)
+    notes = _check(run, mol.positions, mol.numbers, allow_unseen=True)
     assert any("angle C-O-C" in n or "O(C,C)" in n for n in notes)
     c, o = [i for i, s in enumerate(mol.symbols) if s == "C"], mol.symbols.index("O")
     u, w = mol.positions[c[0]] - mol.positions[o], mol.positions[c[1]] - mol.positions[o]
@@ -116,10 +122,10 @@ def test_another_molecule_count_is_refused_unless_allowed(ethanol_run, ethanol):
     two = one.copy()
     two.translate([8.0, 0, 0])
     dimer = one + two
-    assert fragment_count(topology_graph(dimer.positions, dimer.numbers)) == 2
+    assert fragment_counts(topology_graph(dimer.positions, dimer.numbers)) == [2]
     with pytest.raises(ValueError, match="2 separate molecules"):
-        check_start(ethanol_run, dimer.positions, dimer.numbers)
-    notes = check_start(_fresh(ethanol_run, ethanol), dimer.positions, dimer.numbers, allow_unseen=True)
+        _check(ethanol_run, dimer.positions, dimer.numbers)
+    notes = _check(_fresh(ethanol_run, ethanol), dimer.positions, dimer.numbers, allow_unseen=True)
     assert any("2 separate molecules" in n for n in notes)
 
 
@@ -127,7 +133,7 @@ def test_fused_atoms_are_no_start(ethanol_run, ethanol):
     x = ethanol.positions[0].copy()
     x[4] = x[0] + 0.05  # an H on top of a carbon
     with pytest.raises(ValueError, match="fused atoms"):
-        check_start(ethanol_run, x, ethanol.numbers, allow_unseen=True)
+        _check(ethanol_run, x, ethanol.numbers, allow_unseen=True)
 
 
 def test_a_wrapped_molecule_is_made_whole():
@@ -173,3 +179,35 @@ def test_elements_outside_the_training_data_are_refused():
     check_elements([9], None)  # old checkpoints record nothing: no check
     with pytest.raises(ValueError, match="contains N,F, which the checkpoint was not trained on"):
         check_elements([1, 9, 7], [1, 6, 8])
+
+
+def test_every_start_of_a_batch_is_checked_and_the_fused_one_named(ethanol_run, ethanol):
+    """Several starts are checked together, each inside its own molecule (the starts overlap in
+    space); the message counts atoms inside the molecule that fails."""
+    x = np.concatenate([ethanol.positions[100], ethanol.positions[200]])  # two starts, both centred near 0
+    z = np.concatenate([ethanol.numbers, ethanol.numbers])
+    batch = np.repeat([0, 1], len(ethanol.numbers))
+    graph, notes = check_start(ethanol_run, x, z, batch=batch)
+    assert notes == [] and graph.num_nodes == len(z) and fragment_counts(graph, batch) == [1, 1]
+    x[len(ethanol.numbers) + 5] = x[len(ethanol.numbers) + 4] + 0.1  # start 1: atom 5 onto atom 4
+    with pytest.raises(ValueError, match="molecule 1: atoms 4 .* and 5 .* fused atoms"):
+        check_start(ethanol_run, x, z, batch=batch)
+
+
+def test_a_rollout_perceives_its_topology_once(tiny_run, ethanol60, monkeypatch):
+    """The start's topology is perceived once: the start checks, the prior, the stepper and its guard
+    all hold that one graph."""
+    import diffmd_fast.valence.topology as topology
+    from diffmd_fast.training.run import load_run
+
+    calls = []
+    perceive = topology.with_covalent_bonds
+    monkeypatch.setattr(topology, "with_covalent_bonds", lambda *a: calls.append(1) or perceive(*a))
+    run = load_run(tiny_run)
+    start = run.start_from_frames(load_trajectory(ethanol60), [20, 30])
+    stepper = run.stepper(start)
+    assert len(calls) == 1 and stepper.graph is start.graph
+    bonds = start.graph.bonds[:, start.graph.bonds[0] < start.graph.bonds[1]].T
+    assert torch.equal(stepper.guard.bonds, bonds)
+    stepper.run(2)
+    assert len(calls) == 1

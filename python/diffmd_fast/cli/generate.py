@@ -49,7 +49,6 @@ from __future__ import annotations
 NAME = "generate"
 HELP = "roll out trajectories from a checkpoint and a start frame or structure (streamed, resumable)"
 NPZ_MAX_FRAMES = 10_000  # beyond this the npz (the whole run in memory at the end) is skipped
-STREAM_SUFFIX = {".npz": ".extxyz", ".extxyz": ".extxyz", ".xyz": ".xyz", ".traj": ".traj"}
 
 
 def add_arguments(p):
@@ -83,6 +82,7 @@ def add_arguments(p):
 def run(args) -> int:
     from pathlib import Path
 
+    from ..dynamics.sink import STREAM_SUFFIX
     from ..training.distributed import init_distributed, resolve_device, shutdown
 
     if args.frames < 1:
@@ -124,7 +124,6 @@ def _start(run, args, starts, device):
 
 def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: str) -> int:
     import sys
-    import time
     from pathlib import Path
 
     import torch
@@ -138,45 +137,47 @@ def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: 
     start, ref, labels = _start(run, args, starts, device)
     for note in start.notes:
         print(f"warning: {note}", file=sys.stderr)
-    frame_fs, rollout_cfg = start.frame_fs, run.rollout(args.temperature)
+    rollout_cfg = run.rollout(args.temperature)
     stepper = run.stepper(start, rollout=rollout_cfg, generator=torch.Generator(device=device).manual_seed(args.seed))
     out = Path(args.out)
-    bases = output_bases(out, labels, suffixed)
-    paths = [Path(f"{b}{STREAM_SUFFIX[out.suffix]}") for b in bases]
-    state_path = Path(f"{out}{rank_tag}.state.pt")
-    _guard_existing(paths + [Path(f"{b}.npz") for b in bases], state_path, args.overwrite)
     settings = {"checkpoint": str(Path(run.path).resolve()), "data": str(args.data), "starts": starts,
                 "frames": args.frames, "seed": args.seed, "set": list(args.set), "temperature": args.temperature,
                 "out": str(out), "device": device.type}
-    sink = FrameSink(paths, start.batch.z.cpu().numpy(), start.batch.batch.cpu().numpy(), frame_fs, state_path,
-                     settings, chunk=args.chunk)
-    status = sink.resume(stepper)
+    sink = FrameSink(out, labels, start.batch.z.cpu().numpy(), start.batch.batch.cpu().numpy(), start.frame_fs, settings,
+                     suffixed=suffixed, rank_tag=rank_tag, chunk=args.chunk)
+    status = sink.resume(stepper, overwrite=args.overwrite)
     if status == "done":
         print(f"{out}: already complete ({args.frames} frames); remove {sink.state_path} to generate again")
-        return _report_stops(stepper, labels, sink.frames)
-    if status == "fresh":  # an npz of an earlier run must not pass for this one's while it runs
-        for base in bases:
-            Path(f"{base}.npz").unlink(missing_ok=True)
-    if status == "resumed":
-        print(f"resuming {out} at frame {stepper.t} of {args.frames} from {sink.state_path}", file=sys.stderr)
+    else:
+        if status == "resumed":
+            print(f"resuming {out} at frame {stepper.t} of {args.frames} from {sink.state_path}", file=sys.stderr)
+        _roll_out(args, run, ref, start, rollout_cfg, stepper, sink)
+    return _report_stops(stepper, labels, sink.frames)
+
+
+def _roll_out(args, run, ref, start, rollout_cfg, stepper, sink) -> None:
+    """Drive ``stepper`` to --frames with ``sink`` attached, then close the files (with the npz of
+    short runs) and print what was made."""
+    import sys
+    import time
+    from pathlib import Path
+
     if start.velocity_note:
         print(f"start velocities: {start.velocity_note}", file=sys.stderr)
     stepper.attach(sink)
     nfe0, wall0 = stepper.total_nfe, time.perf_counter()
-    done = stepper.run(args.frames - stepper.t, progress=not args.quiet, desc="generate", frame_fs=frame_fs)
-    sink.finish(stepper)
+    done = stepper.run(args.frames - stepper.t, progress=not args.quiet, desc="generate", frame_fs=start.frame_fs)
     wall = time.perf_counter() - wall0
     rate, nfe = done / wall if wall > 0 else float("inf"), (stepper.total_nfe - nfe0) / max(done, 1)
-    written = [str(p) for p, n in zip(sink.paths, sink.frames) if n > 0]
+    npz = None
     if args.frames <= NPZ_MAX_FRAMES:
-        prov = _provenance(run, args, ref, start, rollout_cfg, nfe, rate)
-        name = (ref.name if ref is not None else Path(args.data).stem) + "-diffmd"
-        written += _write_npz(sink, stepper, bases, labels, frame_fs, name, prov)
-    ps = done * frame_fs / 1000
-    print(f"generated {done} frames x {len(labels)} trajectories ({ps:.4g} ps each) at {rate:.2f} frames/s "
+        npz = ((ref.name if ref is not None else Path(args.data).stem) + "-diffmd",
+               _provenance(run, args, ref, start, rollout_cfg, nfe, rate))
+    written = sink.finish(stepper, npz)
+    ps = done * start.frame_fs / 1000
+    print(f"generated {done} frames x {len(sink.paths)} trajectories ({ps:.4g} ps each) at {rate:.2f} frames/s "
           f"({ps / wall if wall > 0 else float('inf'):.3g} ps/s), {nfe:.1f} score evaluations per frame; "
           f"wrote {', '.join(written) or 'nothing'}")
-    return _report_stops(stepper, labels, sink.frames)
 
 
 def _provenance(run, args, ref, start, rollout_cfg, nfe: float, rate: float) -> dict:
@@ -189,50 +190,6 @@ def _provenance(run, args, ref, start, rollout_cfg, nfe: float, rate: float) -> 
             "rollout": dataclasses.asdict(rollout_cfg),
             "thermostat_target_K": rollout_cfg.temperature_K if rollout_cfg.thermostat != "none" else None,
             "mean_nfe_per_frame": nfe, "frames_per_s": rate, "frames_requested": args.frames}
-
-
-def output_bases(out, labels: list, suffixed: bool) -> list:
-    """Path stems of each trajectory's files: ``out`` without its final suffix (every other dot
-    kept: gen.T300.extxyz -> gen.T300), plus _t<start> for each of several starts."""
-    from pathlib import Path
-
-    stem = str(out)[: len(str(out)) - len(Path(out).suffix)]
-    return [Path(f"{stem}_t{t0}") if suffixed else Path(stem) for t0 in labels]
-
-
-def _guard_existing(outputs: list, state_path, overwrite: bool) -> None:
-    """Refuse to start a new run over existing outputs (a ValueError naming them) unless
-    ``overwrite``, which also drops a sidecar of another run; a sidecar means resume, which goes on."""
-    if overwrite:
-        state_path.unlink(missing_ok=True)
-        return
-    if state_path.exists():
-        return
-    existing = [str(p) for p in outputs if p.exists()]
-    if existing:
-        raise ValueError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''} and belong{'s' if len(existing) == 1 else ''} "
-                         "to no unfinished run of this command; pass --overwrite to replace, or choose another --out")
-
-
-def _write_npz(sink, stepper, bases, labels, frame_fs: float, name: str, provenance: dict) -> list[str]:
-    """One npz per trajectory with frames (read back from its streamed file), with ``provenance``
-    plus its start frame and stop report; returns the paths written."""
-    from pathlib import Path
-
-    from ..data import Trajectory, load_trajectory, save_npz
-
-    written = []
-    for b, (base, label) in enumerate(zip(bases, labels)):
-        if sink.frames[b] == 0:
-            continue
-        report = stepper.stopped[b]
-        streamed = load_trajectory(sink.paths[b], dt_fs=frame_fs)
-        traj = Trajectory(positions=streamed.positions, numbers=streamed.numbers, dt_fs=frame_fs,
-                          name=name if label is None else f"{name}-t{label}",
-                          provenance={**provenance, "start_frame": label,
-                                      "stopped": None if report is None else report.to_dict()})
-        written.append(str(save_npz(traj, Path(f"{base}.npz"))))
-    return written
 
 
 def _report_stops(stepper, labels, frames) -> int:

@@ -15,8 +15,9 @@ cause the others usually follow from):
    frame's largest such distance plus ``radius_margin`` Å.
 5. ``close_contact``: two atoms of a molecule came closer than ``contact_scale`` × the sum of their
    covalent radii (fused atoms: no frame with them is ever valid).
-6. ``bond_broken``: a start-frame bond (pairs closer than ``bond_scale`` × sum of covalent radii,
-   as metrics.bonds_from_reference) changed length by more than ``bond_tolerance`` Å.
+6. ``bond_broken``: a covalent bond of the rollout's topology (valence.topology: the start frame's
+   pairs closer than BOND_SCALE × the sum of their covalent radii, the bonds the valence prior
+   holds) changed length by more than ``bond_tolerance`` Å.
 7. ``topology_change``: two atoms not bonded in the start frame came within ``new_bond_scale`` × the
    sum of their covalent radii, i.e. a bond formed (a proton transfer, two molecules merging). The
    valence prior holds the start frame's topology, so a rollout past this point is not chemistry
@@ -37,7 +38,8 @@ import torch
 from ase.data import covalent_radii
 
 from ..data.batch import FrameBatch
-from ..evaluation.metrics import BOND_SCALE, bonds_from_reference
+from ..evaluation.metrics import BOND_SCALE
+from ..ops.graph import Graph
 
 StopReason = Literal["non_finite_score", "non_finite", "exploded_step", "left_bounding_radius", "close_contact",
                      "bond_broken", "topology_change"]
@@ -58,13 +60,12 @@ class GuardConfig:
 
     max_step: float = 1.0  # Å an atom may move between consecutive frames
     radius_margin: float = 3.0  # Å beyond the start frame's largest atom-centroid distance
-    bond_scale: float = BOND_SCALE  # × sum of covalent radii: what counts as a start-frame bond
     bond_tolerance: float = 1.0  # Å a bond's length may differ from its start-frame length
     contact_scale: float = 0.6  # × sum of covalent radii: closer than this two atoms are fused (0: off)
     new_bond_scale: float = BOND_SCALE  # × sum of covalent radii: a pair not bonded at the start this close has bonded (0: off)
 
     def __post_init__(self) -> None:
-        for name in ("max_step", "radius_margin", "bond_scale", "bond_tolerance"):
+        for name in ("max_step", "radius_margin", "bond_tolerance"):
             v = getattr(self, name)
             if not (v > 0):  # also rejects NaN
                 raise ValueError(f"GuardConfig.{name} must be > 0 (math.inf disables the check), got {v}")
@@ -124,10 +125,11 @@ def _centroids(x: torch.Tensor, batch: torch.Tensor, count: torch.Tensor) -> tor
 class RolloutGuard:
     """Health checks of the molecules of one FrameBatch against its start frame ``start.x``.
 
-    ``molecule_ids`` (B,) maps the batch's molecule indices to the ids reported (the start batch's
+    ``graph``: the rollout's topology (valence.topology.topology_graph of ``start``), whose covalent
+    bonds the bond check watches. ``molecule_ids`` (B,) maps the batch's molecule indices to the ids reported (the start batch's
     indices: a guard restricted with ``subset`` keeps reporting the original ids)."""
 
-    def __init__(self, cfg: GuardConfig, start: FrameBatch, molecule_ids: torch.Tensor | None = None) -> None:
+    def __init__(self, cfg: GuardConfig, start: FrameBatch, graph: Graph, molecule_ids: torch.Tensor | None = None) -> None:
         self.cfg = cfg
         self.batch = start.batch  # (N,)
         self.num = start.num_graphs
@@ -140,7 +142,7 @@ class RolloutGuard:
         r0 = (self.x0 - c0[self.batch]).norm(dim=-1)  # (N,) Å
         self.radius_limit = torch.zeros(self.num, dtype=r0.dtype, device=r0.device).scatter_reduce_(
             0, self.batch, r0, "amax") + cfg.radius_margin  # (B,) Å (radii >= 0, so the zero start is harmless)
-        self.bonds, self.length0 = self._start_bonds(start)  # (M, 2) global atom indices, (M,) Å
+        self.bonds, self.length0 = self._start_bonds(start, graph)  # (M, 2) global atom indices, (M,) Å
         self.pairs, self.contact_limit, self.new_bond_limit = self._pairs(start)  # (P, 2), (P,) Å, (P,) Å
         self._gathered()
 
@@ -167,16 +169,9 @@ class RolloutGuard:
         bonded = torch.isin(pairs[:, 0] * n + pairs[:, 1], self.bonds.min(1).values * n + self.bonds.max(1).values)
         return pairs, self.cfg.contact_scale * rsum, torch.where(bonded, 0.0, self.cfg.new_bond_scale * rsum)
 
-    def _start_bonds(self, start: FrameBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        device = start.x.device
-        x = start.x.detach().double().cpu().numpy()
-        z = start.z.cpu().numpy()
-        pairs = []
-        for b in range(self.num):
-            lo = int(self.first_atom[b])
-            atoms = slice(lo, lo + int((self.batch == b).sum()))
-            pairs.append(bonds_from_reference(x[None, atoms], z[atoms], scale=self.cfg.bond_scale) + lo)
-        bonds = torch.from_numpy(np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)).to(device)
+    def _start_bonds(self, start: FrameBatch, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
+        """((M, 2) atom pairs i < j bonded in ``graph``'s topology, (M,) their start lengths Å)."""
+        bonds = graph.bonds[:, graph.bonds[0] < graph.bonds[1]].T.contiguous()  # (M, 2) each bond once
         return bonds, (start.x[bonds[:, 0]] - start.x[bonds[:, 1]]).norm(dim=-1)
 
     def subset(self, keep: torch.Tensor, current: FrameBatch) -> "RolloutGuard":

@@ -26,29 +26,23 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ..evaluation.metrics import bonds_from_reference
-from ..ops.graph import complete_graph
 from ..valence.coverage import cover
-from ..valence.topology import type_label, valence_types, with_covalent_bonds
+from ..valence.topology import topology_graph, type_label, valence_types
 from .guards import GuardConfig
 
 KINDS = ("environments", "bonds", "angles", "torsions")
 
 
-def topology_graph(x: np.ndarray, z: np.ndarray):
-    """The covalent topology (ops.graph.Graph with bonds, angles, dihedrals, environments) of one
-    molecule or cluster at positions x (N, 3) Å, atomic numbers z (N,): what a rollout holds fixed."""
-    xt = torch.as_tensor(np.asarray(x, dtype=np.float64))
-    zt = torch.as_tensor(np.asarray(z, dtype=np.int64))
-    return with_covalent_bonds(complete_graph(torch.zeros(len(zt), dtype=torch.int64)), xt, zt)
-
-
-def fragment_count(graph) -> int:
-    """Number of bonded fragments (molecules) of a topology_graph: connected components of its
-    covalent bonds."""
+def fragment_counts(graph, batch=None) -> list[int]:
+    """Number of bonded fragments of each molecule of ``batch`` (N,) (default: one molecule) in a
+    valence.topology.topology_graph: connected components of its covalent bonds."""
     n = graph.num_nodes
     recv, send = graph.bonds.cpu().numpy()
     adjacency = coo_matrix((np.ones(len(recv)), (recv, send)), shape=(n, n))
-    return int(connected_components(adjacency, directed=False)[0])
+    labels = connected_components(adjacency, directed=False)[1]
+    batch = np.zeros(n, dtype=np.int64) if batch is None else np.asarray(batch)
+    owned = np.unique(np.stack([batch, labels], 1), axis=0)  # (fragments, 2) molecule, component
+    return np.bincount(owned[:, 0], minlength=int(batch.max()) + 1 if n else 0).tolist()
 
 
 def topology_change(traj, samples: int = 64) -> str | None:
@@ -81,7 +75,7 @@ def training_topology(trajs: Sequence) -> dict:
         graph = topology_graph(traj.positions[0], np.asarray(traj.numbers))
         for kind, keys in valence_types(graph).items():
             merged[kind].update(tuple(k) if isinstance(k, list) else k for k in keys)
-        fragments.add(fragment_count(graph))
+        fragments.update(fragment_counts(graph))
     types = {kind: [list(k) if isinstance(k, tuple) else k for k in sorted(keys)] for kind, keys in merged.items()}
     return {"valence_types": types, "fragments": sorted(fragments)}
 
@@ -98,9 +92,8 @@ def trained_types(data: dict, prior) -> dict[str, set] | None:
     return {"environments": set(envs), "torsions": set(prior.torsion_types())}
 
 
-def unseen_types(graph, known: dict[str, set]) -> dict[str, list]:
-    """{kind: sorted keys of ``graph``'s topology (valence_types) absent from ``known``}, kinds with any."""
-    mine = valence_types(graph)
+def unseen_types(mine: dict[str, list], known: dict[str, set]) -> dict[str, list]:
+    """{kind: sorted keys of ``mine`` (a topology's valence_types) absent from ``known``}, kinds with any."""
     out = {}
     for kind in KINDS:
         if kind not in known:
@@ -136,45 +129,54 @@ def check_elements(numbers: Iterable[int], trained: Iterable[int] | None, what: 
                          f"(trained on {names(sorted(known))})")
 
 
-def check_contacts(x: np.ndarray, z: np.ndarray, what: str, scale: float = GuardConfig().contact_scale) -> None:
-    """Raise ValueError when two atoms of positions x (N, 3) Å are closer than ``scale`` × the sum of
-    their covalent radii (the close-contact guard's limit): fused atoms are no start."""
+def check_contacts(x: np.ndarray, z: np.ndarray, what: str, scale: float = GuardConfig().contact_scale,
+                   batch: np.ndarray | None = None) -> None:
+    """Raise ValueError when two atoms of one molecule, positions x (N, 3) Å, are closer than ``scale`` ×
+    the sum of their covalent radii (the close-contact guard's limit): fused atoms are no start.
+    ``batch`` (N,): the molecule of each atom (default: one), named in the message when there are several."""
     if scale <= 0 or len(z) < 2:
         return
     x = np.asarray(x, dtype=np.float64)
+    batch = np.zeros(len(z), dtype=np.int64) if batch is None else np.asarray(batch)
     i, j = np.triu_indices(len(z), 1)
+    i, j = i[batch[i] == batch[j]], j[batch[i] == batch[j]]  # pairs inside a molecule
     d = np.linalg.norm(x[i] - x[j], axis=-1)
     limit = scale * (covalent_radii[z[i]] + covalent_radii[z[j]])
     bad = np.flatnonzero(d < limit)
     if bad.size:
         w = bad[np.argmin(d[bad] / limit[bad])]
-        raise ValueError(f"{what}: atoms {i[w]} ({chemical_symbols[z[i[w]]]}) and {j[w]} ({chemical_symbols[z[j[w]]]}) "
-                         f"are {d[w]:.3g} Å apart, closer than {scale:g} x their covalent radii ({limit[w]:.3g} Å): "
-                         f"fused atoms; {bad.size} such pair{'s' if bad.size > 1 else ''} in all")
+        first = int(np.searchsorted(batch, batch[i[w]]))  # the molecule's atom 0
+        where = f"{what}, molecule {int(batch[i[w]])}" if batch[-1] > 0 else what
+        raise ValueError(f"{where}: atoms {i[w] - first} ({chemical_symbols[z[i[w]]]}) and {j[w] - first} "
+                         f"({chemical_symbols[z[j[w]]]}) are {d[w]:.3g} Å apart, closer than {scale:g} x their covalent "
+                         f"radii ({limit[w]:.3g} Å): fused atoms; {bad.size} such pair{'s' if bad.size > 1 else ''} in all")
 
 
-def check_start(run, x: np.ndarray, z: np.ndarray, *, allow_unseen: bool = False, what: str = "the start structure",
-                guard: GuardConfig = GuardConfig()) -> list[str]:
-    """Check one start structure x (N, 3) Å, z (N,) against the TrainedRun ``run`` (module
-    docstring); returns the warnings for the caller to show (with ``allow_unseen``). Raises ValueError (one line)
-    on fused atoms, another fragment count, or unseen valence types without ``allow_unseen``. With
-    ``allow_unseen`` it also gives the run's prior its fallback terms for this structure."""
+def check_start(run, x: np.ndarray, z: np.ndarray, *, batch: np.ndarray | None = None, allow_unseen: bool = False,
+                what: str = "the start structure", guard: GuardConfig = GuardConfig()) -> tuple:
+    """Check start structures x (N, 3) Å, z (N,), one molecule or the molecules of ``batch`` (N,),
+    against the TrainedRun ``run`` (module docstring), and perceive the topology a rollout of them
+    holds. Returns (their valence.topology.topology_graph, on the CPU; the warnings for the caller to
+    show, with ``allow_unseen``). Raises ValueError (one line) on fused atoms, another fragment count,
+    or unseen valence types without ``allow_unseen``. With ``allow_unseen`` it also gives the run's
+    prior its fallback terms for these structures."""
     z = np.asarray(z, dtype=np.int64)
     check_elements(z, run.data.get("elements"), what)
-    check_contacts(x, z, what, guard.contact_scale)
+    check_contacts(x, z, what, guard.contact_scale, batch)  # before perceiving: fused atoms make no topology
+    graph = topology_graph(x, z, None if batch is None else torch.as_tensor(np.asarray(batch, dtype=np.int64)))
+    mine = valence_types(graph)
     notes = []
     fragments = run.data.get("fragments")
-    graph = topology_graph(x, z)
-    mine = fragment_count(graph)
-    if fragments and mine not in fragments:
-        msg = (f"{what} holds {mine} separate molecule{'s' if mine > 1 else ''} (bonded fragments), the training data "
-               f"{' or '.join(map(str, fragments))}: nothing in the model holds separate molecules apart")
+    other = [n for n in fragment_counts(graph, batch) if fragments and n not in fragments]
+    if other:
+        msg = (f"{what} holds {other[0]} separate molecule{'s' if other[0] > 1 else ''} (bonded fragments), the "
+               f"training data {' or '.join(map(str, fragments))}: nothing in the model holds separate molecules apart")
         if not allow_unseen:
             raise ValueError(f"{msg}; give one structure like the training data's (or --allow-unseen to roll it out anyway)")
         notes.append(msg)
     prior = getattr(run.model, "bond_prior", None)
     known = trained_types(run.data, prior)
-    unseen = unseen_types(graph, known) if known is not None else {}
+    unseen = unseen_types(mine, known) if known is not None else {}
     if unseen:
         listed = describe_unseen(unseen)
         if not allow_unseen:
@@ -186,4 +188,4 @@ def check_start(run, x: np.ndarray, z: np.ndarray, *, allow_unseen: bool = False
                         unseen.get("bonds", ()), unseen.get("angles", ()))
         if covered:
             notes.append(f"generic valence terms (the start structure's own geometry) for {covered}")
-    return [f"{what}: {note}" for note in notes]
+    return graph, [f"{what}: {note}" for note in notes]

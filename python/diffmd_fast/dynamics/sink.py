@@ -1,6 +1,8 @@
-"""Streaming a rollout to disk with exact resumption: ``FrameSink``, a Stepper observer.
+"""Streaming a rollout to disk with exact resumption: ``FrameSink``, a Stepper observer, owns a
+rollout's output files.
 
-Every molecule of the batch gets its own file (extended XYZ, or ASE's binary .traj). The sink
+Every molecule of the batch gets its own file (extended XYZ, or ASE's binary .traj), named after
+the output path (``output_bases``). The sink
 buffers ``chunk`` frames, appends them to the files, fsyncs them and then writes, atomically, a
 sidecar ``state.pt`` holding the stepper's state (windows, stop reports, RNG), the number of frames
 and bytes of every file and the settings of the command. Memory stays bounded by the chunk
@@ -13,7 +15,9 @@ end byte-identical to an uninterrupted run's, provided that everything written i
 the seeded generator drives the sampler noise and the thermostat, and no timestamps are written.
 
 A stopped molecule's file keeps only its valid frames (a molecule stopped at its first frame gets
-no file). Each frame carries ``time_fs``, the simulated time since the start frame (fs).
+no file). Each frame carries ``time_fs``, the simulated time since the start frame (fs). Files
+left by another run are never replaced without ``overwrite``; at the end ``write_npz`` can add one
+npz per molecule with the run's provenance, read back from the streamed file.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from ase import Atoms
 from ..data.writers import atomic_path
 
 FORMATS = {".extxyz": "extxyz", ".xyz": "extxyz", ".traj": "traj"}
+STREAM_SUFFIX = {".npz": ".extxyz", ".extxyz": ".extxyz", ".xyz": ".xyz", ".traj": ".traj"}  # output -> streamed
 # An ASE .traj (ULM) file starts with a 48-byte header (tag, version, item count, offsets
 # position) that every append rewrites in place; the rest only grows.
 _ULM_HEADER = 48
@@ -55,26 +60,39 @@ def save_state(state: dict, path: Path) -> None:
             os.fsync(fh.fileno())
 
 
+def output_bases(out: str | os.PathLike, labels: Sequence, suffixed: bool) -> list[Path]:
+    """Path stems of each trajectory's files: ``out`` without its final suffix (every other dot
+    kept: gen.T300.extxyz -> gen.T300), plus _t<label> for each of several starts."""
+    stem = str(out)[: len(str(out)) - len(Path(out).suffix)]
+    return [Path(f"{stem}_t{label}") if suffixed else Path(stem) for label in labels]
+
+
 class FrameSink:
-    """Stream the frames of every molecule of a Stepper to ``paths`` (one per molecule, in batch
-    order; the suffix picks the format, see FORMATS).
+    """Stream the frames of every molecule of a Stepper to the files of the output path ``out``: one
+    per molecule, in batch order, ``output_bases`` + the streamed suffix (STREAM_SUFFIX: an .npz
+    output streams as extended XYZ, and write_npz adds the npz at the end).
 
-    numbers: (N,) atomic numbers of the stepper's start batch; batch: (N,) molecule of each atom;
-    frame_fs: the model's frame time (fs); state_path: the resume sidecar; settings: a picklable
+    labels: (B,) each molecule's label (its start frame, None for one structure), the _t<label>
+    suffix of its files when ``suffixed``; numbers: (N,) atomic numbers of the stepper's start batch;
+    batch: (N,) molecule of each atom; frame_fs: the model's frame time (fs); settings: a picklable
     description of the command (a resume with other settings is refused); chunk: frames buffered
-    between appends (and sidecar writes)."""
+    between appends (and sidecar writes); the resume sidecar is ``out`` + ``rank_tag`` + .state.pt.
+    Raises ValueError for an unknown suffix or a label count that is not the molecule count."""
 
-    def __init__(self, paths: Sequence[str | os.PathLike], numbers: np.ndarray, batch: np.ndarray, frame_fs: float,
-                 state_path: str | os.PathLike, settings: dict, chunk: int = 500) -> None:
+    def __init__(self, out: str | os.PathLike, labels: Sequence, numbers: np.ndarray, batch: np.ndarray,
+                 frame_fs: float, settings: dict, *, suffixed: bool = False, rank_tag: str = "", chunk: int = 500) -> None:
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1 frame, got {chunk}")
-        self.paths = [Path(p) for p in paths]
-        for p in self.paths:
-            if p.suffix not in FORMATS:
-                raise ValueError(f"{p}: unknown trajectory format {p.suffix!r}; use one of {sorted(FORMATS)}")
+        out = Path(out)
+        if out.suffix not in STREAM_SUFFIX:
+            raise ValueError(f"{out}: the suffix must be one of {', '.join(STREAM_SUFFIX)}")
+        self.labels, self.bases = list(labels), output_bases(out, labels, suffixed)
+        self.paths = [Path(f"{b}{STREAM_SUFFIX[out.suffix]}") for b in self.bases]
+        self.npz_paths = [Path(f"{b}.npz") for b in self.bases]
         batch = np.asarray(batch)
         if len(self.paths) != int(batch.max()) + 1:
             raise ValueError(f"{len(self.paths)} output paths for {int(batch.max()) + 1} molecules")
+        state_path = Path(f"{out}{rank_tag}.state.pt")
         self.atoms_of = [np.flatnonzero(batch == b) for b in range(len(self.paths))]
         self.numbers = [np.asarray(numbers)[idx] for idx in self.atoms_of]
         self.frame_fs, self.state_path, self.settings, self.chunk = frame_fs, Path(state_path), settings, chunk
@@ -124,17 +142,29 @@ class FrameSink:
         save_state({"settings": self.settings, "stepper": stepper.state_dict(), "done": done,
                     "files": [self._record(b) for b in range(len(self.paths))]}, self.state_path)
 
-    def finish(self, stepper) -> None:
-        """Write what is buffered and mark the sidecar complete."""
+    def finish(self, stepper, npz: tuple[str, dict] | None = None) -> list[str]:
+        """Write what is buffered and mark the sidecar complete; with ``npz`` = (name, provenance), also
+        write_npz. Returns the paths written (streamed files with frames, then npz files)."""
         self.flush(stepper, done=True)
+        written = [str(p) for p, n in zip(self.paths, self.frames) if n > 0]
+        return written + (self.write_npz(stepper, *npz) if npz is not None else [])
 
-    def resume(self, stepper) -> str:
+    def resume(self, stepper, overwrite: bool = False) -> str:
         """Prepare the files for this run: "fresh" (no sidecar: old files removed), "resumed" (files
         cut back to the sidecar and ``stepper`` restored) or "done" (the sidecar marks this command
-        complete; nothing changed). Raises ResumeError when the sidecar belongs to another command
-        or the files are shorter than it records."""
+        complete; nothing changed). ``overwrite``: replace the outputs and sidecar of another run.
+        Raises ValueError when outputs exist without a sidecar (another run's) and not ``overwrite``,
+        and ResumeError when the sidecar belongs to another command or the files are shorter than it records."""
+        if overwrite:
+            self.state_path.unlink(missing_ok=True)
+        elif not self.state_path.exists():
+            existing = [str(p) for p in self.paths + self.npz_paths if p.exists()]
+            if existing:
+                one = len(existing) == 1
+                raise ValueError(f"{', '.join(existing)} already exist{'s' if one else ''} and belong{'s' if one else ''} "
+                                 "to no unfinished run of this command; pass --overwrite to replace, or choose another --out")
         if not self.state_path.exists():
-            for p in self.paths:
+            for p in self.paths + self.npz_paths:  # an npz of an earlier run must not pass for this one's
                 p.unlink(missing_ok=True)
             return "fresh"
         try:
@@ -166,3 +196,21 @@ class FrameSink:
         stepper.load_state_dict(state["stepper"])
         self.frames = [f["frames"] for f in state["files"]]
         return "resumed"
+
+    def write_npz(self, stepper, name: str, provenance: dict) -> list[str]:
+        """One npz per molecule with frames (its streamed file read back), named ``name`` (-t<label>),
+        with ``provenance`` plus its start label and stop report; returns the paths written."""
+        from ..data import Trajectory, load_trajectory, save_npz
+
+        written = []
+        for b, (path, label) in enumerate(zip(self.npz_paths, self.labels)):
+            if self.frames[b] == 0:
+                continue
+            report = stepper.stopped[b]
+            streamed = load_trajectory(self.paths[b], dt_fs=self.frame_fs)
+            traj = Trajectory(positions=streamed.positions, numbers=streamed.numbers, dt_fs=self.frame_fs,
+                              name=name if label is None else f"{name}-t{label}",
+                              provenance={**provenance, "start_frame": label,
+                                          "stopped": None if report is None else report.to_dict()})
+            written.append(str(save_npz(traj, path)))
+        return written

@@ -24,8 +24,8 @@ import torch
 from ..data.batch import FrameBatch
 from ..diffusion.samplers import Sampler
 from ..diffusion.sde import SDE
-from ..ops.graph import Graph, complete_graph
-from ..valence.topology import with_covalent_bonds
+from ..ops.graph import Graph
+from ..valence.topology import topology_graph
 from .guards import GuardConfig, RolloutGuard, StopReport
 from .physics import FrameCorrection
 
@@ -53,14 +53,6 @@ def _subgraph(graph: Graph, keep: torch.Tensor) -> Graph:
     environments = None if graph.environments is None else graph.environments[keep]
     return Graph(row_ptr, new_index[senders], sub(graph.bonds, 0), sub(graph.angles, 1), environments,
                  sub(graph.dihedrals, 1), sub(graph.nonbonded, 0))
-
-
-def _topology(start: FrameBatch, graph: Graph | None) -> Graph:
-    """The rollout's graph (default: complete within molecules) with the covalent bonds, angles,
-    dihedrals and atom environments of the start frame as a fixed topology (what a bond prior holds together however far a frame
-    stretches it)."""
-    graph = complete_graph(start.batch) if graph is None else graph
-    return graph if graph.bonds is not None else with_covalent_bonds(graph, start.x, start.z)
 
 
 def _select(frame: FrameBatch, keep: torch.Tensor) -> FrameBatch:
@@ -103,7 +95,9 @@ class Stepper:
     x are the last three known frames, Å).
 
     model: the score network (put in eval mode while stepping); sde, sampler: the reverse process;
-    corrections: FrameCorrection objects applied to each sampled frame in order; guard: thresholds
+    corrections: FrameCorrection objects applied to each sampled frame in order; graph: the
+    rollout's fixed topology (valence.topology.topology_graph of the start frame, which the network,
+    the prior and the guards read; perceived here when None); guard: thresholds
     of the health checks; generator: the random stream of the sampler and the corrections (saved
     by ``state_dict`` for exact resumption); strict: raise RolloutStopped on the first failure
     instead of stopping the molecule; compile: run each frame (``frame_step``: the sampler with the
@@ -132,8 +126,11 @@ class Stepper:
         self.corrections, self.generator, self.strict = tuple(corrections), generator, strict
         self.start = start
         self.frame = start
-        self.graph = _topology(start, graph)
-        self.guard = RolloutGuard(guard, start)
+        # the rollout's fixed topology: the start frame's covalent bonds, angles, dihedrals and environments,
+        # which the prior holds together however far a frame stretches them (perceived here unless given)
+        self.graph = topology_graph(start.x.double(), start.z, start.batch) if graph is None else graph
+        self.guard = RolloutGuard(guard, start, self.graph)
+        self._start_graph, self._start_guard = self.graph, self.guard  # what a resumed state is cut from
         self.atom_ids = torch.arange(start.x.shape[0], device=start.x.device)  # (N',) start index of active atoms
         self.stopped: list[StopReport | None] = [None] * start.num_graphs
         # (B,) bool: molecules of ``frame`` still rolled out (all but the frozen ones of a compiled rollout)
@@ -297,8 +294,8 @@ class Stepper:
         keep = torch.zeros(self.start.num_graphs, dtype=torch.bool, device=dev)
         keep[self.start.batch[keep_atoms]] = True
         frame = _select(self.start, keep)
-        self.guard = RolloutGuard(self.guard.cfg, self.start).subset(keep, frame)
-        self.graph = _subgraph(_topology(self.start, None), keep_atoms)
+        self.guard = self._start_guard.subset(keep, frame)
+        self.graph = _subgraph(self._start_graph, keep_atoms)
         like = self.start.x
         self.frame = FrameBatch(z=frame.z, x_prev2=state["x_prev2"].to(like), x_prev=state["x_prev"].to(like),
                                 x=state["x"].to(like), x_next=state["x"].to(like), batch=frame.batch,

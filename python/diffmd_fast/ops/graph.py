@@ -14,7 +14,7 @@ class Graph(NamedTuple):
     row_ptr: torch.Tensor  # (N+1,) int64
     col: torch.Tensor  # (E,) int64 senders
     # (2, M) int64: receiver and sender of every directed covalent bond of the molecules' topology
-    # (valence.topology.with_covalent_bonds); None: not perceived (a consumer that needs bonds perceives them on its
+    # (valence.topology.topology_graph); None: not perceived (a consumer that needs bonds perceives them on its
     # own positions)
     bonds: torch.Tensor | None = None
     # (3, A) int64: end i, centre j, end k (i < k) of every bond angle of that topology (bond_angles)
@@ -33,6 +33,10 @@ class Graph(NamedTuple):
     @property
     def num_edges(self) -> int:
         return self.col.numel()
+
+    def to(self, device) -> "Graph":
+        """This graph with every tensor on ``device``."""
+        return Graph(*(None if t is None else t.to(device) for t in self))
 
     def receivers(self) -> torch.Tensor:
         """(E,) int64 receiver i of every edge."""

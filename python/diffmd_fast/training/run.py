@@ -22,6 +22,7 @@ import torch
 
 from ..config import Config, RolloutConfig
 from ..data.batch import FrameBatch
+from ..ops.graph import Graph
 from .checkpoint import load_latest
 
 
@@ -31,6 +32,7 @@ class RolloutStart:
 
     batch: FrameBatch  # the windows of every molecule (centred in float64), on the run's device
     frame_fs: float  # fs between the window's frames: the model's frame time
+    graph: Graph  # the start frame's topology (valence.topology.topology_graph), perceived once: checked, then held
     notes: tuple[str, ...] = ()  # warnings of the start checks (only with allow_unseen)
     velocity_note: str | None = None  # where a structure's velocities came from
     positions: np.ndarray | None = None  # (N, 3) Å: a one-structure start made whole
@@ -96,14 +98,13 @@ class TrainedRun:
     def start_from_frames(self, reference, starts: Sequence[int], *, device: Any = "cpu", allow_unseen: bool = False,
                           what: str = "the reference", guard=None) -> RolloutStart:
         """The windows of the Trajectory ``reference`` at frames ``starts`` (the frame and the two before
-        it at the run's stride), its molecule checked (dynamics.preflight.check_start; one molecule,
-        so its first start stands for all). Raises ValueError as check_start and start_batch do."""
+        it at the run's stride), every start checked (dynamics.preflight.check_start). Raises
+        ValueError as check_start and start_batch do."""
         from ..data import start_batch
 
         batch = start_batch([reference] * len(starts), list(starts), stride=self.config.train.stride, dtype=self.dtype)
-        first = batch.batch == 0
-        notes = self._check(batch.x[first].double().numpy(), reference.numbers, allow_unseen, what, guard)
-        return RolloutStart(batch.to(device), self.frame_time(reference), notes)
+        graph, notes = self._check(batch.x.double(), batch.z, batch.batch, allow_unseen, what, guard)
+        return RolloutStart(batch.to(device), self.frame_time(reference), graph.to(device), notes)
 
     def start_from_structure(self, atoms, *, temperature_K: float | None = None, seed: int = 1, device: Any = "cpu",
                              allow_unseen: bool = False, what: str = "the structure", guard=None) -> RolloutStart:
@@ -118,17 +119,23 @@ class TrainedRun:
         from ..dynamics.start import history_from_velocities, start_velocities
 
         whole = whole_structure(atoms, what)
-        notes = self._check(whole.positions, whole.numbers, allow_unseen, what, guard)
+        graph, notes = self._check(torch.as_tensor(whole.positions, dtype=torch.float64),
+                                   torch.as_tensor(whole.numbers, dtype=torch.int64), None, allow_unseen, what, guard)
         frame_fs = self.frame_time()
         v, velocity_note = start_velocities(whole, temperature_K, seed)
         batch = history_from_velocities(whole.positions, v, whole.numbers, frame_fs, dtype=self.dtype).to(device)
-        return RolloutStart(batch, frame_fs, notes, velocity_note, whole.positions, v)
+        return RolloutStart(batch, frame_fs, graph.to(device), notes, velocity_note, whole.positions, v)
 
-    def _check(self, x: np.ndarray, numbers, allow_unseen: bool, what: str, guard) -> tuple[str, ...]:
+    def _check(self, x: torch.Tensor, z: torch.Tensor, batch: torch.Tensor | None, allow_unseen: bool, what: str,
+               guard) -> tuple[Graph, tuple[str, ...]]:
+        """(the topology of start positions x (N, 3) Å (float64, CPU), atomic numbers z (N,), molecules
+        ``batch`` (N,) or one, perceived once; the start checks' warnings): dynamics.preflight.check_start."""
         from ..dynamics.guards import GuardConfig
         from ..dynamics.preflight import check_start
 
-        return tuple(check_start(self, x, numbers, allow_unseen=allow_unseen, what=what, guard=guard or GuardConfig()))
+        graph, notes = check_start(self, x.numpy(), z.numpy(), batch=None if batch is None else batch.numpy(),
+                                   allow_unseen=allow_unseen, what=what, guard=guard or GuardConfig())
+        return graph, tuple(notes)
 
     def stepper(self, start: RolloutStart, *, rollout: RolloutConfig | None = None, **kwargs):
         """A dynamics.Stepper driving this run's network from ``start`` at its frame time, with the
@@ -137,7 +144,7 @@ class TrainedRun:
         from ..dynamics.stepper import Stepper
 
         rollout = rollout or self.rollout()
-        return Stepper(self.rollout_model(rollout), self.sde, self.sampler, start.batch,
+        return Stepper(self.rollout_model(rollout), self.sde, self.sampler, start.batch, graph=start.graph,
                        corrections=self.corrections(start.frame_fs, rollout), compile=rollout.compile, **kwargs)
 
     def rollout_model(self, rollout: RolloutConfig | None = None) -> torch.nn.Module:

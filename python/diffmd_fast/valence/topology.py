@@ -1,15 +1,17 @@
 """The valence force field's topology: covalent bonds perceived on positions (covalent radii x
 BOND_SCALE), the bond angles and proper dihedrals they make, each atom's chemical environment (its
-type), the non-bonded pairs, and the force-field types of a molecule. ``with_covalent_bonds`` hangs
-them on an ops.graph.Graph, once per rollout, on its start frame.
+type), the non-bonded pairs, and the force-field types of a molecule. ``topology_graph`` perceives
+them once per rollout, on its start frame, and hangs them on the complete graph of its molecules
+(ops.graph.Graph); the start checks, the prior, the rollout and its guards all read that one graph.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from ase.data import covalent_radii
 
 from ..data.elements import BOND_SCALE
-from ..ops.graph import Graph
+from ..ops.graph import Graph, complete_graph
 
 
 def covalent_bonds(graph: Graph, x: torch.Tensor, z: torch.Tensor, scale: float = BOND_SCALE) -> torch.Tensor:
@@ -111,6 +113,17 @@ def with_covalent_bonds(graph: Graph, x: torch.Tensor, z: torch.Tensor) -> Graph
     angles = bond_angles(bonds)
     return graph._replace(bonds=bonds, angles=angles, environments=atom_environments(bonds, z),
                           dihedrals=bond_dihedrals(bonds, z.numel()), nonbonded=nonbonded_pairs(graph, bonds, angles))
+
+
+def topology_graph(x, z, batch=None) -> Graph:
+    """The complete graph inside each molecule with the covalent topology (bonds, angles, dihedrals,
+    environments, non-bonded pairs) perceived at positions x (N, 3) Å: what a rollout holds fixed.
+    z (N,) atomic numbers; batch (N,) int64 molecule of each atom, sorted (default: one molecule).
+    Tensors or arrays; the graph lives on x's device."""
+    x = torch.as_tensor(np.asarray(x, dtype=np.float64) if not torch.is_tensor(x) else x)
+    z = torch.as_tensor(np.asarray(z, dtype=np.int64) if not torch.is_tensor(z) else z, device=x.device)
+    batch = torch.zeros(len(z), dtype=torch.int64, device=x.device) if batch is None else batch
+    return with_covalent_bonds(complete_graph(batch), x, z)
 
 
 def nonbonded_pairs(graph: Graph, bonds: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
