@@ -102,10 +102,9 @@ VDOS_FRAMES = 4096  # frames of each rollout kept for its spectrum: 4 Welch segm
 def group_temperatures(ke: np.ndarray, hydrogen: np.ndarray) -> tuple[float, float]:
     """(T of the hydrogens, T of the other atoms) in K, 3 degrees of freedom per atom, from each atom's
     mean kinetic energy ``ke`` (n,) eV; NaN for an empty group."""
-    from ase import units
+    from ..evaluation.longrun import group_temperature
 
-    return tuple(float(2 * ke[g].sum() / (3 * g.sum() * units.kB)) if g.any() else float("nan")
-                 for g in (hydrogen, ~hydrogen))
+    return tuple(group_temperature(ke[g].sum(), g.sum()) for g in (hydrogen, ~hydrogen))
 
 
 class OnlineScore:

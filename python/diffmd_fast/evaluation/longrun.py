@@ -256,6 +256,12 @@ def atom_kinetic_energy(vel: np.ndarray, mass: np.ndarray) -> np.ndarray:
     return 0.5 * np.einsum("n,tnc->n", np.asarray(mass, dtype=np.float64), v * v)
 
 
+def group_temperature(kinetic_energy: float, atom_frames: float) -> float:
+    """K: 2 KE / (3 k_B n) of a group of atoms, 3 degrees of freedom each, whose kinetic energy summed
+    over ``atom_frames`` atom-frames is ``kinetic_energy`` eV (atom_kinetic_energy); NaN for an empty group."""
+    return float(2.0 * kinetic_energy / (3.0 * atom_frames * units.kB)) if atom_frames else float("nan")
+
+
 def kinetic_temperature(vel: np.ndarray, mass: np.ndarray) -> np.ndarray:
     """(T,) K from velocities (T, N, 3) Å/fs and masses (N,) amu.
 

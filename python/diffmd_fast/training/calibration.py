@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from ase import units
 
 from ..data.trajectory import Trajectory
 from ..data.windows import start_batch
@@ -29,7 +28,7 @@ from ..data.elements import masses
 from ..dynamics.physics import MomentumProjection, StepFluctuation
 from ..dynamics.rollout import evenly_spaced_starts
 from ..dynamics.stepper import Stepper
-from ..evaluation.longrun import atom_kinetic_energy, internal_velocities
+from ..evaluation.longrun import atom_kinetic_energy, group_temperature, internal_velocities
 
 FRICTION_RANGE = (1e-4, 0.5)  # 1/fs: from far weaker than any thermostat to critically damped C-H
 GAIN = 0.7  # exponent of each round's update T_data / T_rollout
@@ -73,7 +72,7 @@ def _temperatures(sums: dict[int, list[float]]) -> dict[int, float]:
     """K per element from {element: [Σ kinetic energy (eV), atom-frames]}, T = 2 Σ KE / (3 k_B count),
     and the whole molecule's under key 0."""
     whole = [sum(v[k] for v in sums.values()) for k in (0, 1)]
-    return {e: 2.0 * s / (3.0 * count * units.kB) if count else math.nan for e, (s, count) in {**sums, 0: whole}.items()}
+    return {e: group_temperature(s, count) for e, (s, count) in {**sums, 0: whole}.items()}
 
 
 def element_temperatures(trajs: Sequence[Trajectory], stride: int) -> dict[int, float]:
