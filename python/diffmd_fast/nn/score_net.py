@@ -211,6 +211,7 @@ class AnchorScore(nn.Module):
     def __init__(self, net: ScoreNet) -> None:
         super().__init__()
         self.net, self.cfg = net, net.cfg
+        self.train(net.training)  # a wrapper in the wrapped network's mode: the Stepper toggles a training one per frame
 
     def forward(self, batch: FrameBatch, x_noisy: torch.Tensor, std: torch.Tensor,
                 graph: Graph | None = None) -> torch.Tensor:
@@ -241,6 +242,7 @@ class PriorFallback(nn.Module):
                              f"and inner > 0; got {temperature_K}, {inner}")
         self.net, self.cfg, self.inner = net, net.cfg, float(inner)
         self.kT = float(temperature_K) * units.kB  # eV
+        self.train(net.training)  # a wrapper in the wrapped network's mode: the Stepper toggles a training one per frame
 
     def trust(self, x: torch.Tensor, z: torch.Tensor, graph: Graph) -> torch.Tensor:
         """(N, 1) in [0, 1]: the network's weight at each atom of positions x (N, 3) Å (class docstring)."""
