@@ -153,16 +153,17 @@ def check_contacts(x: np.ndarray, z: np.ndarray, what: str, scale: float = Guard
 
 
 def check_start(run, x: np.ndarray, z: np.ndarray, *, batch: np.ndarray | None = None, allow_unseen: bool = False,
-                what: str = "the start structure", guard: GuardConfig = GuardConfig()) -> tuple:
+                what: str = "the start structure", guard: GuardConfig | None = None) -> tuple:
     """Check start structures x (N, 3) Å, z (N,), one molecule or the molecules of ``batch`` (N,),
     against the TrainedRun ``run`` (module docstring), and perceive the topology a rollout of them
     holds. Returns (their valence.topology.topology_graph, on the CPU; the warnings for the caller to
     show, with ``allow_unseen``). Raises ValueError (one line) on fused atoms, another fragment count,
     or unseen valence types without ``allow_unseen``. With ``allow_unseen`` it also gives the run's
-    prior its fallback terms for these structures."""
-    z = np.asarray(z, dtype=np.int64)
+    prior its fallback terms for these structures. ``guard``: whose contact limit fused atoms break
+    (default GuardConfig())."""
+    x, z = np.asarray(x, dtype=np.float64), np.asarray(z, dtype=np.int64)
     check_elements(z, run.data.get("elements"), what)
-    check_contacts(x, z, what, guard.contact_scale, batch)  # before perceiving: fused atoms make no topology
+    check_contacts(x, z, what, (guard or GuardConfig()).contact_scale, batch)  # before perceiving: fused atoms make no topology
     graph = topology_graph(x, z, None if batch is None else torch.as_tensor(np.asarray(batch, dtype=np.int64)))
     mine = valence_types(graph)
     notes = []

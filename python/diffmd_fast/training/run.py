@@ -102,9 +102,12 @@ class TrainedRun:
         ValueError as check_start and start_batch do."""
         from ..data import start_batch
 
+        from ..dynamics.preflight import check_start
+
         batch = start_batch([reference] * len(starts), list(starts), stride=self.config.train.stride, dtype=self.dtype)
-        graph, notes = self._check(batch.x.double(), batch.z, batch.batch, allow_unseen, what, guard)
-        return RolloutStart(batch.to(device), self.frame_time(reference), graph.to(device), notes)
+        graph, notes = check_start(self, batch.x.double().numpy(), batch.z.numpy(), batch=batch.batch.numpy(),
+                                   allow_unseen=allow_unseen, what=what, guard=guard)
+        return RolloutStart(batch.to(device), self.frame_time(reference), graph.to(device), tuple(notes))
 
     def start_from_structure(self, atoms, *, temperature_K: float | None = None, seed: int = 1, device: Any = "cpu",
                              allow_unseen: bool = False, what: str = "the structure", guard=None) -> RolloutStart:
@@ -116,26 +119,15 @@ class TrainedRun:
         contact limit, a dynamics.guards.GuardConfig), a condensed phase, missing velocities without a
         temperature, or an unknown frame time."""
         from ..data.build import whole_structure
+        from ..dynamics.preflight import check_start
         from ..dynamics.start import history_from_velocities, start_velocities
 
         whole = whole_structure(atoms, what)
-        graph, notes = self._check(torch.as_tensor(whole.positions, dtype=torch.float64),
-                                   torch.as_tensor(whole.numbers, dtype=torch.int64), None, allow_unseen, what, guard)
+        graph, notes = check_start(self, whole.positions, whole.numbers, allow_unseen=allow_unseen, what=what, guard=guard)
         frame_fs = self.frame_time()
         v, velocity_note = start_velocities(whole, temperature_K, seed)
         batch = history_from_velocities(whole.positions, v, whole.numbers, frame_fs, dtype=self.dtype).to(device)
-        return RolloutStart(batch, frame_fs, graph.to(device), notes, velocity_note, whole.positions, v)
-
-    def _check(self, x: torch.Tensor, z: torch.Tensor, batch: torch.Tensor | None, allow_unseen: bool, what: str,
-               guard) -> tuple[Graph, tuple[str, ...]]:
-        """(the topology of start positions x (N, 3) Å (float64, CPU), atomic numbers z (N,), molecules
-        ``batch`` (N,) or one, perceived once; the start checks' warnings): dynamics.preflight.check_start."""
-        from ..dynamics.guards import GuardConfig
-        from ..dynamics.preflight import check_start
-
-        graph, notes = check_start(self, x.numpy(), z.numpy(), batch=None if batch is None else batch.numpy(),
-                                   allow_unseen=allow_unseen, what=what, guard=guard or GuardConfig())
-        return graph, tuple(notes)
+        return RolloutStart(batch, frame_fs, graph.to(device), tuple(notes), velocity_note, whole.positions, v)
 
     def stepper(self, start: RolloutStart, *, rollout: RolloutConfig | None = None, **kwargs):
         """A dynamics.Stepper driving this run's network from ``start`` at its frame time, with the
@@ -144,8 +136,9 @@ class TrainedRun:
         from ..dynamics.stepper import Stepper
 
         rollout = rollout or self.rollout()
-        return Stepper(self.rollout_model(rollout), self.sde, self.sampler, start.batch, graph=start.graph,
-                       corrections=self.corrections(start.frame_fs, rollout), compile=rollout.compile, **kwargs)
+        model, corrections = self.rollout_model(rollout), self.corrections(start.frame_fs, rollout)
+        return Stepper(model, self.sde, self.sampler, start.batch, graph=start.graph, corrections=corrections,
+                       compile=rollout.compile, **kwargs)
 
     def rollout_model(self, rollout: RolloutConfig | None = None) -> torch.nn.Module:
         """The network a rollout of ``rollout`` (default: this run's [rollout] section) drives (``rollout_model``)."""
