@@ -35,3 +35,30 @@ def test_prior_only_cell_is_the_valence_force_field_alone(tmp_path):
     (cell,) = stability.main(args)
     assert cell.sampler == "prior-only" and cell.stable_rollouts == 2
     assert abs(cell.temperature_error) < 0.25 and cell.h_r_jsd < 0.05
+
+
+def test_reference_group_temperatures_carry_the_spread_of_their_blocks():
+    """The reference's hydrogen and heavy-atom temperatures come with a standard error from blocks of
+    the run: near zero for a stationary run, and the size of the swing for one whose heavy atoms
+    change temperature halfway (what a small molecule's heavy atoms do over picoseconds)."""
+    import numpy as np
+    from ase import units
+
+    from diffmd_fast.data.elements import masses
+
+    rng = np.random.default_rng(0)
+    numbers = np.array([6, 6, 8, 7, 1, 1, 1, 1, 1, 1])
+    m = masses(numbers)
+
+    def run(heavy_K):  # (T, n, 3) Å: free flight with Maxwell-Boltzmann velocities redrawn every 1 fs step
+        sigma = np.sqrt(units.kB * np.where(numbers == 1, 400.0, heavy_K[:, None]) / m) * units.fs  # Å/fs
+        v = rng.standard_normal((len(heavy_K), len(numbers), 3)) * sigma[..., None]
+        return np.cumsum(v, axis=0) + rng.standard_normal((len(numbers), 3)) * 3.0
+
+    steady = stability.reference_group_temperatures(run(np.full(4000, 400.0)), numbers, 1, 1.0)
+    swing = stability.reference_group_temperatures(run(np.repeat([300.0, 500.0], 2000)), numbers, 1, 1.0)
+    assert steady[3] < 5.0 and swing[3] > max(10.0, 5 * steady[3])  # heavy atoms: K
+    assert abs(steady[1] - swing[1]) < 0.05 * steady[1] and abs(steady[2] - swing[2]) < 5.0  # same mean, H unaffected
+    cell = stability.Cell("m", 1, 1.0, "heun1", 1, 1, 1, 1.0, 1.0, 0.0, 400.0, 400.0, 0.0, 1.0, 1.0, 1.0, 1.0, "none",
+                          temperature_heavy_ref_se_K=swing[3])
+    assert f"± {swing[3]:.0f}" in stability.markdown([cell])

@@ -38,10 +38,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -94,9 +95,34 @@ class Cell:
     h_r_jsd_1_3: float = float("nan")
     h_r_jsd_1_4: float = float("nan")
     h_r_jsd_1_5: float = float("nan")
+    # standard error (K) of the reference's hydrogen and heavy-atom temperatures: the spread of their
+    # REF_BLOCKS block means over the reference run / sqrt(REF_BLOCKS). A small molecule's heavy atoms
+    # swing by 10-15 % over 1 ps blocks, so "within 10 %" is only as sharp as this (NaN: not computed)
+    temperature_H_ref_se_K: float = float("nan")
+    temperature_heavy_ref_se_K: float = float("nan")
 
 
 VDOS_FRAMES = 4096  # frames of each rollout kept for its spectrum: 4 Welch segments, 8 ps at 2 fs frames
+
+
+REF_BLOCKS = 10  # blocks of the reference run for the standard error of its group temperatures
+
+
+def reference_group_temperatures(reference: np.ndarray, numbers: np.ndarray, stride: int,
+                                 frame_fs: float) -> tuple[float, float, float, float]:
+    """(T H, T heavy, their standard errors) in K of the reference positions (T, n, 3) Å taken every
+    ``stride``-th frame, ``frame_fs`` fs apart: internal velocities (evaluation.longrun), 3 degrees of
+    freedom per atom; the errors from REF_BLOCKS contiguous blocks (std of the block means / sqrt(blocks))."""
+    from ..data.elements import masses
+    from ..evaluation.longrun import atom_kinetic_energy, internal_velocities
+
+    m, hydrogen = masses(numbers), np.asarray(numbers) == 1
+    vel = internal_velocities(reference[::stride], m, frame_fs)  # (T', n, 3) Å/fs
+    whole = group_temperatures(atom_kinetic_energy(vel, m) / len(vel), hydrogen)
+    blocks = np.array([group_temperatures(atom_kinetic_energy(b, m) / len(b), hydrogen)
+                       for b in np.array_split(vel, REF_BLOCKS) if len(b)])  # (blocks, 2) K
+    se = blocks.std(axis=0, ddof=1) / np.sqrt(len(blocks)) if len(blocks) > 1 else np.full(2, np.nan)
+    return whole[0], whole[1], float(se[0]), float(se[1])
 
 
 def group_temperatures(ke: np.ndarray, hydrogen: np.ndarray) -> tuple[float, float]:
@@ -250,7 +276,6 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -
 
     from ..dynamics.physics import StepFluctuation
     from ..dynamics.rollout import evenly_spaced_starts
-    from ..evaluation.longrun import atom_kinetic_energy, internal_velocities
     from ..training.run import load_run
 
     run = load_run(run_dir, "cpu", SAMPLERS[sampler] + args.rollout_set)
@@ -293,15 +318,15 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -
                 f"{' (response targets)' if tc.input_noise_response else ''}, "
                 f"unroll p {tc.unroll_prob:g} k {tc.unroll_steps}, "
                 f"{run.path.parent.name} step {run.path.stem.split('_')[-1]}")
-    ref_vel = internal_velocities(ref[::stride], score.masses, frame_fs)  # (T', n, 3) Å/fs
-    ref_groups = group_temperatures(atom_kinetic_energy(ref_vel, score.masses) / len(ref_vel), score.hydrogen)
+    ref_h, ref_heavy, se_h, se_heavy = reference_group_temperatures(ref, split.reference.numbers, stride, frame_fs)
     t_h, t_heavy = score.group_temperatures()
     return Cell(name, stride, frame_fs, sampler, len(starts), frames, int((stable >= frames).sum()),
                 float(stable.mean() * frame_fs / 1000), float(stable.min() * frame_fs / 1000), jsd, temp, temp_ref,
                 (temp - temp_ref) / temp_ref, stepper.total_nfe / max(ran, 1), ran * frame_fs * len(starts) / wall,
                 ran * frame_fs / wall, wall, physics, training, *one_step_errors(run, test, starts, stride),
-                t_h, ref_groups[0], t_heavy, ref_groups[1], score.vdos_overlap(ref, split.reference.numbers, stride),
-                **{f"h_r_jsd_{k}": v for k, v in score.h_r_jsd_by_separation(ref).items()})
+                t_h, ref_h, t_heavy, ref_heavy, score.vdos_overlap(ref, split.reference.numbers, stride),
+                **{f"h_r_jsd_{k}": v for k, v in score.h_r_jsd_by_separation(ref).items()},
+                temperature_H_ref_se_K=se_h, temperature_heavy_ref_se_K=se_heavy)
 
 
 @dataclass
@@ -321,6 +346,10 @@ def _split(molecule: str) -> _Split:
     return _Split(s.train, s.val, s.test, traj)
 
 
+def _pm(se: float) -> str:
+    return "" if math.isnan(se) else f" ± {se:.0f}"
+
+
 def markdown(cells: list[Cell]) -> str:
     head = ("| molecule | stride (fs) | sampler | NFE/frame | stable rollouts | stability ps (mean / min) | "
             "h(r) JSD | JSD 1-2 / 1-3 / 1-4 / 1-5+ | T (K) | T ref (K) | T H / ref (K) | T heavy / ref (K) | "
@@ -331,8 +360,9 @@ def markdown(cells: list[Cell]) -> str:
                      f"{c.stable_rollouts}/{c.rollouts} | {c.stability_ps_mean:.2f} / {c.stability_ps_min:.2f} | "
                      f"{c.h_r_jsd:.4f} | {c.h_r_jsd_1_2:.4f} / {c.h_r_jsd_1_3:.4f} / {c.h_r_jsd_1_4:.4f} / "
                      f"{c.h_r_jsd_1_5:.4f} | {c.temperature_K:.0f} | {c.temperature_ref_K:.0f} | "
-                     f"{c.temperature_H_K:.0f} / {c.temperature_H_ref_K:.0f} | "
-                     f"{c.temperature_heavy_K:.0f} / {c.temperature_heavy_ref_K:.0f} | {c.vdos_overlap:.2f} | "
+                     f"{c.temperature_H_K:.0f} / {c.temperature_H_ref_K:.0f}{_pm(c.temperature_H_ref_se_K)} | "
+                     f"{c.temperature_heavy_K:.0f} / {c.temperature_heavy_ref_K:.0f}{_pm(c.temperature_heavy_ref_se_K)} | "
+                     f"{c.vdos_overlap:.2f} | "
                      f"{c.one_step_error_A:.4f} / {c.constant_velocity_error_A:.4f} | "
                      f"{c.fs_per_s_total:.0f} / {c.fs_per_s_per_trajectory:.0f} | {c.physics} | {c.training} |")
     return "\n".join(lines)
@@ -373,7 +403,12 @@ def main(argv=None) -> list[Cell]:
         name = Path(molecule).stem  # a bundled name, or a data file's name (never its path)
         cache = Path(args.runs) / "cells" / f"{name}_s{stride}_{sampler}_{args.ps:g}ps_{args.starts}{tag}.json"
         if cache.exists():
-            cells.append(Cell(**json.loads(cache.read_text())))
+            cell = Cell(**json.loads(cache.read_text()))
+            if math.isnan(cell.temperature_heavy_ref_se_K):  # cached before the reference's errors were recorded
+                ref = _split(molecule).reference
+                *_, se_h, se_heavy = reference_group_temperatures(ref.positions, ref.numbers, stride, cell.frame_fs)
+                cell = replace(cell, temperature_H_ref_se_K=se_h, temperature_heavy_ref_se_K=se_heavy)
+            cells.append(cell)
             continue
         split = _split(molecule)
         run_dir = _train_or_load(name, stride, args, split)
