@@ -105,3 +105,21 @@ def test_a_failed_calibration_leaves_a_usable_run_without_the_fluctuation(tmp_pa
     assert run.data["step_friction"] == {"not_measured": "every calibration rollout stopped"}
     kinds = [type(c).__name__ for c in run.corrections(run.frame_time())]
     assert kinds == ["LangevinThermostat", "MomentumProjection"]
+
+
+
+def test_the_rounds_measure_their_sensitivity():
+    """With a thermostat the rollout temperature is linear in the fluctuation's γ, T = a + b γ, not
+    proportional to it: d ln T / d ln γ is below 1, and steps that assume 1 crawl. The rounds measure
+    it (the first round, a transient, left out), within SENSITIVITY_RANGE."""
+    from diffmd_fast.training.calibration import SENSITIVITY_RANGE, log_sensitivity
+
+    gammas = [0.01 * 0.9**r for r in range(6)]
+    rounds = [({6: g, 1: g, 8: g}, {6: 350.0 + 12000.0 * g, 1: 40000.0 * g, 8: 400.0 + 1.0 * g}) for g in gammas]
+    rounds[0][1][6] = 600.0  # the first round's transient must not enter
+    g, t = np.array(gammas[1:]), 350.0 + 12000.0 * np.array(gammas[1:])
+    assert log_sensitivity(rounds, 6) == pytest.approx(np.polyfit(np.log(g), np.log(t), 1)[0], rel=1e-9)
+    assert 0.2 < log_sensitivity(rounds, 6) < 0.3  # heavy atoms under a thermostat
+    assert log_sensitivity(rounds, 1) == pytest.approx(1.0)  # proportional: no thermostat
+    assert log_sensitivity(rounds, 8) == SENSITIVITY_RANGE[0]  # no response: the floor, never a division by ~0
+    assert log_sensitivity(rounds[:2], 6) == 1.0  # one usable round tells nothing yet

@@ -9,7 +9,12 @@ fluctuation of a trial γ and moving γ until each element's kinetic temperature
 data's, both measured the same way (finite-difference velocities at the model's frame time, rigid-body
 translation and rotation removed, 3 degrees of freedom per atom). A step that damps velocities at rate γ and is kicked by
 the noise of friction γ' holds the temperature T γ' / γ, so each round multiplies γ' by
-T_data / T_rollout (the Newton step of that linear relation); the rounds continue the same rollouts.
+(T_data / T_rollout)^(GAIN / s); the rounds continue the same rollouts. Without a thermostat s = 1. With
+one in the rollouts (and the network's own heating) the temperature is not proportional to γ' but
+linear in it, T = a + b γ' (the fluctuation's heat grows with γ', the thermostat's pull towards
+T_data does not), so s = d ln T / d ln γ' < 1 (a small molecule's heavy atoms: about 0.2), and steps
+that assume s = 1 move a few per cent of the way per round. Each round's s is measured from the
+rounds so far (``log_sensitivity``).
 Nothing of the rollouts beyond the data's own temperatures enters, and no setting is chosen per
 molecule: a new molecule gets its γ from its own training data.
 """
@@ -31,7 +36,10 @@ from ..dynamics.stepper import Stepper
 from ..evaluation.longrun import atom_kinetic_energy, group_temperature, internal_velocities
 
 FRICTION_RANGE = (1e-4, 0.5)  # 1/fs: from far weaker than any thermostat to critically damped C-H
-GAIN = 0.7  # exponent of each round's update T_data / T_rollout
+GAIN = 0.7  # damping of each round's Newton step against its sampling noise
+# d ln T / d ln γ a round's step may assume: 1 without a thermostat (T proportional to γ); a thermostat's
+# pull towards T_data makes it smaller (heavy atoms: about 0.2), never below this floor (a 5x larger step)
+SENSITIVITY_RANGE = (0.2, 1.0)
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,19 @@ class _ElementKinetics:
         self.previous = x
 
 
+def log_sensitivity(rounds: Sequence[tuple[dict[int, float], dict[int, float]]], e: int) -> float:
+    """d ln T / d ln γ of element ``e`` over the calibration ``rounds`` [(γ per element, measured K per
+    element)], the first round left out (it starts from the data's windows, not from the step's own
+    steady state): the least-squares slope, within SENSITIVITY_RANGE; 1 (T proportional to γ, no
+    thermostat) until two rounds with different γ say otherwise."""
+    used = [(g[e], t[e]) for g, t in rounds[1:] if t[e] > 0 and math.isfinite(t[e])]
+    if len(used) < 2 or len({g for g, _ in used}) < 2:
+        return 1.0
+    x, y = np.log([g for g, _ in used]), np.log([t for _, t in used])
+    slope = float(np.polyfit(x, y, 1)[0])
+    return float(np.clip(slope, *SENSITIVITY_RANGE)) if math.isfinite(slope) else 1.0
+
+
 def measure_step_friction(model: torch.nn.Module, sde, sampler, trajs: Sequence[Trajectory], *, stride: int,
                           frame_fs: float, temperature_K: float, frames: int, starts: int = 16, rounds: int = 8,
                           dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", seed: int = 1,
@@ -147,7 +168,8 @@ def measure_step_friction(model: torch.nn.Module, sde, sampler, trajs: Sequence[
     stepper.attach(kinetics)
     per_round = frames // rounds
     measured: dict[int, float] = {}
-    history: list[dict[int, float]] = []
+    rounds_seen: list[tuple[dict[int, float], dict[int, float]]] = []  # (γ of the round, its temperatures)
+    history: list[dict[int, float]] = []  # the γ after each round
     lo, hi = FRICTION_RANGE
     for _ in range(rounds):
         kinetics.reset(burn_in=per_round // 3)
@@ -156,9 +178,10 @@ def measure_step_friction(model: torch.nn.Module, sde, sampler, trajs: Sequence[
             raise RuntimeError("every calibration rollout stopped (stepper.stopped says why); the model's step is "
                                "not stable enough to measure its friction")
         measured = _temperatures(kinetics.sums)
-        # the Newton step damped (GAIN) against the rounds' sampling noise of a few hundred frames
-        friction = {e: min(hi, max(lo, g * (target[e] / measured[e]) ** GAIN)) if measured[e] > 0 else g
-                    for e, g in friction.items()}
+        rounds_seen.append((friction, measured))
+        # the Newton step in log space with the sensitivity the rounds measured, damped (GAIN)
+        friction = {e: min(hi, max(lo, g * (target[e] / measured[e]) ** (GAIN / log_sensitivity(rounds_seen, e))))
+                    if measured[e] > 0 else g for e, g in friction.items()}
         history.append(friction)
         fluctuation.set_friction(friction)
     # the geometric mean of the later half of the rounds: the estimate with its round-to-round noise averaged
