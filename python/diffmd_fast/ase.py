@@ -71,7 +71,7 @@ class DiffMDDynamics(MolecularDynamics):
                  loginterval: int = 1, **kwargs):
         run = load_run(checkpoint, device, overrides)
         start = run.start_from_structure(atoms, temperature_K=temperature_K, seed=seed, device=device,
-                                         allow_unseen=allow_unseen, what="the atoms", guard=guard)
+                                         allow_unseen=allow_unseen, what="the Atoms object", guard=guard)
         for note in start.notes:
             warnings.warn(note, stacklevel=2)
         atoms.positions, atoms.pbc, velocities = start.positions, False, start.velocities

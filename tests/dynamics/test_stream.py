@@ -13,6 +13,7 @@ from pathlib import Path
 import ase.io
 import numpy as np
 import pytest
+import torch
 from ase import Atoms, units
 
 import diffmd_fast
@@ -64,6 +65,9 @@ def test_killed_generate_resumes_to_a_byte_identical_file(tiny_run, ethanol60, t
     assert "already complete" in capsys.readouterr().out
     assert main(_command(tiny_run, ethanol60, killed, frames + 1, *starts)) == 2
     assert f"other settings (frames={frames})" in capsys.readouterr().err
+    (tmp_path / f"killed_t40{suffix}").unlink()  # "complete" must mean on disk
+    assert main(_command(tiny_run, ethanol60, killed, frames, *starts)) == 2
+    assert "the output was removed or cut" in capsys.readouterr().err
 
 
 def test_generate_from_one_structure_needs_no_reference(tiny_run, tmp_path, capsys):
@@ -128,7 +132,7 @@ def test_checkpoint_without_data_stats_takes_the_reference_frame_time_and_asks_f
     old = dataclasses.replace(runs.load_run(tiny_run), data={})
     monkeypatch.setattr(runs, "load_run", lambda *a, **k: old)
     assert main(_command(tiny_run, ethanol60, tmp_path / "ref.extxyz", 3, "--start", "20")) == 2
-    assert "give --temperature K" in capsys.readouterr().err
+    assert "--temperature K" in capsys.readouterr().err
     assert not (tmp_path / "ref.extxyz").exists()
     assert main(_command(tiny_run, ethanol60, tmp_path / "ref.extxyz", 3, "--start", "20", "--temperature", "450")) == 0
     prov = load_trajectory(tmp_path / "ref.npz").provenance
@@ -161,3 +165,29 @@ def test_memory_stays_flat_over_a_long_run(tiny_run, ethanol60, tmp_path):
     assert long < short + 25.0, (short, long)
     frames = [sum(1 for line in open(p) if line.startswith("9")) for p in sorted(tmp_path.glob("long_t*.extxyz"))]
     assert len(frames) == 8 and max(frames) == 20_000, frames
+
+
+def test_a_reference_at_another_time_step_gives_the_same_start(tiny_run, ethanol60, tmp_path):
+    """The start window is one model frame time apart whatever the reference's time step: a reference
+    saved twice as often gives the same window at the same moment; one whose step does not divide the
+    frame time is refused in one line; sampling cannot change what the checkpoint fixed."""
+    from diffmd_fast.data import Trajectory
+
+    run = runs.load_run(tiny_run)
+    ref = load_trajectory(ethanol60)
+    x = ref.positions
+    fine = np.empty((2 * len(x) - 1, *x.shape[1:]))
+    fine[0::2], fine[1::2] = x, 0.5 * (x[1:] + x[:-1])  # every frame, and one between each pair
+    finer = Trajectory(fine, ref.numbers, ref.dt_fs / 2, name="finer")
+    assert run.frame_stride(finer) == 2 * run.frame_stride(ref)
+    a, b = run.start_from_frames(ref, [30]).batch, run.start_from_frames(finer, [60]).batch
+    for k in ("x_prev2", "x_prev", "x"):
+        assert torch.allclose(getattr(a, k), getattr(b, k), atol=1e-6)
+    odd = Trajectory(x, ref.numbers, ref.dt_fs * 1.5, name="odd")
+    with pytest.raises(ValueError, match="does not divide the model's"):
+        run.start_from_frames(odd, [30])
+    with pytest.raises(ValueError, match="fixed by its checkpoint"):
+        runs.load_run(tiny_run, "cpu", ["model.hidden=32"])
+    assert runs.load_run(tiny_run, "cpu", ["sampler.eps=0.2", "rollout.thermostat=none"]).config.sampler.eps == 0.2
+    with pytest.raises(FileNotFoundError, match="is a file"):
+        runs.load_run(next(Path(tiny_run).glob("ckpt_*.pt")))

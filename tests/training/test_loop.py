@@ -192,3 +192,12 @@ def test_max_minutes_stops_training_and_a_resumed_run_counts_on(tmp_path):
     assert again.steps == 1  # budget already spent before this call: no further step
     assert again.train_s >= state["train_s"] > 0  # the seconds of the first call count
     assert train(_cfg(epochs=1000, max_steps=3), traj, None, tmp_path / "run").steps == 3  # no time limit: trains on
+
+
+def test_a_device_name_that_is_no_device_is_a_one_line_error():
+    from diffmd_fast.training.distributed import resolve_device
+
+    for name in ("gpu", "mps", "cuda:x"):
+        with pytest.raises(ValueError, match="cpu or cuda|not a device"):
+            resolve_device(name)
+    assert resolve_device("cpu").type == "cpu"

@@ -93,7 +93,10 @@ def run(args) -> int:
         raise ValueError(f"--temperature must be > 0 K, got {args.temperature}")
     if Path(args.out).suffix not in STREAM_SUFFIX:
         raise ValueError(f"--out {args.out}: the suffix must be one of {', '.join(STREAM_SUFFIX)}")
-    all_starts = None if args.start is None else [int(s) for s in str(args.start).split(",")]
+    try:
+        all_starts = None if args.start is None else [int(s) for s in str(args.start).split(",")]
+    except ValueError:
+        raise ValueError(f"--start {args.start}: give frame indices of --data, e.g. 5000 or 3000,4000,5000") from None
     if all_starts is not None and len(set(all_starts)) < len(all_starts):
         raise ValueError(f"--start {args.start} lists a frame twice; each start gets its own files")
     info = init_distributed(args.device)

@@ -4,7 +4,7 @@
     diffmd train --data a.npz --data b.npz --out runs/ab --config cfg.toml --split 2000,500,500
     torchrun --nproc-per-node 2 -m diffmd_fast.cli train --data ethanol --out runs/ddp   # DDP
 
-Configuration: TOML sections [model] [sde] [sampler] [train] (see diffmd_fast/config.py for every
+Configuration: TOML sections [model] [sde] [sampler] [train] [rollout] (see diffmd_fast/config.py for every
 field, its unit and the paper default), then --set section.field=value overrides. The run
 directory gets config.json/.toml, checkpoints (resumed automatically when present),
 metrics.jsonl and metrics.csv, a loss plot and report.md.

@@ -170,10 +170,11 @@ def check_start(run, x: np.ndarray, z: np.ndarray, *, batch: np.ndarray | None =
     fragments = run.data.get("fragments")
     other = [n for n in fragment_counts(graph, batch) if fragments and n not in fragments]
     if other:
-        msg = (f"{what} holds {other[0]} separate molecule{'s' if other[0] > 1 else ''} (bonded fragments), the "
+        msg = (f"holds {other[0]} separate molecule{'s' if other[0] > 1 else ''} (bonded fragments), the "
                f"training data {' or '.join(map(str, fragments))}: nothing in the model holds separate molecules apart")
         if not allow_unseen:
-            raise ValueError(f"{msg}; give one structure like the training data's (or --allow-unseen to roll it out anyway)")
+            raise ValueError(f"{what} {msg}; give one structure like the training data's (or --allow-unseen, "
+                             "allow_unseen=True, to roll it out anyway)")
         notes.append(msg)
     prior = getattr(run.model, "bond_prior", None)
     known = trained_types(run.data, prior)
@@ -182,7 +183,7 @@ def check_start(run, x: np.ndarray, z: np.ndarray, *, batch: np.ndarray | None =
         listed = describe_unseen(unseen)
         if not allow_unseen:
             raise ValueError(f"{what} has types the checkpoint was not trained on: {listed}; train on data of this "
-                             "molecule, or pass --allow-unseen to use the prior's fallback terms")
+                             "molecule, or pass --allow-unseen (allow_unseen=True) to use the prior's fallback terms")
         notes.append(f"types the checkpoint was not trained on: {listed}")
     if allow_unseen and prior is not None:
         covered = cover(prior, torch.as_tensor(np.asarray(x, dtype=np.float64)), torch.as_tensor(z), graph,

@@ -178,15 +178,16 @@ class FrameSink:
             was = ", ".join(f"{k}={state['settings'].get(k)!r}" for k in diff)
             raise ResumeError(f"{self.state_path} belongs to a run with other settings ({was}); rerun that command "
                               f"to continue it, or remove the file (and its outputs) to start over")
+        for p, rec in zip(self.paths, state["files"]):  # a finished run's files too: "complete" must mean on disk
+            size = p.stat().st_size if p.exists() else 0
+            if size < rec["bytes"]:
+                raise ResumeError(f"{p} has {size} bytes, the sidecar {self.state_path} recorded {rec['bytes']} (the "
+                                  "output was removed or cut); remove the sidecar to generate again")
         if state["done"]:
             stepper.load_state_dict(state["stepper"])
             self.frames = [f["frames"] for f in state["files"]]
             return "done"
         for p, rec in zip(self.paths, state["files"]):
-            size = p.stat().st_size if p.exists() else 0
-            if size < rec["bytes"]:
-                raise ResumeError(f"cannot resume: {p} has {size} bytes, the sidecar {self.state_path} recorded "
-                                  f"{rec['bytes']}; remove the sidecar to start over")
             if rec["bytes"] == 0:
                 p.unlink(missing_ok=True)
                 continue

@@ -82,7 +82,8 @@ class TrainedRun:
         target = temperature_K or cfg.temperature_K or self.data.get("temperature_K")
         if cfg.thermostat != "none" and not target:
             raise ValueError(f"the {cfg.thermostat} thermostat needs a target temperature and this checkpoint does not "
-                             "record its training data's: give --temperature K (or --set rollout.thermostat=none)")
+                             "record its training data's: give one (--temperature K, temperature_K=) or switch it off "
+                             "(--set rollout.thermostat=none)")
         return dataclasses.replace(cfg, temperature_K=target) if cfg.thermostat != "none" else cfg
 
     def corrections(self, frame_fs: float, rollout: RolloutConfig | None = None) -> list:
@@ -97,17 +98,34 @@ class TrainedRun:
 
     def start_from_frames(self, reference, starts: Sequence[int], *, device: Any = "cpu", allow_unseen: bool = False,
                           what: str = "the reference", guard=None) -> RolloutStart:
-        """The windows of the Trajectory ``reference`` at frames ``starts`` (the frame and the two before
-        it at the run's stride), every start checked (dynamics.preflight.check_start). Raises
-        ValueError as check_start and start_batch do."""
+        """The windows of the Trajectory ``reference`` at frames ``starts``: the frame and the two one
+        model frame time before it (``frame_stride`` frames of the reference apart, whatever its time
+        step), every start checked (dynamics.preflight.check_start). Raises ValueError as
+        frame_stride, check_start and start_batch do."""
         from ..data import start_batch
-
         from ..dynamics.preflight import check_start
 
-        batch = start_batch([reference] * len(starts), list(starts), stride=self.config.train.stride, dtype=self.dtype)
+        frame_fs = self.frame_time(reference)
+        batch = start_batch([reference] * len(starts), list(starts), stride=self.frame_stride(reference, what),
+                            dtype=self.dtype)
         graph, notes = check_start(self, batch.x.double().numpy(), batch.z.numpy(), batch=batch.batch.numpy(),
                                    allow_unseen=allow_unseen, what=what, guard=guard)
-        return RolloutStart(batch.to(device), self.frame_time(reference), graph.to(device), tuple(notes))
+        return RolloutStart(batch.to(device), frame_fs, graph.to(device), tuple(notes))
+
+    def frame_stride(self, reference, what: str = "the reference") -> int:
+        """Frames of the Trajectory ``reference`` per model frame: the model's frame time over the
+        reference's time step (the training stride for a trajectory at the training data's step; 1
+        for a rollout of this model's own output). Raises ValueError when the reference's step does
+        not divide the frame time."""
+        frame_fs = self.frame_time(reference)
+        if not reference.dt_fs:
+            return self.config.train.stride
+        ratio = frame_fs / reference.dt_fs
+        k = round(ratio)
+        if k < 1 or abs(ratio - k) > 1e-6 * ratio:
+            raise ValueError(f"{what}: its frames are {reference.dt_fs:g} fs apart, which does not divide the model's "
+                             f"{frame_fs:g} fs frame time; give a trajectory saved every {frame_fs:g} fs or a divisor of it")
+        return k
 
     def start_from_structure(self, atoms, *, temperature_K: float | None = None, seed: int = 1, device: Any = "cpu",
                              allow_unseen: bool = False, what: str = "the structure", guard=None) -> RolloutStart:
@@ -156,14 +174,25 @@ def rollout_model(model: torch.nn.Module, rollout: RolloutConfig, temperature_K:
     return model
 
 
+SAMPLING_SECTIONS = ("sampler", "rollout")  # what may change after training: how frames are drawn and corrected
+
+
 def load_run(directory: str | Path, device: Any = "cpu", overrides: Sequence[str] = ()) -> TrainedRun:
-    """Load the newest good checkpoint of a run directory. Raises FileNotFoundError when there is
-    none and CheckpointError when every checkpoint is corrupt."""
+    """Load the newest good checkpoint of a run directory, with ``overrides`` ("section.field=value")
+    of its SAMPLING_SECTIONS. Raises FileNotFoundError when there is none (or ``directory`` is a
+    file), CheckpointError when every checkpoint is corrupt, and ValueError for an override of a
+    setting the checkpoint fixes ([model], [sde], [train])."""
     from ..diffusion.samplers import make_sampler
     from ..diffusion.sde import make_sde
     from ..nn.score_net import ScoreNet
 
+    fixed = [o for o in overrides if o.partition("=")[0].strip().partition(".")[0] not in SAMPLING_SECTIONS]
+    if fixed:
+        raise ValueError(f"override {fixed[0]!r}: a trained run's [model], [sde] and [train] settings are fixed by its "
+                         f"checkpoint; only {' and '.join(s + '.*' for s in SAMPLING_SECTIONS)} can be set for sampling")
     run = Path(directory)
+    if run.is_file():
+        raise FileNotFoundError(f"{run} is a file: give the run directory that holds it ({run.parent})")
     if not run.is_dir():
         raise FileNotFoundError(f"checkpoint directory {run} does not exist")
     found = load_latest(run, map_location=device)
