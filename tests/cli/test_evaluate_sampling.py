@@ -99,6 +99,20 @@ def test_compared_trajectories_must_share_the_frame_time(tmp_path, ref, capsys):
     assert "--compare egnn" in line and "evaluate them separately" in line
 
 
+def test_compared_trajectories_must_share_the_start(tmp_path, ref, capsys):
+    """One start frame scores every trajectory: one that records another is refused, not scored against
+    the wrong reference frames."""
+    gen = _write(tmp_path, ref, "npz")
+    other = save_npz(Trajectory(positions=_perfect(ref), numbers=ref.numbers, dt_fs=2.0,
+                                provenance={"frame_fs": 2.0, "start_frame": START - 400}), tmp_path / "other.npz")
+    line = _one_line_error(capsys, _evaluate(tmp_path, gen, "--compare", f"late={other}")[0])
+    assert "--compare late starts at reference frame 600" in line and "same start" in line
+    same = save_npz(Trajectory(positions=_perfect(ref), numbers=ref.numbers, dt_fs=2.0,
+                               provenance={"frame_fs": 2.0, "start_frame": START}), tmp_path / "same.npz")
+    code, out = _evaluate(tmp_path, gen, "--compare", f"same={same}")
+    assert code == 0 and out is not None
+
+
 def test_atoms_sorted_by_element_are_refused_as_another_order(tmp_path, ref, capsys):
     order = np.argsort(ref.numbers, kind="stable")
     gen = _write_ase(tmp_path / "sorted.extxyz", _perfect(ref)[:, order], ref.numbers[order], 2.0)

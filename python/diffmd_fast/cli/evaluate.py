@@ -195,9 +195,14 @@ def _load(args):
             raise ValueError(f"--compare {name}: its frames are {other[0]} reference frames apart, those of "
                              f"--generated {stride}: evaluate them separately")
     start = args.start if args.start is not None else first.provenance.get("start_frame")
+    for name, gen in list(named.items())[1:]:  # one start frame scores them all: it must be theirs too
+        own = gen.provenance.get("start_frame")
+        if own is not None and start is not None and int(own) != int(start):
+            raise ValueError(f"--compare {name} starts at reference frame {own}, the phase-aligned scores at {start}: "
+                             "compare trajectories from the same start, or evaluate them separately")
     if start is None:
-        print(f"{args.generated} records no start frame (a run from one structure?): phase-aligned metrics "
-              "skipped; pass --start to compare frame by frame")
+        print(f"{args.generated} records no start frame (a run from one structure, or a streamed file: the npz "
+              "of the same run records it): phase-aligned metrics skipped; pass --start to compare frame by frame")
     return ref, named, None if start is None else int(start), stride, frame_fs
 
 
