@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from diffmd_fast.data import load_trajectory
-from diffmd_fast.data.simulate import omp_threads, simulate
+from diffmd_fast.data.simulate import SimulationError, omp_threads, simulate
 
 tblite_ase = pytest.importorskip("tblite.ase")
 
@@ -83,6 +83,11 @@ def test_structure_file_input(tmp_path):
     assert traj.formula == "H2O" and traj.name == "water" and traj.provenance["source_file"] == str(path)
     with pytest.raises(FileNotFoundError, match="missing.xyz"):
         simulate(tmp_path / "missing.xyz", frames=2, progress=False)
+    fused = molecule("H2O")
+    fused.positions[1] = fused.positions[0] + 0.05  # an H inside the O
+    ase.io.write(tmp_path / "fused.xyz", fused)
+    with pytest.raises((ValueError, SimulationError), match="GFN2-xTB"):  # errors the CLI prints in one line
+        simulate(str(tmp_path / "fused.xyz"), frames=2, equilibration_fs=0, progress=False)
 
 
 def test_omp_threads_restores_runtime_setting():

@@ -47,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ..data.simulate import SimulationError
     from ..training.checkpoint import CheckpointError  # late: keep `diffmd --help` fast
 
     try:
@@ -54,7 +55,7 @@ def _main(argv: Sequence[str] | None) -> int:
             if not args.debug:
                 warnings.filterwarnings("ignore", category=UserWarning, module="e3nn")
             return int(args.run(args) or 0)
-    except (ValueError, FileNotFoundError, NotADirectoryError, CheckpointError, FloatingPointError) as err:
+    except (ValueError, FileNotFoundError, NotADirectoryError, CheckpointError, FloatingPointError, SimulationError) as err:
         if args.debug:
             raise
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__

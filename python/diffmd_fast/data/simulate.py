@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms, units
-from ase.calculators.calculator import CalculationFailed
+from ase.calculators.calculator import CalculationFailed, InputError
 from ase.constraints import FixCom
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary
@@ -45,6 +45,10 @@ except ImportError:  # pragma: no cover - older ASE
 from .trajectory import Trajectory
 from .writers import save_npz
 
+
+
+class SimulationError(RuntimeError):
+    """The reference engine (GFN2-xTB) failed during the MD; the message names the step."""
 
 def atoms_from_smiles(smiles: str, seed: int = 1) -> Atoms:
     """A 3-D structure with explicit hydrogens: RDKit ETKDG embedding then MMFF optimisation."""
@@ -177,13 +181,15 @@ def simulate(
 def _run_md(dyn, atoms, n_eq: int, frames: int, save_every: int, bar, name: str):
     """Equilibrate ``n_eq`` steps, then store ``frames`` frames ``save_every`` steps apart: positions
     (T, N, 3) Å, energies (T,) eV, forces (T, N, 3) eV/Å, velocities (T, N, 3) Å/fs, temperatures (T,) K.
-    Raises RuntimeError naming the step where GFN2-xTB failed."""
+    Raises SimulationError naming the step where GFN2-xTB failed, ValueError for a structure it refuses."""
     n_prod = (frames - 1) * save_every
     positions = np.empty((frames, len(atoms), 3))
     energies = np.empty(frames)
     forces = np.empty((frames, len(atoms), 3))
     velocities = np.empty((frames, len(atoms), 3))
     temps = np.empty(frames)
+    from tblite.exceptions import TBLiteRuntimeError  # lazily, as the calculator
+
     step = 0
     try:
         for step in range(n_eq + n_prod + 1):
@@ -198,8 +204,10 @@ def _run_md(dyn, atoms, n_eq: int, frames: int, save_every: int, bar, name: str)
                 forces[i] = atoms.get_forces(apply_constraint=False)
                 velocities[i] = atoms.get_velocities() * units.fs  # Å per ASE time unit -> Å/fs
                 temps[i] = atoms.get_temperature()
-    except CalculationFailed as err:
-        raise RuntimeError(f"simulate {name}: GFN2-xTB failed at MD step {step}: {err}") from err
+    except InputError as err:  # tblite's own check of the structure, e.g. atoms on top of each other
+        raise ValueError(f"simulate {name}: GFN2-xTB refused the structure: {err}") from err
+    except (CalculationFailed, TBLiteRuntimeError) as err:  # SCF not converged, or tblite's library error
+        raise SimulationError(f"simulate {name}: GFN2-xTB failed at MD step {step}: {err}") from err
     return positions, energies, forces, velocities, temps
 
 
