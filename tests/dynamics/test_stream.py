@@ -60,6 +60,7 @@ def test_killed_generate_resumes_to_a_byte_identical_file(tiny_run, ethanol60, t
         a, b = tmp_path / f"killed_t{t0}{suffix}", tmp_path / f"whole_t{t0}{suffix}"
         assert a.read_bytes() == b.read_bytes(), f"seed {seed}"
         assert len(ase.io.read(a, ":")) == frames
+        assert load_trajectory(a).provenance["start_frame"] == t0  # what evaluate aligns the stream with
     capsys.readouterr()
     assert main(_command(tiny_run, ethanol60, killed, frames, *starts)) == 0
     assert "already complete" in capsys.readouterr().out

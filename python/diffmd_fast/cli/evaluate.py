@@ -201,8 +201,8 @@ def _load(args):
             raise ValueError(f"--compare {name} starts at reference frame {own}, the phase-aligned scores at {start}: "
                              "compare trajectories from the same start, or evaluate them separately")
     if start is None:
-        print(f"{args.generated} records no start frame (a run from one structure, or a streamed file: the npz "
-              "of the same run records it): phase-aligned metrics skipped; pass --start to compare frame by frame")
+        print(f"{args.generated} records no start frame (a run from one structure?): phase-aligned metrics "
+              "skipped; pass --start to compare frame by frame")
     return ref, named, None if start is None else int(start), stride, frame_fs
 
 

@@ -185,6 +185,8 @@ def _load_ase(path: Path, dt_fs: float | None, name: str | None) -> Trajectory:
     energies = _calc_property(frames, "energy")
     forces = _calc_property(frames, "forces")
     provenance: dict = {"source_file": str(path), "format": f"ase.io ({path.suffix.lstrip('.') or 'auto'})"}
+    if frames[0].info.get("start_frame") is not None:  # a diffmd generate stream: the reference frame it started from
+        provenance["start_frame"] = int(frames[0].info["start_frame"])
     frame_steps = None
     if dt_fs is None:
         dt_fs, frame_steps = _ase_times(path, frames, provenance)

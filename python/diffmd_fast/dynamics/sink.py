@@ -15,7 +15,8 @@ end byte-identical to an uninterrupted run's, provided that everything written i
 the seeded generator drives the sampler noise and the thermostat, and no timestamps are written.
 
 A stopped molecule's file keeps only its valid frames (a molecule stopped at its first frame gets
-no file). Each frame carries ``time_fs``, the simulated time since the start frame (fs). Files
+no file). Each frame carries ``time_fs``, the simulated time since the start frame (fs), and, for
+a start from a reference trajectory, ``start_frame``, that frame's index in it. Files
 left by another run are never replaced without ``overwrite``; at the end ``write_npz`` can add one
 npz per molecule with the run's provenance, read back from the streamed file.
 """
@@ -108,8 +109,10 @@ class FrameSink:
             self.flush(stepper)
 
     def _atoms(self, b: int, t: int, positions: np.ndarray) -> Atoms:
-        return Atoms(numbers=self.numbers[b], positions=positions[self.atoms_of[b]],
-                     info={"time_fs": t * self.frame_fs})
+        info = {"time_fs": t * self.frame_fs}
+        if self.labels[b] is not None:  # the reference frame it started from: what evaluate aligns it with
+            info["start_frame"] = int(self.labels[b])
+        return Atoms(numbers=self.numbers[b], positions=positions[self.atoms_of[b]], info=info)
 
     def _append(self, b: int, frames: list[Atoms]) -> None:
         path = self.paths[b]
