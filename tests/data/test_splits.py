@@ -38,3 +38,15 @@ def test_one_to_others_holds_out_largest_drift(make_traj):
     assert len(s.train) == 3 and not {t.name for t in s.train} & {t.name for t in s.test + s.val}
     with pytest.raises(TrajectoryError, match="at least 6 trajectories"):
         one_to_others_split(trajs[:5], num_test=5)
+
+
+def test_a_single_structure_is_no_training_data():
+    import numpy as np
+
+    from diffmd_fast.data import Trajectory
+    from diffmd_fast.data.splits import short_to_long_split
+    from diffmd_fast.data.trajectory import TrajectoryError
+
+    one = Trajectory(np.zeros((1, 3, 3)), np.array([8, 1, 1]), 0.5, name="mol")
+    with pytest.raises(TrajectoryError, match="mol: 1 frame: training needs a trajectory"):
+        short_to_long_split(one, train=0, val=0, test=1)

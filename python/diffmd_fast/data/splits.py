@@ -28,6 +28,9 @@ class Split(NamedTuple):
 def short_to_long_split(traj: Trajectory, *, train: int = 20000, val: int = 10000, test: int = 10000) -> Split:
     """Frames [0, train), [train, train+val), [train+val, train+val+test) as three trajectories."""
     if min(train, test) < 1 or val < 0:
+        if traj.num_frames < 3:  # the default fractions of a single structure round to nothing
+            raise TrajectoryError(f"{traj.name}: {traj.num_frames} frame{'s' if traj.num_frames > 1 else ''}: training "
+                                  "needs a trajectory (diffmd simulate makes one from a structure)")
         raise ValueError(f"short_to_long_split: need train, test >= 1 and val >= 0, got {train}, {val}, {test}")
     needed = train + val + test
     if traj.num_frames < needed:
