@@ -110,3 +110,17 @@ def test_train_refuses_a_bad_value_in_one_line(tmp_path, capsys):
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("diffmd train: error: train.val_every must be >= 1")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_shipped_config_loads_by_name(tmp_path, monkeypatch):
+    """An installed package's configs need no repository path: "long" and "long.toml" name the shipped
+    one, a file of that name in the working directory wins, and an unknown name lists the shipped ones."""
+    shipped = Config.from_toml(files("diffmd_fast") / "configs" / "long.toml")
+    monkeypatch.chdir(tmp_path)
+    assert Config.from_toml("long") == shipped and Config.from_toml("long.toml") == shipped
+    (tmp_path / "long.toml").write_text("[train]\nlr = 0.01\n")
+    assert Config.from_toml("long.toml").train.lr == 0.01
+    with pytest.raises(FileNotFoundError, match="shipped configs: demo, long, paper"):
+        Config.from_toml("lnog")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Config.from_toml(tmp_path / "sub" / "long.toml")  # a path elsewhere is never replaced

@@ -436,12 +436,21 @@ class Config:
 
     @classmethod
     def from_toml(cls, path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> "Config":
-        """Load a TOML file (None: defaults) and apply overrides."""
+        """Load a TOML file (None: defaults) and apply overrides. A name that is no file but names a
+        config shipped with the package ("long", "demo.toml", ...) loads that one, so an installed
+        package's configs need no path. Raises FileNotFoundError naming the shipped ones otherwise."""
         base = cls()
         if path is not None:
             p = Path(path)
             if not p.is_file():
-                raise FileNotFoundError(f"config file {p} does not exist")
+                from importlib.resources import files
+
+                shipped = files("diffmd_fast") / "configs"
+                named = shipped / (p.name if p.suffix == ".toml" else f"{p.name}.toml")
+                if p.parent != Path(".") or not named.is_file():
+                    names = sorted(f.name.removesuffix(".toml") for f in shipped.iterdir() if f.name.endswith(".toml"))
+                    raise FileNotFoundError(f"config file {p} does not exist (shipped configs: {', '.join(names)})")
+                p = Path(str(named))
             try:
                 base = cls.from_dict(tomllib.loads(p.read_text()))
             except tomllib.TOMLDecodeError as err:
