@@ -64,8 +64,10 @@ def test_killed_generate_resumes_to_a_byte_identical_file(tiny_run, ethanol60, t
     capsys.readouterr()
     assert main(_command(tiny_run, ethanol60, killed, frames, *starts)) == 0
     assert "already complete" in capsys.readouterr().out
-    assert main(_command(tiny_run, ethanol60, killed, frames + 1, *starts)) == 2
-    assert f"other settings (frames={frames})" in capsys.readouterr().err
+    assert main(_command(tiny_run, ethanol60, killed, frames - 1, *starts)) == 2
+    assert f"records {frames} frames already" in capsys.readouterr().err
+    assert main(_command(tiny_run, ethanol60, killed, frames, "--seed", "2", *starts)) == 2
+    assert "other settings (seed=1)" in capsys.readouterr().err
     (tmp_path / f"killed_t40{suffix}").unlink()  # "complete" must mean on disk
     assert main(_command(tiny_run, ethanol60, killed, frames, *starts)) == 2
     assert "the output was removed or cut" in capsys.readouterr().err
@@ -192,3 +194,16 @@ def test_a_reference_at_another_time_step_gives_the_same_start(tiny_run, ethanol
     assert runs.load_run(tiny_run, "cpu", ["sampler.eps=0.2", "rollout.thermostat=none"]).config.sampler.eps == 0.2
     with pytest.raises(FileNotFoundError, match="is a file"):
         runs.load_run(next(Path(tiny_run).glob("ckpt_*.pt")))
+
+
+def test_a_finished_run_asked_for_more_frames_continues_to_the_same_file(tiny_run, ethanol60, tmp_path, capsys):
+    """Raising --frames of a finished command continues it: the file then equals one run straight to
+    the larger count, and its npz (which described the shorter run) is written anew."""
+    starts = ["--start", "10,40", "--chunk", "7"]
+    assert main(_command(tiny_run, ethanol60, tmp_path / "grown.npz", 30, *starts)) == 0
+    assert main(_command(tiny_run, ethanol60, tmp_path / "grown.npz", 75, *starts)) == 0
+    assert "resuming" in capsys.readouterr().err
+    assert main(_command(tiny_run, ethanol60, tmp_path / "whole.npz", 75, *starts)) == 0
+    for t0 in (10, 40):
+        assert (tmp_path / f"grown_t{t0}.extxyz").read_bytes() == (tmp_path / f"whole_t{t0}.extxyz").read_bytes()
+        assert load_trajectory(tmp_path / f"grown_t{t0}.npz").num_frames == 75

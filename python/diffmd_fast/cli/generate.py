@@ -21,7 +21,8 @@ ASE's binary format for .traj) in chunks of --chunk frames, so memory stays boun
 --frames is. After each chunk the sampler state (RNG included) is saved atomically beside the
 output as TRAJ.state.pt; re-running the same command after a kill continues from the last saved
 frame and ends with files byte-identical to an uninterrupted run's. The sidecar stays, marked
-complete, so that re-running a finished command says so instead of redoing it; remove it (and the
+complete, so that re-running a finished command says so instead of redoing it, and the same command
+with a larger --frames continues it (to the file one run of that length writes); remove it (and the
 outputs) to generate afresh. When --frames <= 10000 an npz with the run's provenance is also
 written at the end (read back from the streamed file); longer runs keep only the streamed file.
 Several starts roll out together as one batch and get a _t<start> suffix; under torchrun each rank
@@ -144,10 +145,10 @@ def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: 
     stepper = run.stepper(start, rollout=rollout_cfg, generator=torch.Generator(device=device).manual_seed(args.seed))
     out = Path(args.out)
     settings = {"checkpoint": str(Path(run.path).resolve()), "data": str(args.data), "starts": starts,
-                "frames": args.frames, "seed": args.seed, "set": list(args.set), "temperature": args.temperature,
-                "out": str(out), "device": device.type}
+                "seed": args.seed, "set": list(args.set), "temperature": args.temperature, "out": str(out),
+                "device": device.type}
     sink = FrameSink(out, labels, start.batch.z.cpu().numpy(), start.batch.batch.cpu().numpy(), start.frame_fs, settings,
-                     suffixed=suffixed, rank_tag=rank_tag, chunk=args.chunk)
+                     frames=args.frames, suffixed=suffixed, rank_tag=rank_tag, chunk=args.chunk)
     status = sink.resume(stepper, overwrite=args.overwrite)
     if status == "done":
         print(f"{out}: already complete ({args.frames} frames); remove {sink.state_path} to generate again")

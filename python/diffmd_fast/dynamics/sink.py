@@ -76,12 +76,14 @@ class FrameSink:
     labels: (B,) each molecule's label (its start frame, None for one structure), the _t<label>
     suffix of its files when ``suffixed``; numbers: (N,) atomic numbers of the stepper's start batch;
     batch: (N,) molecule of each atom; frame_fs: the model's frame time (fs); settings: a picklable
-    description of the command (a resume with other settings is refused); chunk: frames buffered
+    description of the command (a resume with other settings is refused); frames: the frames asked
+    for (a run asked for more than a finished one continues it); chunk: frames buffered
     between appends (and sidecar writes); the resume sidecar is ``out`` + ``rank_tag`` + .state.pt.
     Raises ValueError for an unknown suffix or a label count that is not the molecule count."""
 
     def __init__(self, out: str | os.PathLike, labels: Sequence, numbers: np.ndarray, batch: np.ndarray,
-                 frame_fs: float, settings: dict, *, suffixed: bool = False, rank_tag: str = "", chunk: int = 500) -> None:
+                 frame_fs: float, settings: dict, *, frames: int | None = None, suffixed: bool = False,
+                 rank_tag: str = "", chunk: int = 500) -> None:
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1 frame, got {chunk}")
         out = Path(out)
@@ -97,6 +99,7 @@ class FrameSink:
         self.atoms_of = [np.flatnonzero(batch == b) for b in range(len(self.paths))]
         self.numbers = [np.asarray(numbers)[idx] for idx in self.atoms_of]
         self.frame_fs, self.state_path, self.settings, self.chunk = frame_fs, Path(state_path), settings, chunk
+        self.target = frames
         self.frames = [0] * len(self.paths)  # frames in each file
         self._buffer: list[tuple[int, np.ndarray, list[bool]]] = []
 
@@ -142,7 +145,7 @@ class FrameSink:
                 self._append(b, frames)
                 self.frames[b] += len(frames)
         self._buffer.clear()
-        save_state({"settings": self.settings, "stepper": stepper.state_dict(), "done": done,
+        save_state({"settings": self.settings, "frames": self.target, "stepper": stepper.state_dict(), "done": done,
                     "files": [self._record(b) for b in range(len(self.paths))]}, self.state_path)
 
     def finish(self, stepper, npz: tuple[str, dict] | None = None) -> list[str]:
@@ -175,21 +178,29 @@ class FrameSink:
         except Exception as err:  # torch raises several types for a damaged file
             raise ResumeError(f"{self.state_path}: cannot be read ({type(err).__name__}); "
                               "remove it to start over") from err
-        if state["settings"] != self.settings:
-            diff = sorted(k for k in set(state["settings"]) | set(self.settings)
-                          if state["settings"].get(k) != self.settings.get(k))
-            was = ", ".join(f"{k}={state['settings'].get(k)!r}" for k in diff)
+        settings = dict(state["settings"])
+        target = state.get("frames", settings.pop("frames", None))  # sidecars that kept it among the settings
+        if settings != self.settings:
+            diff = sorted(k for k in set(settings) | set(self.settings) if settings.get(k) != self.settings.get(k))
+            was = ", ".join(f"{k}={settings.get(k)!r}" for k in diff)
             raise ResumeError(f"{self.state_path} belongs to a run with other settings ({was}); rerun that command "
                               f"to continue it, or remove the file (and its outputs) to start over")
+        made = int(state["stepper"]["t"])
+        if self.target is not None and self.target < made:
+            raise ResumeError(f"{self.state_path} records {made} frames already, more than the {self.target} asked for; "
+                              f"ask for at least {made}, or remove it (and its outputs) to start over")
         for p, rec in zip(self.paths, state["files"]):  # a finished run's files too: "complete" must mean on disk
             size = p.stat().st_size if p.exists() else 0
             if size < rec["bytes"]:
                 raise ResumeError(f"{p} has {size} bytes, the sidecar {self.state_path} recorded {rec['bytes']} (the "
                                   "output was removed or cut); remove the sidecar to generate again")
-        if state["done"]:
+        if state["done"] and (self.target is None or self.target == target):
             stepper.load_state_dict(state["stepper"])
             self.frames = [f["frames"] for f in state["files"]]
             return "done"
+        if state["done"]:  # a finished run asked for more frames: continued; its npz described the shorter run
+            for p in self.npz_paths:
+                p.unlink(missing_ok=True)
         for p, rec in zip(self.paths, state["files"]):
             if rec["bytes"] == 0:
                 p.unlink(missing_ok=True)
