@@ -95,10 +95,10 @@ class FrameSink:
         batch = np.asarray(batch)
         if len(self.paths) != int(batch.max()) + 1:
             raise ValueError(f"{len(self.paths)} output paths for {int(batch.max()) + 1} molecules")
-        state_path = Path(f"{out}{rank_tag}.state.pt")
         self.atoms_of = [np.flatnonzero(batch == b) for b in range(len(self.paths))]
         self.numbers = [np.asarray(numbers)[idx] for idx in self.atoms_of]
-        self.frame_fs, self.state_path, self.settings, self.chunk = frame_fs, Path(state_path), settings, chunk
+        self.frame_fs, self.settings, self.chunk = frame_fs, settings, chunk
+        self.state_path = Path(f"{out}{rank_tag}.state.pt")
         self.target = frames
         self.frames = [0] * len(self.paths)  # frames in each file
         self._buffer: list[tuple[int, np.ndarray, list[bool]]] = []

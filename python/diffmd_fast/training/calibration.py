@@ -169,7 +169,6 @@ def measure_step_friction(model: torch.nn.Module, sde, sampler, trajs: Sequence[
     per_round = frames // rounds
     measured: dict[int, float] = {}
     rounds_seen: list[tuple[dict[int, float], dict[int, float]]] = []  # (γ of the round, its temperatures)
-    history: list[dict[int, float]] = []  # the γ after each round
     lo, hi = FRICTION_RANGE
     for _ in range(rounds):
         kinetics.reset(burn_in=per_round // 3)
@@ -182,9 +181,10 @@ def measure_step_friction(model: torch.nn.Module, sde, sampler, trajs: Sequence[
         # the Newton step in log space with the sensitivity the rounds measured, damped (GAIN)
         friction = {e: min(hi, max(lo, g * (target[e] / measured[e]) ** (GAIN / log_sensitivity(rounds_seen, e))))
                     if measured[e] > 0 else g for e, g in friction.items()}
-        history.append(friction)
         fluctuation.set_friction(friction)
-    # the geometric mean of the later half of the rounds: the estimate with its round-to-round noise averaged
-    later = history[len(history) // 2:]
+    # the geometric mean of the later half of the γ each round ended with (the next round's γ, and the
+    # last update): the estimate with its round-to-round noise averaged
+    ended = [g for g, _ in rounds_seen[1:]] + [friction]
+    later = ended[len(ended) // 2:]
     friction = {e: math.exp(sum(math.log(h[e]) for h in later) / len(later)) for e in friction}
     return Calibration(friction, target, measured, frames, starts)
