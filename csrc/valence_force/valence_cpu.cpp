@@ -1,5 +1,5 @@
-// diffmd_fast::valence_force: the forces (eV/Å, float64) of harmonic bonds, cosine-harmonic angles and
-// mirror-symmetric torsions over a fixed topology, each term's constants looked up by its atoms' types
+// diffmd_fast::valence_force: the forces (eV/Å, float64) of harmonic bonds, cosine-harmonic angles with
+// their Urey-Bradley springs, and mirror-symmetric torsions over a fixed topology, each term's constants looked up by its atoms' types
 // (BondPrior.atom_types), one pass over the terms (a rollout's bond prior at batch 1 is ~50 terms: as
 // ~40 tensor ops it cost more than the whole score network). Indices are checked as they are read,
 // so a bad topology is an error, never an out-of-bounds access. Inference only, like egt_score.
@@ -44,7 +44,7 @@ void valence_force_cpu_impl(const T* x, const ValenceParams& p, double* f) {
     pos(i, xi);
     pos(j, xj);
     pos(k, xk);
-    cosine_angle_force(xi, xj, xk, p.angle_k[t], p.angle_c0[t], fi, fk);
+    urey_bradley_angle_force(xi, xj, xk, p.angle_k[t], p.angle_c0[t], p.ub_k[t], p.ub_r0[t], fi, fk);
     for (int c = 0; c < 3; ++c) {
       f[i * 3 + c] += fi[c];
       f[k * 3 + c] += fk[c];
@@ -73,10 +73,12 @@ void valence_force_cpu_impl(const T* x, const ValenceParams& p, double* f) {
 
 at::Tensor valence_force_cpu(const at::Tensor& x, const at::Tensor& types, const at::Tensor& bonds, const at::Tensor& angles,
                              const at::Tensor& bond_k, const at::Tensor& bond_r0, const at::Tensor& slot,
-                             const at::Tensor& angle_k, const at::Tensor& angle_c0, const at::Tensor& dihedrals,
+                             const at::Tensor& angle_k, const at::Tensor& angle_c0, const at::Tensor& ub_k, const at::Tensor& ub_r0,
+                             const at::Tensor& dihedrals,
                              const at::Tensor& torsion) {
   const ValenceCall call =
-      prepare_valence_call(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0, dihedrals, torsion);
+      prepare_valence_call(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0, ub_k, ub_r0, dihedrals,
+                           torsion);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "valence_force_cpu",
                              [&] { valence_force_cpu_impl(x.data_ptr<scalar_t>(), call.p, call.force.data_ptr<double>()); });
   return call.force;
@@ -86,21 +88,23 @@ at::Tensor valence_force_cpu(const at::Tensor& x, const at::Tensor& types, const
 at::Tensor valence_force_autograd(const at::Tensor& x, const at::Tensor& types, const at::Tensor& bonds,
                                   const at::Tensor& angles, const at::Tensor& bond_k, const at::Tensor& bond_r0,
                                   const at::Tensor& slot, const at::Tensor& angle_k, const at::Tensor& angle_c0,
-                                  const at::Tensor& dihedrals, const at::Tensor& torsion) {
+                                  const at::Tensor& ub_k, const at::Tensor& ub_r0, const at::Tensor& dihedrals,
+                                  const at::Tensor& torsion) {
   const bool needs_grad = x.requires_grad() || bond_k.requires_grad() || bond_r0.requires_grad() ||
-                          angle_k.requires_grad() || angle_c0.requires_grad() || torsion.requires_grad();
+                          angle_k.requires_grad() || angle_c0.requires_grad() || ub_k.requires_grad() ||
+                          ub_r0.requires_grad() || torsion.requires_grad();
   TORCH_CHECK(!needs_grad || !at::GradMode::is_enabled(),
               "valence_force has no backward; run it under torch.no_grad() or use BondPrior.force_reference");
   at::AutoDispatchBelowADInplaceOrView below;
   static auto op = c10::Dispatcher::singleton().findSchemaOrThrow("diffmd_fast::valence_force", "").typed<decltype(valence_force_cpu)>();
-  return op.call(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0, dihedrals, torsion);
+  return op.call(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0, ub_k, ub_r0, dihedrals, torsion);
 }
 
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(diffmd_fast, m) {
   m.def("valence_force(Tensor x, Tensor types, Tensor bonds, Tensor angles, Tensor bond_k, Tensor bond_r0, Tensor slot, "
-        "Tensor angle_k, Tensor angle_c0, Tensor dihedrals, Tensor torsion) -> Tensor");
+        "Tensor angle_k, Tensor angle_c0, Tensor ub_k, Tensor ub_r0, Tensor dihedrals, Tensor torsion) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(diffmd_fast, CPU, m) { m.impl("valence_force", &valence_force_cpu); }

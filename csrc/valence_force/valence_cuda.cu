@@ -59,7 +59,7 @@ __global__ void angle_kernel(const T* __restrict__ x, ValenceParams p, double* _
   load(x, i, xi);
   load(x, j, xj);
   load(x, k, xk);
-  cosine_angle_force(xi, xj, xk, p.angle_k[t], p.angle_c0[t], fi, fk);
+  urey_bradley_angle_force(xi, xj, xk, p.angle_k[t], p.angle_c0[t], p.ub_k[t], p.ub_r0[t], fi, fk);
   for (int c = 0; c < 3; ++c) {
     atomicAdd(f + i * 3 + c, fi[c]);
     atomicAdd(f + k * 3 + c, fk[c]);
@@ -91,11 +91,13 @@ __global__ void torsion_kernel(const T* __restrict__ x, ValenceParams p, double*
 
 at::Tensor valence_force_cuda(const at::Tensor& x, const at::Tensor& types, const at::Tensor& bonds, const at::Tensor& angles,
                               const at::Tensor& bond_k, const at::Tensor& bond_r0, const at::Tensor& slot,
-                              const at::Tensor& angle_k, const at::Tensor& angle_c0, const at::Tensor& dihedrals,
+                              const at::Tensor& angle_k, const at::Tensor& angle_c0, const at::Tensor& ub_k, const at::Tensor& ub_r0,
+                             const at::Tensor& dihedrals,
                               const at::Tensor& torsion) {
   const c10::cuda::CUDAGuard guard(x.device());
   const ValenceCall call =
-      prepare_valence_call(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0, dihedrals, torsion);
+      prepare_valence_call(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0, ub_k, ub_r0, dihedrals,
+                           torsion);
   const ValenceParams& p = call.p;
   double* f = call.force.data_ptr<double>();  // (N, 3) eV/Å
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();

@@ -48,6 +48,21 @@ DMD_HD void cosine_angle_force(const double xi[3], const double xj[3], const dou
   }
 }
 
+// Forces on the ends i, k of the angle i-j-k with its Urey-Bradley spring, U = ½ K (cos θ - c0)² +
+// ½ k_ub (|x_i - x_k| - r_ub)² (the 1-3 term of CHARMM's angles: the bend-stretch coupling that puts
+// H-C-H scissoring where the molecule has it); the centre j gets -(fi + fk). k_ub = 0: the angle alone.
+DMD_HD void urey_bradley_angle_force(const double xi[3], const double xj[3], const double xk[3], double K, double c0,
+                                     double k_ub, double r_ub, double fi[3], double fk[3]) {
+  cosine_angle_force(xi, xj, xk, K, c0, fi, fk);
+  if (k_ub == 0.0) return;
+  double s[3];
+  harmonic_bond_force(xi, xk, k_ub, r_ub, s);
+  for (int c = 0; c < 3; ++c) {
+    fi[c] += s[c];
+    fk[c] -= s[c];
+  }
+}
+
 // Forces on i, j, k, l of the mirror-symmetric torsion of valence/prior.py,
 // U(φ) = -kt log ½[exp(κ cos n(φ - φ0)) + exp(κ cos n(φ + φ0))], φ the IUPAC dihedral angle of i-j-k-l
 // (b1 = x_j - x_i, b2 = x_k - x_j, b3 = x_l - x_k; φ = atan2(|b2| b1·(b2×b3), (b1×b2)·(b2×b3))), in

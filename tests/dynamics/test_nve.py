@@ -1,5 +1,6 @@
 """The whole rollout step of the prior alone (AnchorScore: the model without its network) with no
-thermostat is velocity-Verlet MD of the valence force field: its energy is conserved. A sampler
+thermostat is velocity-Verlet MD of the valence force field (force-matched, Urey-Bradley springs
+included): its energy is conserved. A sampler
 whose last step stopped short of σ = 0 would keep a fraction of x(t) in every frame, a friction
 that cools the molecule (400 K to a few K within about a picosecond at 2 fs frames)."""
 from importlib.resources import files
@@ -17,6 +18,7 @@ from diffmd_fast.diffusion.sde import make_sde
 from diffmd_fast.dynamics.stepper import Stepper
 from diffmd_fast.nn.score_net import AnchorScore, ScoreNet
 from diffmd_fast.valence.fit import valence_statistics
+from diffmd_fast.valence.force_matching import force_matched
 
 STRIDE, FRAMES = 4, 750  # 2 fs frames of the 0.5 fs data, 1.5 ps
 
@@ -27,7 +29,12 @@ def prior_only():
                                     "model.max_z=10", "model.sigma_data=0.05"])
     traj = load_trajectory(bundled("ethanol"))
     net = ScoreNet(cfg.model).double()
-    net.bond_prior.set_tables(frame_fs=STRIDE * traj.dt_fs, **valence_statistics([traj.slice(0, 4000)], 10))
+    data = traj.slice(0, 4000)
+    tables = valence_statistics([data], 10)
+    net.bond_prior.set_tables(frame_fs=STRIDE * traj.dt_fs, **tables)
+    tables, _ = force_matched([data], net.bond_prior, tables, frames=100)  # the shipped fit, with Urey-Bradley springs
+    net.bond_prior.set_tables(frame_fs=STRIDE * traj.dt_fs, **tables)
+    assert float(net.bond_prior.ub_k.max()) > 0
     return cfg, traj, net
 
 

@@ -1,7 +1,8 @@
 """diffmd_fast::valence_force (csrc/valence_force/): the bond prior's forces in one pass equal the
 PyTorch reference (BondPrior.force_reference) in float64, for float32 and float64 positions and
-float32 tables, with element and atom-environment tables, skip types without angle data, refuse bad topologies and gradients with one-line
-errors, pass opcheck, and agree across devices."""
+float32 tables, with element and atom-environment tables (with Urey-Bradley springs), skip types
+without angle data, refuse bad topologies, tables and gradients with one-line errors, pass opcheck,
+and agree across devices."""
 from __future__ import annotations
 
 import pytest
@@ -42,26 +43,30 @@ def _prior(seed: int, angle_elements=ELEMENTS, graph=None, z=None) -> BondPrior:
     r0 = 0.9 + 0.6 * torch.rand(11, 11, generator=gen, dtype=torch.float64)
     draw = lambda: (float(2.0 + 8.0 * torch.rand(1, generator=gen)), float(-0.3 - 0.4 * torch.rand(1, generator=gen)))
     angles = {(a, c, b): draw() for a in angle_elements for c in angle_elements for b in angle_elements if a <= b}
-    typed_bonds, typed_angles, typed_dihedrals = {}, {}, {}
+    typed_bonds, typed_angles, typed_dihedrals, typed_ub = {}, {}, {}, {}
     if graph is not None:
         env = atom_environments(graph.bonds, z).tolist()
         for i, j in graph.bonds.T.tolist()[::2]:
             typed_bonds[(env[i], env[j])] = (float(20.0 + 20.0 * torch.rand(1, generator=gen)),
                                              float(1.0 + 0.4 * torch.rand(1, generator=gen)))
-        for i, j, kk in graph.angles.T.tolist()[::2]:
+        for n, (i, j, kk) in enumerate(graph.angles.T.tolist()[::2]):
             typed_angles[(env[i], env[j], env[kk])] = draw()
+            if n % 2:  # every other typed angle with a spring between its ends (the rest: none)
+                typed_ub[(env[i], env[j], env[kk])] = (float(1.0 + 4.0 * torch.rand(1, generator=gen)),
+                                                       float(1.8 + 0.6 * torch.rand(1, generator=gen)))
         for q in graph.dihedrals.T.tolist()[::2]:  # mirror pairs of wells, n = 1..3
             typed_dihedrals[tuple(env[a] for a in q)] = (0.05, float(1.0 + 9.0 * torch.rand(1, generator=gen)),
                                                          int(torch.randint(1, 4, (1,), generator=gen)),
                                                          float(3.0 * torch.rand(1, generator=gen)))
-    prior.set_tables((k + k.T) / 2, (r0 + r0.T) / 2, 1.0, angles, typed_bonds, typed_angles, typed_dihedrals)
+    prior.set_tables((k + k.T) / 2, (r0 + r0.T) / 2, 1.0, angles, typed_bonds, typed_angles, typed_dihedrals,
+                     typed_urey_bradley=typed_ub)
     return prior
 
 
 def _args(prior, x, z, graph):
     types = prior.atom_types(z, graph)
     return (x, types, graph.bonds, graph.angles, prior.k, prior.r0, prior.slot, prior.angle_k, prior.angle_c0,
-            *prior.torsion_terms(types, graph, x.shape[0]))
+            prior.ub_k, prior.ub_r0, *prior.torsion_terms(types, graph, x.shape[0]))
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -73,6 +78,7 @@ def test_op_equals_the_reference(seed, dtype, typed):
     assert graph.angles.shape[1] > 0
     prior = _prior(seed, graph=graph, z=z) if typed else _prior(seed)
     assert (prior.environments.numel() > 0) == typed and (prior.torsions.shape[0] > 0) == typed
+    assert bool((prior.ub_k > 0).any()) == typed
     x = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)).to(dtype)
     got = torch.ops.diffmd_fast.valence_force(*_args(prior, x, z, graph))
     want = prior.force_reference(x.double(), z, graph)
@@ -114,6 +120,9 @@ def test_bad_topologies_and_gradients_are_one_line_errors():
     args = list(_args(torsions, x, z, graph))
     with pytest.raises(RuntimeError, match=r"torsion must be \(D, 4\) float64"):
         torch.ops.diffmd_fast.valence_force(*args[:-1], args[-1][:-1])
+    args[9] = args[9][:1]  # ub_k of another shape than angle_k
+    with pytest.raises(RuntimeError, match=r"ub_k and ub_r0 must be \(S, S, S\) float64 like angle_k"):
+        torch.ops.diffmd_fast.valence_force(*args)
     with pytest.raises(RuntimeError, match="no backward"):
         torch.ops.diffmd_fast.valence_force(*_args(prior, x.clone().requires_grad_(), z, graph))
     with torch.no_grad():  # gradients off: fine

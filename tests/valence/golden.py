@@ -10,7 +10,8 @@ thermostat and the momentum projection (the random draws of a rollout on the pat
 ``tests/fixtures/prior_run_scores.npz`` the scores it gave on a fixed batch when it was saved.
 
 Regenerate both (only when a change of behaviour is intended) with
-``python tests/valence/golden.py``."""
+``python tests/valence/golden.py``. The frames are those of bond constants Verlet-matched to the frame
+time; the run's checkpoint has no Urey-Bradley tables, so it also pins how a checkpoint without them loads."""
 from __future__ import annotations
 
 import shutil

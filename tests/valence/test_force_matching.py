@@ -1,6 +1,6 @@
 """Force matching of the valence prior: on frames whose forces come from a known valence force field
-it recovers that field's force constants exactly and keeps the data's rest values; on the bundled
-GFN2-xTB data it fits every type."""
+(bonds, angles, Urey-Bradley springs) it recovers that field's force constants exactly and keeps the
+data's rest values; on the bundled GFN2-xTB data it fits every type."""
 from dataclasses import replace
 
 import numpy as np
@@ -15,9 +15,9 @@ from diffmd_fast.valence.fit import valence_statistics
 from diffmd_fast.valence.force_matching import force_matched
 
 
-def _prior(stats: dict, bonds: dict, angles: dict) -> BondPrior:
+def _prior(stats: dict, bonds: dict, angles: dict, springs: dict | None = None, frame_fs: float = 0.5) -> BondPrior:
     prior = BondPrior(10)
-    prior.set_tables(stats["k"], stats["r0"], 0.5, stats["angles"], bonds, angles, {})
+    prior.set_tables(stats["k"], stats["r0"], frame_fs, stats["angles"], bonds, angles, {}, typed_urey_bradley=springs)
     return prior
 
 
@@ -27,18 +27,23 @@ def test_force_matching_recovers_the_constants_of_a_synthetic_valence_system():
     rng = np.random.default_rng(0)
     true_bonds = {k: (kk * rng.uniform(0.5, 2.0), r0) for k, (kk, r0) in stats["typed_bonds"].items()}
     true_angles = {k: (kk * rng.uniform(0.5, 2.0), c0) for k, (kk, c0) in stats["typed_angles"].items()}
-    truth = _prior(stats, true_bonds, true_angles)
+    true_springs = {k: (rng.uniform(0.5, 5.0), r13) for k, (_, r13) in stats["typed_urey_bradley"].items()}
+    assert len(true_springs) == len(true_angles) == 7
+    # a frame time short enough that the tables' Verlet matching leaves the constants as given (to 1e-8)
+    truth = _prior(stats, true_bonds, true_angles, true_springs, frame_fs=1e-3)
     z = torch.as_tensor(traj.numbers)
     graph = with_covalent_bonds(complete_graph(torch.zeros(len(z), dtype=torch.int64)), torch.as_tensor(traj.positions[0]), z)
     forces = np.stack([truth.force_reference(torch.as_tensor(x), z, graph).numpy() for x in traj.positions])
     synthetic = replace(traj, forces=forces)
     start = _prior(stats, stats["typed_bonds"], stats["typed_angles"])  # the Boltzmann fit: wrong constants
-    bonds, angles, summary = force_matched([synthetic], start, stats["typed_bonds"], stats["typed_angles"], frames=60)
-    assert "force-matched 12 bond and angle types" in summary
+    fitted, summary = force_matched([synthetic], start, stats, frames=60)
+    assert "force-matched 12 bond and angle types and 7 Urey-Bradley springs" in summary
     for key, (k, r0) in true_bonds.items():
-        assert bonds[key] == pytest.approx((k, r0), rel=1e-6)
+        assert fitted["typed_bonds"][key] == pytest.approx((k, r0), rel=1e-6)
     for key, (k, c0) in true_angles.items():
-        assert angles[key] == pytest.approx((k, c0), rel=1e-6, abs=1e-9)
+        assert fitted["typed_angles"][key] == pytest.approx((k, c0), rel=1e-6, abs=1e-9)
+    for key, (k, r13) in true_springs.items():
+        assert fitted["typed_urey_bradley"][key] == pytest.approx((k, r13), rel=1e-6)
 
 
 def test_force_matching_on_reference_forces_gives_physical_constants():
@@ -46,15 +51,19 @@ def test_force_matching_on_reference_forces_gives_physical_constants():
     stats = valence_statistics([traj], 10)
     prior = BondPrior(10)
     prior.set_tables(frame_fs=0.5, **stats)
-    bonds, angles, summary = force_matched([traj], prior, stats["typed_bonds"], stats["typed_angles"], frames=100)
+    fitted, summary = force_matched([traj], prior, stats, frames=100)
+    bonds, angles, springs = fitted["typed_bonds"], fitted["typed_angles"], fitted["typed_urey_bradley"]
     assert summary.startswith("force-matched")
     for key, (k, r0) in bonds.items():
         assert k > 0 and r0 == stats["typed_bonds"][key][1]  # the rest lengths stay the data's mean lengths
     assert all(k > 0 and c0 == stats["typed_angles"][key][1] for key, (k, c0) in angles.items())
+    # the springs rest at the data's mean 1-3 distances, and GFN2-xTB's H-C-H pairs hold apart
+    assert all(r13 == stats["typed_urey_bradley"][key][1] and k >= 0 for key, (k, r13) in springs.items())
+    assert sum(k > 0 for k, _ in springs.values()) >= 5
     assert any(bonds[key][0] != pytest.approx(stats["typed_bonds"][key][0], rel=0.05) for key in bonds)  # refitted
     no_forces = replace(traj, forces=None)
-    same = force_matched([no_forces], prior, stats["typed_bonds"], stats["typed_angles"])
-    assert same[0] == stats["typed_bonds"] and "kept" in same[2]
+    same, summary = force_matched([no_forces], prior, stats)
+    assert same is stats and "kept" in summary
 
 
 def test_forces_in_other_units_keep_the_boltzmann_constants_with_a_warning():
@@ -64,5 +73,5 @@ def test_forces_in_other_units_keep_the_boltzmann_constants_with_a_warning():
     prior.set_tables(frame_fs=0.5, **stats)
     kcal = replace(traj, forces=traj.forces * 23.06)  # eV/Å read as if kcal/mol/Å
     with pytest.warns(UserWarning, match="forces in other units than eV/Å"):
-        bonds, angles, summary = force_matched([kcal], prior, stats["typed_bonds"], stats["typed_angles"], frames=100)
-    assert bonds == stats["typed_bonds"] and angles == stats["typed_angles"] and "kept" in summary
+        fitted, summary = force_matched([kcal], prior, stats, frames=100)
+    assert fitted is stats and "kept" in summary

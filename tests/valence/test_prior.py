@@ -31,6 +31,15 @@ def _prior(k=30.0, r0=1.0, frame_fs=1.0) -> BondPrior:
     return prior
 
 
+def _matched(k, za: int, zb: int, frame_fs: float):
+    """k [sin(ωΔt/2)/(ωΔt/2)]², ω = sqrt(k/μ): the constant set_tables stores for a spring k (eV/Å²)
+    between elements za, zb at ``frame_fs`` fs frames (BondPrior's module docstring)."""
+    mu = atomic_masses[za] * atomic_masses[zb] / (atomic_masses[za] + atomic_masses[zb])
+    half = 0.5 * frame_fs * units.fs * np.sqrt(k / mu)
+    with np.errstate(invalid="ignore"):  # k = 0: 0/0, no spring
+        return k * (np.sin(half) / half) ** 2
+
+
 def _energy_force(x: torch.Tensor, pairs, k: float, r0: float) -> torch.Tensor:
     xr = x.clone().requires_grad_()
     energy = sum(0.5 * k * ((xr[i] - xr[j]).norm() - r0) ** 2 for i, j in pairs)
@@ -99,7 +108,8 @@ def test_environment_constants_take_precedence_and_unknown_environments_fall_bac
             energy = energy + 0.5 * kk * ((u @ w) / (u.norm() * w.norm()) - c0) ** 2
         return torch.autograd.grad(-energy, xr)[0]
 
-    want = expected(x, {(0, 1): (40.0, 0.97), (1, 2): (30.0, 1.43), (2, 3): (20.0, 1.1)},
+    oh, oc, ch = _matched(40.0, 8, 1, 1.0), _matched(30.0, 8, 6, 1.0), _matched(20.0, 6, 1, 1.0)  # as stored
+    want = expected(x, {(0, 1): (oh, 0.97), (1, 2): (oc, 1.43), (2, 3): (ch, 1.1)},
                     {(0, 1, 2): (6.0, -0.25), (1, 2, 3): (3.0, -0.35)})
     torch.testing.assert_close(prior.force_reference(x, z, graph), want, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(prior.force(x, z, graph), want, rtol=1e-12, atol=1e-14)  # the op, when built
@@ -107,7 +117,7 @@ def test_environment_constants_take_precedence_and_unknown_environments_fall_bac
     z2, x2 = torch.cat([z, torch.tensor([1])]), torch.cat([x, torch.tensor([[1.8, 0.6, 0.8]], dtype=torch.float64)])
     graph2 = with_covalent_bonds(complete_graph(torch.zeros(5, dtype=torch.int64)), x2, z2)
     assert prior.atom_types(z2, graph2).tolist() == [11, 12, 6, 1, 1]
-    want2 = expected(x2, {(0, 1): (40.0, 0.97), (1, 2): (20.0, 1.1), (2, 3): (20.0, 1.1), (2, 4): (20.0, 1.1)},
+    want2 = expected(x2, {(0, 1): (oh, 0.97), (1, 2): (_matched(20.0, 8, 6, 1.0), 1.1), (2, 3): (ch, 1.1), (2, 4): (ch, 1.1)},
                      {(0, 1, 2): (4.0, -0.3), (1, 2, 3): (3.0, -0.35), (1, 2, 4): (3.0, -0.35)})
     torch.testing.assert_close(prior.force_reference(x2, z2, graph2), want2, rtol=1e-12, atol=1e-14)
 
@@ -266,11 +276,36 @@ def test_prior_only_verlet_keeps_the_data_temperature_and_pair_distances():
     assert hr_errors(h, hr_histogram(traj.positions)[0], edges)[1] < 0.03
 
 
+@pytest.mark.parametrize("k", [45.0, 20.0])  # eV/Å²: an O-H stretch (ωΔt = 1.4 at 2 fs), a softer one
+def test_a_verlet_matched_spring_oscillates_at_its_own_frequency(k):
+    # an O-H pair on a line: the bond extension e obeys the Verlet recurrence of one harmonic spring,
+    # e(t+1) + e(t-1) = 2 cos θ e(t), and matching makes θ = ωΔt exactly (unmatched: 6-10 % fast)
+    frame_fs = 2.0
+    prior = BondPrior(10)
+    prior.set_tables(torch.full((11, 11), k, dtype=torch.float64), torch.full((11, 11), 0.97, dtype=torch.float64), frame_fs)
+    z = torch.tensor([8, 1])
+    x = torch.tensor([[0.0, 0.0, 0.0], [1.02, 0.0, 0.0]], dtype=torch.float64)
+    graph = with_covalent_bonds(complete_graph(torch.zeros(2, dtype=torch.int64)), x, z)
+    frames = [x, x]
+    for _ in range(40):
+        frames.append(2 * frames[-1] - frames[-2] + prior(frames[-1], z, graph))
+    e = torch.stack([f[1, 0] - f[0, 0] - 0.97 for f in frames]).numpy()  # (T,) Å
+    big = np.abs(e[1:-1]) > 1e-3
+    cos_theta = ((e[2:] + e[:-2]) / (2 * e[1:-1]))[big]
+    mu = atomic_masses[8] * atomic_masses[1] / (atomic_masses[8] + atomic_masses[1])
+    omega_dt = np.sqrt(k / mu) * units.fs * frame_fs
+    assert big.sum() > 30
+    np.testing.assert_allclose(cos_theta, np.cos(omega_dt), rtol=0, atol=1e-9)
+
+
 def test_tables_are_checked_and_the_prior_needs_the_anchor():
     k, r0 = bond_statistics([load_trajectory(bundled("ethanol"))], 10)
     prior = BondPrior(10)
     prior.set_tables(k, r0, 1.0)
-    assert torch.equal(prior.k, k) and torch.equal(prior.r0, r0) and float(prior.frame_fs) == 1.0
+    z = torch.arange(11)
+    want = np.nan_to_num(_matched(k.numpy(), z[:, None].numpy(), z[None, :].numpy(), 1.0))  # Verlet-matched
+    np.testing.assert_allclose(prior.k.numpy(), want, rtol=1e-12)
+    assert bool((prior.k < k).sum() > 0) and torch.equal(prior.r0, r0) and float(prior.frame_fs) == 1.0
     with pytest.raises(ValueError, match="frame time"):
         prior.set_tables(k, r0, 0.0)
     with pytest.raises(ValueError, match="bond tables"):
@@ -286,8 +321,8 @@ def test_tables_are_checked_and_the_prior_needs_the_anchor():
     with pytest.warns(UserWarning, match=r"H\(C\)-C\(H,H,H,C\) would make the Verlet step unstable at 2 fs"):
         prior.set_tables(k, r0, 2.0, typed_bonds={(h_c, c_h3): (4 * float(k[1, 6]), 1.2), (c_h3, c_h3): (20.0, 1.5)})
     i, j = (prior.num_elements + prior.environments.tolist().index(e) for e in (h_c, c_h3))  # their table rows
-    assert float(prior.k[i, j]) == float(k[1, 6]) and float(prior.r0[i, j]) == float(r0[1, 6])
-    assert float(prior.k[j, j]) == 20.0  # the stable one is kept
+    assert float(prior.k[i, j]) == float(prior.k[1, 6]) and float(prior.r0[i, j]) == float(r0[1, 6])
+    assert float(prior.k[j, j]) == pytest.approx(_matched(20.0, 6, 6, 2.0), rel=1e-12)  # the stable one is kept
 
 
 def test_training_fits_the_prior_and_checkpoints_carry_it(tmp_path):
@@ -321,7 +356,8 @@ def test_checkpoints_from_before_the_environments_still_load():
     old.set_tables(torch.full((11, 11), 30.0, dtype=torch.float64), torch.full((11, 11), 1.1, dtype=torch.float64),
                    1.0, {(1, 8, 1): (5.0, -0.3)})
     state = old.state_dict()
-    del state["environments"]
+    for name in ("environments", "ub_k", "ub_r0"):
+        del state[name]
     state["angle_k"] = torch.zeros(16, 16, 16, dtype=torch.float64)
     state["angle_c0"] = torch.zeros(16, 16, 16, dtype=torch.float64)
     state["angle_k"][0, 1, 0], state["angle_c0"][0, 1, 0] = 5.0, -0.3  # slots 0 = H, 1 = O as they were laid out

@@ -9,7 +9,7 @@ csrc/valence_force/valence_cpu.cpp, csrc/radius_graph/):
                            cutoff, num_radial, num_spherical) -> (gx, gv, gq, gk, gm, gw1, gw2)
     egt_score(z, x_prev, x, x_noisy, x_anchor, std, row_ptr, col, params, cutoff, num_radial, num_spherical, heads,
               anchor, sigma_data, num_layers) -> score (N,3)
-    valence_force(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0, dihedrals, torsion) -> force (N,3) float64
+    valence_force(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0, ub_k, ub_r0, dihedrals, torsion) -> force (N,3) float64
     radius_graph(x, batch, r) -> (row_ptr (N+1,), col (E,))
 Here they get fake (meta) implementations for torch.compile and an autograd formula that calls the
 backward op (FlashAttention-style: the forward saves outputs and the log-sum-exp; the backward
@@ -70,17 +70,18 @@ def egt_score(z, x_prev, x, x_noisy, x_anchor, std, row_ptr, col, params: list[t
                                            float(sigma_data), int(num_layers))
 
 
-def valence_force(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0, dihedrals,
+def valence_force(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0, ub_k, ub_r0, dihedrals,
                   torsion) -> torch.Tensor:
     """Forces (N, 3) float64 eV/Å of the valence force field at positions x (N, 3) Å: harmonic bonds
     ``bonds`` (2, M) with constants bond_k (eV/Å²) and bond_r0 (Å) (T, T) by atom type ``types`` (N,),
     cosine-harmonic angles ``angles`` (3, A) with angle_k (eV) and angle_c0 (S, S, S) over the type
-    slots ``slot`` (T,), torsions ``dihedrals`` (4, D) with ``torsion`` (D, 4) (k_B T / m eV, κ, n,
+    slots ``slot`` (T,), each with the Urey-Bradley spring between its ends ub_k (eV/Å²), ub_r0 (Å)
+    (S, S, S; k 0: none), torsions ``dihedrals`` (4, D) with ``torsion`` (D, 4) (k_B T / m eV, κ, n,
     φ0 rad). No autograd. Reference: valence.prior.BondPrior.force_reference. Raises RuntimeError
     without the extension, and (op) on atom indices outside x or tables of the wrong shape."""
     _require("valence_force")
-    return torch.ops.diffmd_fast.valence_force(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0,
-                                               dihedrals, torsion)
+    return torch.ops.diffmd_fast.valence_force(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0, ub_k,
+                                               ub_r0, dihedrals, torsion)
 
 
 def radius_graph(x: torch.Tensor, batch: torch.Tensor, r: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,7 +130,8 @@ if HAS_EXTENSION:
         return torch.empty_like(x)
 
     @torch.library.register_fake("diffmd_fast::valence_force")
-    def _valence_force_fake(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0, dihedrals, torsion):
+    def _valence_force_fake(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0, ub_k, ub_r0, dihedrals,
+                            torsion):
         return x.new_empty(x.shape, dtype=torch.float64)
 
     _LIB = torch.library.Library("diffmd_fast", "IMPL")  # kept alive: the registrations live as long as it

@@ -331,7 +331,7 @@ class _Trainer:
 def _fitted_prior(model: ScoreNet, cfg: Config, train_trajs: list, stats: dict, device, log) -> BondPrior | None:
     """The valence force field of the anchor (the model's own) or of the response targets, fitted to
     the data (Boltzmann inversion, then with ``model.prior_force_matching`` the bonds and angles
-    refitted to the reference forces); its tables are buffers, so a resumed run reloads the same values."""
+    refitted to the reference forces, with the Urey-Bradley springs that only forces can fit); its tables are buffers, so a resumed run reloads the same values."""
     prior = model.bond_prior
     if prior is None and cfg.train.input_noise_response:
         prior = BondPrior(cfg.model.max_z).to(device)
@@ -340,8 +340,8 @@ def _fitted_prior(model: ScoreNet, cfg: Config, train_trajs: list, stats: dict, 
     tables = valence_statistics(train_trajs, cfg.model.max_z, torsions=cfg.model.prior_torsions)
     prior.set_tables(frame_fs=stats["frame_fs"], **tables)
     if cfg.model.prior_force_matching:
-        bonds, angles, summary = force_matched(train_trajs, prior, tables["typed_bonds"], tables["typed_angles"])
-        prior.set_tables(frame_fs=stats["frame_fs"], **{**tables, "typed_bonds": bonds, "typed_angles": angles})
+        tables, summary = force_matched(train_trajs, prior, tables)
+        prior.set_tables(frame_fs=stats["frame_fs"], **tables)
         log(f"valence prior: {summary}")
     return prior
 

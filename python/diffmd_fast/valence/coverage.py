@@ -38,7 +38,8 @@ def cover(prior: BondPrior, x: torch.Tensor, z: torch.Tensor, graph: Graph, unse
     environment or type rests at the structure's own bond length or cos θ (a user's start
     structure is near its equilibrium; the element-pooled rest length would put a C=O at the
     data's C-O length) with the element pair's or triple's pooled force constant, else a generic
-    one: the median of the data's constants (bonds capped where the Verlet step reaches ω Δt = 1).
+    one: the median of the data's constants (bonds capped where the Verlet step reaches ω Δt = 1);
+    an angle's Urey-Bradley spring, if it has one, rests at the structure's own 1-3 distance.
     So no term has a zero force constant. Torsions without data stay without a term (a free rotor)."""
     x = x.to(torch.float64)
     known_envs = set(prior.environments.tolist())
@@ -90,15 +91,15 @@ def _add_environments(prior: BondPrior, new: list[int]) -> None:
     src = source.clamp_min(0)
     pad = lambda t3: t3.cpu()[src[:, None, None], src[None, :, None], src[None, None, :]] * (  # noqa: E731
         valid[:, None, None] * valid[None, :, None] * valid[None, None, :])
-    ang_k, ang_c0 = (pad(prior.angle_k), pad(prior.angle_c0)) if s_old else (
-        torch.zeros((len(new),) * 3, dtype=torch.float64), torch.zeros((len(new),) * 3, dtype=torch.float64))
+    tables = [pad(t3) if s_old else torch.zeros((len(new),) * 3, dtype=torch.float64)
+              for t3 in (prior.angle_k, prior.angle_c0, prior.ub_k, prior.ub_r0)]
     keys = []
     for key in prior.dihedral_keys.tolist():  # re-encoded in the new type numbering
         digits = [int(remap[(key // old_n**p) % old_n]) for p in (3, 2, 1, 0)]
         keys.append(int(prior.dihedral_key(*(torch.tensor(d) for d in digits), num_types=n)))
     order = sorted(range(len(keys)), key=keys.__getitem__)
     for name, value in (("k", k), ("r0", r0), ("environments", torch.tensor(envs, dtype=torch.int64)),
-                        ("slot", slot), ("angle_k", ang_k), ("angle_c0", ang_c0),
+                        ("slot", slot), *zip(("angle_k", "angle_c0", "ub_k", "ub_r0"), tables),
                         ("dihedral_keys", torch.tensor([keys[o] for o in order], dtype=torch.int64)),
                         ("torsions", prior.torsions[torch.tensor(order, dtype=torch.int64)].reshape(-1, 4))):
         prior.replace_buffer(name, value.to(dev))
@@ -139,6 +140,7 @@ def _cover_angles(prior: BondPrior, x: torch.Tensor, t: torch.Tensor, angles: to
         kk = float(prior.angle_k[a, c, b]) if prior.angle_k[a, c, b] > 0 else generic
         prior.angle_k[a, c, b] = prior.angle_k[b, c, a] = kk
         prior.angle_c0[a, c, b] = prior.angle_c0[b, c, a] = cos[sel].mean()
+        prior.ub_r0[a, c, b] = prior.ub_r0[b, c, a] = (x[i[sel]] - x[k[sel]]).norm(dim=-1).mean()  # its spring at rest too
         first = int(torch.nonzero(sel)[0])
         added.append(f"angle {'-'.join(_type_name(prior, int(t[v[first]])) for v in (i, j, k))}")
     return added

@@ -34,6 +34,7 @@ class _Valence:
     lengths: np.ndarray  # (T, B) Å
     angles: np.ndarray  # (A, 3) end, centre, end
     cos: np.ndarray  # (T, A) cos θ
+    ends: np.ndarray  # (T, A) Å, the distance between each angle's ends (its Urey-Bradley spring)
     dihedrals: np.ndarray  # (D, 4) i, j, k, l
     phi: np.ndarray  # (T, D) rad, IUPAC dihedral angle
     contacts: dict  # {(z_a, z_b) with z_a <= z_b: closest approach (Å) of two such atoms > 2 bonds apart}
@@ -65,13 +66,14 @@ def _valence_terms(trajs: Sequence) -> list[_Valence]:
         u = traj.positions[:, i] - traj.positions[:, j]  # (T, A, 3) Å
         w = traj.positions[:, k] - traj.positions[:, j]
         cos = (u * w).sum(-1) / (np.linalg.norm(u, axis=-1) * np.linalg.norm(w, axis=-1))  # (T, A)
+        ends = np.linalg.norm(u - w, axis=-1)  # (T, A) Å
         kT = units.kB * _fit_temperature(traj)  # eV
         dih = bond_dihedrals(directed, len(z)).numpy()  # (4, D)
         b1, b2, b3 = (traj.positions[:, dih[a + 1]] - traj.positions[:, dih[a]] for a in range(3))  # (T, D, 3) Å
         n1, n2 = np.cross(b1, b2), np.cross(b2, b3)
         phi = np.arctan2(np.linalg.norm(b2, axis=-1) * (b1 * n2).sum(-1), (n1 * n2).sum(-1))  # (T, D)
         out.append(_Valence(z, env, kT, pairs, bond_lengths(traj.positions, pairs), np.stack([i, j, k], 1), cos,
-                            dih.T, phi, _closest_contacts(traj.positions, z, pairs, np.stack([i, k], 1))))
+                            ends, dih.T, phi, _closest_contacts(traj.positions, z, pairs, np.stack([i, k], 1))))
     return out
 
 
@@ -117,6 +119,18 @@ def _angle_samples(terms: list[_Valence], label):
         for (i, j, k), mean, var in zip(v.angles, v.cos.mean(axis=0), v.cos.var(axis=0)):
             a, b = sorted((int(lab[i]), int(lab[k])))
             yield (a, int(lab[j]), b), v.kT, var, mean
+
+
+def _urey_bradley_rest(terms: list[_Valence]) -> dict[tuple[int, int, int], tuple[float, float]]:
+    """{(env_end, env_centre, env_end'): (0.0, r^UB Å)}: each environment triple's mean distance between its
+    angles' ends, where its Urey-Bradley spring rests; the constants come from force matching only
+    (force_matching.force_matched), 0 (no term) until then."""
+    sums: dict[tuple[int, int, int], np.ndarray] = {}
+    for v in terms:
+        for (i, j, k), mean in zip(v.angles, v.ends.mean(axis=0)):
+            a, b = sorted((int(v.env[i]), int(v.env[k])))
+            sums[(a, int(v.env[j]), b)] = sums.get((a, int(v.env[j]), b), np.zeros(2)) + (mean, 1.0)
+    return {key: (0.0, float(total / n)) for key, (total, n) in sums.items()}
 
 
 def _von_mises_kappa(r: float) -> float:
@@ -191,8 +205,9 @@ def _torsions_about(key: tuple[int, ...]) -> int:
 def valence_statistics(trajs: Sequence, max_z: int, torsions: bool = True) -> dict:
     """Every table BondPrior.set_tables takes, from one pass over the data: {"k", "r0"}
     (bond_statistics), "angles" (angle_statistics), "typed_bonds", "typed_angles", "typed_dihedrals"
-    (environment_statistics), "contacts" (the closest approach per element pair of atoms more than
-    two bonds apart, where the prior's excluded-volume walls go)."""
+    (environment_statistics), "typed_urey_bradley" (_urey_bradley_rest: rest lengths, constants 0),
+    "contacts" (the closest approach per element pair of atoms more than two bonds apart, where the
+    prior's excluded-volume walls go)."""
     terms = _valence_terms(trajs)
     k, r0 = _element_bonds(terms, max_z)
     typed_bonds, typed_angles, typed_dihedrals = _environment_tables(terms, torsions)
@@ -201,7 +216,8 @@ def valence_statistics(trajs: Sequence, max_z: int, torsions: bool = True) -> di
         for key, d in v.contacts.items():
             contacts[key] = min(contacts.get(key, np.inf), d)
     return dict(k=k, r0=r0, angles=_pool(_angle_samples(terms, lambda v: v.z)), typed_bonds=typed_bonds,
-                typed_angles=typed_angles, typed_dihedrals=typed_dihedrals, contacts=contacts)
+                typed_angles=typed_angles, typed_dihedrals=typed_dihedrals, contacts=contacts,
+                typed_urey_bradley=_urey_bradley_rest(terms))
 
 
 def _element_bonds(terms: list[_Valence], max_z: int) -> tuple[torch.Tensor, torch.Tensor]:

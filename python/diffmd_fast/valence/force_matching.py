@@ -1,4 +1,4 @@
-"""Force matching of the valence prior's bond and angle force constants to the reference forces.
+"""Force matching of the valence prior's bond, angle and Urey-Bradley force constants to the reference forces.
 
 Boltzmann inversion (valence.fit: k = k_B T / var(r)) reads each coordinate's constant
 from its own fluctuation, which is the curvature of that coordinate's potential of mean force: a
@@ -8,6 +8,7 @@ and with the rest values held at the data's mean geometry (Boltzmann inversion's
 bonded forces are linear in their force constants:
     U_bond  = ½ k (r - r0)²       -> F = k · (-(r - r0) ∇r),
     U_angle = ½ K (cos θ - c0)²   -> F = K · (-(cos θ - c0) ∇cos θ),
+    U_UB    = ½ k (r13 - r13_0)²  -> F = k · (-(r13 - r13_0) ∇r13)   (the spring between an angle's ends),
 so the constants of every bond type (environment pair) and angle type (environment triple) that
 best reproduce the reference forces on sampled frames, after the prior's torsion forces are taken
 off, are one linear least-squares problem (force matching: Ercolessi & Adams 1994; the multiscale
@@ -15,7 +16,8 @@ coarse-graining of Izvekov & Voth 2005, VOTCA's csg_fmatch; the bonded priors of
 The rest values stay where the data's distributions sit: fitted freely, they absorb the non-bonded
 forces the prior has no term for and move the bond-length distribution (h(r)) off the reference's,
 while what the forces measure well, and Boltzmann inversion misreads, is the curvature.
-A type whose fit is unphysical (k or K <= 0) keeps its Boltzmann-inverted constant. Forces whose
+A type whose fit is unphysical (k or K <= 0) keeps its Boltzmann-inverted constant; a Urey-Bradley
+spring fitted to k <= 0 is left out (Boltzmann inversion cannot tell it from its angle). Forces whose
 fit disagrees with the Boltzmann constants by more than UNIT_MISMATCH in the median over bond types
 (forces in other units than eV/Å) leave every constant Boltzmann-inverted, with a warning.
 """
@@ -39,12 +41,14 @@ UNIT_MISMATCH = 5.0
 
 
 def _design(x: torch.Tensor, graph, env: torch.Tensor, bonds: dict, angles: dict, bond_keys: dict,
-            angle_keys: dict) -> torch.Tensor:
+            angle_keys: dict, springs: dict | None = None, spring_keys: dict | None = None) -> torch.Tensor:
     """(T, N, 3, P) float64: the force on every atom of frames x (T, N, 3) Å per unit force constant of
     each type: column b of bond type b (eV/Å² -> eV/Å), then column a after them of angle type a
-    (eV -> eV/Å), each at the rest value ``bonds``/``angles`` give it ({key: (constant, rest)})."""
+    (eV -> eV/Å), then the Urey-Bradley springs' of ``spring_keys`` (eV/Å² -> eV/Å), each at the rest
+    value ``bonds``/``angles``/``springs`` give it ({key: (constant, rest)})."""
     t, n = x.shape[:2]
-    out = torch.zeros(t, n, 3, len(bond_keys) + len(angle_keys), dtype=torch.float64)
+    springs, spring_keys = springs or {}, spring_keys or {}
+    out = torch.zeros(t, n, 3, len(bond_keys) + len(angle_keys) + len(spring_keys), dtype=torch.float64)
     view = out.permute(1, 3, 0, 2)  # (N, P, T, 3): one (atom, column) pair per index
 
     def add(atoms: torch.Tensor, col: torch.Tensor, part: torch.Tensor) -> None:  # part (T, K, 3)
@@ -69,22 +73,34 @@ def _design(x: torch.Tensor, graph, env: torch.Tensor, bonds: dict, angles: dict
         col = torch.tensor([len(bond_keys) + angle_keys[q] for q in key])
         for atoms, g in ((i, gi), (k, gk), (j, -(gi + gk))):
             add(atoms, col, -(cos - c0) * g)
+        has = torch.tensor([q in spring_keys for q in key])  # (A,)
+        if bool(has.any()):
+            sel = [q for q in key if q in spring_keys]
+            d = x[:, i[has]] - x[:, k[has]]  # (T, A', 3) Å
+            r = d.norm(dim=-1, keepdim=True)
+            r13 = torch.tensor([springs[q][1] for q in sel], dtype=torch.float64).unsqueeze(-1)  # (A', 1) Å
+            col = torch.tensor([len(bond_keys) + len(angle_keys) + spring_keys[q] for q in sel])
+            add(i[has], col, -(r - r13) * d / r)
+            add(k[has], col, (r - r13) * d / r)
     return out
 
 
-def force_matched(trajs: Sequence, prior: BondPrior, typed_bonds: dict, typed_angles: dict,
-                  frames: int = FRAMES) -> tuple[dict, dict, str]:
-    """(typed_bonds, typed_angles, a one-line summary): the environment tables of
-    BondPrior.set_tables ({key: (force constant, rest value)}) with their force constants refitted by
-    force matching (module docstring) on up to ``frames`` evenly spaced frames of each trajectory
-    that has forces, their rest values kept. ``prior`` holds the Boltzmann-inverted tables
-    (set_tables), whose torsion forces are taken off the reference forces first. Trajectories
-    without forces leave the tables as they are."""
+def force_matched(trajs: Sequence, prior: BondPrior, tables: dict, frames: int = FRAMES) -> tuple[dict, str]:
+    """(tables, a one-line summary): ``tables`` (valence.fit.valence_statistics, what BondPrior.set_tables
+    takes) with the force constants of "typed_bonds", "typed_angles" and "typed_urey_bradley" ({key:
+    (force constant, rest value)}) refitted by force matching (module docstring) on up to ``frames``
+    evenly spaced frames of each trajectory that has forces, their rest values kept. ``prior`` holds
+    the Boltzmann-inverted tables (set_tables), whose torsion forces are taken off the reference
+    forces first. Trajectories without forces leave the tables as they are."""
+    typed_bonds, typed_angles = tables["typed_bonds"], tables["typed_angles"]
+    springs = tables.get("typed_urey_bradley") or {}
     with_forces = [t for t in trajs if t.forces is not None and t.num_frames >= 3]
     if not with_forces:
-        return typed_bonds, typed_angles, "no reference forces: Boltzmann-inverted constants kept"
+        return tables, "no reference forces: Boltzmann-inverted constants kept"
     bond_keys = {key: n for n, key in enumerate(sorted(typed_bonds))}
     angle_keys = {key: n for n, key in enumerate(sorted(typed_angles))}
+    spring_keys = {key: n for n, key in enumerate(sorted(k for k in springs if k in angle_keys))}
+    size = len(bond_keys) + len(angle_keys) + len(spring_keys)
     normal, rhs = 0.0, 0.0
     for traj in with_forces:
         z = torch.as_tensor(np.asarray(traj.numbers, dtype=np.int64))
@@ -100,11 +116,11 @@ def force_matched(trajs: Sequence, prior: BondPrior, typed_bonds: dict, typed_an
             x = torch.as_tensor(traj.positions[chunk])  # (T, N, 3) Å
             torsion = torch.stack([prior.torsion_force(xt, types, graph) for xt in x])  # (T, N, 3) eV/Å
             target = torch.as_tensor(traj.forces[chunk], dtype=torch.float64) - torsion
-            a = _design(x, graph, env, typed_bonds, typed_angles, bond_keys, angle_keys)
-            a = a.reshape(-1, len(bond_keys) + len(angle_keys))
+            a = _design(x, graph, env, typed_bonds, typed_angles, bond_keys, angle_keys, springs, spring_keys)
+            a = a.reshape(-1, size)
             normal, rhs = normal + a.T @ a, rhs + a.T @ target.reshape(-1)
     if isinstance(normal, float):
-        return typed_bonds, typed_angles, "no trajectory with forces covers its bond types: Boltzmann constants kept"
+        return tables, "no trajectory with forces covers its bond types: Boltzmann constants kept"
     scale = normal.diagonal().clamp_min(1e-30).sqrt()  # column scaling: bond and angle constants differ by orders
     p = torch.linalg.lstsq(normal / scale[:, None] / scale[None, :], rhs / scale).solution / scale
     bonds, angles, kept = dict(typed_bonds), dict(typed_angles), []
@@ -114,13 +130,17 @@ def force_matched(trajs: Sequence, prior: BondPrior, typed_bonds: dict, typed_an
                 table[key] = (float(p[base + n]), table[key][1])
             else:
                 kept.append(key)
+    base = len(bond_keys) + len(angle_keys)
+    fitted_springs = {key: (max(float(p[base + n]), 0.0), springs[key][1]) for key, n in spring_keys.items()}
     ratio = float(np.median([bonds[key][0] / typed_bonds[key][0] for key in bond_keys if key not in kept
                              and typed_bonds[key][0] > 0] or [1.0]))
     if not 1 / UNIT_MISMATCH <= ratio <= UNIT_MISMATCH:
         summary = (f"the reference forces give bond constants {ratio:.3g}x the data's Boltzmann-inverted ones (median "
                    "over bond types): forces in other units than eV/Å? Boltzmann-inverted constants kept")
         warnings.warn(f"valence prior: {summary}", stacklevel=2)
-        return typed_bonds, typed_angles, summary
+        return tables, summary
     fitted = len(bond_keys) + len(angle_keys) - len(kept)
-    return bonds, angles, (f"force-matched {fitted} bond and angle types"
-                           + (f"; {len(kept)} kept Boltzmann-inverted (unphysical fit)" if kept else ""))
+    held = sum(1 for k, _ in fitted_springs.values() if k > 0)
+    return ({**tables, "typed_bonds": bonds, "typed_angles": angles, "typed_urey_bradley": {**springs, **fitted_springs}},
+            f"force-matched {fitted} bond and angle types and {held} Urey-Bradley springs"
+            + (f"; {len(kept)} kept Boltzmann-inverted (unphysical fit)" if kept else ""))
