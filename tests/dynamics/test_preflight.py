@@ -17,6 +17,7 @@ from diffmd_fast.valence.topology import topology_graph
 from diffmd_fast.valence.prior import BondPrior
 from diffmd_fast.valence.topology import type_label
 from diffmd_fast.valence.fit import valence_statistics
+from diffmd_fast.valence.force_matching import force_matched
 from model_helpers import water_box
 
 ETHANOL_ENVS = {"C(H,H,H,C)", "C(H,H,C,O)", "O(H,C)", "H(C)", "H(O)"}
@@ -40,10 +41,16 @@ def _check(run, x, z, **kwargs):
     return check_start(run, x, z, **kwargs)[1]
 
 
-def _fresh(run, ethanol):
-    """The run with a prior of its own (check_start's fallbacks change the prior in place)."""
+def _fresh(run, ethanol, force_matching: bool = False):
+    """The run with a prior of its own (check_start's fallbacks change the prior in place); with
+    ``force_matching`` refitted to the reference forces, Urey-Bradley springs included (the shipped fit)."""
     prior = BondPrior(max_z=10)
-    prior.set_tables(frame_fs=0.5, **valence_statistics([ethanol], 10))
+    tables = valence_statistics([ethanol], 10)
+    prior.set_tables(frame_fs=0.5, **tables)
+    if force_matching:
+        tables, _ = force_matched([ethanol], prior, tables, frames=50)
+        prior.set_tables(frame_fs=0.5, **tables)
+        assert float(prior.ub_k.max()) > 0
     return SimpleNamespace(data=run.data, model=SimpleNamespace(bond_prior=prior))
 
 
@@ -86,9 +93,10 @@ def _zero_terms(prior, x, z):
     return int((prior.k[t[r], t[s]] <= 0).sum()), int((~known | (prior.angle_k[si, sj, sk] <= 0)).sum()), graph
 
 
+@pytest.mark.parametrize("force_matching", [False, True])
 @pytest.mark.parametrize("name", ["CH3OCH3", "C2H6CHOH", "CH3CH2OCH3", "CH3COOH"])
-def test_allow_unseen_gives_every_bond_and_angle_a_force_constant(ethanol_run, ethanol, name):
-    run = _fresh(ethanol_run, ethanol)
+def test_allow_unseen_gives_every_bond_and_angle_a_force_constant(ethanol_run, ethanol, name, force_matching):
+    run = _fresh(ethanol_run, ethanol, force_matching)
     mol = molecule(name)
     z = mol.numbers
     notes = _check(run, mol.positions, z, allow_unseen=True, what=name)
