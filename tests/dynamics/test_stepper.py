@@ -112,12 +112,22 @@ def _compiled_stepper(seed=0):
                    generator=torch.Generator().manual_seed(seed), compile=True)
 
 
-def test_compiled_frames_equal_eager_ones_and_survive_a_stopped_molecule():
+def test_compiled_frames_equal_eager_ones_and_survive_a_stopped_molecule(monkeypatch):
     """compile=True runs each frame as one torch.compile graph: the same frames as eager mode (float64,
-    to rounding), also after a molecule stops (new shapes: a recompilation, not a wrong reuse)."""
+    to rounding), also after a molecule stops (new shapes: a recompilation, not a wrong reuse); the
+    compilation (uncached, so that inductor lowers the graph) prints none of torch's own warnings."""
+    import warnings
+
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config, "force_disable_caches", True)
+    torch._dynamo.reset()
     eager, compiled = _with_prior(_stepper(), False), _with_prior(_stepper(), True)
     eager.run(3)
-    compiled.run(3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compiled.run(3)
+    assert not [w for w in caught if issubclass(w.category, FutureWarning)], [str(w.message) for w in caught]
     torch.testing.assert_close(compiled.positions, eager.positions, rtol=0, atol=1e-9)
     failed = torch.tensor([False, True, False])
     for st in (eager, compiled):

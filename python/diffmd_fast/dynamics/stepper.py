@@ -215,7 +215,11 @@ class Stepper:
         from torch._dynamo.exc import TorchDynamoException
 
         try:
-            return self._compiled(self.frame, self.graph, noises, self.active)
+            with warnings.catch_warnings():
+                # inductor's own lowering calls a torch helper it has deprecated (torch 2.13): a warning about
+                # torch, not about the rollout, printed on every compilation
+                warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\._inductor")
+                return self._compiled(self.frame, self.graph, noises, self.active)
         except TorchDynamoException as err:  # no working compiler here: eager gives the same frames, slower
             warnings.warn(f"torch.compile failed, rolling out in eager mode: {str(err).splitlines()[0]}", stacklevel=3)
             self._compiled = None
