@@ -178,8 +178,10 @@ def test_generate_writes_only_valid_frames_and_reports_stops(tmp_path, monkeypat
     out = tmp_path / "gen.extxyz"
     code = cli_main(["generate", "--checkpoint", str(tmp_path), "--data", str(data), "--start", "10,50,90",
                      "--frames", "12", "--out", str(out), "--quiet"])
-    err = capsys.readouterr().err
+    printed = capsys.readouterr()
+    err = printed.err
     assert code == 3
+    assert "12 frames x 3 trajectories (0.006 ps each; 2 stopped earlier, reported below)" in printed.out
     assert "start 50: molecule 1 stopped at generated frame" in err and "bond to atom" in err
     assert "start 90: molecule 2 stopped at generated frame 1: atom 0 got a NaN/inf score" in err
     full, cut = load_trajectory(tmp_path / "gen_t10.npz"), load_trajectory(tmp_path / "gen_t50.npz")

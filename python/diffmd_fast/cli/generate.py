@@ -179,7 +179,9 @@ def _roll_out(args, run, ref, start, rollout_cfg, stepper, sink) -> None:
                _provenance(run, args, ref, start, rollout_cfg, nfe, rate))
     written = sink.finish(stepper, npz)
     ps = done * start.frame_fs / 1000
-    print(f"generated {done} frames x {len(sink.paths)} trajectories ({ps:.4g} ps each) at {rate:.2f} frames/s "
+    stopped = sum(report is not None for report in stepper.stopped)
+    each = f"{ps:.4g} ps each" + (f"; {stopped} stopped earlier, reported below" if stopped else "")
+    print(f"generated {done} frames x {len(sink.paths)} trajectories ({each}) at {rate:.2f} frames/s "
           f"({ps / wall if wall > 0 else float('inf'):.3g} ps/s), {nfe:.1f} score evaluations per frame; "
           f"wrote {', '.join(written) or 'nothing'}")
 
