@@ -112,7 +112,7 @@ def _compiled_stepper(seed=0):
                    generator=torch.Generator().manual_seed(seed), compile=True)
 
 
-def test_compiled_frames_equal_eager_ones_and_survive_a_stopped_molecule(monkeypatch):
+def test_compiled_frames_equal_eager_ones_and_survive_a_stopped_molecule():
     """compile=True runs each frame as one torch.compile graph: the same frames as eager mode (float64,
     to rounding), also after a molecule stops (new shapes: a recompilation, not a wrong reuse); the
     compilation (uncached, so that inductor lowers the graph) prints none of torch's own warnings."""
@@ -120,11 +120,10 @@ def test_compiled_frames_equal_eager_ones_and_survive_a_stopped_molecule(monkeyp
 
     import torch._inductor.config as inductor_config
 
-    monkeypatch.setattr(inductor_config, "force_disable_caches", True)
     torch._dynamo.reset()
     eager, compiled = _with_prior(_stepper(), False), _with_prior(_stepper(), True)
     eager.run(3)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, inductor_config.patch(force_disable_caches=True):
         warnings.simplefilter("always")
         compiled.run(3)
     assert not [w for w in caught if issubclass(w.category, FutureWarning)], [str(w.message) for w in caught]
