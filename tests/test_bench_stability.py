@@ -27,13 +27,16 @@ def test_benchmark_smoke_and_resume(tmp_path, capsys):
 def test_prior_only_cell_is_the_valence_force_field_alone(tmp_path):
     """With model.bond_prior, the prior-only cell rolls out the anchor without the network: Verlet MD
     of harmonic bonds and angles fitted to the data, which keeps ethanol whole near the data's
-    temperature however little the network was trained."""
+    temperature however little the network was trained; force-matched, with its Urey-Bradley springs,
+    which the row's training description counts."""
     args = ["--strides", "2", "--samplers", "prior-only", "--ps", "0.2", "--starts", "2", "--runs", str(tmp_path / "runs"),
             "--json", str(tmp_path / "out.json"), "--set", "train.epochs=1", "--set", "train.max_steps=2",
             "--set", "model.num_layers=1", "--set", "model.hidden=8", "--set", "model.heads=2",
-            "--set", "model.ffn=8", "--set", "train.val_rollout_frames=0", "--set", "rollout.compile=false", "--set", "model.bond_prior=true"]
+            "--set", "model.ffn=8", "--set", "train.val_rollout_frames=0", "--set", "rollout.compile=false", "--set", "model.bond_prior=true",
+            "--set", "model.prior_force_matching=true"]
     (cell,) = stability.main(args)
     assert cell.sampler == "prior-only" and cell.stable_rollouts == 2
+    assert "+ 7 Urey-Bradley springs" in cell.training  # ethanol's seven angle types
     assert abs(cell.temperature_error) < 0.25 and cell.h_r_jsd < 0.05
 
 
