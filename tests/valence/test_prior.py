@@ -122,6 +122,30 @@ def test_environment_constants_take_precedence_and_unknown_environments_fall_bac
     torch.testing.assert_close(prior.force_reference(x2, z2, graph2), want2, rtol=1e-12, atol=1e-14)
 
 
+def test_urey_bradley_springs_are_stored_verlet_matched_for_their_ends_and_are_minus_the_gradient():
+    # water's H-O-H with a spring between the hydrogens: stored at the H-H pair's matched constant
+    # (ends' reduced mass), the force is -∇ of the energy with it, and without a spring nothing changes
+    z = torch.tensor([8, 1, 1])
+    x = torch.tensor([[0.0, 0.0, 0.0], [0.97, 0.02, 0.0], [-0.25, 0.93, 0.05]], dtype=torch.float64)
+    graph = with_covalent_bonds(complete_graph(torch.zeros(3, dtype=torch.int64)), x, z)
+    h_o, o_hh = 1 + 8 * ENV_BASE, 8 + ENV_BASE + ENV_BASE**2
+    k, r0 = torch.full((11, 11), 45.0, dtype=torch.float64), torch.full((11, 11), 0.96, dtype=torch.float64)
+    plain, sprung = BondPrior(10), BondPrior(10)
+    for prior, springs in ((plain, None), (sprung, {(h_o, o_hh, h_o): (3.0, 1.52)})):
+        prior.set_tables(k, r0, 2.0, typed_bonds={(h_o, o_hh): (45.0, 0.96)}, typed_angles={(h_o, o_hh, h_o): (4.0, -0.27)},
+                         typed_urey_bradley=springs)
+    t = sprung.atom_types(z, graph)
+    s = sprung.slot[t]
+    assert float(sprung.ub_k[s[1], s[0], s[2]]) == pytest.approx(_matched(3.0, 1, 1, 2.0), rel=1e-12)
+    assert float(sprung.ub_r0[s[1], s[0], s[2]]) == 1.52 and float(plain.ub_k.abs().sum()) == 0.0
+    xr = x.clone().requires_grad_()
+    grad = torch.autograd.grad(sprung.energy(xr, z, graph), xr)[0]
+    torch.testing.assert_close(sprung.force_reference(x, z, graph), -grad, rtol=1e-10, atol=1e-12)
+    spring = -float(sprung.ub_k[s[1], s[0], s[2]]) * ((x[1] - x[2]).norm() - 1.52) * (x[1] - x[2]) / (x[1] - x[2]).norm()
+    torch.testing.assert_close(sprung.force_reference(x, z, graph)[1] - plain.force_reference(x, z, graph)[1], spring,
+                               rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_torsion_force_is_minus_the_gradient_of_the_mirror_symmetric_wells(seed):
     # random chains of 6 carbons (3 dihedrals), random torsion constants with φ0 off 0 and π
