@@ -117,3 +117,20 @@ def test_info_lists_what_a_checkpoint_was_trained_on(tiny_run, capsys):
     assert main(["info", "--checkpoint", str(tiny_run)]) == 0
     out = capsys.readouterr().out
     assert "trained_on:" in out and "O(H,C)" in out and "molecules_per_structure: [1]" in out
+    assert "urey_bradley_springs" not in out  # no valence prior
+
+
+def test_info_lists_the_urey_bradley_springs_of_a_force_matched_prior(tmp_path, ethanol60, capsys):
+    from diffmd_fast.config import Config
+    from diffmd_fast.data import load_trajectory
+    from diffmd_fast.training.loop import train
+    run = tmp_path / "run"
+    tiny = ["model.num_layers=1", "model.hidden=8", "model.heads=2", "model.ffn=16", "model.max_z=10",
+            "model.num_fourier=4", "train.epochs=1", "train.max_steps=5", "train.batch_size=16", "train.dtype=float64",
+            "train.val_rollout_frames=0", "train.calibration_frames=0", "model.bond_prior=true",
+            "model.prior_force_matching=true"]
+    train(Config.from_toml(None, tiny), load_trajectory(ethanol60), None, run)
+    assert main(["info", "--checkpoint", str(run)]) == 0
+    out = capsys.readouterr().out
+    springs = out.split("urey_bradley_springs:")[1].splitlines()[1:]
+    assert any(line.strip().startswith("H(C)-C(H,H,H,C)-H(C): ") and "eV/Å²" in line for line in springs), out
