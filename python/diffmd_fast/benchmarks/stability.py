@@ -311,13 +311,11 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -
         physics += f" (tau {run.config.rollout.tau_fs:g} fs)"
     m, tc = run.config.model, run.config.train
     prior = getattr(getattr(run.model, "net", run.model), "bond_prior", None)  # the checkpoint's (older: no torsions)
-    torsions = f" + {prior.dihedral_keys.numel()} torsions" if prior is not None and prior.dihedral_keys.numel() else ""
-    if prior is not None and prior.ub_k.numel():  # each spring is stored for both orders of its ends
-        springs = prior.ub_k > 0
-        count = (int(springs.sum()) + int(springs.diagonal(dim1=0, dim2=2).sum())) // 2
-        torsions += f" + {count} Urey-Bradley springs" if count else ""
+    springs = len(prior.urey_bradley_springs()) if prior is not None else 0
+    terms = (f" + {prior.dihedral_keys.numel()} torsions" if prior is not None and prior.dihedral_keys.numel() else ""
+             ) + (f" + {springs} Urey-Bradley springs" if springs else "")
     training = (f"{'EDM sigma_data ' + format(m.sigma_data, '.4g') if m.sigma_data > 0 else 'gated anchor'}, "
-                f"{'bond prior' + torsions + ', ' if m.bond_prior else ''}input noise {tc.input_noise:g} A"
+                f"{'bond prior' + terms + ', ' if m.bond_prior else ''}input noise {tc.input_noise:g} A"
                 f"{f' + shared {tc.input_noise_shared:g} A' if tc.input_noise_shared else ''}"
                 f"{' (response targets)' if tc.input_noise_response else ''}, "
                 f"unroll p {tc.unroll_prob:g} k {tc.unroll_steps}, "

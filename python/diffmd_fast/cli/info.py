@@ -93,34 +93,29 @@ def _run_info(run: Path) -> dict:
         info["config"] = {f"{sec}.{k}": v for sec, vals in state["config"].items() for k, v in vals.items()}
         info["trained_on"] = _trained_on(state.get("data", {}))
         info["step_friction_per_fs"] = _step_friction(state.get("data", {}))
-        springs = _urey_bradley_springs(state["model"])
+        springs = _urey_bradley_springs(state)
         if springs is not None:
             info["urey_bradley_springs"] = springs
     return info
 
 
-def _urey_bradley_springs(weights: dict) -> dict | str | None:
+def _urey_bradley_springs(state: dict) -> dict | str | None:
     """{angle type: "k eV/Å², rest Å"} of the valence prior's Urey-Bradley springs in a checkpoint's
-    weights (the Verlet-matched constants its rollouts use); None without a valence prior."""
+    ``state`` (BondPrior.urey_bradley_springs: the Verlet-matched constants its rollouts use); None
+    without a valence prior."""
+    from ..valence.prior import BondPrior
     from ..valence.topology import type_label
 
-    ub_k = weights.get("bond_prior.ub_k")
-    if "bond_prior.k" not in weights:
+    prefix = "bond_prior."
+    weights = {k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)}
+    if not weights:
         return None
-    if ub_k is None or not bool((ub_k > 0).any()):
+    prior = BondPrior(int(state["config"]["model"]["max_z"]))
+    prior.load_state_dict(weights)
+    springs = prior.urey_bradley_springs()
+    if not springs:
         return "none (a prior without force matching, or a checkpoint from before the springs)"
-    slot, envs = weights["bond_prior.slot"], weights["bond_prior.environments"]
-    z1 = weights["bond_prior.k"].shape[0] - envs.numel()
-    code = {}  # slot -> environment code (an element's atomic number for an element slot)
-    for t, s in enumerate(slot.tolist()):
-        if s >= 0 and s not in code:
-            code[s] = t if t < z1 else int(envs[t - z1])
-    out = {}
-    for a, c, b in (ub_k > 0).nonzero().tolist():
-        if a <= b:
-            out[type_label((code[a], code[c], code[b]))] = (f"{float(ub_k[a, c, b]):.3g} eV/Å², "
-                                                            f"{float(weights['bond_prior.ub_r0'][a, c, b]):.3f} Å")
-    return dict(sorted(out.items()))
+    return {type_label(key): f"{k:.3g} eV/Å², {rest:.3f} Å" for key, (k, rest) in springs.items()}
 
 
 def _step_friction(data: dict) -> dict | str:

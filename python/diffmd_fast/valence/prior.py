@@ -106,8 +106,9 @@ class BondPrior(nn.Module):
     never showed, t = max_z + 1 + e for the data's environment e (buffer ``environments``, sorted).
     Bonds: ``k``, ``r0`` (T, T); angles: ``angle_k``, ``angle_c0`` and their Urey-Bradley springs
     ``ub_k``, ``ub_r0`` (S, S, S) over the slots ``slot`` (T,) of the types with angle data (-1: none);
-    the pair springs' constants Verlet-matched to ``frame_fs`` (module docstring); torsions: ``torsions`` (Q, 4) (k_B T / m eV, κ, n,
-    φ0 rad) of the quadruples ``dihedral_keys`` (Q,) (sorted, ``dihedral_key``). The sizes follow the
+    the pair springs' constants Verlet-matched to ``frame_fs`` (module docstring); torsions:
+    ``torsions`` (Q, 4) (k_B T / m eV, κ, n, φ0 rad) of the quadruples ``dihedral_keys`` (Q,) (sorted,
+    ``dihedral_key``). The sizes follow the
     data, and a checkpoint loads at its own."""
 
     def __init__(self, max_z: int) -> None:
@@ -153,8 +154,8 @@ class BondPrior(nn.Module):
         where the excluded-volume walls go (at WALL_MARGIN of it; other element pairs at WALL_VDW of
         their van der Waals radii sum; without ``contacts``, no walls).
         For a model whose frames are ``frame_fs`` fs apart: the bond and Urey-Bradley constants given
-        are the physical ones, and the tables hold them Verlet-matched to that frame time. Raises ValueError on a non-positive frame
-        time, element tables of another shape, an environment code of an element beyond max_z, or a
+        are the physical ones, and the tables hold them Verlet-matched to that frame time. Raises
+        ValueError on a non-positive frame time, element tables of another shape, an environment code of an element beyond max_z, or a
         frame time at which the Verlet step of the stiffest bond is unstable (ω Δt >= 2: ~3 fs for X-H
         stretches, i.e. strides above 4 of 0.5 fs data)."""
         if not frame_fs > 0:
@@ -352,6 +353,20 @@ class BondPrior(nn.Module):
             out.append(min(codes, codes[::-1]))
         return out
 
+    def urey_bradley_springs(self) -> dict[tuple[int, int, int], tuple[float, float]]:
+        """{(env_end, env_centre, env_end') (ends ascending, valence.topology.valence_types' reading):
+        (k eV/Å², rest Å)} of the Urey-Bradley springs in the tables, with the Verlet-matched constants
+        the rollouts use; an element slot reads as its atomic number."""
+        z1, code = self.num_elements, {}  # slot -> environment code of its type
+        for t, s in enumerate(self.slot.tolist()):
+            if s >= 0:
+                code.setdefault(s, t if t < z1 else int(self.environments[t - z1]))
+        out = {}
+        for a, c, b in (self.ub_k > 0).nonzero().tolist():
+            ends = sorted((code[a], code[b]))
+            out[(ends[0], code[c], ends[1])] = (float(self.ub_k[a, c, b]), float(self.ub_r0[a, c, b]))
+        return dict(sorted(out.items()))
+
     def torsion_terms(self, types: torch.Tensor, graph: Graph, num_atoms: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(dihedrals (4, D) int64, torsion (D, 4) float64): the dihedrals of ``graph`` (perceived from its
         bonds when it carries none) and each one's (k_B T / m eV, κ, n, φ0 rad), looked up by its type
@@ -424,12 +439,11 @@ class BondPrior(nn.Module):
         if graph.angles is not None and graph.angles.shape[1] > 0 and self.angle_k.numel() > 0:
             i, j, k = graph.angles
             si, sj, sk = self.slot[t[i]], self.slot[t[j]], self.slot[t[k]]
-            kk = self.angle_k[si, sj, sk] * ((si >= 0) & (sj >= 0) & (sk >= 0))
+            known = (si >= 0) & (sj >= 0) & (sk >= 0)  # slot -1 indexes the last entry: masked
             a, b = x[i] - x[j], x[k] - x[j]
             cos = (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1e-12)
-            u = u + 0.5 * (kk * (cos - self.angle_c0[si, sj, sk]) ** 2).sum()
-            ub = self.ub_k[si, sj, sk] * ((si >= 0) & (sj >= 0) & (sk >= 0))
-            u = u + 0.5 * (ub * ((x[i] - x[k]).norm(dim=-1) - self.ub_r0[si, sj, sk]) ** 2).sum()
+            u = u + 0.5 * (self.angle_k[si, sj, sk] * known * (cos - self.angle_c0[si, sj, sk]) ** 2).sum()
+            u = u + 0.5 * (self.ub_k[si, sj, sk] * known * ((x[i] - x[k]).norm(dim=-1) - self.ub_r0[si, sj, sk]) ** 2).sum()
         dih, torsion = self.torsion_terms(t, graph, x.shape[0])
         if dih.shape[1] > 0:
             i, j, k, l = dih
