@@ -113,10 +113,11 @@ def _bond_samples(terms: list[_Valence], label):
             yield tuple(sorted((int(lab[i]), int(lab[j])))), v.kT, var, mean
 
 
-def _angle_samples(terms: list[_Valence], label):
+def _angle_samples(terms: list[_Valence], label, measure=lambda v: v.cos):
+    """Samples of each angle's ``measure`` (T, A): its cos θ, or the distance between its ends."""
     for v in terms:
-        lab = label(v)
-        for (i, j, k), mean, var in zip(v.angles, v.cos.mean(axis=0), v.cos.var(axis=0)):
+        lab, values = label(v), measure(v)
+        for (i, j, k), mean, var in zip(v.angles, values.mean(axis=0), values.var(axis=0)):
             a, b = sorted((int(lab[i]), int(lab[k])))
             yield (a, int(lab[j]), b), v.kT, var, mean
 
@@ -125,12 +126,7 @@ def _urey_bradley_rest(terms: list[_Valence]) -> dict[tuple[int, int, int], tupl
     """{(env_end, env_centre, env_end'): (0.0, r^UB Å)}: each environment triple's mean distance between its
     angles' ends, where its Urey-Bradley spring rests; the constants come from force matching only
     (force_matching.force_matched), 0 (no term) until then."""
-    sums: dict[tuple[int, int, int], np.ndarray] = {}
-    for v in terms:
-        for (i, j, k), mean in zip(v.angles, v.ends.mean(axis=0)):
-            a, b = sorted((int(v.env[i]), int(v.env[k])))
-            sums[(a, int(v.env[j]), b)] = sums.get((a, int(v.env[j]), b), np.zeros(2)) + (mean, 1.0)
-    return {key: (0.0, float(total / n)) for key, (total, n) in sums.items()}
+    return {key: (0.0, rest) for key, (_, rest) in _pool(_angle_samples(terms, lambda v: v.env, lambda v: v.ends)).items()}
 
 
 def _von_mises_kappa(r: float) -> float:
