@@ -87,6 +87,18 @@ def sample_frame(model, sde: SDE, sampler: Sampler, frame: FrameBatch, graph: Gr
     return res.x, res.nfe, bad
 
 
+def _inductor(graph_module, example_inputs):
+    """torch.compile's inductor backend for a rollout frame, without size asserts in the generated code
+    (Stepper.__init__) and without the FutureWarning inductor's own lowering raises (torch 2.13 calls a
+    helper it has deprecated): a warning about torch, not the rollout, once per compilation. Filtered
+    here, where compilation happens, and nowhere on the frames' path."""
+    from torch._inductor.compile_fx import compile_fx
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\._inductor")
+        return compile_fx(graph_module, example_inputs, config_patches={"size_asserts": False})
+
+
 Observer = Callable[["Stepper"], None]
 
 
@@ -148,8 +160,7 @@ class Stepper:
         # static shapes: a graph specialised to this batch (a stop recompiles; shapes marked dynamic ran
         # 2-5x slower per frame at batch 1-10). No size asserts in the generated code: dynamo's guards
         # already check every input's shape, and ~100 asserts a call cost ~10 % of a batch-1 frame.
-        self._compiled = (torch.compile(self.frame_step, dynamic=False, options={"size_asserts": False})
-                          if compile else None)
+        self._compiled = torch.compile(self.frame_step, dynamic=False, backend=_inductor) if compile else None
         self._caches_filled = False  # see _run_frame
 
     @property
@@ -215,11 +226,7 @@ class Stepper:
         from torch._dynamo.exc import TorchDynamoException
 
         try:
-            with warnings.catch_warnings():
-                # inductor's own lowering calls a torch helper it has deprecated (torch 2.13): a warning about
-                # torch, not about the rollout, printed on every compilation
-                warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\._inductor")
-                return self._compiled(self.frame, self.graph, noises, self.active)
+            return self._compiled(self.frame, self.graph, noises, self.active)
         except TorchDynamoException as err:  # no working compiler here: eager gives the same frames, slower
             warnings.warn(f"torch.compile failed, rolling out in eager mode: {str(err).splitlines()[0]}", stacklevel=3)
             self._compiled = None
