@@ -1,8 +1,9 @@
 // diffmd_fast::valence_force: the forces (eV/Å, float64) of harmonic bonds, cosine-harmonic angles with
-// their Urey-Bradley springs, and mirror-symmetric torsions over a fixed topology, each term's constants looked up by its atoms' types
-// (BondPrior.atom_types), one pass over the terms (a rollout's bond prior at batch 1 is ~50 terms: as
-// ~40 tensor ops it cost more than the whole score network). Indices are checked as they are read,
-// so a bad topology is an error, never an out-of-bounds access. Inference only, like egt_score.
+// their Urey-Bradley springs, and mirror-symmetric torsions over a fixed topology, each term's
+// constants looked up by its atoms' types (BondPrior.atom_types), one pass over the terms (a rollout's
+// bond prior at batch 1 is ~50 terms: as ~40 tensor ops it cost more than the whole score network).
+// Indices are checked as they are read, so a bad topology is an error, never an out-of-bounds access.
+// Inference only, like egt_score.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -73,9 +74,8 @@ void valence_force_cpu_impl(const T* x, const ValenceParams& p, double* f) {
 
 at::Tensor valence_force_cpu(const at::Tensor& x, const at::Tensor& types, const at::Tensor& bonds, const at::Tensor& angles,
                              const at::Tensor& bond_k, const at::Tensor& bond_r0, const at::Tensor& slot,
-                             const at::Tensor& angle_k, const at::Tensor& angle_c0, const at::Tensor& ub_k, const at::Tensor& ub_r0,
-                             const at::Tensor& dihedrals,
-                             const at::Tensor& torsion) {
+                             const at::Tensor& angle_k, const at::Tensor& angle_c0, const at::Tensor& ub_k,
+                             const at::Tensor& ub_r0, const at::Tensor& dihedrals, const at::Tensor& torsion) {
   const ValenceCall call =
       prepare_valence_call(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0, ub_k, ub_r0, dihedrals,
                            torsion);

@@ -91,9 +91,8 @@ __global__ void torsion_kernel(const T* __restrict__ x, ValenceParams p, double*
 
 at::Tensor valence_force_cuda(const at::Tensor& x, const at::Tensor& types, const at::Tensor& bonds, const at::Tensor& angles,
                               const at::Tensor& bond_k, const at::Tensor& bond_r0, const at::Tensor& slot,
-                              const at::Tensor& angle_k, const at::Tensor& angle_c0, const at::Tensor& ub_k, const at::Tensor& ub_r0,
-                             const at::Tensor& dihedrals,
-                              const at::Tensor& torsion) {
+                              const at::Tensor& angle_k, const at::Tensor& angle_c0, const at::Tensor& ub_k,
+                              const at::Tensor& ub_r0, const at::Tensor& dihedrals, const at::Tensor& torsion) {
   const c10::cuda::CUDAGuard guard(x.device());
   const ValenceCall call =
       prepare_valence_call(x, types, bonds, angles, bond_k, bond_r0, slot, angle_k, angle_c0, ub_k, ub_r0, dihedrals,
