@@ -69,3 +69,82 @@ def test_start_batch():
     assert torch.equal(end.x_next, end.x)  # no reference frame after the last one
     with pytest.raises(TrajectoryError, match="start frame 1"):
         start_batch(a, 1)
+
+
+def _verlet_spring(frames=40, dt=0.5) -> Trajectory:
+    """Velocity-Verlet MD of one O-H spring (k 30 eV/Å², r0 1 Å) with its forces and velocities (Å/fs)."""
+    from ase import units
+    from ase.data import atomic_masses
+
+    m = atomic_masses[[8, 1]][:, None]
+    x = np.array([[0.0, 0.0, 0.0], [1.08, 0.0, 0.0]])
+    v = np.array([[0.001, 0.002, 0.0], [-0.01, 0.0, 0.003]])
+
+    def force(x):
+        d = x[1] - x[0]
+        r = np.linalg.norm(d)
+        f1 = -30.0 * (r - 1.0) * d / r
+        return np.stack([-f1, f1])
+
+    xs, vs, fs = [], [], []
+    f = force(x)
+    for _ in range(frames):
+        xs.append(x.copy()), vs.append(v.copy()), fs.append(f.copy())
+        v = v + 0.5 * dt * f / m * units.fs**2
+        x = x + dt * v
+        f = force(x)
+        v = v + 0.5 * dt * f / m * units.fs**2
+    return Trajectory(positions=np.array(xs), numbers=np.array([8, 1]), dt_fs=dt, forces=np.array(fs),
+                      velocities=np.array(vs), name="spring")
+
+
+def test_velocity_estimates_are_the_engines_else_read_from_the_past_frames_only():
+    from dataclasses import replace
+
+    traj = _verlet_spring()
+    assert traj.velocity_estimates() is traj.velocities  # the engine's own, Å/fs
+    # with forces, the velocity-Verlet identity: exact for velocity-Verlet data, frame 0 included
+    np.testing.assert_allclose(replace(traj, velocities=None).velocity_estimates(), traj.velocities, rtol=0, atol=1e-12)
+    # without forces, second-order backward differences: exact for uniformly accelerated atoms, and a
+    # frame's estimate never reads a later frame
+    ball = _ballistic(12)
+    t = np.arange(12)[:, None, None] * ball.dt_fs
+    v_true = 0.1 / ball.dt_fs + 0.02 * np.arange(1, 4)[:, None] / ball.dt_fs**2 * t
+    np.testing.assert_allclose(ball.velocity_estimates(), np.broadcast_to(v_true, (12, 3, 3)), rtol=0, atol=1e-12)
+    moved = ball.positions.copy()
+    moved[7:] += 5.0
+    np.testing.assert_array_equal(replace(ball, positions=moved).velocity_estimates()[:7], ball.velocity_estimates()[:7])
+    with pytest.raises(TrajectoryError, match="evenly spaced"):
+        Trajectory(positions=ball.positions, numbers=ball.numbers, dt_fs=0.5,
+                   frame_steps=np.r_[0:6, 8:14]).velocity_estimates()
+    with pytest.raises(TrajectoryError, match="--dt-fs"):
+        Trajectory(positions=ball.positions, numbers=ball.numbers, dt_fs=None).velocity_estimates()
+
+
+def test_windows_with_velocities_carry_them_at_every_frame_and_collate_v_and_its_history():
+    traj = _verlet_spring()
+    ds = FrameWindows([traj, traj], stride=3, history=2, velocities=True)
+    w = ds[4]
+    k, t = ds.locate(4)
+    assert w.velocities.shape == w.positions.shape == (6, 2, 3)
+    np.testing.assert_array_equal(w.velocities.numpy(), traj.velocities[t - 12: t + 4: 3])
+    batch = collate_windows([ds[0], ds[5]], dtype=torch.float32)
+    assert batch.v.shape == batch.x.shape == (4, 3) and batch.v.dtype == torch.float32
+    assert batch.v_history.shape == (4, 4, 3)
+    t0 = ds.locate(0)[1]
+    np.testing.assert_allclose(batch.v[:2].numpy(), traj.velocities[t0], rtol=1e-6)
+    np.testing.assert_allclose(batch.v_history[-1, :2].numpy(), traj.velocities[t0 - 3], rtol=1e-6)
+    assert collate_windows([FrameWindows([traj])[0]]).v is None  # only when asked
+    advanced = batch.advance(batch.x, torch.zeros_like(batch.v))
+    assert advanced.v_history is None and not advanced.v.any()
+
+
+def test_start_batches_carry_velocities_when_the_data_can_give_them():
+    traj = _verlet_spring()
+    sb = start_batch(traj, 10, stride=2, dtype=torch.float64)
+    np.testing.assert_array_equal(sb.v.numpy(), traj.velocities[10])
+    assert start_batch(traj, 10, stride=2, velocities=False).v is None
+    undated = Trajectory(positions=traj.positions, numbers=traj.numbers, dt_fs=None, name="undated")
+    assert start_batch(undated, 10, stride=2).v is None  # auto: left out, not an error
+    with pytest.raises(TrajectoryError, match="--dt-fs"):
+        start_batch(undated, 10, stride=2, velocities=True)

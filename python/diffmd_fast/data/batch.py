@@ -26,6 +26,10 @@ class FrameBatch:
     num_graphs: int
     history: torch.Tensor | None = None  # (K, N, 3) Å, frames t-2-K .. t-3 (oldest first), for unrolled training
     origin: torch.Tensor | None = None  # (num_graphs, 3) float64 Å added back by absolute(); None: zero
+    # phase-space models (model.prior_substeps > 0): each atom's velocity at frame t, and at the frames
+    # before it (history..., t-2, t-1; training only, for unrolled windows)
+    v: torch.Tensor | None = None  # (N, 3) Å/fs
+    v_history: torch.Tensor | None = None  # (K + 2, N, 3) Å/fs
 
     @property
     def velocity(self) -> torch.Tensor:
@@ -58,6 +62,8 @@ class FrameBatch:
             out[f.name] = val
         return FrameBatch(**out)
 
-    def advance(self, x_new: torch.Tensor) -> "FrameBatch":
-        """The window one frame later, with ``x_new`` (N, 3) as the new current frame (same origin)."""
-        return replace(self, x_prev2=self.x_prev, x_prev=self.x, x=x_new, x_next=x_new, history=None)
+    def advance(self, x_new: torch.Tensor, v_new: torch.Tensor | None = None) -> "FrameBatch":
+        """The window one frame later, with ``x_new`` (N, 3) Å as the new current frame (same origin) and
+        ``v_new`` (N, 3) Å/fs its velocity (phase-space windows)."""
+        return replace(self, x_prev2=self.x_prev, x_prev=self.x, x=x_new, x_next=x_new, history=None, v=v_new,
+                       v_history=None)

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from ase import units
 from ase.symbols import Symbols
+
+from .elements import masses
 
 
 class TrajectoryError(ValueError):
@@ -36,7 +39,7 @@ class Trajectory:
     ``frame_steps[t] * dt_fs``; ``spacing_known=False`` says the frames are in time order but which
     of them are consecutive is not known. Windows only ever span consecutive frames.
     ``velocities`` are the MD engine's velocities at each stored frame where the file has them
-    (not finite differences of positions). ``provenance`` is a JSON-able dict recording how the data was made (engine, method,
+    (not finite differences of positions; ``velocity_estimates`` falls back to those). ``provenance`` is a JSON-able dict recording how the data was made (engine, method,
     temperature, seed, command, source file, units converted, cell unwrapped).
     """
 
@@ -151,6 +154,32 @@ class Trajectory:
         if steps is None:
             return False
         return 0 <= start <= stop < self.num_frames and int(steps[stop] - steps[start]) == stop - start
+
+    def velocity_estimates(self) -> np.ndarray:
+        """(T, N, 3) float64 Å/fs: each frame's velocity for phase-space models. The engine's own where the
+        file has them; else, with forces, the velocity-Verlet identity v(t) = (x(t) - x(t-1)) / Δt +
+        (Δt / 2) F(t) / m (exact for velocity-Verlet data; frame 0 from its forward twin); else the
+        second-order backward difference (3 x(t) - 4 x(t-1) + x(t-2)) / (2 Δt) (forward at the first
+        two frames). Backward, so that a frame's velocity never reads a later frame: a window's
+        velocity must not carry its own target. Raises TrajectoryError without a time step, with
+        frames that are not evenly spaced, or with fewer than 3 frames to difference."""
+        if self.velocities is not None:
+            return self.velocities
+        dt = self.require_dt()
+        if not self.evenly_spaced or self.num_frames < 3:
+            raise TrajectoryError(f"{self.name}: velocities are not stored and cannot be estimated: finite "
+                                  "differences need at least 3 evenly spaced frames")
+        x = self.positions
+        v = np.empty_like(x)
+        if self.forces is not None:
+            kick = 0.5 * dt * self.forces / masses(self.numbers)[None, :, None] * units.fs**2  # Å/fs
+            v[1:] = (x[1:] - x[:-1]) / dt + kick[1:]
+            v[0] = (x[1] - x[0]) / dt - kick[0]
+            return v
+        v[2:] = (3.0 * x[2:] - 4.0 * x[1:-1] + x[:-2]) / (2.0 * dt)
+        v[1] = (x[2] - x[0]) / (2.0 * dt)
+        v[0] = (-3.0 * x[0] + 4.0 * x[1] - x[2]) / (2.0 * dt)
+        return v
 
     def require_dt(self) -> float:
         """dt_fs, or a one-line error saying how to give it."""

@@ -23,6 +23,7 @@ class Window(NamedTuple):
 
     positions: torch.Tensor  # (4 + K, N, 3) Å: t-(2+K)s, ..., t-2s, t-s, t, t+s (K history frames, default 0)
     z: torch.Tensor  # (N,) int64
+    velocities: torch.Tensor | None = None  # (4 + K, N, 3) Å/fs at the same frames (phase-space models)
 
 
 def _valid_times(traj: Trajectory, rng: range, stride: int, history: int = 0) -> np.ndarray:
@@ -44,11 +45,13 @@ class FrameWindows(Dataset):
     ``frames[i]`` (default ``range(T_i)``) bounds the frames trajectory i's windows may touch, and
     its step thins the window centres; e.g. ``range(0, 1000, 10)`` gives every tenth window of the
     first 1000 frames. ``history`` K adds K earlier frames to every window (FrameBatch.history), for
-    training on the model's own unrolled frames.
+    training on the model's own unrolled frames. ``velocities`` adds each frame's velocity
+    (``Trajectory.velocity_estimates``: the engine's, else estimated from the positions) for
+    phase-space models.
     """
 
     def __init__(self, trajs: Sequence[Trajectory], *, stride: int = 1, frames: Sequence[range] | None = None,
-                 history: int = 0):
+                 history: int = 0, velocities: bool = False):
         if isinstance(trajs, Trajectory):
             trajs = [trajs]
         if not trajs:
@@ -63,6 +66,7 @@ class FrameWindows(Dataset):
         self.names = [t.name for t in trajs]
         self._pos = [torch.from_numpy(t.positions) for t in trajs]  # (T, N, 3) float64, shared memory
         self._z = [torch.from_numpy(t.numbers) for t in trajs]  # (N,) int64
+        self._vel = [torch.from_numpy(t.velocity_estimates()) for t in trajs] if velocities else None  # (T, N, 3) Å/fs
         self._times = [
             _valid_times(t, frames[i] if frames is not None else range(t.num_frames), stride, history)
             for i, t in enumerate(trajs)
@@ -90,8 +94,8 @@ class FrameWindows(Dataset):
 
     def __getitem__(self, index: int) -> Window:
         k, t = self.locate(int(index))
-        s = self.stride
-        return Window(self._pos[k][t - (2 + self.history) * s: t + s + 1: s], self._z[k])
+        frames = slice(t - (2 + self.history) * self.stride, t + self.stride + 1, self.stride)
+        return Window(self._pos[k][frames], self._z[k], None if self._vel is None else self._vel[k][frames])
 
 
 def collate_windows(items: Sequence[Window], dtype: torch.dtype = torch.float32, *, centre: bool = True) -> FrameBatch:
@@ -102,7 +106,8 @@ def collate_windows(items: Sequence[Window], dtype: torch.dtype = torch.float32,
     origin (1e4 Å carries ~1e-3 Å of rounding) would destroy them. The centroids go to
     ``FrameBatch.origin`` (float64), so ``batch.absolute(x)`` gives positions in the file's frame.
     ``centre=False`` keeps the file's frame (origin zero), cast as is. Windows with K history
-    frames fill ``FrameBatch.history`` (K, N, 3).
+    frames fill ``FrameBatch.history`` (K, N, 3); windows with velocities fill ``FrameBatch.v`` (at x(t))
+    and ``v_history`` (at the frames before it).
     """
     pos = torch.cat([w.positions for w in items], dim=1).to(torch.float64)  # (4 + K, N_total, 3)
     z = torch.cat([w.z for w in items])
@@ -113,8 +118,10 @@ def collate_windows(items: Sequence[Window], dtype: torch.dtype = torch.float32,
         origin = torch.zeros_like(origin)
     pos = (pos - origin[batch]).to(dtype)
     k = pos.shape[0] - 4
+    vel = None if items[0].velocities is None else torch.cat([w.velocities for w in items], dim=1).to(dtype)
     return FrameBatch(z=z, x_prev2=pos[k], x_prev=pos[k + 1], x=pos[k + 2], x_next=pos[k + 3], batch=batch,
-                      num_graphs=len(items), origin=origin, history=pos[:k] if k > 0 else None)
+                      num_graphs=len(items), origin=origin, history=pos[:k] if k > 0 else None,
+                      v=None if vel is None else vel[k + 2], v_history=None if vel is None else vel[: k + 2])
 
 
 def make_loader(
@@ -128,9 +135,11 @@ def make_loader(
     sampler: Sampler | None = None,
     dtype: torch.dtype = torch.float32,
     num_workers: int = 0,
+    velocities: bool = False,
 ) -> DataLoader:
-    """A DataLoader of ``FrameBatch``; pass ``sampler`` (e.g. DistributedSampler) to override shuffling."""
-    dataset = FrameWindows(trajs, stride=stride, frames=frames)
+    """A DataLoader of ``FrameBatch``; pass ``sampler`` (e.g. DistributedSampler) to override shuffling;
+    ``velocities`` for phase-space models (FrameWindows)."""
+    dataset = FrameWindows(trajs, stride=stride, frames=frames, velocities=velocities)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -149,6 +158,7 @@ def start_batch(
     stride: int = 1,
     dtype: torch.dtype = torch.float32,
     centre: bool = True,
+    velocities: bool | None = None,
 ) -> FrameBatch:
     """The window at frame ``t`` (one per trajectory, or one ``t`` each) to start a rollout from.
 
@@ -156,12 +166,18 @@ def start_batch(
     ``centre=True`` centres each molecule in float64 before the cast (see ``collate_windows``), as
     data far from the origin needs: a rollout's frames are then in that frame, and
     ``batch.absolute(x)`` puts them back where the reference is. ``centre=False`` keeps the data's
-    frame (only safe near the origin in float32).
+    frame (only safe near the origin in float32). ``velocities``: each atom's velocity at x(t)
+    (``FrameBatch.v``, Trajectory.velocity_estimates), which phase-space models start from; None
+    attaches them when every trajectory can give them (a time step and evenly spaced frames), True
+    requires them (TrajectoryError otherwise), False leaves them out.
     """
     trajs = [trajs_or_traj] if isinstance(trajs_or_traj, Trajectory) else list(trajs_or_traj)
     times = [int(t)] * len(trajs) if isinstance(t, (int, np.integer)) else [int(v) for v in t]
     if len(times) != len(trajs):
         raise ValueError(f"start_batch: {len(times)} start frames for {len(trajs)} trajectories")
+    if velocities is None:
+        velocities = all(t.velocities is not None or (t.dt_fs is not None and t.evenly_spaced and t.num_frames >= 3)
+                         for t in trajs)
     items = []
     for traj, t0 in zip(trajs, times):
         if not 2 * stride <= t0 < traj.num_frames:
@@ -173,6 +189,7 @@ def start_batch(
         if not traj.consecutive(t0 - 2 * stride, t0):
             raise TrajectoryError(f"{traj.name}: rollout start frame {t0} needs the {2 * stride} frames before it "
                                   f"to be consecutive MD frames; they are not (or their spacing is not known)")
-        pos = traj.positions[[t0 - 2 * stride, t0 - stride, t0, nxt]]  # (4, N, 3)
-        items.append(Window(torch.from_numpy(pos), torch.from_numpy(traj.numbers)))
+        picked = [t0 - 2 * stride, t0 - stride, t0, nxt]
+        vel = torch.from_numpy(traj.velocity_estimates()[picked]) if velocities else None  # (4, N, 3) Å/fs
+        items.append(Window(torch.from_numpy(traj.positions[picked]), torch.from_numpy(traj.numbers), vel))
     return collate_windows(items, dtype=dtype, centre=centre)

@@ -20,6 +20,7 @@ def history_from_velocities(x: np.ndarray | torch.Tensor, v: np.ndarray | torch.
                             *, dtype: torch.dtype = torch.float64) -> FrameBatch:
     """A one-molecule FrameBatch whose window ends at x (N, 3) Å moving with velocity v (N, 3) Å/fs:
     x(t-1) = x - v Δt, x(t-2) = x - 2 v Δt with Δt = ``frame_fs`` fs; ``numbers`` (N,) atomic numbers.
+    ``FrameBatch.v`` is v itself (what a phase-space model starts from).
 
     This is a constant-velocity history (zero acceleration). It is acceptable because the window
     enters the model through v(t) and a(t) only: v(t) is exact, and the dropped a(t) is small (the
@@ -34,7 +35,8 @@ def history_from_velocities(x: np.ndarray | torch.Tensor, v: np.ndarray | torch.
         raise ValueError(f"positions and velocities must both be (N, 3); got {tuple(pos.shape)} and {tuple(vel.shape)}")
     step = vel * frame_fs  # Å per frame
     frames = torch.stack([pos - 2 * step, pos - step, pos, pos])  # x_next unknown: x, as in start_batch
-    return collate_windows([Window(frames, torch.as_tensor(np.asarray(numbers, dtype=np.int64)))], dtype=dtype)
+    return collate_windows([Window(frames, torch.as_tensor(np.asarray(numbers, dtype=np.int64)), vel.expand(4, -1, -1))],
+                           dtype=dtype)
 
 
 def maxwell_boltzmann_velocities(atoms: Atoms, temperature_K: float, seed: int) -> np.ndarray:
