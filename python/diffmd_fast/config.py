@@ -124,9 +124,16 @@ class ModelConfig:
     ``prior_force_matching``: fit the prior's bond and angle force constants to the reference forces
     by least squares instead of Boltzmann inversion of each coordinate, the rest values staying at
     the data's mean geometry (data without forces: Boltzmann inversion).
+    ``prior_substeps`` (needs ``bond_prior``): 0 steps the prior once per frame by position Verlet on
+    the window; k >= 1 makes the model phase-space: every window carries each atom's velocity at x(t)
+    (the engine's, else estimated from the positions: data.Trajectory.velocity_estimates), the anchor
+    is k velocity-Verlet substeps of the prior from (x(t), v(t)) with its springs Verlet-matched to
+    Δt / k, and each generated frame's velocity is carried forward (valence/verlet.py). Frames longer
+    than the ~3 fs a one-step Verlet prior allows need it.
 
     Raises ValueError (naming ``model.<field>``) for a value outside its range, ``hidden`` not a
-    multiple of ``heads``, or ``sigma_data`` / ``bond_prior`` without ``anchor``.
+    multiple of ``heads``, ``sigma_data`` / ``bond_prior`` without ``anchor``, or ``prior_substeps``
+    without ``bond_prior``.
     """
 
     SECTION: ClassVar[str] = "model"
@@ -137,6 +144,7 @@ class ModelConfig:
         "num_radial": _count(1, "Fourier-Bessel roots"), "num_spherical": _count(1, "Fourier-Bessel degrees"),
         "max_z": Limit(lo=1, hi=118, note="an atomic number"), "num_fourier": _count(1, "noise-level features"),
         "sigma_data": Limit(lo=0, also=(-1,), note="Å; 0: gated form, -1: measured from the data"),
+        "prior_substeps": Limit(lo=0, note="velocity-Verlet substeps of the prior per frame; 0: position Verlet"),
     }
 
     num_layers: int = 6
@@ -154,6 +162,7 @@ class ModelConfig:
     bond_prior: bool = False  # anchor = Verlet step of a valence force field fitted to the data (valence/prior.py)
     prior_torsions: bool = True  # the bond prior's periodic torsions
     prior_force_matching: bool = False  # bond and angle force constants fitted to the data's forces (valence/force_matching.py)
+    prior_substeps: int = 0  # > 0: phase space, the prior's frame in that many velocity-Verlet substeps (valence/verlet.py)
     backend: Literal["fused", "reference"] = "fused"
 
     def __post_init__(self) -> None:
@@ -164,6 +173,8 @@ class ModelConfig:
                  "about the anchor) needs model.anchor = true")
         _require(self.anchor or not self.bond_prior,
                  "model.bond_prior (a prior on the anchor) needs model.anchor = true")
+        _require(self.bond_prior or self.prior_substeps == 0,
+                 "model.prior_substeps (the valence prior's substeps) needs model.bond_prior = true")
 
 
 @dataclass(frozen=True)

@@ -270,3 +270,41 @@ def test_velocity_rescaling_leaves_a_molecule_at_rest_and_checks_its_settings():
     assert torch.equal(vr(frame, frame.x, vr.noise(frame, torch.Generator().manual_seed(0))), frame.x)
     with pytest.raises(ValueError, match="VelocityRescaling needs"):
         VelocityRescaling(500.0, 0.0, 0.5)
+
+
+def _velocity_temperature(frame, v) -> np.ndarray:
+    """(B,) K: each molecule's kinetic temperature of velocities v (N, 3) Å/fs over its 3n - 6 internal modes."""
+    from ase import units
+
+    ke = (masses_of(frame.z) * (v * v).sum(-1)) / units.fs**2  # (N,) 2 x eV
+    per = torch.zeros(frame.num_graphs, dtype=v.dtype).index_add_(0, frame.batch, ke)
+    n = torch.bincount(frame.batch, minlength=frame.num_graphs)
+    return (per / ((3 * n - 6) * units.kB)).numpy()
+
+
+def test_the_phase_space_forms_act_on_the_carried_velocity_once_per_frame():
+    """For a phase-space model the corrections act on the state's velocity: the Langevin O-step and the
+    momentum projection take molecules at rest to exactly T in their internal modes (the O-step is exact
+    on momenta: no (1 + c)/2 factor of the position form) and keep them there; Bussi then samples the
+    canonical kinetic energy; positions are left as the model's step made them (up to the projection
+    of their implied displacement)."""
+    big = start_batch([load_trajectory(bundled("ethanol"))] * 300, 100, dtype=torch.float64)
+    target, gen = 500.0, torch.Generator().manual_seed(0)
+    x_new = big.x + (big.x - big.x_prev)
+    for cfg in (RolloutConfig(temperature_K=target, tau_fs=10.0), RolloutConfig(thermostat="bussi", temperature_K=target,
+                                                                                 tau_fs=10.0)):
+        corrections = corrections_from_config(cfg, 0.5, None)
+        v = torch.zeros_like(big.x) if cfg.thermostat == "langevin" else 0.3 * big.v
+        temps = []
+        for _ in range(400):
+            x, v_out = x_new, v
+            for c in corrections:
+                x, v_out = c.phase(big, x, v_out, c.noise(big, gen))
+            torch.testing.assert_close(x, MomentumProjection()(big, x_new), rtol=0, atol=1e-12)
+            v = v_out
+            temps.append(_velocity_temperature(big, v))
+        late = np.concatenate(temps[-200:])  # ~10 relaxation times of 300 molecules: a standard error of ~0.5 %
+        assert temps[0].mean() < 0.6 * target and abs(late.mean() - target) < 0.03 * target, (cfg.thermostat, late.mean())
+        lin, ang = _momenta(big, big.x + v)
+        assert lin.abs().max() < 1e-12
+    assert abs(late.var() / (2 * target**2 / 21) - 1.0) < 0.25  # Bussi: canonical spread, N_f = 21

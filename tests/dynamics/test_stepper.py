@@ -88,13 +88,13 @@ def test_the_start_frame_topology_is_kept_and_follows_a_stopped_molecule():
     assert torch.equal(resumed.graph.bonds, st.graph.bonds)
 
 
-def _with_prior(st: Stepper, compile: bool, shipped: bool = False) -> Stepper:
+def _with_prior(st: Stepper, compile: bool, shipped: bool = False, substeps: int = 0) -> Stepper:
     """``st``'s rollout with configs/long.toml's model: EDM preconditioning about the valence prior's Verlet
     step (so the compiled graph holds both fused ops, egt_score and valence_force); ``shipped``: also its
     rollout physics, the prior fallback (some atoms on the prior: every rest length is 1.2 Å) and the
-    step's fluctuation."""
-    net = make_net(replace(TINY, sigma_data=0.01, bond_prior=True))
-    net.bond_prior.set_tables(torch.full((11, 11), 30.0), torch.full((11, 11), 1.2), 0.5,
+    step's fluctuation; ``substeps`` > 0: a phase-space model, its velocity carried with the frames."""
+    net = make_net(replace(TINY, sigma_data=0.01, bond_prior=True, prior_substeps=substeps))
+    net.bond_prior.set_tables(torch.full((11, 11), 30.0), torch.full((11, 11), 1.2), 0.5 / max(substeps, 1),
                               {(1, 6, 1): (5.0, -0.33), (6, 6, 8): (5.0, -0.33)})
     with torch.no_grad():
         net.delta_scale.fill_(0.01)  # an untrained network's full-size output would explode the frame
@@ -150,15 +150,16 @@ def test_a_compiler_failure_falls_back_to_eager_with_a_warning():
     assert st._compiled is None and torch.equal(st.positions, eager.positions)
 
 
-@pytest.mark.parametrize("shipped", [False, True])
-def test_a_compiled_rollout_compiles_once_whatever_stops(shipped):
+@pytest.mark.parametrize("shipped,substeps", [(False, 0), (True, 0), (True, 2)])
+def test_a_compiled_rollout_compiles_once_whatever_stops(shipped, substeps):
     """A stopped molecule of a compiled rollout is frozen in place, not cut out: the frame's shapes stay
     static and the graph compiled for the first frames serves every later one (also with the shipped
-    rollout physics: prior fallback and step fluctuation inside the graph)."""
+    rollout physics: prior fallback and step fluctuation inside the graph, and for a phase-space model
+    whose frames carry velocities)."""
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
-    compiled, eager = _with_prior(_stepper(), True, shipped), _with_prior(_stepper(), False, shipped)
+    compiled, eager = _with_prior(_stepper(), True, shipped, substeps), _with_prior(_stepper(), False, shipped, substeps)
     compiled.run(3)
     eager.run(3)
     graphs = counters["stats"]["unique_graphs"]
@@ -172,9 +173,24 @@ def test_a_compiled_rollout_compiles_once_whatever_stops(shipped):
         assert counters["stats"]["unique_graphs"] == graphs  # no recompilation
         torch.testing.assert_close(compiled.positions, eager.positions, rtol=0, atol=1e-9, equal_nan=True)
     assert compiled.num_active == eager.num_active == 1 and compiled.frame.num_graphs == 3
-    resumed = _with_prior(_stepper(), True, shipped)
+    if substeps:
+        torch.testing.assert_close(compiled.frame.v[compiled.active[compiled.frame.batch]], eager.frame.v,
+                                   rtol=0, atol=1e-9)
+    resumed = _with_prior(_stepper(), True, shipped, substeps)
     resumed.load_state_dict(compiled.state_dict())
     assert resumed.active.tolist() == [False, False, True]
+
+
+def test_a_phase_space_rollout_continues_exactly_from_its_state_dict_velocities_included():
+    full = _with_prior(_stepper(), False, True, substeps=2)
+    full.run(6)
+    first = _with_prior(_stepper(), False, True, substeps=2)
+    first.run(3)
+    resumed = _with_prior(_stepper(seed=5), False, True, substeps=2)
+    resumed.load_state_dict(first.state_dict())
+    resumed.run(3)
+    assert torch.equal(resumed.positions, full.positions) and torch.equal(resumed.frame.v, full.frame.v)
+    assert not torch.equal(full.frame.v, full.start.v)
 
 
 def test_a_run_switches_module_modes_once_not_every_frame(monkeypatch):

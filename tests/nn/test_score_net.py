@@ -123,3 +123,33 @@ def test_edm_preconditioned_form_is_equivariant_and_starts_at_the_gaussian_poste
     assert torch.allclose(net(transform(b, q, t), x_noisy @ q.T + t, std), score @ q.T, atol=1e-9)
     with pytest.raises(ValueError, match="anchor"):
         ScoreNet(ModelConfig(**{**TINY.__dict__, "sigma_data": 0.01, "anchor": False}))
+
+
+@pytest.mark.parametrize("reflect", [False, True])
+def test_a_phase_space_model_and_its_carried_velocity_are_e3_equivariant(reflect):
+    """A phase-space model (model.prior_substeps) reads the window's velocity v(t) Å/fs: its score and
+    the velocity it carries to the next frame turn with the molecule, and the config needs the prior."""
+    from dataclasses import replace
+
+    from diffmd_fast.data import bundled, load_trajectory, start_batch
+    from diffmd_fast.nn.score_net import carried_velocity
+    from diffmd_fast.valence.fit import valence_statistics
+    from diffmd_fast.valence.topology import topology_graph
+
+    traj = load_trajectory(bundled("ethanol"))
+    net = make_net(ModelConfig(**{**TINY.__dict__, "sigma_data": 0.01, "bond_prior": True, "prior_substeps": 2}))
+    net.bond_prior.set_tables(frame_fs=1.0, **valence_statistics([traj], 10))
+    b = start_batch([traj, traj], [100, 700], stride=4, dtype=torch.float64)
+    graph = topology_graph(b.x, b.z, b.batch)
+    gen = torch.Generator().manual_seed(2)
+    x_noisy = net.anchor(b, graph) + 0.01 * torch.randn(b.x.shape, generator=gen, dtype=torch.float64)
+    std = torch.full((b.x.shape[0], 1), 0.01, dtype=torch.float64)
+    q, t = orthogonal(7, reflect), torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    turned = replace(transform(b, q, t), v=b.v @ q.T)
+    score = net(b, x_noisy, std, graph)
+    torch.testing.assert_close(net(turned, x_noisy @ q.T + t, std, graph), score @ q.T, rtol=0, atol=1e-8)
+    v_next = carried_velocity(net, b, graph, x_noisy)
+    torch.testing.assert_close(carried_velocity(net, turned, graph, x_noisy @ q.T + t), v_next @ q.T, rtol=0, atol=1e-10)
+    assert not torch.allclose(net(replace(b, v=1.1 * b.v), x_noisy, std, graph), score)  # it reads v
+    with pytest.raises(ValueError, match="prior_substeps"):
+        ModelConfig(prior_substeps=2)

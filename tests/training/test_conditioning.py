@@ -91,6 +91,37 @@ def test_pushforward_replaces_frames_by_the_models_and_keeps_real_ones_where_it_
         pushforward(Stop(), ConditionalVESDE(), HeunSampler(), _linear_windows(0), 1, complete_graph(batch.batch))
 
 
+def test_pushforward_of_a_phase_space_model_carries_the_velocity_from_the_unrolled_start():
+    """Windows of MD that is the phase-space prior's own (2 fs frames of 2 velocity-Verlet substeps): the
+    prior alone unrolled from an earlier window lands on the real frames and velocities."""
+    from diffmd_fast.data.trajectory import Trajectory
+    from diffmd_fast.nn.score_net import AnchorScore, ScoreNet
+    from diffmd_fast.valence.fit import valence_statistics
+    from diffmd_fast.valence.topology import topology_graph
+    from diffmd_fast.valence.verlet import phase_step
+
+    ethanol = load_trajectory(bundled("ethanol"))
+    net = ScoreNet(ModelConfig(num_layers=1, heads=2, hidden=8, ffn=16, max_z=10, num_fourier=4, bond_prior=True,
+                               sigma_data=0.02, prior_substeps=2)).double()
+    net.bond_prior.set_tables(frame_fs=1.0, **valence_statistics([ethanol], 10))
+    z = torch.as_tensor(ethanol.numbers)
+    x, v = torch.as_tensor(ethanol.positions[0]), torch.as_tensor(ethanol.velocity_estimates()[0])
+    graph = topology_graph(x, z, torch.zeros(9, dtype=torch.int64))
+    xs, vs = [x], [v]
+    for _ in range(11):
+        x, v = phase_step(net.bond_prior, x, v, z, graph, 2)
+        xs.append(x), vs.append(v)
+    md = Trajectory(positions=torch.stack(xs).numpy(), numbers=ethanol.numbers, dt_fs=2.0,
+                    velocities=torch.stack(vs).numpy(), name="prior-md")
+    data = FrameWindows([md], history=3, velocities=True)
+    batch = collate_windows([data[i] for i in range(len(data))], dtype=torch.float64, centre=False)
+    full = topology_graph(batch.x, batch.z, batch.batch)
+    out = pushforward(AnchorScore(net), ConditionalVESDE(), HeunSampler(steps=1), batch, 3, full)
+    torch.testing.assert_close(out.x, batch.x, rtol=0, atol=1e-9)
+    torch.testing.assert_close(out.v, batch.v, rtol=0, atol=1e-9)
+    assert out.v_history is None
+
+
 def test_unroll_steps_is_keyed_and_in_range():
     tc = TrainConfig(unroll_prob=0.5, unroll_steps=3)
     draws = [unroll_steps(tc, e, b) for e in range(5) for b in range(40)]

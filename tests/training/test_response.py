@@ -77,6 +77,29 @@ def test_target_is_the_verlet_step_of_the_perturbed_frames_under_the_prior():
     torch.testing.assert_close(response_target(clean, noisy, complete_graph(batch), prior).x_next, got)
 
 
+def test_a_phase_space_target_is_the_prior_step_of_the_perturbed_state_with_its_velocity():
+    # phase space: the window's velocity moves with its frames (Δv = (Δx(t) - Δx(t-1)) / Δt) and the
+    # target is the prior's k-substep step from the perturbed state, exact for data that are that MD
+    from diffmd_fast.valence.verlet import phase_step
+
+    prior, substeps = _prior(), 3  # 1 fs substeps, 3 fs frames
+    x, z, batch = _molecules()
+    graph = with_covalent_bonds(complete_graph(batch), x, z)
+    gen = torch.Generator().manual_seed(1)
+    v = 0.01 * torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    x_prev = x - 3.0 * v
+    clean = FrameBatch(z=z, x_prev2=x_prev, x_prev=x_prev, x=x, x_next=phase_step(prior, x, v, z, graph, substeps)[0],
+                       batch=batch, num_graphs=2, v=v)
+    d_t, d_prev = (0.02 * torch.randn(x.shape, generator=gen, dtype=torch.float64) for _ in range(2))
+    noisy = replace(clean, x=x + d_t, x_prev=x_prev + d_prev)
+    got = response_target(clean, noisy, graph, prior, substeps)
+    v_noisy = v + (d_t - d_prev) / 3.0
+    torch.testing.assert_close(got.v, v_noisy, rtol=0, atol=1e-15)
+    torch.testing.assert_close(got.x_next, phase_step(prior, x + d_t, v_noisy, z, graph, substeps)[0], rtol=1e-10,
+                               atol=1e-12)
+    assert float((got.x_next - clean.x_next).abs().max()) > 0.01
+
+
 def test_no_noise_no_shift_and_a_translation_moves_the_target_rigidly():
     prior = _prior()
     x, z, batch = _molecules()

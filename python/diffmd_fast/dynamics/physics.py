@@ -92,6 +92,13 @@ class FrameCorrection(Protocol):
         """x(t+1) (N, 3) Å corrected, given the window ``frame`` whose current frame is x(t) and the
         output of ``noise``."""
 
+    def phase(self, frame: FrameBatch, x_new: torch.Tensor, v_new: torch.Tensor,
+              noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x(t+1) Å, v(t+1) Å/fs), both (N, 3), corrected for a phase-space model, whose state carries
+        the velocity v(t+1) (nn.score_net.carried_velocity): the correction acts on that velocity
+        itself, once per frame after the model's step (a thermostat's O-step on momenta), with
+        ``noise`` white (no noise memory)."""
+
 
 class MomentumProjection:
     """Remove the net linear and angular momentum of the implied velocity of every molecule.
@@ -115,12 +122,23 @@ class MomentumProjection:
         return None
 
     def __call__(self, frame: FrameBatch, x_new: torch.Tensor, noise: None = None) -> torch.Tensor:
+        return (frame.x.double() + self._internal(frame, frame.x, x_new - frame.x)).to(x_new.dtype)
+
+    def phase(self, frame: FrameBatch, x_new: torch.Tensor, v_new: torch.Tensor,
+              noise: None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The implied displacement projected as in __call__, and the carried velocity about x(t+1)."""
+        x = self(frame, x_new)
+        return x, self._internal(frame, x, v_new).to(v_new.dtype)
+
+    def _internal(self, frame: FrameBatch, pos: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """(N, 3) float64: the motion d (N, 3) (a displacement or a velocity) of atoms at ``pos`` (N, 3) Å
+        without each molecule's net translation and rotation about its centre of mass."""
         batch, num = frame.batch, frame.num_graphs
         m, mt = self._masses(frame)  # (N, 1), (B, 1) amu
-        # positions and displacements (∝ velocity) side by side, so that one reduction gives the
-        # centre of mass and the mean displacement, and one subtraction both relative quantities
-        xd = torch.cat([frame.x, x_new - frame.x], -1).double()  # (N, 6) Å
-        rd = xd - (xd.new_zeros(num, 6).index_add_(0, batch, m * xd) / mt)[batch]  # (N, 6) Å
+        # positions and motions side by side, so that one reduction gives the centre of mass and the
+        # mean motion, and one subtraction both relative quantities
+        xd = torch.cat([pos, d], -1).double()  # (N, 6)
+        rd = xd - (xd.new_zeros(num, 6).index_add_(0, batch, m * xd) / mt)[batch]  # (N, 6)
         r, d = rd[:, :3], rd[:, 3:]  # about the centre of mass; without the net translation
         mr = m * r  # (N, 3) amu Å
         # angular momentum L = Σ m r × d and second moment S = Σ m r rᵀ, (B, 3) + (B, 9) amu Å², one reduction
@@ -138,8 +156,8 @@ class MomentumProjection:
         regular = det > half_sq * half * self.rtol  # (B, 1)
         # ω = adj(I) L / det, or for a linear molecule I L / (tr(I) / 2)²; one atom: 0 L / tiny = 0
         omega = (torch.where(regular.unsqueeze(-1), adj, inertia) @ ang).squeeze(-1) / torch.where(
-            regular, det, half_sq.clamp_min(torch.finfo(xd.dtype).tiny))  # (B, 3) rad per frame
-        return (xd[:, :3] + (d - torch.cross(omega[batch], r, dim=-1))).to(x_new.dtype)
+            regular, det, half_sq.clamp_min(torch.finfo(xd.dtype).tiny))  # (B, 3) per unit of d's time
+        return d - torch.cross(omega[batch], r, dim=-1)
 
 
 class LangevinThermostat:
@@ -169,6 +187,13 @@ class LangevinThermostat:
         v = (x_new - frame.x).double() / dt  # (N, 3) Å/fs
         v = self.c * v + self._noise(frame) * noise
         return (frame.x.double() + v * dt).to(x_new.dtype)
+
+    def phase(self, frame: FrameBatch, x_new: torch.Tensor, v_new: torch.Tensor,
+              noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """BAOAB's O-step on the carried velocity, v ← c v + σ ξ, once per frame: with the prior's
+        velocity-Verlet substeps as the B and A steps, Langevin dynamics of the prior exactly."""
+        v = self.c * v_new.double() + math.sqrt(2.0) * self._noise(frame) * noise
+        return x_new, v.to(v_new.dtype)
 
 
 class StepFluctuation:
@@ -221,6 +246,11 @@ class StepFluctuation:
         kick = self._noise(frame) * noise * self.frame_fs  # (N, 3) Å
         return (x_new.double() + kick).to(x_new.dtype)
 
+    def phase(self, frame: FrameBatch, x_new: torch.Tensor, v_new: torch.Tensor,
+              noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The O-step's noise without its friction on the carried velocity: v ← v + sqrt((1 - c_e²) k_B T / m) ξ."""
+        return x_new, (v_new.double() + math.sqrt(2.0) * self._noise(frame) * noise).to(v_new.dtype)
+
 
 class VelocityRescaling:
     """Stochastic velocity rescaling (Bussi, Donadio & Parrinello 2007, J. Chem. Phys. 126, 014101,
@@ -263,9 +293,18 @@ class VelocityRescaling:
         return _standard_normal(frame, generator)
 
     def __call__(self, frame: FrameBatch, x_new: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        v = (x_new - frame.x).double() / self.frame_fs  # (N, 3) Å/fs
+        return (frame.x.double() + self._rescaled(frame, v, noise) * self.frame_fs).to(x_new.dtype)
+
+    def phase(self, frame: FrameBatch, x_new: torch.Tensor, v_new: torch.Tensor,
+              noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The carried velocity rescaled (the implied one is left as the model's step made it)."""
+        return x_new, self._rescaled(frame, v_new.double(), noise).to(v_new.dtype)
+
+    def _rescaled(self, frame: FrameBatch, v: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """(N, 3) float64 Å/fs: velocities v (N, 3) Å/fs times each molecule's α (class docstring)."""
         m, dof, first, rest = self._layout(frame)
         num, c = frame.num_graphs, self.c
-        v = (x_new - frame.x).double() / self.frame_fs  # (N, 3) Å/fs
         per_mol = torch.zeros(num, 3, dtype=v.dtype, device=v.device)
         # K (eV), R1 and Σ R_i² (i = 2..N_f) of each molecule, (B,) each
         kinetic = per_mol.index_add(0, frame.batch, 0.5 * m * v * v / _THERMAL_SPEED**2 * units.kB).sum(-1)
@@ -276,7 +315,7 @@ class VelocityRescaling:
         alpha2 = c + (1.0 - c) * (r1 * r1 + chi2) * ratio + 2.0 * r1 * torch.sqrt(c * (1.0 - c) * ratio)
         sign = torch.sign(r1 + torch.sqrt(c / ((1.0 - c) * ratio)))
         alpha = torch.where((dof > 0) & (kinetic > 0), sign * alpha2.clamp_min(0.0).sqrt(), 1.0)  # (B,)
-        return (frame.x.double() + alpha[frame.batch].unsqueeze(-1) * v * self.frame_fs).to(x_new.dtype)
+        return alpha[frame.batch].unsqueeze(-1) * v
 
 
 def corrections_from_config(cfg: RolloutConfig, frame_fs: float, data_temperature_K: float | None,

@@ -24,8 +24,10 @@ import torch
 from ..data.batch import FrameBatch
 from ..diffusion.samplers import Sampler
 from ..diffusion.sde import SDE
+from ..nn.score_net import is_phase_space, score_net_of
 from ..ops.graph import Graph
 from ..valence.topology import topology_graph
+from ..valence.verlet import next_velocity
 from .guards import GuardConfig, RolloutGuard, StopReport
 from .physics import FrameCorrection
 
@@ -61,12 +63,15 @@ def _select(frame: FrameBatch, keep: torch.Tensor) -> FrameBatch:
     new_id = torch.cumsum(keep.to(torch.int64), 0) - 1
     return FrameBatch(z=frame.z[atoms], x_prev2=frame.x_prev2[atoms], x_prev=frame.x_prev[atoms], x=frame.x[atoms],
                       x_next=frame.x_next[atoms], batch=new_id[frame.batch[atoms]], num_graphs=int(keep.sum()),
-                      origin=None if frame.origin is None else frame.origin[keep.to(frame.origin.device)])
+                      origin=None if frame.origin is None else frame.origin[keep.to(frame.origin.device)],
+                      v=None if frame.v is None else frame.v[atoms])
 
 
 def sample_frame(model, sde: SDE, sampler: Sampler, frame: FrameBatch, graph: Graph,
-                 generator: torch.Generator | None) -> tuple[torch.Tensor, int, torch.Tensor]:
-    """(x (N, 3) Å, nfe, bad_score (N,) bool): one reverse-process sample after ``frame``."""
+                 generator: torch.Generator | None, x_anchor: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """(x (N, 3) Å, nfe, bad_score (N,) bool): one reverse-process sample after ``frame``; ``x_anchor``
+    (N, 3) Å: the model's anchor when the caller has computed it (passed on to every score call)."""
     cond = sde.condition(frame)  # (N, 1)
     lowest = sampler.eps * (1.0 - 1e-6)  # exp(log eps) may round below eps
     bad = torch.zeros(frame.x.shape[0], dtype=torch.bool, device=frame.x.device)
@@ -74,7 +79,7 @@ def sample_frame(model, sde: SDE, sampler: Sampler, frame: FrameBatch, graph: Gr
     def score_fn(x: torch.Tensor, s: torch.Tensor, std: torch.Tensor | None = None) -> torch.Tensor:
         if std is None:
             std = sde.marginal_std(s, cond)  # (N, 1) Å
-        score = model(frame, x, std, graph)  # (N, 3) 1/Å
+        score = model(frame, x, std, graph) if x_anchor is None else model(frame, x, std, graph, x_anchor=x_anchor)
         # Every non-finite score is zeroed so that no NaN reaches the shared step-size control, but
         # it is the molecule's fault only at a legitimate point: adaptive solvers also probe times
         # outside [eps, 1] and wild trial steps, and reject those steps themselves.
@@ -135,6 +140,11 @@ class Stepper:
         if max_z is not None and (int(start.z.max()) > max_z or int(start.z.min()) < 0):
             raise ValueError(f"atomic numbers must lie in 0..{max_z} for this model, got {start.z.min()}..{start.z.max()}")
         self.model, self.sde, self.sampler = model, sde, sampler
+        # a phase-space model carries each atom's velocity (FrameBatch.v) and its corrections act on it
+        self._phase_space = is_phase_space(model)
+        if self._phase_space and start.v is None:
+            raise ValueError("this phase-space model (model.prior_substeps > 0) needs the start's velocities "
+                             "(FrameBatch.v, Å/fs: start_batch(velocities=True) or history_from_velocities)")
         self.corrections, self.generator, self.strict = tuple(corrections), generator, strict
         self.start = start
         self.frame = start
@@ -185,7 +195,8 @@ class Stepper:
             self.positions[self.atom_ids[atoms.squeeze(-1)]] = float("nan")
             f = self.frame
             self.frame = FrameBatch(z=f.z, x_prev2=torch.where(atoms, f.x, f.x_prev2), x_prev=torch.where(atoms, f.x, f.x_prev),
-                                    x=f.x, x_next=f.x_next, batch=f.batch, num_graphs=f.num_graphs, origin=f.origin)
+                                    x=f.x, x_next=f.x_next, batch=f.batch, num_graphs=f.num_graphs, origin=f.origin,
+                                    v=None if f.v is None else torch.where(atoms, 0.0, f.v))
             return
         keep = ~failed
         atoms = keep[self.frame.batch]
@@ -196,25 +207,37 @@ class Stepper:
         self._num_active = self.frame.num_graphs
         self._caches_filled = False
 
-    def frame_step(self, frame: FrameBatch, graph: Graph, noises: list[torch.Tensor | None],
-                   active: torch.Tensor) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
-        """(x (N, 3) Å, nfe, bad_score (N,) bool, failed (B,) bool): the next frame of ``frame`` sampled,
-        corrected with the corrections' pre-drawn ``noises`` and checked; molecules not ``active`` (B,)
+    def frame_step(self, frame: FrameBatch, graph: Graph, noises: list[torch.Tensor | None], active: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor | None, int, torch.Tensor, torch.Tensor]:
+        """(x (N, 3) Å, v (N, 3) Å/fs or None, nfe, bad_score (N,) bool, failed (B,) bool): the next frame
+        of ``frame`` sampled, corrected with the corrections' pre-drawn ``noises`` and checked, and its
+        velocity for a phase-space model (nn.score_net.carried_velocity); molecules not ``active`` (B,)
         keep their frame and never fail. Deterministic given its inputs for a deterministic sampler
         (heun), so one compiled graph with no host sync inside."""
-        x, nfe, bad = sample_frame(self.model, self.sde, self.sampler, frame, graph, self.generator)
-        for correct, noise in zip(self.corrections, noises):
-            x = correct(frame, x, noise)
-        x = torch.where(active[frame.batch].unsqueeze(-1), x, frame.x)
-        return x, nfe, bad, self.guard.check(frame.x, x, bad) & active
+        keep = active[frame.batch].unsqueeze(-1)  # (N, 1)
+        v = None
+        if self._phase_space:  # the corrections act on the carried velocity, after the model's step
+            net = score_net_of(self.model)
+            x_prior, v_prior = net.prior_step(frame, graph)  # the prior's substeps once, for the anchor and v
+            x, nfe, bad = sample_frame(self.model, self.sde, self.sampler, frame, graph, self.generator, x_prior)
+            v = next_velocity(x, x_prior, v_prior, net.frame_fs)
+            for correct, noise in zip(self.corrections, noises):
+                x, v = correct.phase(frame, x, v, noise)
+            v = torch.where(keep, v, frame.v)
+        else:
+            x, nfe, bad = sample_frame(self.model, self.sde, self.sampler, frame, graph, self.generator)
+            for correct, noise in zip(self.corrections, noises):
+                x = correct(frame, x, noise)
+        x = torch.where(keep, x, frame.x)
+        return x, v, nfe, bad, self.guard.check(frame.x, x, bad) & active
 
-    def _run_frame(self) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
+    def _run_frame(self) -> tuple[torch.Tensor, torch.Tensor | None, int, torch.Tensor, torch.Tensor]:
         # drawn for every atom of the start, then the rolled-out ones taken: a molecule's random numbers do
         # not depend on which others have stopped (cut out or frozen, the survivors' frames are the same)
         drawn = [correct.noise(self.start, self.generator) for correct in self.corrections]
         self._drawn = drawn  # this frame's ξ, the next frame's ξ(t-1) once the frame is accepted
-        noises = [n if n is None or p is None or not getattr(c, "noise_memory", False) else (p + n) * 0.5**0.5
-                  for c, n, p in zip(self.corrections, drawn, self._last_noise)]
+        noises = [n if n is None or p is None or self._phase_space or not getattr(c, "noise_memory", False)
+                  else (p + n) * 0.5**0.5 for c, n, p in zip(self.corrections, drawn, self._last_noise)]
         if self.atom_ids.numel() != self.start.x.shape[0]:
             noises = [None if n is None else n[self.atom_ids] for n in noises]
         if self._compiled is None or not self._caches_filled:
@@ -242,14 +265,14 @@ class Stepper:
             rng_state = self.generator.get_state() if self.generator is not None else None
             nfe = 0
             while self.num_active > 0:
-                x, n, bad, failed = self._run_frame()  # failed: (B',) bool
+                x, v, n, bad, failed = self._run_frame()  # failed: (B',) bool
                 nfe += n
                 if not bool(failed.any()):
                     self._last_noise = self._drawn
                     shown = x if self.num_active == self.frame.num_graphs else torch.where(
                         self.active[self.frame.batch].unsqueeze(-1), x, float("nan"))  # frozen molecules: NaN
                     self.positions.index_copy_(0, self.atom_ids, shown)  # atom_ids unique: an index_put without its checks
-                    self.frame = self.frame.advance(x)
+                    self.frame = self.frame.advance(x, v)
                     break
                 self._stop(failed, x, bad)
                 if rng_state is not None:
@@ -298,6 +321,7 @@ class Stepper:
         f = self.frame
         return {"t": self.t, "total_nfe": self.total_nfe, "atom_ids": self.atom_ids.cpu(),
                 "x_prev2": f.x_prev2.cpu(), "x_prev": f.x_prev.cpu(), "x": f.x.cpu(), "positions": self.positions.cpu(),
+                "v": None if f.v is None else f.v.cpu(),
                 "stopped": [None if r is None else r.to_dict() for r in self.stopped],
                 "last_noise": [None if n is None else n.cpu() for n in self._last_noise],
                 "generator": None if self.generator is None else self.generator.get_state()}
@@ -315,7 +339,8 @@ class Stepper:
         like = self.start.x
         self.frame = FrameBatch(z=frame.z, x_prev2=state["x_prev2"].to(like), x_prev=state["x_prev"].to(like),
                                 x=state["x"].to(like), x_next=state["x"].to(like), batch=frame.batch,
-                                num_graphs=frame.num_graphs, origin=frame.origin)
+                                num_graphs=frame.num_graphs, origin=frame.origin,
+                                v=None if state.get("v") is None else state["v"].to(like))
         self.atom_ids = state["atom_ids"].to(dev)
         self.positions = state["positions"].to(like)
         self.stopped = [None if r is None else StopReport(**r) for r in state["stopped"]]

@@ -293,6 +293,14 @@ def temperature_series(traj: np.ndarray, numbers: np.ndarray, dt_fs: float | Non
     return out
 
 
+def velocity_temperatures(traj) -> np.ndarray:
+    """(T,) K: the kinetic temperature of the internal motion of a Trajectory's own velocities (the
+    engine's, else estimated: Trajectory.velocity_estimates), rigid-body translation and rotation
+    removed, over 3N - 6 degrees of freedom."""
+    m = masses(traj.numbers, traj.num_atoms)
+    return kinetic_temperature(remove_rigid_motion(traj.velocity_estimates(), traj.positions, m), m)
+
+
 # -------------------------------------------------------------------------------------------- VDOS
 
 def vdos(traj: np.ndarray, numbers: np.ndarray, dt_fs: float | None, *,

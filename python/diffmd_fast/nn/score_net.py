@@ -49,6 +49,7 @@ from ..ops import fused
 from ..ops.graph import Graph, complete_graph
 from ..valence.prior import BondPrior
 from ..valence.topology import with_covalent_bonds
+from ..valence.verlet import next_velocity, phase_step
 from .egl import EGL
 
 
@@ -95,13 +96,37 @@ class ScoreNet(nn.Module):
             nn.init.zeros_(self.gate.weight)
             nn.init.constant_(self.gate.bias, 2.0)
 
-    def anchor(self, batch: FrameBatch, graph: Graph) -> torch.Tensor:
-        """(N, 3) Å: the constant-velocity step x(t) + v(t), plus the bond prior's Verlet displacement
-        when ``model.bond_prior`` is set."""
+    @property
+    def frame_fs(self) -> torch.Tensor:
+        """() float64 fs: the frame time of a model with a valence prior (its springs' time step times
+        the substeps); 0 before the prior's tables are set."""
+        return self.bond_prior.frame_fs * max(self.cfg.prior_substeps, 1)
+
+    def prior_step(self, batch: FrameBatch, graph: Graph) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(x_anchor (N, 3) Å, v_anchor (N, 3) Å/fs or None): the anchor and, for a phase-space model
+        (``model.prior_substeps``), the prior's velocity at it (valence.verlet.phase_step from x(t) and
+        ``batch.v``). Raises ValueError when a phase-space model gets a window without velocities."""
+        if self.cfg.prior_substeps > 0:
+            if batch.v is None:
+                raise ValueError("this phase-space model (model.prior_substeps > 0) needs each atom's velocity at x(t) "
+                                 "(FrameBatch.v, Å/fs: start_batch(velocities=True) or history_from_velocities)")
+            return phase_step(self.bond_prior, batch.x, batch.v, batch.z, graph, self.cfg.prior_substeps)
         x_anchor = 2.0 * batch.x - batch.x_prev
         if self.bond_prior is not None:
             x_anchor = x_anchor + self.bond_prior(batch.x, batch.z, graph)
-        return x_anchor
+        return x_anchor, None
+
+    def anchor(self, batch: FrameBatch, graph: Graph) -> torch.Tensor:
+        """(N, 3) Å: the constant-velocity step x(t) + v(t), plus the bond prior's Verlet displacement
+        when ``model.bond_prior`` is set; a phase-space model's prior step (``prior_step``)."""
+        return self.prior_step(batch, graph)[0]
+
+    def previous_frame(self, batch: FrameBatch) -> torch.Tensor:
+        """(N, 3) Å: the frame whose difference to x(t) is the network's velocity input: x(t-1), or for a
+        phase-space model x(t) - v(t) Δt, the state's own velocity instead of the window's average."""
+        if self.cfg.prior_substeps > 0 and batch.v is not None:
+            return (batch.x.double() - batch.v.double() * self.frame_fs).to(batch.x.dtype)
+        return batch.x_prev
 
     def fused_params(self) -> list[torch.Tensor]:
         """The parameters in the order of the ``diffmd_fast::egt_score`` op (csrc/egt_score).
@@ -171,11 +196,11 @@ class ScoreNet(nn.Module):
             x_anchor = self.anchor(batch, graph)  # (N, 3) Å
         if self.uses_fused_network(x_noisy):
             c = self.cfg
-            return fused.egt_score(batch.z, batch.x_prev, batch.x, x_noisy, x_anchor, std, graph.row_ptr, graph.col,
+            return fused.egt_score(batch.z, self.previous_frame(batch), batch.x, x_noisy, x_anchor, std, graph.row_ptr, graph.col,
                                    self.fused_params(), cutoff=c.cutoff, num_radial=c.num_radial,
                                    num_spherical=c.num_spherical, heads=c.heads, anchor=c.anchor,
                                    sigma_data=c.sigma_data, num_layers=c.num_layers)
-        v = batch.velocity  # (N, 3) Å/frame
+        v = batch.x - self.previous_frame(batch)  # (N, 3) Å/frame
         offset = x_noisy - x_anchor  # (N, 3) Å
         speed = v.norm(dim=-1, keepdim=True)  # (N, 1)
         log_std = std.log()
@@ -214,9 +239,11 @@ class AnchorScore(nn.Module):
         self.train(net.training)  # a wrapper in the wrapped network's mode: the Stepper toggles a training one per frame
 
     def forward(self, batch: FrameBatch, x_noisy: torch.Tensor, std: torch.Tensor,
-                graph: Graph | None = None) -> torch.Tensor:
+                graph: Graph | None = None, x_anchor: torch.Tensor | None = None) -> torch.Tensor:
         graph = complete_graph(batch.batch) if graph is None else graph
-        return (self.net.anchor(batch, graph) - x_noisy) / (std * std)
+        if x_anchor is None:
+            x_anchor = self.net.anchor(batch, graph)
+        return (x_anchor - x_noisy) / (std * std)
 
 
 class PriorFallback(nn.Module):
@@ -260,14 +287,42 @@ class PriorFallback(nn.Module):
         return w.to(x.dtype).unsqueeze(-1)
 
     def forward(self, batch: FrameBatch, x_noisy: torch.Tensor, std: torch.Tensor,
-                graph: Graph | None = None) -> torch.Tensor:
+                graph: Graph | None = None, x_anchor: torch.Tensor | None = None) -> torch.Tensor:
         graph = complete_graph(batch.batch) if graph is None else graph
         if graph.bonds is None:
             graph = with_covalent_bonds(graph, batch.x, batch.z)
-        x_anchor = self.net.anchor(batch, graph)  # (N, 3) Å: the prior's forces once, for both scores
+        if x_anchor is None:  # (N, 3) Å: the prior's forces once, for both scores
+            x_anchor = self.net.anchor(batch, graph)
         score = self.net(batch, x_noisy, std, graph, x_anchor=x_anchor)
         anchor_score = (x_anchor - x_noisy) / (std * std)
         return anchor_score + self.trust(batch.x, batch.z, graph) * (score - anchor_score)
+
+
+def score_net_of(model: nn.Module) -> ScoreNet | None:
+    """The ScoreNet inside ``model`` (itself, or wrapped by AnchorScore, PriorFallback or DDP); None if none."""
+    while not isinstance(model, ScoreNet):
+        inner = getattr(model, "net", None)
+        inner = getattr(model, "module", None) if inner is None else inner
+        if not isinstance(inner, nn.Module):
+            return None
+        model = inner
+    return model
+
+
+def is_phase_space(model: nn.Module) -> bool:
+    """Whether ``model`` (a ScoreNet, or one wrapped) is a phase-space model (``model.prior_substeps`` > 0)."""
+    net = score_net_of(model)
+    return net is not None and net.cfg.prior_substeps > 0
+
+
+def carried_velocity(model: nn.Module, batch: FrameBatch, graph: Graph, x_new: torch.Tensor) -> torch.Tensor | None:
+    """(N, 3) Å/fs: the velocity at the generated frame x_new (N, 3) Å after the window ``batch`` for a
+    phase-space model (valence.verlet.next_velocity about its prior step), None for any other model."""
+    net = score_net_of(model)
+    if net is None or net.cfg.prior_substeps == 0:
+        return None
+    x_prior, v_prior = net.prior_step(batch, graph)
+    return next_velocity(x_new, x_prior, v_prior, net.frame_fs)
 
 
 def build_model(cfg: ModelConfig) -> ScoreNet:

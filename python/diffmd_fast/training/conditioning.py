@@ -38,9 +38,11 @@ from ..data.batch import FrameBatch
 from ..diffusion.samplers import Sampler
 from ..diffusion.sde import SDE
 from ..dynamics.stepper import sample_frame
+from ..nn.score_net import carried_velocity
 from ..ops.graph import Graph
 from ..valence.prior import BondPrior
 from ..valence.topology import with_covalent_bonds
+from ..valence.verlet import phase_step
 
 
 def add_input_noise(batch: FrameBatch, noise: torch.Tensor, std: float, shared_std: float = 0.0) -> FrameBatch:
@@ -65,7 +67,10 @@ def pushforward(model: torch.nn.Module, sde: SDE, sampler: Sampler, batch: Frame
         raise ValueError(f"pushforward of {steps} steps needs that many history frames, the batch has {have}")
     frames = list(batch.history) + [batch.x_prev2, batch.x_prev, batch.x]  # K + 3 frames (N, 3)
     first = len(frames) - 3 - steps
-    window = replace(batch, x_prev2=frames[first], x_prev=frames[first + 1], x=frames[first + 2], history=None)
+    # a phase-space window starts from the velocity at its own x(t) (v_history: the frames before t)
+    v_start = None if batch.v is None else (list(batch.v_history) + [batch.v])[first + 2]
+    window = replace(batch, x_prev2=frames[first], x_prev=frames[first + 1], x=frames[first + 2], history=None,
+                     v=v_start, v_history=None)
     was_training = model.training
     model.eval()
     failed = torch.zeros(batch.x.shape[0], dtype=torch.bool, device=batch.x.device)  # (N,)
@@ -73,7 +78,7 @@ def pushforward(model: torch.nn.Module, sde: SDE, sampler: Sampler, batch: Frame
         for _ in range(steps):
             x, _, bad = sample_frame(model, sde, sampler, window, graph, None)
             failed |= bad | ~torch.isfinite(x).all(-1)
-            window = window.advance(x)
+            window = window.advance(x, carried_velocity(model, window, graph, x))
     finally:
         model.train(was_training)
     per_molecule = torch.zeros(batch.num_graphs, dtype=torch.int64, device=failed.device).index_add_(
@@ -81,19 +86,31 @@ def pushforward(model: torch.nn.Module, sde: SDE, sampler: Sampler, batch: Frame
     ok = per_molecule.eq(0)[batch.batch].unsqueeze(-1)  # (N, 1): whole molecules keep their real frames
     return replace(batch, x_prev2=torch.where(ok, window.x_prev2, batch.x_prev2),
                    x_prev=torch.where(ok, window.x_prev, batch.x_prev), x=torch.where(ok, window.x, batch.x),
-                   history=None)
+                   history=None, v=None if batch.v is None else torch.where(ok, window.v, batch.v), v_history=None)
 
 
-def response_target(clean: FrameBatch, noisy: FrameBatch, graph: Graph, prior: BondPrior) -> FrameBatch:
-    """``noisy`` with its target moved by the Verlet response of the valence force field ``prior`` to its
-    perturbation (module docstring): x(t+1) + 2 Δx(t) - Δx(t-1) + [s(x(t) + Δx(t)) - s(x(t))], Δx =
-    noisy - clean conditioning frames (N, 3) Å, s the prior's Verlet displacement Δt² F / m (bonds
-    and angles of ``graph``'s topology, perceived on clean x(t) when it has none). Exact for data
-    that are Verlet MD of the prior itself."""
+def response_target(clean: FrameBatch, noisy: FrameBatch, graph: Graph, prior: BondPrior,
+                    substeps: int = 0) -> FrameBatch:
+    """``noisy`` with its target moved by the response of the valence force field ``prior`` to its
+    perturbation (module docstring): Δx = noisy - clean conditioning frames (N, 3) Å, over the bonds and
+    angles of ``graph``'s topology (perceived on clean x(t) when it has none).
+
+    Position Verlet (``substeps`` 0): x(t+1) + 2 Δx(t) - Δx(t-1) + [s(x(t) + Δx(t)) - s(x(t))], s the
+    prior's Verlet displacement Δt² F / m; exact for data that are Verlet MD of the prior itself.
+    Phase space (``substeps`` k >= 1, valence.verlet.phase_step): the window's velocity moves with its
+    frames, Δv = (Δx(t) - Δx(t-1)) / Δt, and the target by the prior's k-substep step from the
+    perturbed state minus that from the clean one; ``noisy.v`` is set to v + Δv."""
     d_t = (noisy.x - clean.x).double()  # (N, 3) Å
     d_prev = (noisy.x_prev - clean.x_prev).double()
     x, z = clean.x.double(), clean.z
     if graph.bonds is None:  # one topology for both frames: the clean frame's
         graph = with_covalent_bonds(graph, x, z)
+    if substeps > 0:
+        v = clean.v.double()
+        dv = (d_t - d_prev) / (prior.frame_fs * substeps)  # (N, 3) Å/fs
+        moved, _ = phase_step(prior, x + d_t, v + dv, z, graph, substeps)
+        still, _ = phase_step(prior, x, v, z, graph, substeps)
+        return replace(noisy, x_next=clean.x_next + (moved - still).to(clean.x_next.dtype),
+                       v=(v + dv).to(clean.v.dtype))
     shift = 2.0 * d_t - d_prev + prior(x + d_t, z, graph) - prior(x, z, graph)  # (N, 3) Å
     return replace(noisy, x_next=clean.x_next + shift.to(clean.x_next.dtype))

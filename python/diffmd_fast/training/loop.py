@@ -42,7 +42,7 @@ from ..diffusion.samplers import make_sampler
 from ..diffusion.sde import SDE, make_sde
 from ..dynamics.preflight import training_topology
 from ..dynamics.rollout import rollout_armse
-from ..evaluation.longrun import temperature_series
+from ..evaluation.longrun import temperature_series, velocity_temperatures
 from ..valence import BondPrior, force_matched, valence_statistics, with_covalent_bonds
 from ..nn.score_net import ScoreNet
 from ..ops.graph import complete_graph
@@ -106,7 +106,7 @@ def validation_loss(model: torch.nn.Module, sde: SDE, trajs: Sequence[Trajectory
                     device: torch.device, dtype: torch.dtype, max_batches: int = 5) -> float:
     """DSM loss on (the first ``max_batches`` batches of) the validation windows with fixed noise,
     so values are comparable between epochs."""
-    data = FrameWindows(list(trajs), stride=cfg.train.stride)
+    data = FrameWindows(list(trajs), stride=cfg.train.stride, velocities=cfg.model.prior_substeps > 0)
     loader = DataLoader(data, batch_size=cfg.train.batch_size, shuffle=False,
                         collate_fn=partial(collate_windows, dtype=dtype), generator=torch.Generator())
     was_training = model.training
@@ -134,19 +134,24 @@ def _validate(model, sde, sampler, val_trajs, cfg: Config, device, dtype) -> dic
     return rec
 
 
-def data_stats(trajs: Sequence[Trajectory], stride: int) -> dict:
+def data_stats(trajs: Sequence[Trajectory], stride: int, phase_space: bool = False) -> dict:
     """What a rollout needs to know about the training data, stored in every checkpoint:
-    frame_fs (the model's frame time, fs), temperature_K (mean kinetic temperature of the training
-    frames from the velocities the model itself implies, (x(t+s) - x(t)) / (s dt) at its stride s, K;
-    at long strides this is below the instantaneous temperature, and it is the quantity the
-    rollout thermostat controls), elements (atomic numbers seen), valence_types and fragments (what
-    the model knows of its molecules, dynamics.preflight.training_topology).
+    frame_fs (the model's frame time, fs), temperature_K (K, the mean kinetic temperature of the
+    training frames that the rollout thermostat controls: for a model of positions, that of the
+    velocities it implies, (x(t+s) - x(t)) / (s dt) at its stride s, which at long strides is below
+    the instantaneous temperature; for a ``phase_space`` model, whose thermostat acts on the carried
+    velocities, that of the frames' own velocities, Trajectory.velocity_estimates), elements (atomic
+    numbers seen), valence_types and fragments (what the model knows of its molecules,
+    dynamics.preflight.training_topology). Both temperatures count the internal motion only (3N - 6).
     Raises ValueError when the trajectories disagree on their time step."""
     steps = sorted({round(t.dt_fs, 9) for t in trajs})
     if len(steps) > 1:
         raise ValueError(f"training trajectories have different time steps {steps} fs; resample them to one")
     frame_fs = float(steps[0]) * stride
-    temps = [temperature_series(t.positions[::stride], t.numbers, frame_fs) for t in trajs if t.num_frames > stride]
+    if phase_space:
+        temps = [velocity_temperatures(t) for t in trajs]
+    else:
+        temps = [temperature_series(t.positions[::stride], t.numbers, frame_fs) for t in trajs if t.num_frames > stride]
     return {"frame_fs": frame_fs, "temperature_K": float(np.concatenate(temps).mean()) if temps else None,
             "elements": sorted({int(z) for t in trajs for z in t.numbers}), **training_topology(trajs)}
 
@@ -285,7 +290,8 @@ class _Trainer:
             batch = pushforward(self.model, self.sde, self.sampler, batch, unroll, graph)
         if noise.eta is not None:
             noisy = add_input_noise(batch, noise.eta, tc.input_noise, tc.input_noise_shared)
-            batch = noisy if self.response is None else response_target(batch, noisy, graph, self.response)
+            batch = noisy if self.response is None else response_target(batch, noisy, graph, self.response,
+                                                                        self.cfg.model.prior_substeps)
         loss = dsm_loss(self.ddp, self.sde, batch, noise, graph, self.cfg.model.sigma_data)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss at epoch {epoch}, batch {b}, step {self.at.step}")
@@ -338,10 +344,12 @@ def _fitted_prior(model: ScoreNet, cfg: Config, train_trajs: list, stats: dict, 
     if prior is None:
         return None
     tables = valence_statistics(train_trajs, cfg.model.max_z, torsions=cfg.model.prior_torsions)
-    prior.set_tables(frame_fs=stats["frame_fs"], **tables)
+    # a phase-space prior steps (and has its springs Verlet-matched) at the substep
+    step_fs = stats["frame_fs"] / max(cfg.model.prior_substeps, 1)
+    prior.set_tables(frame_fs=step_fs, **tables)
     if cfg.model.prior_force_matching:
         tables, summary = force_matched(train_trajs, prior, tables)
-        prior.set_tables(frame_fs=stats["frame_fs"], **tables)
+        prior.set_tables(frame_fs=step_fs, **tables)
         log(f"valence prior: {summary}")
     return prior
 
@@ -367,8 +375,9 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
 
     model = ScoreNet(cfg.model).to(device=device, dtype=dtype)
     opt, sched = make_optimiser(model.parameters(), tc)
-    data = FrameWindows(train_trajs, stride=tc.stride, history=tc.unroll_steps if tc.unroll_prob > 0 else 0)
-    stats = data_stats(train_trajs, tc.stride)
+    data = FrameWindows(train_trajs, stride=tc.stride, history=tc.unroll_steps if tc.unroll_prob > 0 else 0,
+                        velocities=cfg.model.prior_substeps > 0)
+    stats = data_stats(train_trajs, tc.stride, phase_space=cfg.model.prior_substeps > 0)
     prior = _fitted_prior(model, cfg, train_trajs, stats, device, log)
     bsamp = GlobalBatchSampler(len(data), tc.batch_size, rank=info.rank, world_size=info.world_size, seed=tc.seed)
     # own generator: a DataLoader iterator otherwise draws its base seed from the global RNG, which
