@@ -276,6 +276,7 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -
 
     from ..dynamics.physics import StepFluctuation
     from ..dynamics.rollout import evenly_spaced_starts
+    from ..evaluation.longrun import temperature_series
     from ..training.run import load_run
 
     run = load_run(run_dir, "cpu", SAMPLERS[sampler] + args.rollout_set)
@@ -301,7 +302,9 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -
     stable = score.stable_frames(ran)
     jsd = score.h_r_jsd(ref)
     temp = score.temp_sum / score.temp_count if score.temp_count else float("nan")
-    temp_ref = run.data.get("temperature_K") or float("nan")
+    # the reference's implied velocities at the same stride, as the rollout's are measured (a phase-space
+    # checkpoint records the instantaneous temperature its thermostat targets, not this)
+    temp_ref = float(temperature_series(ref[::stride], split.reference.numbers, frame_fs).mean())
     physics = ",".join(type(c).__name__ for c in corrections) or "none"
     fluctuation = next((c for c in corrections if isinstance(c, StepFluctuation)), None)
     if fluctuation is not None:
