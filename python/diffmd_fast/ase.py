@@ -12,7 +12,8 @@
 
 Each step samples the next frame with the shared rollout loop (dynamics.stepper.Stepper, the same
 object ``diffmd generate`` and the evaluation harness drive) and writes it to the Atoms: the
-positions, and the velocities implied by consecutive frames, (x(t+1) - x(t)) / Δt, in ASE units.
+positions, and the velocities implied by consecutive frames, (x(t+1) - x(t)) / Δt, in ASE units (a
+phase-space model's own carried velocities instead, model.prior_substeps).
 The time step is the model's frame time. The Stepper holds the state (the last three frames), so
 positions changed on the Atoms between steps are overwritten by the next step, not conditioned on.
 
@@ -85,12 +86,15 @@ class DiffMDDynamics(MolecularDynamics):
                          loginterval=loginterval, **kwargs)
 
     def step(self) -> None:
-        """Sample the next frame and write positions and implied velocities to the atoms."""
+        """Sample the next frame and write positions and velocities (implied, or a phase-space model's
+        carried ones) to the atoms."""
         absolute = self.stepper.start.absolute  # the stepper works on the molecule centred in float64
         before = absolute(self.stepper.positions).cpu().numpy().copy()  # step() updates positions in place
         after = absolute(self.stepper.step()).cpu().numpy()  # (N, 3) Å
         self.atoms.set_positions(after)
-        self.atoms.set_velocities((after - before) / self.frame_fs / units.fs)
+        carried = self.stepper.frame.v
+        velocities = (after - before) / self.frame_fs if carried is None else carried.double().cpu().numpy()  # Å/fs
+        self.atoms.set_velocities(velocities / units.fs)
 
     def _refresh_properties(self) -> None:
         """DiffMD needs no forces: skip the force evaluation MolecularDynamics does after each step."""

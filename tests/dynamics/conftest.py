@@ -27,3 +27,12 @@ def tiny_run(tmp_path_factory, ethanol60):
     out = tmp_path_factory.mktemp("tiny") / "run"
     train(Config.from_toml(None, TINY), load_trajectory(ethanol60), None, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_phase_run(tmp_path_factory, ethanol60):
+    """The same tiny model as a phase-space one (model.prior_substeps = 2, 1 fs frames)."""
+    out = tmp_path_factory.mktemp("tiny_phase") / "run"
+    train(Config.from_toml(None, TINY + ["model.bond_prior=true", "model.sigma_data=0.01", "model.prior_substeps=2",
+                                         "train.stride=2"]), load_trajectory(ethanol60), None, out)
+    return out

@@ -1,5 +1,6 @@
 """DiffMDDynamics, the ASE face of the Stepper: attached observers see every interval, Trajectory
-and MDLogger work as with VelocityVerlet, and the atoms carry the frames and implied velocities."""
+and MDLogger work as with VelocityVerlet, and the atoms carry the frames and implied velocities (a
+phase-space model's carried ones)."""
 import ase.io
 import numpy as np
 import pytest
@@ -48,3 +49,12 @@ def test_velocities_on_the_atoms_start_the_run(tiny_run):
     assert np.allclose(dyn.stepper.frame.velocity.numpy(), v * 0.5)  # Å per 0.5 fs frame
     with pytest.raises(ValueError, match="not trained on"):
         DiffMDDynamics(Atoms("NF3", positions=np.eye(4, 3)), checkpoint=str(tiny_run), temperature_K=300)
+
+
+def test_a_phase_space_model_writes_its_carried_velocities_to_the_atoms(tiny_phase_run):
+    atoms = _ethanol()
+    dyn = DiffMDDynamics(atoms, checkpoint=str(tiny_phase_run), temperature_K=500, seed=3)
+    assert dyn.dt == pytest.approx(1.0 * units.fs)
+    dyn.run(4)
+    v = atoms.get_velocities() * units.fs  # Å/fs
+    assert np.allclose(v, dyn.stepper.frame.v.numpy()) and np.isfinite(v).all() and np.abs(v).max() > 1e-3

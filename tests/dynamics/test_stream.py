@@ -37,8 +37,11 @@ def _cli(args, **kw):
                           timeout=600, **kw)
 
 
-@pytest.mark.parametrize("suffix", [".extxyz", ".traj"])
-def test_killed_generate_resumes_to_a_byte_identical_file(tiny_run, ethanol60, tmp_path, suffix, capsys):
+@pytest.mark.parametrize("suffix,model", [(".extxyz", "tiny_run"), (".traj", "tiny_run"), (".extxyz", "tiny_phase_run")])
+def test_killed_generate_resumes_to_a_byte_identical_file(request, ethanol60, tmp_path, suffix, model, capsys):
+    """A killed generate resumes to the bytes of an unbroken run, also for a phase-space model (whose saved
+    state carries the velocities)."""
+    tiny_run = request.getfixturevalue(model)
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     # long enough that the run cannot finish within max_delay_s of its first saved state on a quiet machine

@@ -1,5 +1,5 @@
 """Physics applied to every generated frame (beyond the paper): exact momentum constraints and a
-thermostat on the implied velocities.
+thermostat on the implied velocities, or on the carried velocities of a phase-space model.
 
 A generated frame x(t+1) implies the velocity v = (x(t+1) - x(t)) / Δt (Å/fs, Δt the model's frame
 time). A ``FrameCorrection`` maps (window, x(t+1), its random numbers) to a corrected x(t+1) by
@@ -29,6 +29,14 @@ torch.compile graph, see dynamics/stepper.py).
   hydrogens ran 40 % hot. Applied to a model that reproduces the dynamics, it turns the trajectory
   into Langevin dynamics at temperature T with friction 1/τ (large τ disturbs the dynamics less);
   applied to a model that heats or cools, it pulls each atom back to T on the time scale τ.
+
+A phase-space model (``model.prior_substeps``, valence/verlet.py) carries each atom's velocity v(t+1)
+with the frame, and every correction has a ``phase`` form that acts on that velocity instead, once
+per frame after the model's step: the Langevin thermostat becomes BAOAB's O-step on momenta,
+v ← c v + sqrt((1 - c²) k_B T / m) ξ with white ξ (the prior's velocity-Verlet substeps are the B
+and A steps, so the prior alone is Langevin dynamics exactly, at any frame time its substeps allow);
+the step's fluctuation the same noise without the friction; Bussi rescales v; the momentum projection
+takes the net momentum out of v as well as out of the implied displacement.
 """
 from __future__ import annotations
 
