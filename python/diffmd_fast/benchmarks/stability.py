@@ -14,7 +14,8 @@ Langevin thermostat), and scored online, so memory stays flat whatever the lengt
   also over the pairs 1, 2, 3 and 4 or more bonds apart alone (bond lengths, angles, torsions, the
   rest): a rollout that keeps its bonds but visits other conformers moves the 1-4 column;
 - kinetic temperature of the implied velocities (x(t+1) - x(t)) / (k dt), centre of mass removed,
-  3n - 6 degrees of freedom, over the stable frames, against the reference's at the same stride;
+  3n - 6 degrees of freedom, over the stable frames, against the reference's training frames' at the
+  same stride;
   and of the hydrogens and the heavy atoms apart (3 degrees of freedom per atom): a step that
   heats the light atoms and cools the heavy ones can hold the mean;
 - VDOS overlap (evaluation.longrun.vdos_overlap, 1 = identical) of the first VDOS_FRAMES frames of
@@ -302,9 +303,9 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -
     stable = score.stable_frames(ran)
     jsd = score.h_r_jsd(ref)
     temp = score.temp_sum / score.temp_count if score.temp_count else float("nan")
-    # the reference's implied velocities at the same stride, as the rollout's are measured (a phase-space
-    # checkpoint records the instantaneous temperature its thermostat targets, not this)
-    temp_ref = float(temperature_series(ref[::stride], split.reference.numbers, frame_fs).mean())
+    # the training frames' implied-velocity temperature at the same stride, as the rollout's is measured (what
+    # a checkpoint of positions records; a phase-space one records the instantaneous temperature instead)
+    temp_ref = float(temperature_series(split.train.positions[::stride], split.train.numbers, frame_fs).mean())
     physics = ",".join(type(c).__name__ for c in corrections) or "none"
     fluctuation = next((c for c in corrections if isinstance(c, StepFluctuation)), None)
     if fluctuation is not None:
