@@ -296,7 +296,8 @@ class BondPrior(nn.Module):
         if omega * frame_fs >= 2.0:
             raise ValueError(f"the bond prior's stiffest bond ({chemical_symbols[a]}-{chemical_symbols[b]}, period "
                              f"{2 * math.pi / omega:.1f} fs) makes its Verlet step unstable at {frame_fs:g} fs frames; "
-                             f"it needs frames shorter than {2.0 / omega:.2f} fs (a smaller train.stride)")
+                             f"it needs steps shorter than {2.0 / omega:.2f} fs (a smaller train.stride, or "
+                             f"model.prior_substeps to take each frame in substeps)")
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # checkpoints before the fixed topology carried a covalent-radii buffer (now read from ASE), those
