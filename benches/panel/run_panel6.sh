@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Long-rollout quality on the held-out drug-like panel (make_panel6.sh), configs/long.toml as shipped
 # (force-matched prior; Langevin at the reference's friction, tau 100 fs; the step's calibrated
-# fluctuation; the prior fallback), then with the Boltzmann-inverted prior instead; every full-model
+# fluctuation; the prior fallback), then with the Boltzmann-inverted prior instead, then without a
+# thermostat (the step's friction measured without one); every full-model
 # row beside the prior alone, 8 starts x $PS ps. Nothing here was tuned on these molecules.
 # Resumable: trained runs and finished cells are cached under $RUNS. 1 torch thread.
 set -euo pipefail
@@ -26,3 +27,7 @@ run() {  # $1: output name, $2: runs directory, then extra bench arguments
 }
 run "benches/results/stability_panel6_${PS}ps.json" "$RUNS"
 run "benches/results/stability_panel6_boltzmann_inverted_${PS}ps.json" "$RUNS/boltzmann_inverted" --set model.prior_force_matching=false
+# no thermostat at all: the step's friction measured without one (the run's [rollout] section), the
+# fluctuation alone balancing it
+run "benches/results/stability_panel6_no_thermostat_calibrated_${PS}ps.json" "$RUNS/no_thermostat" \
+  --set rollout.thermostat=none --rollout-set rollout.thermostat=none
