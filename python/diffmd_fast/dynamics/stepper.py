@@ -1,5 +1,6 @@
-"""The one rollout loop: a ``Stepper`` holds the last three frames of every molecule and ``step()``
-samples the next frame, ASE-integrator style (state, step(), attached observers, run(n)).
+"""The one rollout loop: a ``Stepper`` holds the last three frames of every molecule (and, for a
+phase-space model, each atom's velocity) and ``step()`` samples the next frame, ASE-integrator style
+(state, step(), attached observers, run(n)).
 
 ``rollout`` (in-memory rollouts for evaluation and validation), ``diffmd generate`` (streaming to
 disk, resumable) and the ASE integrator ``DiffMDDynamics`` all drive this object.
@@ -211,7 +212,8 @@ class Stepper:
                    ) -> tuple[torch.Tensor, torch.Tensor | None, int, torch.Tensor, torch.Tensor]:
         """(x (N, 3) Å, v (N, 3) Å/fs or None, nfe, bad_score (N,) bool, failed (B,) bool): the next frame
         of ``frame`` sampled, corrected with the corrections' pre-drawn ``noises`` and checked, and its
-        velocity for a phase-space model (nn.score_net.carried_velocity); molecules not ``active`` (B,)
+        velocity for a phase-space model (valence.verlet.next_velocity about the prior's step, then the
+        corrections' phase forms); molecules not ``active`` (B,)
         keep their frame and never fail. Deterministic given its inputs for a deterministic sampler
         (heun), so one compiled graph with no host sync inside."""
         keep = active[frame.batch].unsqueeze(-1)  # (N, 1)

@@ -30,7 +30,9 @@ high-noise estimate, which a one-step sampler uses, is trained as much as the lo
 ``bond_prior`` (beyond the paper; valence/prior.py) adds to the anchor the Verlet step of a harmonic
 covalent-bond model fitted to the training data, x_anchor = x(t) + v(t) + Δt² F_bond(x(t))/m, so the
 network learns a correction to that step and, off the data, bonds pull back instead of the
-constant-velocity default letting atoms fly off.
+constant-velocity default letting atoms fly off. A phase-space model (``prior_substeps``) anchors
+instead on the prior's k velocity-Verlet substeps from x(t) and the window's velocity v(t)
+(valence/verlet.py), and reads that velocity as the network's velocity input.
 
 Node features (invariant): embedding of z, plus an MLP of [log(|v(t)| + 1e-4), log1p(|v(t)|/σ),
 log1p(|x̃ - x_anchor|/σ)] and Gaussian Fourier features of log σ (the noise-level embedding).
