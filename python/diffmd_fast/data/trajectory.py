@@ -159,9 +159,9 @@ class Trajectory:
         """(T, N, 3) float64 Å/fs: each frame's velocity for phase-space models. The engine's own where the
         file has them; else, with forces, the velocity-Verlet identity v(t) = (x(t) - x(t-1)) / Δt +
         (Δt / 2) F(t) / m (exact for velocity-Verlet data; frame 0 from its forward twin); else the
-        second-order backward difference (3 x(t) - 4 x(t-1) + x(t-2)) / (2 Δt) (forward at the first
-        two frames). Backward, so that a frame's velocity never reads a later frame: a window's
-        velocity must not carry its own target. Raises TrajectoryError without a time step, with
+        second-order backward difference (3 x(t) - 4 x(t-1) + x(t-2)) / (2 Δt) (forward and central at
+        frames 0 and 1, which no window has as its current frame). Backward, so that the velocity at a
+        window's x(t) never reads a later frame: it must not carry its own target. Raises TrajectoryError without a time step, with
         frames that are not evenly spaced, or with fewer than 3 frames to difference."""
         if self.velocities is not None:
             return self.velocities
