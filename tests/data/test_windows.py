@@ -105,6 +105,8 @@ def test_velocity_estimates_are_the_engines_else_read_from_the_past_frames_only(
     assert traj.velocity_estimates() is traj.velocities  # the engine's own, Å/fs
     # with forces, the velocity-Verlet identity: exact for velocity-Verlet data, frame 0 included
     np.testing.assert_allclose(replace(traj, velocities=None).velocity_estimates(), traj.velocities, rtol=0, atol=1e-12)
+    for source in (replace(traj, velocities=None), replace(traj, velocities=None, forces=None)):  # only the frames asked
+        np.testing.assert_array_equal(source.velocity_estimates([0, 1, 2, 17]), source.velocity_estimates()[[0, 1, 2, 17]])
     # without forces, second-order backward differences: exact for uniformly accelerated atoms, and a
     # frame's estimate never reads a later frame
     ball = _ballistic(12)

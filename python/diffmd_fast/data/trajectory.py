@@ -8,6 +8,7 @@ time with its name in the message instead of producing NaN losses hours later.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,8 +40,9 @@ class Trajectory:
     ``frame_steps[t] * dt_fs``; ``spacing_known=False`` says the frames are in time order but which
     of them are consecutive is not known. Windows only ever span consecutive frames.
     ``velocities`` are the MD engine's velocities at each stored frame where the file has them
-    (not finite differences of positions; ``velocity_estimates`` falls back to those). ``provenance`` is a JSON-able dict recording how the data was made (engine, method,
-    temperature, seed, command, source file, units converted, cell unwrapped).
+    (not finite differences of positions; ``velocity_estimates`` falls back to those).
+    ``provenance`` is a JSON-able dict recording how the data was made (engine, method, temperature,
+    seed, command, source file, units converted, cell unwrapped).
     """
 
     positions: np.ndarray  # (T, N, 3) float64 Å
@@ -155,30 +157,35 @@ class Trajectory:
             return False
         return 0 <= start <= stop < self.num_frames and int(steps[stop] - steps[start]) == stop - start
 
-    def velocity_estimates(self) -> np.ndarray:
-        """(T, N, 3) float64 Å/fs: each frame's velocity for phase-space models. The engine's own where the
-        file has them; else, with forces, the velocity-Verlet identity v(t) = (x(t) - x(t-1)) / Δt +
-        (Δt / 2) F(t) / m (exact for velocity-Verlet data; frame 0 from its forward twin); else the
-        second-order backward difference (3 x(t) - 4 x(t-1) + x(t-2)) / (2 Δt) (forward and central at
-        frames 0 and 1, which no window has as its current frame). Backward, so that the velocity at a
-        window's x(t) never reads a later frame: it must not carry its own target. Raises TrajectoryError without a time step, with
-        frames that are not evenly spaced, or with fewer than 3 frames to difference."""
+    def velocity_estimates(self, frames: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """(T, N, 3) float64 Å/fs, or (len(frames), N, 3) for the frame indices ``frames``: each frame's
+        velocity for phase-space models. The engine's own where the file has them; else, with forces,
+        the velocity-Verlet identity v(t) = (x(t) - x(t-1)) / Δt + (Δt / 2) F(t) / m (exact for
+        velocity-Verlet data; frame 0 from its forward twin); else the second-order backward difference
+        (3 x(t) - 4 x(t-1) + x(t-2)) / (2 Δt) (forward and central at frames 0 and 1, which no window has
+        as its current frame). Backward, so that the velocity at a window's x(t) never reads a later
+        frame: it must not carry its own target. Only the frames asked for are computed (a rollout
+        start needs four). Raises TrajectoryError without a time step, with frames that are not evenly
+        spaced, or with fewer than 3 frames to difference."""
+        t = np.arange(self.num_frames) if frames is None else np.asarray(frames, dtype=np.int64)
         if self.velocities is not None:
-            return self.velocities
+            return self.velocities if frames is None else self.velocities[t]
         dt = self.require_dt()
         if not self.evenly_spaced or self.num_frames < 3:
             raise TrajectoryError(f"{self.name}: velocities are not stored and cannot be estimated: finite "
                                   "differences need at least 3 evenly spaced frames")
         x = self.positions
-        v = np.empty_like(x)
+        v = np.empty((len(t), *x.shape[1:]))
         if self.forces is not None:
-            kick = 0.5 * dt * self.forces / masses(self.numbers)[None, :, None] * units.fs**2  # Å/fs
-            v[1:] = (x[1:] - x[:-1]) / dt + kick[1:]
-            v[0] = (x[1] - x[0]) / dt - kick[0]
+            kick = 0.5 * dt * self.forces[t] / masses(self.numbers)[None, :, None] * units.fs**2  # Å/fs
+            back = t >= 1
+            v[back] = (x[t[back]] - x[t[back] - 1]) / dt + kick[back]
+            v[~back] = (x[1] - x[0]) / dt - kick[~back]
             return v
-        v[2:] = (3.0 * x[2:] - 4.0 * x[1:-1] + x[:-2]) / (2.0 * dt)
-        v[1] = (x[2] - x[0]) / (2.0 * dt)
-        v[0] = (-3.0 * x[0] + 4.0 * x[1] - x[2]) / (2.0 * dt)
+        back = t >= 2
+        v[back] = (3.0 * x[t[back]] - 4.0 * x[t[back] - 1] + x[t[back] - 2]) / (2.0 * dt)
+        v[t == 1] = (x[2] - x[0]) / (2.0 * dt)
+        v[t == 0] = (-3.0 * x[0] + 4.0 * x[1] - x[2]) / (2.0 * dt)
         return v
 
     def require_dt(self) -> float:

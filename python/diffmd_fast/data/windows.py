@@ -190,6 +190,6 @@ def start_batch(
             raise TrajectoryError(f"{traj.name}: rollout start frame {t0} needs the {2 * stride} frames before it "
                                   f"to be consecutive MD frames; they are not (or their spacing is not known)")
         picked = [t0 - 2 * stride, t0 - stride, t0, nxt]
-        vel = torch.from_numpy(traj.velocity_estimates()[picked]) if velocities else None  # (4, N, 3) Å/fs
+        vel = torch.from_numpy(traj.velocity_estimates(picked)) if velocities else None  # (4, N, 3) Å/fs
         items.append(Window(torch.from_numpy(traj.positions[picked]), torch.from_numpy(traj.numbers), vel))
     return collate_windows(items, dtype=dtype, centre=centre)

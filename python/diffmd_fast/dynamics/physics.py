@@ -103,7 +103,7 @@ class FrameCorrection(Protocol):
     def phase(self, frame: FrameBatch, x_new: torch.Tensor, v_new: torch.Tensor,
               noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(x(t+1) Å, v(t+1) Å/fs), both (N, 3), corrected for a phase-space model, whose state carries
-        the velocity v(t+1) (nn.score_net.carried_velocity): the correction acts on that velocity
+        the velocity v(t+1) (dynamics.stepper.sample_step): the correction acts on that velocity
         itself, once per frame after the model's step (a thermostat's O-step on momenta), with
         ``noise`` white (no noise memory)."""
 

@@ -93,6 +93,20 @@ def sample_frame(model, sde: SDE, sampler: Sampler, frame: FrameBatch, graph: Gr
     return res.x, res.nfe, bad
 
 
+def sample_step(model, sde: SDE, sampler: Sampler, frame: FrameBatch, graph: Graph, generator: torch.Generator | None
+                ) -> tuple[torch.Tensor, torch.Tensor | None, int, torch.Tensor]:
+    """(x (N, 3) Å, v (N, 3) Å/fs or None, nfe, bad_score (N,) bool): ``sample_frame``, and for a
+    phase-space model the velocity it carries to x (valence.verlet.next_velocity about the prior's
+    step, which is computed once for the anchor of every score call and for the velocity)."""
+    net = score_net_of(model)
+    if net is None or net.cfg.prior_substeps == 0:
+        x, nfe, bad = sample_frame(model, sde, sampler, frame, graph, generator)
+        return x, None, nfe, bad
+    x_prior, v_prior = net.prior_step(frame, graph)
+    x, nfe, bad = sample_frame(model, sde, sampler, frame, graph, generator, x_prior)
+    return x, next_velocity(x, x_prior, v_prior, net.frame_fs), nfe, bad
+
+
 def _inductor(graph_module, example_inputs):
     """torch.compile's inductor backend for a rollout frame, without size asserts in the generated code
     (Stepper.__init__) and without the FutureWarning inductor's own lowering raises (torch 2.13 calls a
@@ -212,22 +226,17 @@ class Stepper:
                    ) -> tuple[torch.Tensor, torch.Tensor | None, int, torch.Tensor, torch.Tensor]:
         """(x (N, 3) Å, v (N, 3) Å/fs or None, nfe, bad_score (N,) bool, failed (B,) bool): the next frame
         of ``frame`` sampled, corrected with the corrections' pre-drawn ``noises`` and checked, and its
-        velocity for a phase-space model (valence.verlet.next_velocity about the prior's step, then the
-        corrections' phase forms); molecules not ``active`` (B,)
+        velocity for a phase-space model (``sample_step``, then the corrections' phase forms); molecules
+        not ``active`` (B,)
         keep their frame and never fail. Deterministic given its inputs for a deterministic sampler
         (heun), so one compiled graph with no host sync inside."""
         keep = active[frame.batch].unsqueeze(-1)  # (N, 1)
-        v = None
-        if self._phase_space:  # the corrections act on the carried velocity, after the model's step
-            net = score_net_of(self.model)
-            x_prior, v_prior = net.prior_step(frame, graph)  # the prior's substeps once, for the anchor and v
-            x, nfe, bad = sample_frame(self.model, self.sde, self.sampler, frame, graph, self.generator, x_prior)
-            v = next_velocity(x, x_prior, v_prior, net.frame_fs)
+        x, v, nfe, bad = sample_step(self.model, self.sde, self.sampler, frame, graph, self.generator)
+        if v is not None:  # phase space: the corrections act on the carried velocity, after the model's step
             for correct, noise in zip(self.corrections, noises):
                 x, v = correct.phase(frame, x, v, noise)
             v = torch.where(keep, v, frame.v)
         else:
-            x, nfe, bad = sample_frame(self.model, self.sde, self.sampler, frame, graph, self.generator)
             for correct, noise in zip(self.corrections, noises):
                 x = correct(frame, x, noise)
         x = torch.where(keep, x, frame.x)

@@ -37,8 +37,7 @@ import torch
 from ..data.batch import FrameBatch
 from ..diffusion.samplers import Sampler
 from ..diffusion.sde import SDE
-from ..dynamics.stepper import sample_frame
-from ..nn.score_net import carried_velocity
+from ..dynamics.stepper import sample_step
 from ..ops.graph import Graph
 from ..valence.prior import BondPrior
 from ..valence.topology import with_covalent_bonds
@@ -76,9 +75,9 @@ def pushforward(model: torch.nn.Module, sde: SDE, sampler: Sampler, batch: Frame
     failed = torch.zeros(batch.x.shape[0], dtype=torch.bool, device=batch.x.device)  # (N,)
     try:
         for _ in range(steps):
-            x, _, bad = sample_frame(model, sde, sampler, window, graph, None)
+            x, v, _, bad = sample_step(model, sde, sampler, window, graph, None)
             failed |= bad | ~torch.isfinite(x).all(-1)
-            window = window.advance(x, carried_velocity(model, window, graph, x))
+            window = window.advance(x, v)
     finally:
         model.train(was_training)
     per_molecule = torch.zeros(batch.num_graphs, dtype=torch.int64, device=failed.device).index_add_(

@@ -108,8 +108,7 @@ class BondPrior(nn.Module):
     ``ub_k``, ``ub_r0`` (S, S, S) over the slots ``slot`` (T,) of the types with angle data (-1: none);
     the pair springs' constants Verlet-matched to ``frame_fs`` (module docstring); torsions:
     ``torsions`` (Q, 4) (k_B T / m eV, κ, n, φ0 rad) of the quadruples ``dihedral_keys`` (Q,) (sorted,
-    ``dihedral_key``). The sizes follow the
-    data, and a checkpoint loads at its own."""
+    ``dihedral_key``). The sizes follow the data, and a checkpoint loads at its own."""
 
     def __init__(self, max_z: int) -> None:
         super().__init__()
@@ -155,9 +154,9 @@ class BondPrior(nn.Module):
         their van der Waals radii sum; without ``contacts``, no walls).
         For a model whose frames are ``frame_fs`` fs apart: the bond and Urey-Bradley constants given
         are the physical ones, and the tables hold them Verlet-matched to that frame time. Raises
-        ValueError on a non-positive frame time, element tables of another shape, an environment code of an element beyond max_z, or a
-        frame time at which the Verlet step of the stiffest bond is unstable (ω Δt >= 2: ~3 fs for X-H
-        stretches, i.e. strides above 4 of 0.5 fs data)."""
+        ValueError on a non-positive frame time, element tables of another shape, an environment code
+        of an element beyond max_z, or a frame time at which the Verlet step of the stiffest bond is
+        unstable (ω Δt >= 2: ~3 fs for X-H stretches, i.e. strides above 4 of 0.5 fs data)."""
         if not frame_fs > 0:
             raise ValueError(f"the bond prior needs a positive frame time, got {frame_fs} fs")
         z1 = self.num_elements

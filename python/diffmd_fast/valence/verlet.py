@@ -5,15 +5,16 @@ prior's step to one position-Verlet step per frame, and Verlet is unstable for t
 ω Δt >= 2 (~3.3 fs frames for a C-H stretch). Carrying each atom's velocity v(t) as part of the
 state (``FrameBatch.v``, ``model.prior_substeps``) lets the prior integrate the frame in k
 velocity-Verlet substeps of Δt / k (multiple time stepping, RESPA's inner loop; Tuckerman, Berne &
-Martyna 1992): stable at any k with Δt / k under that limit, and time-reversible. With the true
-velocity it is also the better anchor at the same frame time: on bundled ethanol at 2 fs frames the
-prior's next-frame error falls from 0.0118 Å (position Verlet on the window) to 0.0070 Å (two
-substeps from the data's velocity).
+Martyna 1992): stable at any k with Δt / k under that limit, and time-reversible. With the data's
+velocity it is also the better anchor at the same frame time: the prior alone's one-step error at
+2 fs frames falls from 0.0130 Å (position Verlet on the window) to 0.0081 Å (two substeps) on
+bundled ethanol, from 0.0085 to 0.0060 Å on aspirin (benches/results/README.md).
 
 The network's correction to the prior's frame, δ = x(t+1) - x_p(t+1), enters the velocity as a kick
 at the start of the frame, v(t+1) = v_p(t+1) + δ / Δt (``next_velocity``): a kick Δv moves a free
-atom by Δv Δt over the frame, and the same rule carries the thermostat's kicks (applied as changes of
-the implied velocity, dynamics/physics.py) into the state unchanged.
+atom by Δv Δt over the frame. (As a constant force over the frame, 2 δ / Δt, or halfway, 1.5 δ / Δt,
+it needed more friction to hold the temperature and lost h(r) and spectrum on bundled ethanol.) The
+rollout corrections then act on that velocity (dynamics/physics.py, their ``phase`` forms).
 """
 from __future__ import annotations
 
