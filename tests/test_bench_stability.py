@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from diffmd_fast.benchmarks import stability
 
@@ -20,8 +21,22 @@ def test_benchmark_smoke_and_resume(tmp_path, capsys):
     assert 0 < cells[0].one_step_error_A < 10 * cells[0].constant_velocity_error_A
     assert 0.001 < cells[0].constant_velocity_error_A < 0.1
     assert "| ethanol | 2 (1) | heun1 |" in capsys.readouterr().out
+    # over hundreds of test windows, paired with the prior alone's on the same windows; the Verlet step with
+    # the reference's own forces is far closer than the constant-velocity guess
+    c = cells[0]
+    assert c.one_step_windows == stability.ONE_STEP_WINDOWS and math.isfinite(c.one_step_prior_A)
+    assert math.isclose(c.one_step_gain_A, c.one_step_prior_A - c.one_step_error_A, rel_tol=1e-9)
+    assert 0 < c.one_step_gain_se_A < c.one_step_prior_A
+    assert 0 < c.one_step_reference_force_A < 0.5 * c.constant_velocity_error_A
     again = stability.main(args)  # served from the cached cell, no retraining
     assert again == cells
+    # a cell cached before the windowed one-step errors gets them on the next run, rollouts untouched
+    (cache,) = (tmp_path / "runs" / "cells").glob("*.json")
+    old = json.loads(cache.read_text())
+    old.update(one_step_windows=0, one_step_prior_A=float("nan"), one_step_error_A=0.5)
+    cache.write_text(json.dumps(old))
+    assert stability.main(args) == cells
+    assert json.loads(cache.read_text())["one_step_windows"] == stability.ONE_STEP_WINDOWS
 
 
 def test_prior_only_cell_is_the_valence_force_field_alone(tmp_path):

@@ -150,3 +150,20 @@ def test_start_batches_carry_velocities_when_the_data_can_give_them():
     assert start_batch(undated, 10, stride=2).v is None  # auto: left out, not an error
     with pytest.raises(TrajectoryError, match="--dt-fs"):
         start_batch(undated, 10, stride=2, velocities=True)
+
+
+def test_windows_carry_their_trajectorys_bonds_offset_to_the_batchs_atoms():
+    """Every window carries its trajectory's covalent bonds (data.elements.covalent_pairs, at the median of
+    its frames); collated, each molecule's bonds index its own atoms of the batch, both ways."""
+    from diffmd_fast.data import load_data
+    from diffmd_fast.data.elements import covalent_pairs
+
+    eth, asp = load_data("ethanol").slice(0, 40), load_data("aspirin").slice(0, 40)
+    ds = FrameWindows([eth, asp], stride=2)
+    batch = collate_windows([ds[0], ds[len(ds) - 1]])
+    want = [(int(i), int(j)) for i, j in covalent_pairs(eth.positions, eth.numbers)]
+    want += [(int(i) + 9, int(j) + 9) for i, j in covalent_pairs(asp.positions, asp.numbers)]
+    got = batch.bonds.T.tolist()
+    assert sorted(map(tuple, got)) == sorted(want + [(j, i) for i, j in want])
+    assert (batch.batch[batch.bonds[0]] == batch.batch[batch.bonds[1]]).all()  # never across molecules
+    assert start_batch([eth, asp], 10, stride=2).bonds.shape == batch.bonds.shape

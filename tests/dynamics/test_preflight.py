@@ -180,6 +180,10 @@ def test_training_data_with_a_reaction_is_reported(ethanol):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         training_topology([ethanol])
+        stretched = ethanol.positions.copy()  # one hot frame: the O-H stretched past the cutoff is no reaction
+        stretched[300, 8] = stretched[300, 2] + 1.45 * (stretched[300, 8] - stretched[300, 2]) / np.linalg.norm(
+            stretched[300, 8] - stretched[300, 2])
+        training_topology([replace(ethanol, positions=stretched)])
 
 
 def test_elements_outside_the_training_data_are_refused():
@@ -203,14 +207,14 @@ def test_every_start_of_a_batch_is_checked_and_the_fused_one_named(ethanol_run, 
 
 
 def test_a_rollout_perceives_its_topology_once(tiny_run, ethanol60, monkeypatch):
-    """The start's topology is perceived once: the start checks, the prior, the stepper and its guard
-    all hold that one graph."""
+    """The start's topology (its trajectory's bonds) is built once: the start checks, the prior, the
+    stepper and its guard all hold that one graph."""
     import diffmd_fast.valence.topology as topology
     from diffmd_fast.training.run import load_run
 
     calls = []
-    perceive = topology.with_covalent_bonds
-    monkeypatch.setattr(topology, "with_covalent_bonds", lambda *a: calls.append(1) or perceive(*a))
+    build = topology.with_bonds
+    monkeypatch.setattr(topology, "with_bonds", lambda *a: calls.append(1) or build(*a))
     run = load_run(tiny_run)
     start = run.start_from_frames(load_trajectory(ethanol60), [20, 30])
     stepper = run.stepper(start)

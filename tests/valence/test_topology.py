@@ -76,3 +76,57 @@ def test_bond_dihedrals_are_every_path_of_three_bonds(seed):
     got = topology.bond_dihedrals(directed, n)
     assert got.shape[0] == 4 and sorted(map(tuple, got.T.tolist())) == want and len(want) > 10
     assert topology.bond_dihedrals(directed[:, :0], n).shape == (4, 0)
+
+
+def _stretched_ethanol():
+    """(bundled ethanol's first 400 frames, frame index, bond (i, j)) with that C-H bond stretched to 1.40 Å
+    (past the 1.28 Å cutoff) in that one frame, as a hot C-H stretch reaches in about one frame in a thousand."""
+    import numpy as np
+
+    from diffmd_fast.data import load_data
+    from diffmd_fast.data.elements import covalent_pairs
+
+    traj = load_data("ethanol").slice(0, 400)
+    i, j = next((a, b) for a, b in covalent_pairs(traj.positions, traj.numbers).tolist()
+                if {int(traj.numbers[a]), int(traj.numbers[b])} == {6, 1})
+    h, c = (j, i) if traj.numbers[j] == 1 else (i, j)
+    x = traj.positions.copy()
+    u = x[200, h] - x[200, c]
+    x[200, h] = x[200, c] + 1.40 * u / np.linalg.norm(u)
+    from dataclasses import replace
+    return replace(traj, positions=x, forces=None, energies=None, velocities=None), 200, (min(i, j), max(i, j))
+
+
+def test_a_bond_stretched_in_one_frame_is_still_a_bond_of_the_molecule():
+    """A molecule's bonds are its trajectory's at the median, not one frame's: perceived on the stretched
+    frame alone the C-H bond is gone (and with it its spring, while an excluded-volume wall pushes the
+    pair apart); the trajectory, its windows and a rollout started there keep it."""
+    from diffmd_fast.data import start_batch
+    from diffmd_fast.data.elements import covalent_pairs
+
+    traj, t, bond = _stretched_ethanol()
+    whole = {tuple(p) for p in covalent_pairs(traj.positions, traj.numbers).tolist()}
+    alone = {tuple(p) for p in covalent_pairs(traj.positions[t], traj.numbers).tolist()}
+    assert bond in whole and bond not in alone and alone | {bond} == whole
+    start = start_batch(traj, t, stride=2)
+    on_frame = topology.with_covalent_bonds(complete_graph(start.batch), start.x, start.z)
+    kept = topology.window_graph(start)
+    pairs = lambda g: {tuple(sorted(p)) for p in g.bonds.T.tolist()}
+    assert bond in pairs(kept) and bond not in pairs(on_frame) and len(pairs(kept)) == len(whole)
+    graph = topology.topology_graph(start.x.double(), start.z, start.batch, bonds=start.bonds)  # a rollout's
+    assert pairs(graph) == pairs(kept)
+
+
+def test_with_bonds_given_the_perceived_bonds_is_the_perceived_topology():
+    """with_bonds (the data's bonds, in any order) and with_covalent_bonds (perceived) build the same graph
+    when the bonds agree: angles, dihedrals, environments and non-bonded pairs, in the same order."""
+    from diffmd_fast.data import load_data
+
+    traj = load_data("aspirin")
+    x, z = torch.as_tensor(traj.positions[0]), torch.as_tensor(traj.numbers)
+    graph = complete_graph(torch.zeros(len(z), dtype=torch.int64))
+    perceived = topology.with_covalent_bonds(graph, x, z)
+    shuffled = perceived.bonds[:, torch.randperm(perceived.bonds.shape[1], generator=torch.Generator().manual_seed(0))]
+    given = topology.with_bonds(graph, shuffled, z)
+    for name in ("bonds", "angles", "dihedrals", "environments", "nonbonded"):
+        assert torch.equal(getattr(given, name), getattr(perceived, name)), name

@@ -131,10 +131,9 @@ def call_times(model, start, repeats: int = 7) -> dict:
     off, fused attention), the EGL attention op alone, once per layer (its share of either), and the
     anchor (x(t) + v(t), plus the valence prior's Verlet step with model.bond_prior) that every call
     computes first."""
-    from ..ops.graph import complete_graph
-    from ..valence.topology import with_covalent_bonds
+    from ..valence.topology import window_graph
 
-    graph = with_covalent_bonds(complete_graph(start.batch), start.x, start.z)  # the rollout's fixed topology
+    graph = window_graph(start)  # the rollout's fixed topology: the data's bonds
     x_noisy = 2.0 * start.x - start.x_prev
     std = torch.full_like(start.x[:, :1], 0.05)  # Å
     layer, cfg = model.layers[0], model.cfg

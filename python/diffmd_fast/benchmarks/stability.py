@@ -22,8 +22,11 @@ Langevin thermostat), and scored online, so memory stays flat whatever the lengt
   every rollout stable that long (mean of their spectra) against the reference at the same stride:
   whether the dynamics has the reference's vibrational bands, which no static metric shows;
 - simulated fs per wall second (all rollouts together, and per trajectory), score evaluations per frame;
-- one-step error: RMS per atom of one model step from the start windows against the reference,
-  beside that of the constant-velocity guess x(t) + v(t) (how much of the dynamics is learned).
+- one-step error: RMS per atom of one model step from ONE_STEP_WINDOWS evenly spaced test windows
+  against the reference, beside that of the constant-velocity guess x(t) + v(t) (how much of the
+  dynamics is learned) and of the Verlet step with the reference's own forces (a force field exact at
+  x(t), at this frame time); and the network's gain over the prior alone on the same windows, with
+  its standard error from the paired windows (a gain of a few per cent needs hundreds of windows).
 
 The sampler "prior-only" rolls out the run's anchor alone (nn.score_net.AnchorScore): with
 ``model.bond_prior`` that is Verlet MD of the fitted valence force field (bonds, angles, torsions), the baseline
@@ -101,8 +104,19 @@ class Cell:
     # swing by 10-15 % over 1 ps blocks, so "within 10 %" is only as sharp as this (NaN: not computed)
     temperature_H_ref_se_K: float = float("nan")
     temperature_heavy_ref_se_K: float = float("nan")
+    # the one-step errors above over this many evenly spaced test windows (0: over the rollout starts, in
+    # older cached cells), the prior alone's over the same windows, the network's gain over it (RMS prior -
+    # RMS model, Å; > 0: the network's step is closer to the reference) with its standard error from the
+    # paired windows, and the Verlet step with the reference's own forces (NaN without forces): what a
+    # force field exact at x(t) gives at this frame time
+    one_step_windows: int = 0
+    one_step_prior_A: float = float("nan")
+    one_step_gain_A: float = float("nan")
+    one_step_gain_se_A: float = float("nan")
+    one_step_reference_force_A: float = float("nan")
 
 
+ONE_STEP_WINDOWS = 512  # test windows of the one-step errors: at 8 a network's gain over the prior is within noise
 VDOS_FRAMES = 4096  # frames of each rollout kept for its spectrum: 4 Welch segments, 8 ps at 2 fs frames
 
 
@@ -144,7 +158,7 @@ class OnlineScore:
         from ..evaluation.metrics import bonds_from_reference
 
         self.n, self.b, self.frame_fs = numbers.shape[0], rollouts, frame_fs
-        self.bonds = bonds_from_reference(reference[:1], numbers)  # (M, 2)
+        self.bonds = bonds_from_reference(reference, numbers)  # (M, 2), the median topology
         self.mean_len = mean_bond_lengths(reference, self.bonds)  # (M,) Å
         self.pairs = np.triu_indices(self.n, k=1)
         self.edges = np.linspace(0.0, HR_R_MAX, HR_BINS + 1)
@@ -251,25 +265,73 @@ def _train_or_load(name: str, stride: int, args, trajs) -> Path:
     return run
 
 
-def one_step_errors(run, traj, starts: list[int], stride: int) -> tuple[float, float]:
-    """(model, constant velocity): RMS per atom (Å) of the next frame predicted from each start window of
-    ``traj`` by the run's sampler (no rollout corrections) and by x(t) + v(t), against traj's frame
-    t0 + stride."""
+@dataclass(frozen=True)
+class OneStep:
+    """One model step from ``windows`` test windows against the reference (Å, RMS per atom); see Cell."""
+
+    windows: int
+    model_A: float
+    constant_velocity_A: float
+    prior_A: float
+    gain_A: float
+    gain_se_A: float
+    reference_force_A: float
+
+
+def one_step_errors(run, traj, stride: int, windows: int = ONE_STEP_WINDOWS, chunk: int = 128) -> OneStep:
+    """The run's sampler (no rollout corrections) and its prior alone (run.prior_alone) one step from up to
+    ``windows`` evenly spaced windows of ``traj``, each window's next frame t + stride as reference, beside
+    the constant-velocity guess x(t) + v(t) and the Verlet step 2 x(t) - x(t-1) + Δt² F(t) / m with the
+    reference's forces; ``chunk`` windows per call bound the memory."""
+    from ase import units
+
     from ..data import start_batch
+    from ..data.elements import masses
+    from ..dynamics.rollout import evenly_spaced_starts
     from ..dynamics.stepper import sample_frame
-    from ..ops.graph import complete_graph
+    from ..valence.topology import window_graph
 
-    starts = [t for t in starts if t + stride < traj.num_frames]  # windows with a reference next frame
-    start = start_batch([traj] * len(starts), starts, stride=stride, dtype=getattr(torch, run.config.train.dtype))
-    true = torch.as_tensor(np.concatenate([traj.positions[t + stride] for t in starts]))  # (N, 3) float64 Å
-    with torch.no_grad():
-        x, _, _ = sample_frame(run.model.eval(), run.sde, run.sampler, start, complete_graph(start.batch),
-                               torch.Generator().manual_seed(0))
+    dtype = getattr(torch, run.config.train.dtype)
+    prior = run.prior_alone()
+    starts = evenly_spaced_starts(traj.num_frames, 1, stride, windows)  # each with a reference next frame
+    sq = {"model": [], "prior": [], "cv": []}  # per window: mean over atoms of |error|² (Å²)
+    for i in range(0, len(starts), chunk):
+        part = starts[i:i + chunk]
+        start = start_batch([traj] * len(part), part, stride=stride, dtype=dtype)
+        true = torch.as_tensor(np.concatenate([traj.positions[t + stride] for t in part]))  # (N, 3) float64 Å
+        graph = window_graph(start)
+        for key, r in (("model", run), ("prior", prior)):
+            with torch.no_grad():
+                x, _, _ = sample_frame(r.model.eval(), r.sde, r.sampler, start, graph, torch.Generator().manual_seed(0))
+            sq[key].append(_window_means((start.absolute(x) - true).pow(2).sum(-1), start.batch))
+        sq["cv"].append(_window_means((start.absolute(2.0 * start.x - start.x_prev) - true).pow(2).sum(-1), start.batch))
+    m, p, cv = (np.concatenate(sq[k]) for k in ("model", "prior", "cv"))  # (W,) Å²
+    rms_m, rms_p = float(np.sqrt(m.mean())), float(np.sqrt(p.mean()))
+    diff = p - m  # (W,) Å²: RMS_p - RMS_m = mean(diff) / (RMS_p + RMS_m)
+    se = float(diff.std(ddof=1) / np.sqrt(len(diff)) / (rms_p + rms_m)) if len(diff) > 1 else float("nan")
+    ref_force = float("nan")
+    if traj.forces is not None and traj.dt_fs is not None:
+        dt = stride * traj.dt_fs  # fs
+        accel = traj.forces / masses(traj.numbers)[:, None] * units.fs ** 2  # (T, n, 3) Å/fs² (ASE's units)
+        verlet = np.stack([2 * traj.positions[t] - traj.positions[t - stride] + dt * dt * accel[t] for t in starts])
+        true = np.stack([traj.positions[t + stride] for t in starts])
+        ref_force = float(np.sqrt(((verlet - true) ** 2).sum(-1).mean()))
+    return OneStep(len(starts), rms_m, float(np.sqrt(cv.mean())), rms_p, rms_p - rms_m, se, ref_force)
 
-    def rms(d: torch.Tensor) -> float:
-        return float(d.pow(2).sum(-1).mean().sqrt())  # d (N, 3) float64 Å
 
-    return rms(start.absolute(x) - true), rms(start.absolute(2.0 * start.x - start.x_prev) - true)
+def _window_means(values: torch.Tensor, batch: torch.Tensor) -> np.ndarray:
+    """(W,) float64 mean of per-atom ``values`` (N,) over each window's atoms (``batch`` (N,) window index)."""
+    total = torch.zeros(int(batch.max()) + 1, dtype=torch.float64).index_add_(0, batch, values.double())
+    return (total / torch.bincount(batch).double()).numpy()
+
+
+def _with_one_step(cell: "Cell", one: OneStep) -> "Cell":
+    """``cell`` with the one-step figures of ``one``; a prior-only cell's own error is the prior's, its gain nil."""
+    if cell.sampler == PRIOR_ONLY:
+        one = replace(one, model_A=one.prior_A, gain_A=float("nan"), gain_se_A=float("nan"))
+    return replace(cell, one_step_error_A=one.model_A, constant_velocity_error_A=one.constant_velocity_A,
+                   one_step_windows=one.windows, one_step_prior_A=one.prior_A, one_step_gain_A=one.gain_A,
+                   one_step_gain_se_A=one.gain_se_A, one_step_reference_force_A=one.reference_force_A)
 
 
 def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -> Cell:
@@ -280,9 +342,8 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -
     from ..evaluation.longrun import temperature_series
     from ..training.run import load_run
 
-    run = load_run(run_dir, "cpu", SAMPLERS[sampler] + args.rollout_set)
-    if sampler == PRIOR_ONLY:
-        run = run.prior_alone()
+    full = load_run(run_dir, "cpu", SAMPLERS[sampler] + args.rollout_set)
+    run = full.prior_alone() if sampler == PRIOR_ONLY else full
     test = split.test
     starts = evenly_spaced_starts(test.num_frames, 0, stride, args.starts)
     rollout_start = run.start_from_frames(test, starts)
@@ -326,13 +387,14 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -
                 f"{run.path.parent.name} step {run.path.stem.split('_')[-1]}")
     ref_h, ref_heavy, se_h, se_heavy = reference_group_temperatures(ref, split.reference.numbers, stride, frame_fs)
     t_h, t_heavy = score.group_temperatures()
-    return Cell(name, stride, frame_fs, sampler, len(starts), frames, int((stable >= frames).sum()),
+    cell = Cell(name, stride, frame_fs, sampler, len(starts), frames, int((stable >= frames).sum()),
                 float(stable.mean() * frame_fs / 1000), float(stable.min() * frame_fs / 1000), jsd, temp, temp_ref,
                 (temp - temp_ref) / temp_ref, stepper.total_nfe / max(ran, 1), ran * frame_fs * len(starts) / wall,
-                ran * frame_fs / wall, wall, physics, training, *one_step_errors(run, test, starts, stride),
+                ran * frame_fs / wall, wall, physics, training, float("nan"), float("nan"),
                 t_h, ref_h, t_heavy, ref_heavy, score.vdos_overlap(ref, split.reference.numbers, stride),
                 **{f"h_r_jsd_{k}": v for k, v in score.h_r_jsd_by_separation(ref).items()},
                 temperature_H_ref_se_K=se_h, temperature_heavy_ref_se_K=se_heavy)
+    return _with_one_step(cell, one_step_errors(full, test, stride))
 
 
 @dataclass
@@ -356,11 +418,19 @@ def _pm(se: float) -> str:
     return "" if math.isnan(se) else f" ± {se:.0f}"
 
 
+def _gain(c: Cell) -> str:
+    """'+0.00034 ± 0.00004' (Å) of a cell's one-step gain over the prior alone; '–' where there is none."""
+    if math.isnan(c.one_step_gain_A):
+        return "–"
+    return f"{c.one_step_gain_A:+.5f} ± {c.one_step_gain_se_A:.5f}"
+
+
 def markdown(cells: list[Cell]) -> str:
     head = ("| molecule | stride (fs) | sampler | NFE/frame | stable rollouts | stability ps (mean / min) | "
             "h(r) JSD | JSD 1-2 / 1-3 / 1-4 / 1-5+ | T (K) | T ref (K) | T H / ref (K) | T heavy / ref (K) | "
-            "VDOS overlap | one-step error / const. velocity (Å) | fs per wall s (all / per traj.) | physics | training |")
-    lines = [head, "|" + "---|" * 17]
+            "VDOS overlap | one-step error / const. velocity / ref. forces (Å) | one-step gain over prior (Å) | "
+            "fs per wall s (all / per traj.) | physics | training |")
+    lines = [head, "|" + "---|" * 18]
     for c in cells:
         lines.append(f"| {c.molecule} | {c.stride} ({c.frame_fs:g}) | {c.sampler} | {c.nfe_per_frame:.1f} | "
                      f"{c.stable_rollouts}/{c.rollouts} | {c.stability_ps_mean:.2f} / {c.stability_ps_min:.2f} | "
@@ -369,7 +439,8 @@ def markdown(cells: list[Cell]) -> str:
                      f"{c.temperature_H_K:.0f} / {c.temperature_H_ref_K:.0f}{_pm(c.temperature_H_ref_se_K)} | "
                      f"{c.temperature_heavy_K:.0f} / {c.temperature_heavy_ref_K:.0f}{_pm(c.temperature_heavy_ref_se_K)} | "
                      f"{c.vdos_overlap:.2f} | "
-                     f"{c.one_step_error_A:.4f} / {c.constant_velocity_error_A:.4f} | "
+                     f"{c.one_step_error_A:.4f} / {c.constant_velocity_error_A:.4f} / {c.one_step_reference_force_A:.4f} | "
+                     f"{_gain(c)} | "
                      f"{c.fs_per_s_total:.0f} / {c.fs_per_s_per_trajectory:.0f} | {c.physics} | {c.training} |")
     return "\n".join(lines)
 
@@ -414,6 +485,13 @@ def main(argv=None) -> list[Cell]:
                 ref = _split(molecule).reference
                 *_, se_h, se_heavy = reference_group_temperatures(ref.positions, ref.numbers, stride, cell.frame_fs)
                 cell = replace(cell, temperature_H_ref_se_K=se_h, temperature_heavy_ref_se_K=se_heavy)
+            if cell.one_step_windows == 0:  # cached when the one-step errors came from the rollout starts alone
+                from ..training.run import load_run
+
+                split = _split(molecule)
+                full = load_run(_train_or_load(name, stride, args, split), "cpu", SAMPLERS[sampler] + args.rollout_set)
+                cell = _with_one_step(cell, one_step_errors(full, split.test, stride))
+                write_text(cache, json.dumps(asdict(cell), indent=1))
             cells.append(cell)
             continue
         split = _split(molecule)

@@ -30,6 +30,10 @@ class FrameBatch:
     # before it (history..., t-2, t-1; training only, for unrolled windows)
     v: torch.Tensor | None = None  # (N, 3) Å/fs
     v_history: torch.Tensor | None = None  # (K + 2, N, 3) Å/fs
+    # each molecule's covalent bonds, (2, M) int64 receiver, sender (both ways, atom indices of this batch): its
+    # trajectory's at the median (data.elements.covalent_pairs), not this window's frame, which a stretch
+    # can carry past the cutoff; None: perceived on x (valence.topology.window_graph)
+    bonds: torch.Tensor | None = None
 
     @property
     def velocity(self) -> torch.Tensor:

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .batch import FrameBatch
+from .elements import covalent_pairs, directed_bonds
 from .trajectory import Trajectory, TrajectoryError
 
 
@@ -24,6 +25,7 @@ class Window(NamedTuple):
     positions: torch.Tensor  # (4 + K, N, 3) Å: t-(2+K)s, ..., t-2s, t-s, t, t+s (K history frames, default 0)
     z: torch.Tensor  # (N,) int64
     velocities: torch.Tensor | None = None  # (4 + K, N, 3) Å/fs at the same frames (phase-space models)
+    bonds: np.ndarray | None = None  # (B, 2) int64 its trajectory's covalent bonds (data.elements.covalent_pairs)
 
 
 def _valid_times(traj: Trajectory, rng: range, stride: int, history: int = 0) -> np.ndarray:
@@ -47,7 +49,8 @@ class FrameWindows(Dataset):
     first 1000 frames. ``history`` K adds K earlier frames to every window (FrameBatch.history), for
     training on the model's own unrolled frames. ``velocities`` adds each frame's velocity
     (``Trajectory.velocity_estimates``: the engine's, else estimated from the positions) for
-    phase-space models.
+    phase-space models. Every window carries its trajectory's covalent bonds at the median over its
+    frames (data.elements.covalent_pairs).
     """
 
     def __init__(self, trajs: Sequence[Trajectory], *, stride: int = 1, frames: Sequence[range] | None = None,
@@ -66,6 +69,7 @@ class FrameWindows(Dataset):
         self.names = [t.name for t in trajs]
         self._pos = [torch.from_numpy(t.positions) for t in trajs]  # (T, N, 3) float64, shared memory
         self._z = [torch.from_numpy(t.numbers) for t in trajs]  # (N,) int64
+        self._bonds = [covalent_pairs(t.positions, t.numbers) for t in trajs]  # (B, 2) int64
         self._vel = [torch.from_numpy(t.velocity_estimates()) for t in trajs] if velocities else None  # (T, N, 3) Å/fs
         self._times = [
             _valid_times(t, frames[i] if frames is not None else range(t.num_frames), stride, history)
@@ -95,7 +99,8 @@ class FrameWindows(Dataset):
     def __getitem__(self, index: int) -> Window:
         k, t = self.locate(int(index))
         frames = slice(t - (2 + self.history) * self.stride, t + self.stride + 1, self.stride)
-        return Window(self._pos[k][frames], self._z[k], None if self._vel is None else self._vel[k][frames])
+        return Window(self._pos[k][frames], self._z[k], None if self._vel is None else self._vel[k][frames],
+                      self._bonds[k])
 
 
 def collate_windows(items: Sequence[Window], dtype: torch.dtype = torch.float32, *, centre: bool = True) -> FrameBatch:
@@ -107,7 +112,7 @@ def collate_windows(items: Sequence[Window], dtype: torch.dtype = torch.float32,
     ``FrameBatch.origin`` (float64), so ``batch.absolute(x)`` gives positions in the file's frame.
     ``centre=False`` keeps the file's frame (origin zero), cast as is. Windows with K history
     frames fill ``FrameBatch.history`` (K, N, 3); windows with velocities fill ``FrameBatch.v`` (at x(t))
-    and ``v_history`` (at the frames before it).
+    and ``v_history`` (at the frames before it); windows with bonds fill ``FrameBatch.bonds``.
     """
     pos = torch.cat([w.positions for w in items], dim=1).to(torch.float64)  # (4 + K, N_total, 3)
     z = torch.cat([w.z for w in items])
@@ -119,9 +124,14 @@ def collate_windows(items: Sequence[Window], dtype: torch.dtype = torch.float32,
     pos = (pos - origin[batch]).to(dtype)
     k = pos.shape[0] - 4
     vel = None if items[0].velocities is None else torch.cat([w.velocities for w in items], dim=1).to(dtype)
+    bonds = None
+    if all(w.bonds is not None for w in items):
+        first = torch.cumsum(sizes, 0) - sizes  # (B,) each molecule's first atom
+        bonds = torch.cat([directed_bonds(w.bonds, int(o)) for w, o in zip(items, first)], dim=1)  # (2, M)
     return FrameBatch(z=z, x_prev2=pos[k], x_prev=pos[k + 1], x=pos[k + 2], x_next=pos[k + 3], batch=batch,
                       num_graphs=len(items), origin=origin, history=pos[:k] if k > 0 else None,
-                      v=None if vel is None else vel[k + 2], v_history=None if vel is None else vel[: k + 2])
+                      v=None if vel is None else vel[k + 2], v_history=None if vel is None else vel[: k + 2],
+                      bonds=bonds)
 
 
 def make_loader(
@@ -169,7 +179,8 @@ def start_batch(
     frame (only safe near the origin in float32). ``velocities``: each atom's velocity at x(t)
     (``FrameBatch.v``, Trajectory.velocity_estimates), which phase-space models start from; None
     attaches them when every trajectory can give them (a time step and evenly spaced frames), True
-    requires them (TrajectoryError otherwise), False leaves them out.
+    requires them (TrajectoryError otherwise), False leaves them out. Each window carries its
+    trajectory's covalent bonds (FrameBatch.bonds), which the rollout holds fixed.
     """
     trajs = [trajs_or_traj] if isinstance(trajs_or_traj, Trajectory) else list(trajs_or_traj)
     times = [int(t)] * len(trajs) if isinstance(t, (int, np.integer)) else [int(v) for v in t]
@@ -178,7 +189,7 @@ def start_batch(
     if velocities is None:
         velocities = all(t.velocities is not None or (t.dt_fs is not None and t.evenly_spaced and t.num_frames >= 3)
                          for t in trajs)
-    items = []
+    items, bonds = [], {}  # the bonds of each distinct trajectory, once
     for traj, t0 in zip(trajs, times):
         if not 2 * stride <= t0 < traj.num_frames:
             raise TrajectoryError(
@@ -191,5 +202,6 @@ def start_batch(
                                   f"to be consecutive MD frames; they are not (or their spacing is not known)")
         picked = [t0 - 2 * stride, t0 - stride, t0, nxt]
         vel = torch.from_numpy(traj.velocity_estimates(picked)) if velocities else None  # (4, N, 3) Å/fs
-        items.append(Window(torch.from_numpy(traj.positions[picked]), torch.from_numpy(traj.numbers), vel))
+        items.append(Window(torch.from_numpy(traj.positions[picked]), torch.from_numpy(traj.numbers), vel,
+                            bonds.setdefault(id(traj), covalent_pairs(traj.positions, traj.numbers))))
     return collate_windows(items, dtype=dtype, centre=centre)

@@ -25,6 +25,7 @@ from ase.data import chemical_symbols, covalent_radii
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from ..data.elements import covalent_pairs, directed_bonds
 from ..evaluation.metrics import bonds_from_reference
 from ..valence.coverage import cover
 from ..valence.topology import topology_graph, type_label, valence_types
@@ -45,13 +46,16 @@ def fragment_counts(graph, batch=None) -> list[int]:
     return np.bincount(owned[:, 0], minlength=int(batch.max()) + 1 if n else 0).tolist()
 
 
-def topology_change(traj, samples: int = 64) -> str | None:
-    """Where the covalent bonds of trajectory ``traj`` differ from its first frame's, over ``samples``
-    evenly spaced frames ('frame 812: bond 4-8 broken, 0-8 formed'), or None when they never do."""
+def topology_change(traj, blocks: int = 16) -> str | None:
+    """Where the covalent bonds of trajectory ``traj`` differ from its first block's, each of ``blocks``
+    consecutive blocks of frames perceived at its median (data.elements.covalent_pairs: a bond
+    stretched past the cutoff in a frame or two is no change, a reaction is), as 'frame 812: bonds
+    broken 4-8, formed 0-8' (the block's first frame), or None when they never do."""
     x, z = traj.positions, np.asarray(traj.numbers)
-    first = {tuple(p) for p in bonds_from_reference(x[:1], z)}
-    for t in np.unique(np.linspace(0, len(x) - 1, samples).astype(int))[1:]:
-        now = {tuple(p) for p in bonds_from_reference(x[t:t + 1], z)}
+    edges = np.unique(np.linspace(0, len(x), min(blocks, len(x)) + 1).astype(int))
+    first = {tuple(p) for p in bonds_from_reference(x[edges[0]:edges[1]], z)}
+    for t, stop in zip(edges[1:-1], edges[2:]):
+        now = {tuple(p) for p in bonds_from_reference(x[t:stop], z)}
         if now != first:
             broken = ", ".join(f"{i}-{j}" for i, j in sorted(first - now)) or "none"
             formed = ", ".join(f"{i}-{j}" for i, j in sorted(now - first)) or "none"
@@ -61,7 +65,7 @@ def topology_change(traj, samples: int = 64) -> str | None:
 
 def training_topology(trajs: Sequence) -> dict:
     """What a checkpoint records of its training molecules: "valence_types" (valence_types of every
-    trajectory's first frame, merged) and "fragments" (the sorted fragment counts found). Warns when
+    trajectory's topology at its median, merged) and "fragments" (the sorted fragment counts found). Warns when
     a trajectory's bonds change (topology_change): a reaction, which the valence prior's one fixed
     topology does not describe."""
     merged: dict[str, set] = {kind: set() for kind in KINDS}
@@ -70,9 +74,10 @@ def training_topology(trajs: Sequence) -> dict:
         change = topology_change(traj)
         if change:
             warnings.warn(f"{traj.name}: the covalent bonds change during the trajectory ({change}): a reaction; the "
-                          "valence prior holds the first frame's bonds, so rollouts of this model stop at a topology "
+                          "valence prior holds one set of bonds, so rollouts of this model stop at a topology "
                           "change", stacklevel=2)
-        graph = topology_graph(traj.positions[0], np.asarray(traj.numbers))
+        z = np.asarray(traj.numbers)
+        graph = topology_graph(traj.positions[0], z, bonds=directed_bonds(covalent_pairs(traj.positions, z)))
         for kind, keys in valence_types(graph).items():
             merged[kind].update(tuple(k) if isinstance(k, list) else k for k in keys)
         fragments.update(fragment_counts(graph))
@@ -153,18 +158,20 @@ def check_contacts(x: np.ndarray, z: np.ndarray, what: str, scale: float = Guard
 
 
 def check_start(run, x: np.ndarray, z: np.ndarray, *, batch: np.ndarray | None = None, allow_unseen: bool = False,
-                what: str = "the start structure", guard: GuardConfig | None = None) -> tuple:
+                what: str = "the start structure", guard: GuardConfig | None = None,
+                bonds: torch.Tensor | None = None) -> tuple:
     """Check start structures x (N, 3) Å, z (N,), one molecule or the molecules of ``batch`` (N,),
     against the TrainedRun ``run`` (module docstring), and perceive the topology a rollout of them
     holds. Returns (their valence.topology.topology_graph, on the CPU; the warnings for the caller to
     show, with ``allow_unseen``). Raises ValueError (one line) on fused atoms, another fragment count,
     or unseen valence types without ``allow_unseen``. With ``allow_unseen`` it also gives the run's
     prior its fallback terms for these structures. ``guard``: whose contact limit fused atoms break
-    (default GuardConfig())."""
+    (default GuardConfig()). ``bonds`` (2, M) int64, each both ways: the structures' covalent bonds when
+    known (windows of a trajectory carry its bonds at the median, FrameBatch.bonds), else perceived on x."""
     x, z = np.asarray(x, dtype=np.float64), np.asarray(z, dtype=np.int64)
     check_elements(z, run.data.get("elements"), what)
     check_contacts(x, z, what, (guard or GuardConfig()).contact_scale, batch)  # before perceiving: fused atoms make no topology
-    graph = topology_graph(x, z, None if batch is None else torch.as_tensor(np.asarray(batch, dtype=np.int64)))
+    graph = topology_graph(x, z, None if batch is None else torch.as_tensor(np.asarray(batch, dtype=np.int64)), bonds=bonds)
     mine = valence_types(graph)
     notes = []
     fragments = run.data.get("fragments")

@@ -128,8 +128,8 @@ class Stepper:
 
     model: the score network (put in eval mode while stepping); sde, sampler: the reverse process;
     corrections: FrameCorrection objects applied to each sampled frame in order; graph: the
-    rollout's fixed topology (valence.topology.topology_graph of the start frame, which the network,
-    the prior and the guards read; perceived here when None); guard: thresholds
+    rollout's fixed topology (valence.topology.topology_graph: the start's bonds, FrameBatch.bonds,
+    else perceived on its frame), which the network, the prior and the guards read; built here when None; guard: thresholds
     of the health checks; generator: the random stream of the sampler and the corrections (saved
     by ``state_dict`` for exact resumption); strict: raise RolloutStopped on the first failure
     instead of stopping the molecule; compile: run each frame (``frame_step``: the sampler with the
@@ -165,7 +165,7 @@ class Stepper:
         self.frame = start
         # the rollout's fixed topology: the start frame's covalent bonds, angles, dihedrals and environments,
         # which the prior holds together however far a frame stretches them (perceived here unless given)
-        self.graph = topology_graph(start.x.double(), start.z, start.batch) if graph is None else graph
+        self.graph = topology_graph(start.x.double(), start.z, start.batch, bonds=start.bonds) if graph is None else graph
         self.guard = RolloutGuard(guard, start, self.graph)
         self._start_graph, self._start_guard = self.graph, self.guard  # what a resumed state is cut from
         self.atom_ids = torch.arange(start.x.shape[0], device=start.x.device)  # (N',) start index of active atoms

@@ -21,11 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from ase.data import chemical_symbols, covalent_radii
+from ase.data import chemical_symbols
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import jensenshannon
 
-from ..data.elements import BOND_SCALE
+from ..data.elements import BOND_SCALE, covalent_pairs
 
 STABILITY_TOL = 0.5  # Å a bond may leave its reference range before the rollout counts as broken
 MOVING_THRESHOLD = 1e-3  # Å/frame: far below thermal motion (~5e-3..2e-2 Å per 0.5 fs at 500 K)
@@ -84,18 +84,13 @@ def armse_mean_structure(ref: np.ndarray) -> float:
 
 
 def bonds_from_reference(ref: np.ndarray, numbers: np.ndarray, scale: float = BOND_SCALE) -> np.ndarray:
-    """(B, 2) int64 atom pairs i < j with |x_i - x_j| < scale × (r_cov,i + r_cov,j) in ref[0]."""
+    """(B, 2) int64 atom pairs i < j bonded in ``ref`` (T, N, 3) Å: median distance over its frames below
+    scale × (r_cov,i + r_cov,j) (data.elements.covalent_pairs; one frame is perceived as it is)."""
     r = _check_traj(ref, "ref")
     z = np.asarray(numbers)
     if z.shape != (r.shape[1],):
         raise ValueError(f"numbers must have shape ({r.shape[1]},) to match ref {r.shape}, got {z.shape}")
-    if (z < 1).any() or (z >= len(covalent_radii)).any():
-        raise ValueError(f"numbers must be atomic numbers in 1..{len(covalent_radii) - 1}, got {z.tolist()}")
-    rad = covalent_radii[z]  # (N,) Å
-    i, j = np.triu_indices(r.shape[1], k=1)
-    d = np.linalg.norm(r[0, i] - r[0, j], axis=-1)  # (P,) Å
-    keep = d < scale * (rad[i] + rad[j])
-    return np.stack([i[keep], j[keep]], axis=1).astype(np.int64)
+    return covalent_pairs(r, z, scale)
 
 
 def bond_lengths(traj: np.ndarray, bonds: np.ndarray) -> np.ndarray:

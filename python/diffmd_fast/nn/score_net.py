@@ -50,7 +50,7 @@ from ..data.batch import FrameBatch
 from ..ops import fused
 from ..ops.graph import Graph, complete_graph
 from ..valence.prior import BondPrior
-from ..valence.topology import with_covalent_bonds
+from ..valence.topology import window_graph
 from ..valence.verlet import next_velocity, phase_step
 from .egl import EGL
 
@@ -292,7 +292,7 @@ class PriorFallback(nn.Module):
                 graph: Graph | None = None, x_anchor: torch.Tensor | None = None) -> torch.Tensor:
         graph = complete_graph(batch.batch) if graph is None else graph
         if graph.bonds is None:
-            graph = with_covalent_bonds(graph, batch.x, batch.z)
+            graph = window_graph(batch)
         if x_anchor is None:  # (N, 3) Å: the prior's forces once, for both scores
             x_anchor = self.net.anchor(batch, graph)
         score = self.net(batch, x_noisy, std, graph, x_anchor=x_anchor)

@@ -43,7 +43,8 @@ from ..diffusion.sde import SDE, make_sde
 from ..dynamics.preflight import training_topology
 from ..dynamics.rollout import rollout_armse
 from ..evaluation.longrun import temperature_series, velocity_temperatures
-from ..valence import BondPrior, force_matched, valence_statistics, with_covalent_bonds
+from ..valence import BondPrior, force_matched, valence_statistics
+from ..valence.topology import window_graph
 from ..nn.score_net import ScoreNet
 from ..ops.graph import complete_graph
 from .checkpoint import load_latest, save_checkpoint
@@ -282,9 +283,8 @@ class _Trainer:
         batch = batch.to(self.info.device, self.dtype)
         keys = [noise_key(tc.seed, epoch, b, p) for p in bsamp.positions()]
         noise = draw_noise_keyed(batch, self.sde, keys, conditioning=tc.input_noise > 0 or tc.input_noise_shared > 0)
-        graph = complete_graph(batch.batch)
-        if self.prior is not None:  # one topology per batch, the data's, for the prior and the response targets
-            graph = with_covalent_bonds(graph, batch.x, batch.z)
+        # the data's topology (each trajectory's bonds at the median) for the prior and the response targets
+        graph = window_graph(batch) if self.prior is not None else complete_graph(batch.batch)
         unroll = unroll_steps(tc, epoch, b)
         if unroll:
             batch = pushforward(self.model, self.sde, self.sampler, batch, unroll, graph)

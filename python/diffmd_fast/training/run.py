@@ -109,7 +109,7 @@ class TrainedRun:
         batch = start_batch([reference] * len(starts), list(starts), stride=self.frame_stride(reference, what),
                             dtype=self.dtype)
         graph, notes = check_start(self, batch.x.double().numpy(), batch.z.numpy(), batch=batch.batch.numpy(),
-                                   allow_unseen=allow_unseen, what=what, guard=guard)
+                                   allow_unseen=allow_unseen, what=what, guard=guard, bonds=batch.bonds)
         return RolloutStart(batch.to(device), frame_fs, graph.to(device), tuple(notes))
 
     def frame_stride(self, reference, what: str = "the reference") -> int:

@@ -1,6 +1,7 @@
 """The valence force field fitted to data: Boltzmann inversion of every covalent coordinate.
 
-Each trajectory's topology is perceived on its first frame (covalent radii x 1.2, as everywhere);
+Each trajectory's topology is its covalent bonds at the median over its frames (covalent radii x 1.2,
+data.elements.covalent_pairs, as everywhere);
 over all its frames every bond length, bond angle and proper dihedral is measured. A harmonic
 coordinate's constant is k = k_B T / var (equipartition, T the trajectory's mean kinetic
 temperature) and its rest value the mean; terms of one type (element pair or triple, or pair,
@@ -26,7 +27,7 @@ from .topology import ENV_BASE, ENV_NEIGHBOURS, atom_environments, bond_angles, 
 
 @dataclass(frozen=True)
 class _Valence:
-    """One trajectory's valence terms over all its frames (topology of its first frame)."""
+    """One trajectory's valence terms over all its frames (its median topology, data.elements.covalent_pairs)."""
     z: np.ndarray  # (n,) atomic numbers
     env: np.ndarray  # (n,) atom environment codes (topology.atom_environments)
     kT: float  # eV, k_B × the trajectory's mean kinetic temperature
@@ -52,12 +53,12 @@ def _fit_temperature(traj) -> float:
     return float(kinetic_temperature(implied_velocities(x, traj.dt_fs), masses(traj.numbers, x.shape[1])).mean())
 
 def _valence_terms(trajs: Sequence) -> list[_Valence]:
-    """The bonds (covalent radii × 1.2 in the first frame, as everywhere) and bond angles of each
+    """The bonds (covalent radii × 1.2 at the median over the frames, as everywhere) and bond angles of each
     trajectory of 3 or more frames that has bonds, measured on all its frames."""
     out = []
     for traj in trajs:
         z = np.asarray(traj.numbers)
-        pairs = bonds_from_reference(traj.positions[:1], z) if traj.num_frames >= 3 else []
+        pairs = bonds_from_reference(traj.positions, z) if traj.num_frames >= 3 else []
         if not len(pairs):
             continue
         directed = torch.as_tensor(np.concatenate([pairs, pairs[:, ::-1]]).T.copy())  # (2, 2B)
@@ -232,7 +233,7 @@ def _environment_tables(terms: list[_Valence], torsions: bool) -> tuple[dict, di
 def bond_statistics(trajs: Sequence, max_z: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(k, r0), each (max_z + 1, max_z + 1) float64 and symmetric, per element pair: the harmonic force
     constant k = k_B T / var(r) (eV/Å², equipartition of a classical harmonic bond) and the mean
-    length r0 (Å) of every covalent bond of that pair (perceived in each trajectory's first frame:
+    length r0 (Å) of every covalent bond of that pair (perceived at each trajectory's median:
     covalent radii x 1.2), over all frames, T each trajectory's mean kinetic temperature; bonds of a
     pair pooled (mean of their variances and mean lengths). Pairs never bonded in the data: 0."""
     return _element_bonds(_valence_terms(trajs), max_z)
@@ -241,7 +242,7 @@ def bond_statistics(trajs: Sequence, max_z: int) -> tuple[torch.Tensor, torch.Te
 def angle_statistics(trajs: Sequence) -> dict[tuple[int, int, int], tuple[float, float]]:
     """{(z_end, z_centre, z_end'): (K eV, cos θ0)}, z_end <= z_end': the harmonic constant of the cosine
     of every bond angle (K = k_B T / var(cos θ), equipartition) and its mean, per element triple, over
-    all frames, the angles those of the covalent bonds perceived in each trajectory's first frame
+    all frames, the angles those of the covalent bonds perceived at each trajectory's median
     (as bond_statistics), T each trajectory's mean kinetic temperature; angles of a triple pooled."""
     return _pool(_angle_samples(_valence_terms(trajs), lambda v: v.z))
 

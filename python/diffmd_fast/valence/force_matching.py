@@ -29,9 +29,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..data.elements import covalent_pairs, directed_bonds
 from ..ops.graph import complete_graph
 from .prior import BondPrior
-from .topology import with_covalent_bonds
+from .topology import with_bonds
 
 FRAMES = 400  # frames sampled per trajectory: ~10^4 force components per parameter for a 20-atom molecule
 # Force matching and Boltzmann inversion measure one curvature two ways; on GFN2-xTB data the bond
@@ -104,8 +105,9 @@ def force_matched(trajs: Sequence, prior: BondPrior, tables: dict, frames: int =
     normal, rhs = 0.0, 0.0
     for traj in with_forces:
         z = torch.as_tensor(np.asarray(traj.numbers, dtype=np.int64))
-        x0 = torch.as_tensor(traj.positions[0])
-        graph = with_covalent_bonds(complete_graph(torch.zeros(len(z), dtype=torch.int64)), x0, z)
+        # the trajectory's bonds at its median (data.elements.covalent_pairs), as the statistics' tables
+        graph = with_bonds(complete_graph(torch.zeros(len(z), dtype=torch.int64)),
+                           directed_bonds(covalent_pairs(traj.positions, traj.numbers)), z)
         env = graph.environments
         known = all(tuple(sorted((int(env[a]), int(env[b])))) in bond_keys for a, b in graph.bonds.T.tolist())
         if not known:

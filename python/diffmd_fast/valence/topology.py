@@ -1,8 +1,10 @@
 """The valence force field's topology: covalent bonds perceived on positions (covalent radii x
 BOND_SCALE), the bond angles and proper dihedrals they make, each atom's chemical environment (its
-type), the non-bonded pairs, and the force-field types of a molecule. ``topology_graph`` perceives
-them once per rollout, on its start frame, and hangs them on the complete graph of its molecules
-(ops.graph.Graph); the start checks, the prior, the rollout and its guards all read that one graph.
+type), the non-bonded pairs, and the force-field types of a molecule. A molecule's bonds are those
+of its trajectory at the median (data.elements.covalent_pairs), which windows of the data carry
+(``window_graph``), or those perceived on a lone structure; ``topology_graph`` hangs them on the
+complete graph of its molecules (ops.graph.Graph) once per rollout; the start checks, the prior, the
+rollout and its guards all read that one graph.
 """
 from __future__ import annotations
 
@@ -105,24 +107,48 @@ def environment_label(env: int) -> str:
     return f"{centre}({','.join(neighbours)})" if neighbours else centre
 
 
-def with_covalent_bonds(graph: Graph, x: torch.Tensor, z: torch.Tensor) -> Graph:
-    """``graph`` with its ``bonds``, ``angles``, ``dihedrals`` and atom ``environments`` perceived at
-    positions x (N, 3) Å: a fixed topology, e.g. a rollout's start frame, which later frames keep
-    however far they stretch a bond."""
-    bonds = covalent_bonds(graph, x, z)
+def with_bonds(graph: Graph, bonds: torch.Tensor, z: torch.Tensor) -> Graph:
+    """``graph`` with the covalent topology ``bonds`` (2, M) int64 receiver, sender (each bond both ways,
+    atom indices of ``graph``): those of graph's edges, in graph's order, and the angles, dihedrals,
+    atom environments and non-bonded pairs they make; z (N,) atomic numbers."""
+    recv, send = graph.receivers(), graph.col
+    n = max(int(z.numel()), 1)
+    bonds = bonds.to(recv.device)
+    bonded = torch.isin(recv * n + send, bonds[0] * n + bonds[1])  # (E,)
+    bonds = torch.stack([recv[bonded], send[bonded]])
     angles = bond_angles(bonds)
     return graph._replace(bonds=bonds, angles=angles, environments=atom_environments(bonds, z),
                           dihedrals=bond_dihedrals(bonds, z.numel()), nonbonded=nonbonded_pairs(graph, bonds, angles))
 
 
-def topology_graph(x, z, batch=None) -> Graph:
+def with_covalent_bonds(graph: Graph, x: torch.Tensor, z: torch.Tensor) -> Graph:
+    """``graph`` with its ``bonds``, ``angles``, ``dihedrals`` and atom ``environments`` perceived at
+    positions x (N, 3) Å: a fixed topology, e.g. a rollout's start frame, which later frames keep
+    however far they stretch a bond."""
+    return with_bonds(graph, covalent_bonds(graph, x, z), z)
+
+
+def window_graph(batch) -> Graph:
+    """The complete graph of a FrameBatch's molecules with their covalent topology: ``batch.bonds`` (each
+    window's trajectory's bonds at its median, data.elements.covalent_pairs) when it carries them, else
+    perceived on batch.x. What training, one-step scoring and rollouts from data windows use, so a
+    window caught mid-stretch keeps its molecule's bonds."""
+    graph = complete_graph(batch.batch)
+    if batch.bonds is not None:
+        return with_bonds(graph, batch.bonds, batch.z)
+    return with_covalent_bonds(graph, batch.x, batch.z)
+
+
+def topology_graph(x, z, batch=None, bonds=None) -> Graph:
     """The complete graph inside each molecule with the covalent topology (bonds, angles, dihedrals,
-    environments, non-bonded pairs) perceived at positions x (N, 3) Å: what a rollout holds fixed.
-    z (N,) atomic numbers; batch (N,) int64 molecule of each atom, sorted (default: one molecule).
-    Tensors or arrays; the graph lives on x's device."""
+    environments, non-bonded pairs): ``bonds`` (2, M) int64 (each both ways) when given, else perceived
+    at positions x (N, 3) Å: what a rollout holds fixed. z (N,) atomic numbers; batch (N,) int64
+    molecule of each atom, sorted (default: one molecule). Tensors or arrays; the graph lives on x's device."""
     x = torch.as_tensor(np.asarray(x, dtype=np.float64) if not torch.is_tensor(x) else x)
     z = torch.as_tensor(np.asarray(z, dtype=np.int64) if not torch.is_tensor(z) else z, device=x.device)
     batch = torch.zeros(len(z), dtype=torch.int64, device=x.device) if batch is None else batch
+    if bonds is not None:
+        return with_bonds(complete_graph(batch), torch.as_tensor(bonds, device=x.device), z)
     return with_covalent_bonds(complete_graph(batch), x, z)
 
 
