@@ -295,6 +295,9 @@ class TrainConfig:
     # (bonds, angles, torsions; valence/prior.py) to the perturbed frames, not the clean x(t+1) (training/conditioning.py)
     input_noise_response: bool = False
     unroll_prob: float = 0.0  # probability that a batch is conditioned on the model's own frames
+    # targets x(t+1) continued from x(t) by the data's own forces (data.windows.force_continuations): the
+    # reference's dynamics without its thermostat's random kicks, where the data has forces at every step
+    force_targets: bool = False
     unroll_steps: int = 1  # most model steps unrolled (k drawn uniformly in 1..unroll_steps)
     max_steps: int = 0  # stop after this many optimiser steps (0: no limit), for smoke runs
     # wall-clock training budget (0: no limit), checked between optimiser steps; checkpoints carry

@@ -167,3 +167,43 @@ def test_windows_carry_their_trajectorys_bonds_offset_to_the_batchs_atoms():
     assert sorted(map(tuple, got)) == sorted(want + [(j, i) for i, j in want])
     assert (batch.batch[batch.bonds[0]] == batch.batch[batch.bonds[1]]).all()  # never across molecules
     assert start_batch([eth, asp], 10, stride=2).bonds.shape == batch.bonds.shape
+
+
+def test_force_continuations_are_the_frames_of_noiseless_md_and_drop_a_thermostats_kicks():
+    """Continued by the data's own forces, Verlet MD returns its own frames; a spring kicked at every step
+    (Langevin-like noise, the forces recorded along the kicked path) returns the path without the kicks
+    of the frame's steps, to first order: an order of magnitude closer to the noiseless continuation."""
+    from dataclasses import replace
+
+    from ase import units
+
+    from diffmd_fast.data.windows import force_continuations
+
+    clean = _verlet_spring(frames=60)
+    np.testing.assert_allclose(force_continuations(clean, 4)[5:], clean.positions[5:], rtol=0, atol=1e-12)
+    m = np.array([15.999, 1.008])[:, None]
+    rng = np.random.default_rng(0)
+    x, prev, xs, fs = clean.positions[1], clean.positions[0], [clean.positions[0]], [clean.forces[0]]
+    force = lambda p: (lambda d: np.stack([30.0 * (np.linalg.norm(d) - 1.0) * d / np.linalg.norm(d),
+                                           -30.0 * (np.linalg.norm(d) - 1.0) * d / np.linalg.norm(d)]))(p[1] - p[0])
+    kicks = 2e-4 * rng.standard_normal((60, 2, 3))  # Å per step
+    for k in range(59):
+        xs.append(x), fs.append(force(x))
+        x, prev = 2 * x - prev + 0.25 * force(x) / m * units.fs**2 + kicks[k], x
+    kicked = replace(clean, positions=np.array(xs), forces=np.array(fs), velocities=None)
+    cont = force_continuations(kicked, 4)
+    u = np.arange(5, 60)
+    noiseless = []
+    for t in u:  # the same steps from x(t-5), x(t-4) without their kicks (forces where they land)
+        p, c = kicked.positions[t - 5], kicked.positions[t - 4]
+        for _ in range(4):
+            p, c = c, 2 * c - p + 0.25 * force(c) / m * units.fs**2
+        noiseless.append(c)
+    noiseless = np.array(noiseless)
+    off = lambda a: np.sqrt(((a - noiseless) ** 2).sum(-1).mean())
+    assert off(cont[u]) < 0.15 * off(kicked.positions[u])  # the stiff O-H spring responds to a kick within 2 fs
+    windows = FrameWindows(kicked, stride=4, force_targets=True)
+    t = windows.locate(3)[1]
+    np.testing.assert_array_equal(windows[3].positions[-1].numpy(), cont[t + 4])
+    np.testing.assert_array_equal(windows[3].positions[:-1].numpy(), kicked.positions[t - 8:t + 1:4])
+    assert force_continuations(replace(kicked, forces=None), 4) is None
