@@ -107,8 +107,8 @@ class Cell:
     # the one-step errors above over this many evenly spaced test windows (0: over the rollout starts, in
     # older cached cells), the prior alone's over the same windows, the network's gain over it (RMS prior -
     # RMS model, Å; > 0: the network's step is closer to the reference) with its standard error from the
-    # paired windows, and the Verlet step with the reference's own forces (NaN without forces): what a
-    # force field exact at x(t) gives at this frame time
+    # paired windows, and the Verlet step with the reference's own forces (NaN without forces, and for
+    # phase-space models): what a force field exact at x(t) gives at this frame time
     one_step_windows: int = 0
     one_step_prior_A: float = float("nan")
     one_step_gain_A: float = float("nan")
@@ -166,7 +166,7 @@ class OnlineScore:
         self.stable = np.full(rollouts, -1)  # first unstable frame, -1 while stable
         # pair distances of the stable frames, all rollouts, by bonded separation (every pair is in one
         # class; all pairs together are their sum): the positions in self.pairs of each class's pairs
-        self.separations = pair_separations(reference[0], numbers)
+        self.separations = pair_separations(reference, numbers)
         index = {pair: p for p, pair in enumerate(zip(*self.pairs))}
         self.class_pairs = [np.array([index[pair] for pair in zip(*self.separations.get(name, ((), ())))],
                                      dtype=np.int64) for name in SEPARATIONS]
@@ -282,7 +282,8 @@ def one_step_errors(run, traj, stride: int, windows: int = ONE_STEP_WINDOWS, chu
     """The run's sampler (no rollout corrections) and its prior alone (run.prior_alone) one step from up to
     ``windows`` evenly spaced windows of ``traj``, each window's next frame t + stride as reference, beside
     the constant-velocity guess x(t) + v(t) and the Verlet step 2 x(t) - x(t-1) + Δt² F(t) / m with the
-    reference's forces; ``chunk`` windows per call bound the memory."""
+    reference's forces (models of positions: a phase-space model's prior substeps, so its comparison would
+    need forces between the frames; NaN there); ``chunk`` windows per call bound the memory."""
     from ase import units
 
     from ..data import start_batch
@@ -310,7 +311,7 @@ def one_step_errors(run, traj, stride: int, windows: int = ONE_STEP_WINDOWS, chu
     diff = p - m  # (W,) Å²: RMS_p - RMS_m = mean(diff) / (RMS_p + RMS_m)
     se = float(diff.std(ddof=1) / np.sqrt(len(diff)) / (rms_p + rms_m)) if len(diff) > 1 else float("nan")
     ref_force = float("nan")
-    if traj.forces is not None and traj.dt_fs is not None:
+    if traj.forces is not None and traj.dt_fs is not None and run.config.model.prior_substeps == 0:
         dt = stride * traj.dt_fs  # fs
         accel = traj.forces / masses(traj.numbers)[:, None] * units.fs ** 2  # (T, n, 3) Å/fs² (ASE's units)
         verlet = np.stack([2 * traj.positions[t] - traj.positions[t - stride] + dt * dt * accel[t] for t in starts])

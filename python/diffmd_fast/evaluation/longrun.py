@@ -176,15 +176,18 @@ def hr_errors(h_gen: np.ndarray, h_ref: np.ndarray, edges: np.ndarray) -> tuple[
     return mae, jsd
 
 
-def pair_separations(frame: np.ndarray, numbers: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{separation: (i, j) index arrays} of the atom pairs i < j of one frame (N, 3) Å by how many
-    covalent bonds (metrics.bonds_from_reference) apart they are: "1_2" bonded, "1_3" two bonds
-    (an angle), "1_4" three (a torsion), "1_5" four or more or not connected. Empty classes are left out."""
+def pair_separations(frames: np.ndarray, numbers: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{separation: (i, j) index arrays} of the atom pairs i < j of a molecule, ``frames`` (T, N, 3) or
+    one frame (N, 3) Å, by how many covalent bonds (metrics.bonds_from_reference: at the median over
+    the frames) apart they are: "1_2" bonded, "1_3" two bonds (an angle), "1_4" three (a torsion),
+    "1_5" four or more or not connected. Empty classes are left out."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import shortest_path
 
-    n = frame.shape[0]
-    bonds = bonds_from_reference(np.asarray(frame, dtype=np.float64)[None], np.asarray(numbers))
+    frames = np.asarray(frames, dtype=np.float64)
+    frames = frames[None] if frames.ndim == 2 else frames
+    n = frames.shape[1]
+    bonds = bonds_from_reference(frames, np.asarray(numbers))
     adjacency = coo_matrix((np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(n, n)).tocsr()
     hops = shortest_path(adjacency, directed=False, unweighted=True)
     i, j = np.triu_indices(n, k=1)
@@ -196,10 +199,10 @@ def pair_separations(frame: np.ndarray, numbers: np.ndarray) -> dict[str, tuple[
 def hr_jsd_by_separation(gen: np.ndarray, ref: np.ndarray, numbers: np.ndarray, *, bins: int = HR_BINS,
                          r_max: float = HR_R_MAX) -> dict[str, float | None]:
     """{"1_2", "1_3", "1_4", "1_5": h(r) JSD of the pairs that many bonds apart (pair_separations of
-    ref's first frame)} of positions gen (T, N, 3) against ref (T_ref, N, 3) Å; None for a class with
+    ref)} of positions gen (T, N, 3) against ref (T_ref, N, 3) Å; None for a class with
     no pair, or none of its distances below r_max."""
     out: dict[str, float | None] = dict.fromkeys(SEPARATIONS)
-    for name, pairs in pair_separations(_check_traj(ref, "ref")[0], numbers).items():
+    for name, pairs in pair_separations(_check_traj(ref, "ref"), numbers).items():
         try:
             h_ref, edges = hr_histogram(ref, bins=bins, r_max=r_max, pairs=pairs)
             h_gen, _ = hr_histogram(gen, bins=bins, r_max=r_max, pairs=pairs)

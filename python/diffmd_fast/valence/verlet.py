@@ -7,8 +7,8 @@ state (``FrameBatch.v``, ``model.prior_substeps``) lets the prior integrate the 
 velocity-Verlet substeps of Δt / k (multiple time stepping, RESPA's inner loop; Tuckerman, Berne &
 Martyna 1992): stable at any k with Δt / k under that limit, and time-reversible. With the data's
 velocity it is also the better anchor at the same frame time: the prior alone's one-step error at
-2 fs frames falls from 0.0130 Å (position Verlet on the window) to 0.0081 Å (two substeps) on
-bundled ethanol, from 0.0085 to 0.0060 Å on aspirin (benches/results/README.md).
+2 fs frames falls from 0.0124 Å (position Verlet on the window) to 0.0084 Å (two substeps) on
+bundled ethanol, from 0.0087 to 0.0063 Å on aspirin (benches/results/README.md).
 
 The network's correction to the prior's frame, δ = x(t+1) - x_p(t+1), enters the velocity as a kick
 at the start of the frame, v(t+1) = v_p(t+1) + δ / Δt (``next_velocity``): a kick Δv moves a free
