@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import math
 
-from diffmd_fast.benchmarks import stability
+from diffmd_fast.benchmarks import one_step, stability
 
 
 def test_benchmark_smoke_and_resume(tmp_path, capsys):
@@ -24,7 +24,7 @@ def test_benchmark_smoke_and_resume(tmp_path, capsys):
     # over hundreds of test windows, paired with the prior alone's on the same windows; the Verlet step with
     # the reference's own forces is far closer than the constant-velocity guess
     c = cells[0]
-    assert c.one_step_windows == stability.ONE_STEP_WINDOWS and math.isfinite(c.one_step_prior_A)
+    assert c.one_step_windows == one_step.ONE_STEP_WINDOWS and math.isfinite(c.one_step_prior_A)
     assert math.isclose(c.one_step_gain_A, c.one_step_prior_A - c.one_step_error_A, rel_tol=1e-9)
     assert 0 < c.one_step_gain_se_A < c.one_step_prior_A
     assert 0 < c.one_step_reference_force_A < 0.5 * c.constant_velocity_error_A
@@ -36,7 +36,7 @@ def test_benchmark_smoke_and_resume(tmp_path, capsys):
     old.update(one_step_windows=0, one_step_prior_A=float("nan"), one_step_error_A=0.5)
     cache.write_text(json.dumps(old))
     assert stability.main(args) == cells
-    assert json.loads(cache.read_text())["one_step_windows"] == stability.ONE_STEP_WINDOWS
+    assert json.loads(cache.read_text())["one_step_windows"] == one_step.ONE_STEP_WINDOWS
 
 
 def test_prior_only_cell_is_the_valence_force_field_alone(tmp_path):

@@ -123,7 +123,8 @@ class ModelConfig:
     (they hold the molecule near the conformers the data visited; off: groups rotate freely).
     ``prior_force_matching``: fit the prior's bond and angle force constants to the reference forces
     by least squares instead of Boltzmann inversion of each coordinate, the rest values staying at
-    the data's mean geometry (data without forces: Boltzmann inversion).
+    the data's mean geometry (data without forces: Boltzmann inversion). ``prior_anharmonic`` (needs
+    ``prior_force_matching``): Morse bonds, each type's steepness fitted to the forces with its constant.
     ``prior_substeps`` (needs ``bond_prior``): 0 steps the prior once per frame by position Verlet on
     the window; k >= 1 makes the model phase-space: every window carries each atom's velocity at x(t)
     (the engine's, else estimated from the positions: data.Trajectory.velocity_estimates), the anchor
@@ -162,6 +163,8 @@ class ModelConfig:
     bond_prior: bool = False  # anchor = Verlet step of a valence force field fitted to the data (valence/prior.py)
     prior_torsions: bool = True  # the bond prior's periodic torsions
     prior_force_matching: bool = False  # bond and angle force constants fitted to the data's forces (valence/force_matching.py)
+    # with prior_force_matching: Morse bonds, each bond type's anharmonicity fitted to the forces too (valence/anharmonic.py)
+    prior_anharmonic: bool = False
     prior_substeps: int = 0  # > 0: phase space, the prior's frame in that many velocity-Verlet substeps (valence/verlet.py)
     backend: Literal["fused", "reference"] = "fused"
 
@@ -175,6 +178,8 @@ class ModelConfig:
                  "model.bond_prior (a prior on the anchor) needs model.anchor = true")
         _require(self.bond_prior or self.prior_substeps == 0,
                  "model.prior_substeps (the valence prior's substeps) needs model.bond_prior = true")
+        _require(self.prior_force_matching or not self.prior_anharmonic,
+                 "model.prior_anharmonic (Morse bonds fitted to the forces) needs model.prior_force_matching = true")
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,10 @@ def test_a_saved_prior_checkpoint_loads_with_the_same_scores():
     prior_keys = sorted(k for k in state["model"] if k.startswith("bond_prior."))
     run = load_run(RUN)
     now = sorted(k for k in run.model.state_dict() if k.startswith("bond_prior."))
-    assert sorted(set(now) - set(prior_keys)) == ["bond_prior.ub_k", "bond_prior.ub_r0"] and set(prior_keys) <= set(now)
+    assert sorted(set(now) - set(prior_keys)) == ["bond_prior.alpha", "bond_prior.ub_k", "bond_prior.ub_r0"]
+    assert set(prior_keys) <= set(now)
     assert float(run.model.bond_prior.ub_k.abs().sum()) == 0.0  # loaded without springs
+    assert not run.model.bond_prior.anharmonic  # nor Morse bonds
     assert float(run.model.bond_prior.torsions.abs().sum()) > 0 and float(run.model.bond_prior.frame_fs) == 1.0
     np.testing.assert_allclose(run_scores(run.model, ethanol().slice(0, 60)), np.load(SCORES)["score"],
                                rtol=0, atol=1e-10)

@@ -22,7 +22,7 @@ Langevin thermostat), and scored online, so memory stays flat whatever the lengt
   every rollout stable that long (mean of their spectra) against the reference at the same stride:
   whether the dynamics has the reference's vibrational bands, which no static metric shows;
 - simulated fs per wall second (all rollouts together, and per trajectory), score evaluations per frame;
-- one-step error: RMS per atom of one model step from ONE_STEP_WINDOWS evenly spaced test windows
+- one-step error (benchmarks/one_step.py): RMS per atom of one model step from 512 evenly spaced test windows
   against the reference, beside that of the constant-velocity guess x(t) + v(t) (how much of the
   dynamics is learned) and of the Verlet step with the reference's own forces (a force field exact at
   x(t), at this frame time); and the network's gain over the prior alone on the same windows, with
@@ -51,6 +51,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from .one_step import OneStep, one_step_errors
 
 PRIOR_ONLY = "prior-only"  # heun1 on the anchor's exact score: the model without its network (AnchorScore)
 SAMPLERS = {  # name: config overrides
@@ -116,7 +118,6 @@ class Cell:
     one_step_reference_force_A: float = float("nan")
 
 
-ONE_STEP_WINDOWS = 512  # test windows of the one-step errors: at 8 a network's gain over the prior is within noise
 VDOS_FRAMES = 4096  # frames of each rollout kept for its spectrum: 4 Welch segments, 8 ps at 2 fs frames
 
 
@@ -263,67 +264,6 @@ def _train_or_load(name: str, stride: int, args, trajs) -> Path:
         train(cfg, trajs.train, trajs.val, run, resume=True, progress=args.progress)
         done.write_text("trained\n")
     return run
-
-
-@dataclass(frozen=True)
-class OneStep:
-    """One model step from ``windows`` test windows against the reference (Å, RMS per atom); see Cell."""
-
-    windows: int
-    model_A: float
-    constant_velocity_A: float
-    prior_A: float
-    gain_A: float
-    gain_se_A: float
-    reference_force_A: float
-
-
-def one_step_errors(run, traj, stride: int, windows: int = ONE_STEP_WINDOWS, chunk: int = 128) -> OneStep:
-    """The run's sampler (no rollout corrections) and its prior alone (run.prior_alone) one step from up to
-    ``windows`` evenly spaced windows of ``traj``, each window's next frame t + stride as reference, beside
-    the constant-velocity guess x(t) + v(t) and the Verlet step 2 x(t) - x(t-1) + Δt² F(t) / m with the
-    reference's forces (models of positions: a phase-space model's prior substeps, so its comparison would
-    need forces between the frames; NaN there); ``chunk`` windows per call bound the memory."""
-    from ase import units
-
-    from ..data import start_batch
-    from ..data.elements import masses
-    from ..dynamics.rollout import evenly_spaced_starts
-    from ..dynamics.stepper import sample_frame
-    from ..valence.topology import window_graph
-
-    dtype = getattr(torch, run.config.train.dtype)
-    prior = run.prior_alone()
-    starts = evenly_spaced_starts(traj.num_frames, 1, stride, windows)  # each with a reference next frame
-    sq = {"model": [], "prior": [], "cv": []}  # per window: mean over atoms of |error|² (Å²)
-    for i in range(0, len(starts), chunk):
-        part = starts[i:i + chunk]
-        start = start_batch([traj] * len(part), part, stride=stride, dtype=dtype)
-        true = torch.as_tensor(np.concatenate([traj.positions[t + stride] for t in part]))  # (N, 3) float64 Å
-        graph = window_graph(start)
-        for key, r in (("model", run), ("prior", prior)):
-            with torch.no_grad():
-                x, _, _ = sample_frame(r.model.eval(), r.sde, r.sampler, start, graph, torch.Generator().manual_seed(0))
-            sq[key].append(_window_means((start.absolute(x) - true).pow(2).sum(-1), start.batch))
-        sq["cv"].append(_window_means((start.absolute(2.0 * start.x - start.x_prev) - true).pow(2).sum(-1), start.batch))
-    m, p, cv = (np.concatenate(sq[k]) for k in ("model", "prior", "cv"))  # (W,) Å²
-    rms_m, rms_p = float(np.sqrt(m.mean())), float(np.sqrt(p.mean()))
-    diff = p - m  # (W,) Å²: RMS_p - RMS_m = mean(diff) / (RMS_p + RMS_m)
-    se = float(diff.std(ddof=1) / np.sqrt(len(diff)) / (rms_p + rms_m)) if len(diff) > 1 else float("nan")
-    ref_force = float("nan")
-    if traj.forces is not None and traj.dt_fs is not None and run.config.model.prior_substeps == 0:
-        dt = stride * traj.dt_fs  # fs
-        accel = traj.forces / masses(traj.numbers)[:, None] * units.fs ** 2  # (T, n, 3) Å/fs² (ASE's units)
-        verlet = np.stack([2 * traj.positions[t] - traj.positions[t - stride] + dt * dt * accel[t] for t in starts])
-        true = np.stack([traj.positions[t + stride] for t in starts])
-        ref_force = float(np.sqrt(((verlet - true) ** 2).sum(-1).mean()))
-    return OneStep(len(starts), rms_m, float(np.sqrt(cv.mean())), rms_p, rms_p - rms_m, se, ref_force)
-
-
-def _window_means(values: torch.Tensor, batch: torch.Tensor) -> np.ndarray:
-    """(W,) float64 mean of per-atom ``values`` (N,) over each window's atoms (``batch`` (N,) window index)."""
-    total = torch.zeros(int(batch.max()) + 1, dtype=torch.float64).index_add_(0, batch, values.double())
-    return (total / torch.bincount(batch).double()).numpy()
 
 
 def _with_one_step(cell: "Cell", one: OneStep) -> "Cell":

@@ -16,6 +16,10 @@ coarse-graining of Izvekov & Voth 2005, VOTCA's csg_fmatch; the bonded priors of
 The rest values stay where the data's distributions sit: fitted freely, they absorb the non-bonded
 forces the prior has no term for and move the bond-length distribution (h(r)) off the reference's,
 while what the forces measure well, and Boltzmann inversion misreads, is the curvature.
+With ``anharmonic`` each bond's force gains the next term of its Morse expansion about the mean
+length on its stretched side, F = -k dr + c + a dr² (still linear in the unknowns), read back as a Morse bond whose minimum
+sits where that force vanishes (valence/anharmonic.py): the residual that a harmonic fit leaves along
+a bond is mostly that parabola.
 A type whose fit is unphysical (k or K <= 0) keeps its Boltzmann-inverted constant; a Urey-Bradley
 spring fitted to k <= 0 is left out (Boltzmann inversion cannot tell it from its angle). Forces whose
 fit disagrees with the Boltzmann constants by more than UNIT_MISMATCH in the median over bond types
@@ -31,6 +35,7 @@ import torch
 
 from ..data.elements import covalent_pairs, directed_bonds
 from ..ops.graph import complete_graph
+from .anharmonic import ALPHA_MAX
 from .prior import BondPrior
 from .topology import with_bonds
 
@@ -39,17 +44,24 @@ FRAMES = 400  # frames sampled per trajectory: ~10^4 force components per parame
 # constants agree within ~2x (ethanol C-H: 27 against 43 eV/Å²). A median ratio beyond this factor
 # means forces in other units than eV/Å (kcal/mol/Å: 23x; Hartree/Bohr: 51x), not chemistry.
 UNIT_MISMATCH = 5.0
+MORSE_COLUMNS = 3  # per bond type with anharmonic: a rest-length shift, the stretched side's dr² and dr³ terms
 
 
 def _design(x: torch.Tensor, graph, env: torch.Tensor, bonds: dict, angles: dict, bond_keys: dict,
-            angle_keys: dict, springs: dict | None = None, spring_keys: dict | None = None) -> torch.Tensor:
+            angle_keys: dict, springs: dict | None = None, spring_keys: dict | None = None,
+            anharmonic: bool = False) -> torch.Tensor:
     """(T, N, 3, P) float64: the force on every atom of frames x (T, N, 3) Å per unit force constant of
     each type: column b of bond type b (eV/Å² -> eV/Å), then column a after them of angle type a
     (eV -> eV/Å), then the Urey-Bradley springs' of ``spring_keys`` (eV/Å² -> eV/Å), each at the rest
-    value ``bonds``/``angles``/``springs`` give it ({key: (constant, rest)})."""
+    value ``bonds``/``angles``/``springs`` give it ({key: (constant, rest)}); with ``anharmonic`` then
+    MORSE_COLUMNS per bond type, a constant force along the bond (eV/Å per eV/Å: a shift of its rest
+    length) and, where r > r0, one growing as (r - r0)² (eV/Å³ -> eV/Å: the Morse cubic term,
+    valence/anharmonic.py) and one as (r - r0)³ (the quartic term, which on one side would otherwise
+    bias the cubic one low by ~20 %)."""
     t, n = x.shape[:2]
     springs, spring_keys = springs or {}, spring_keys or {}
-    out = torch.zeros(t, n, 3, len(bond_keys) + len(angle_keys) + len(spring_keys), dtype=torch.float64)
+    base = len(bond_keys) + len(angle_keys) + len(spring_keys)
+    out = torch.zeros(t, n, 3, base + (MORSE_COLUMNS * len(bond_keys) if anharmonic else 0), dtype=torch.float64)
     view = out.permute(1, 3, 0, 2)  # (N, P, T, 3): one (atom, column) pair per index
 
     def add(atoms: torch.Tensor, col: torch.Tensor, part: torch.Tensor) -> None:  # part (T, K, 3)
@@ -60,7 +72,13 @@ def _design(x: torch.Tensor, graph, env: torch.Tensor, bonds: dict, angles: dict
     r = d.norm(dim=-1, keepdim=True)
     key = [tuple(sorted((int(env[a]), int(env[b])))) for a, b in zip(recv.tolist(), send.tolist())]
     r0 = torch.tensor([bonds[q][1] for q in key], dtype=torch.float64).unsqueeze(-1)  # (M, 1) Å
-    add(recv, torch.tensor([bond_keys[q] for q in key]), -(r - r0) * d / r)
+    col = torch.tensor([bond_keys[q] for q in key])
+    add(recv, col, -(r - r0) * d / r)
+    if anharmonic:
+        stretched = (r - r0).clamp_min(0.0)  # (T, M, 1) Å: the Morse side
+        add(recv, base + MORSE_COLUMNS * col, d / r)
+        add(recv, base + MORSE_COLUMNS * col + 1, stretched ** 2 * d / r)
+        add(recv, base + MORSE_COLUMNS * col + 2, stretched ** 3 * d / r)
     if graph.angles.shape[1]:
         i, j, k = graph.angles
         u, w = x[:, i] - x[:, j], x[:, k] - x[:, j]  # (T, A, 3)
@@ -86,13 +104,18 @@ def _design(x: torch.Tensor, graph, env: torch.Tensor, bonds: dict, angles: dict
     return out
 
 
-def force_matched(trajs: Sequence, prior: BondPrior, tables: dict, frames: int = FRAMES) -> tuple[dict, str]:
+def force_matched(trajs: Sequence, prior: BondPrior, tables: dict, frames: int = FRAMES,
+                  anharmonic: bool = False) -> tuple[dict, str]:
     """(tables, a one-line summary): ``tables`` (valence.fit.valence_statistics, what BondPrior.set_tables
     takes) with the force constants of "typed_bonds", "typed_angles" and "typed_urey_bradley" ({key:
     (force constant, rest value)}) refitted by force matching (module docstring) on up to ``frames``
-    evenly spaced frames of each trajectory that has forces, their rest values kept. ``prior`` holds
-    the Boltzmann-inverted tables (set_tables), whose torsion forces are taken off the reference
-    forces first. Trajectories without forces leave the tables as they are."""
+    evenly spaced frames of each trajectory that has forces, their rest values kept. With
+    ``anharmonic`` each bond type's force also gets a constant and, stretched, a (r - r0)² term (the
+    Morse expansion about the data's mean length, -k dr + c + a dr²), read back as a Morse bond
+    (valence/anharmonic.py): "typed_bonds" values (k, r_e, α), α = 2a / 3k (0 where the fit gives
+    a <= 0), the rest length moved to where the fitted force vanishes. ``prior`` holds the
+    Boltzmann-inverted tables (set_tables), whose torsion forces are taken off the reference forces
+    first. Trajectories without forces leave the tables as they are."""
     typed_bonds, typed_angles = tables["typed_bonds"], tables["typed_angles"]
     springs = tables.get("typed_urey_bradley") or {}
     with_forces = [t for t in trajs if t.forces is not None and t.num_frames >= 3]
@@ -101,30 +124,45 @@ def force_matched(trajs: Sequence, prior: BondPrior, tables: dict, frames: int =
     bond_keys = {key: n for n, key in enumerate(sorted(typed_bonds))}
     angle_keys = {key: n for n, key in enumerate(sorted(typed_angles))}
     spring_keys = {key: n for n, key in enumerate(sorted(k for k in springs if k in angle_keys))}
-    size = len(bond_keys) + len(angle_keys) + len(spring_keys)
-    normal, rhs = 0.0, 0.0
-    for traj in with_forces:
-        z = torch.as_tensor(np.asarray(traj.numbers, dtype=np.int64))
-        # the trajectory's bonds at its median (data.elements.covalent_pairs), as the statistics' tables
-        graph = with_bonds(complete_graph(torch.zeros(len(z), dtype=torch.int64)),
-                           directed_bonds(covalent_pairs(traj.positions, traj.numbers)), z)
-        env = graph.environments
-        known = all(tuple(sorted((int(env[a]), int(env[b])))) in bond_keys for a, b in graph.bonds.T.tolist())
-        if not known:
-            continue  # a molecule whose bonds the environment tables do not cover (too few frames)
-        pick = np.unique(np.linspace(0, traj.num_frames - 1, min(frames, traj.num_frames)).astype(int))
-        types = prior.atom_types(z, graph)
-        for chunk in np.array_split(pick, max(1, len(pick) // 50)):  # bounded memory: (50, N, 3, P) at a time
-            x = torch.as_tensor(traj.positions[chunk])  # (T, N, 3) Å
-            torsion = torch.stack([prior.torsion_force(xt, types, graph) for xt in x])  # (T, N, 3) eV/Å
-            target = torch.as_tensor(traj.forces[chunk], dtype=torch.float64) - torsion
-            a = _design(x, graph, env, typed_bonds, typed_angles, bond_keys, angle_keys, springs, spring_keys)
-            a = a.reshape(-1, size)
-            normal, rhs = normal + a.T @ a, rhs + a.T @ target.reshape(-1)
-    if isinstance(normal, float):
+    harmonic_size = len(bond_keys) + len(angle_keys) + len(spring_keys)
+    size = harmonic_size + (MORSE_COLUMNS * len(bond_keys) if anharmonic else 0)
+    def solve(rest_bonds: dict) -> torch.Tensor | None:
+        """The least-squares parameters (size,) with the bonds' rest lengths of ``rest_bonds``; None when
+        no trajectory covers its bond types."""
+        normal, rhs = 0.0, 0.0
+        for traj in with_forces:
+            z = torch.as_tensor(np.asarray(traj.numbers, dtype=np.int64))
+            # the trajectory's bonds at its median (data.elements.covalent_pairs), as the statistics' tables
+            graph = with_bonds(complete_graph(torch.zeros(len(z), dtype=torch.int64)),
+                               directed_bonds(covalent_pairs(traj.positions, traj.numbers)), z)
+            env = graph.environments
+            known = all(tuple(sorted((int(env[a]), int(env[b])))) in bond_keys for a, b in graph.bonds.T.tolist())
+            if not known:
+                continue  # a molecule whose bonds the environment tables do not cover (too few frames)
+            pick = np.unique(np.linspace(0, traj.num_frames - 1, min(frames, traj.num_frames)).astype(int))
+            types = prior.atom_types(z, graph)
+            for chunk in np.array_split(pick, max(1, len(pick) // 50)):  # bounded memory: (50, N, 3, P) at a time
+                x = torch.as_tensor(traj.positions[chunk])  # (T, N, 3) Å
+                torsion = torch.stack([prior.torsion_force(xt, types, graph) for xt in x])  # (T, N, 3) eV/Å
+                target = torch.as_tensor(traj.forces[chunk], dtype=torch.float64) - torsion
+                a = _design(x, graph, env, rest_bonds, typed_angles, bond_keys, angle_keys, springs, spring_keys,
+                            anharmonic).reshape(-1, size)
+                normal, rhs = normal + a.T @ a, rhs + a.T @ target.reshape(-1)
+        if isinstance(normal, float):
+            return None
+        scale = normal.diagonal().clamp_min(1e-30).sqrt()  # column scaling: bond and angle constants differ by orders
+        return torch.linalg.lstsq(normal / scale[:, None] / scale[None, :], rhs / scale).solution / scale
+
+    p = solve(typed_bonds)
+    if p is None:
         return tables, "no trajectory with forces covers its bond types: Boltzmann constants kept"
-    scale = normal.diagonal().clamp_min(1e-30).sqrt()  # column scaling: bond and angle constants differ by orders
-    p = torch.linalg.lstsq(normal / scale[:, None] / scale[None, :], rhs / scale).solution / scale
+    rest = dict(typed_bonds)
+    if anharmonic:  # the stretched side begins at the Morse minimum, not at the mean length: fit again from there
+        for key, n in bond_keys.items():
+            k, r0 = typed_bonds[key][:2]
+            if float(p[n]) > 0:
+                rest[key] = (k, float(r0) + float(p[harmonic_size + MORSE_COLUMNS * n]) / float(p[n]))
+        p = solve(rest)
     bonds, angles, kept = dict(typed_bonds), dict(typed_angles), []
     for table, keys, base in ((bonds, bond_keys, 0), (angles, angle_keys, len(bond_keys))):
         for key, n in keys.items():
@@ -132,6 +170,17 @@ def force_matched(trajs: Sequence, prior: BondPrior, tables: dict, frames: int =
                 table[key] = (float(p[base + n]), table[key][1])
             else:
                 kept.append(key)
+    morse = 0
+    if anharmonic:
+        for key, n in bond_keys.items():
+            if key in kept:
+                continue
+            k, r0 = bonds[key][0], rest[key][1]
+            c, a = float(p[harmonic_size + MORSE_COLUMNS * n]), float(p[harmonic_size + MORSE_COLUMNS * n + 1])  # eV/Å, eV/Å³
+            shift = c / k  # Å: -k dr + c + a dr² vanishes near dr = c / k, where the Morse minimum goes
+            alpha = min(max(2.0 * a / (3.0 * k), 0.0), ALPHA_MAX)
+            bonds[key] = (k - 2.0 * a * shift, float(r0) + shift, alpha)  # the curvature at the shifted minimum
+            morse += alpha > 0
     base = len(bond_keys) + len(angle_keys)
     fitted_springs = {key: (max(float(p[base + n]), 0.0), springs[key][1]) for key, n in spring_keys.items()}
     ratio = float(np.median([bonds[key][0] / typed_bonds[key][0] for key in bond_keys if key not in kept
@@ -145,4 +194,5 @@ def force_matched(trajs: Sequence, prior: BondPrior, tables: dict, frames: int =
     held = sum(1 for k, _ in fitted_springs.values() if k > 0)
     return ({**tables, "typed_bonds": bonds, "typed_angles": angles, "typed_urey_bradley": {**springs, **fitted_springs}},
             f"force-matched {fitted} bond and angle types and {held} Urey-Bradley springs"
+            + (f", {morse} bond types Morse" if anharmonic else "")
             + (f"; {len(kept)} kept Boltzmann-inverted (unphysical fit)" if kept else ""))

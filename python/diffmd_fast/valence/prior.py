@@ -6,7 +6,8 @@ to the constant-velocity step x(t) + v(t). Where it has never seen data (a bond 
 the training temperature reaches) the correction is arbitrary and often ~0, so the default there is
 ballistic flight: a hydrogen keeps its thermal speed (~0.02 Å/fs at 500 K) and leaves its bond
 within ~30 frames. The prior makes the default a restoring one. The anchor becomes the Verlet step
-of a valence force field (harmonic bonds and angles, torsions),
+of a valence force field (harmonic bonds and angles, torsions; Morse bonds where force matching
+fits their anharmonicity, valence/anharmonic.py),
     x_anchor = 2 x(t) - x(t-1) + Δt² F(x(t)) / m,   F = -∇U,
     U = Σ_bonds ½ k_ij (r_ij - r0_ij)² + Σ_angles [½ K_ijk (cos θ_ijk - c0_ijk)² + ½ k^UB_ijk (r_ik - r^UB_ijk)²]
         + Σ_dihedrals U_t(φ_ijkl),
@@ -61,9 +62,9 @@ training data, so in-distribution frames never feel it, and for element pairs th
 apart 0.6 of their van der Waals radii sum (Bondi's, ASE's table): the repulsive priors of coarse-grained
 models (CGnet), kept to the wall.
 
-The bonds are a fixed topology: ``graph.bonds``, ``angles``, ``dihedrals``, ``environments`` (a
-rollout perceives them once, on its start frame, valence.topology.with_covalent_bonds), or, when the graph
-carries none (training on data frames), the covalent bonds perceived on x(t). A fixed topology
+The bonds are a fixed topology: ``graph.bonds``, ``angles``, ``dihedrals``, ``environments`` (the
+molecule's: its trajectory's bonds at the median, FrameBatch.bonds, valence.topology.window_graph, held
+for a whole rollout), or, when the graph carries none, the covalent bonds perceived on x. A fixed topology
 matters: a prior that perceives bonds by distance on every frame captures non-bonded neighbours (the
 1-3 C...O of ethanol at 2.4 Å, ring 1-3 C...C at 2.4 Å) as soon as they come within its reach and
 pulls them to a bond length, which pumps energy into the molecule (measured: a prior with a
@@ -87,6 +88,7 @@ from torch import nn
 from ..data.elements import ATOMIC_MASSES
 from ..ops import fused
 from ..ops.graph import Graph
+from .anharmonic import morse_correction_energy, morse_correction_force
 from .topology import ENV_BASE, atom_environments, bond_dihedrals, environment_label, with_covalent_bonds
 
 Typed = dict[tuple[int, ...], tuple[float, float]]  # atom-environment pair or triple -> (constant, rest value)
@@ -114,6 +116,9 @@ class BondPrior(nn.Module):
         super().__init__()
         self.register_buffer("k", torch.zeros(max_z + 1, max_z + 1, dtype=torch.float64))  # eV/Å²
         self.register_buffer("r0", torch.zeros(max_z + 1, max_z + 1, dtype=torch.float64))  # Å
+        # Morse steepness of each bond type (valence/anharmonic.py), 1/Å; 0: harmonic
+        self.register_buffer("alpha", torch.zeros(max_z + 1, max_z + 1, dtype=torch.float64))
+        self.anharmonic = False  # any α > 0: a Python flag, so a compiled frame has no data-dependent branch
         self.register_buffer("frame_fs", torch.zeros((), dtype=torch.float64))  # the model's frame time
         self.register_buffer("masses", torch.as_tensor(ATOMIC_MASSES[: max_z + 1], dtype=torch.float64))  # amu
         self.register_buffer("environments", torch.zeros(0, dtype=torch.int64))  # (E,) sorted codes
@@ -172,13 +177,15 @@ class BondPrior(nn.Module):
         # bonds: every type pair starts at its element pair's values, the data's environment pairs overwrite
         k_t = k.double()[element[:, None], element[None, :]].clone()  # (T, T)
         r0_t = r0.double()[element[:, None], element[None, :]].clone()
+        alpha_t = torch.zeros_like(k_t)  # Morse steepness: only force matching gives one (pooled pairs: harmonic)
         unstable = []
-        for (a, b), (kk, rr) in typed_bonds.items():
+        for (a, b), (kk, rr, *morse) in typed_bonds.items():
             if self._omega(kk, int(element[index[a]]), int(element[index[b]])) * frame_fs >= 2.0:
                 unstable.append(f"{environment_label(a)}-{environment_label(b)}")
                 continue  # an estimate from too few periods of data: its element pair's pooled value instead
             for i, j in ((index[a], index[b]), (index[b], index[a])):
                 k_t[i, j], r0_t[i, j] = kk, rr
+                alpha_t[i, j] = morse[0] if morse else 0.0
         if unstable:
             warnings.warn(f"bond prior: the data's force constants of {', '.join(unstable)} would make the Verlet "
                           f"step unstable at {frame_fs:g} fs frames (too short a trajectory to measure them); "
@@ -222,11 +229,12 @@ class BondPrior(nn.Module):
                           for key, value in canonical.items())
         self.frame_fs.fill_(frame_fs)
         self.replace_buffer("wall", self._walls(contacts))
-        for name, value in (("k", k_t), ("r0", r0_t), ("environments", torch.tensor(envs, dtype=torch.int64)),
+        for name, value in (("k", k_t), ("r0", r0_t), ("alpha", alpha_t), ("environments", torch.tensor(envs, dtype=torch.int64)),
                             ("slot", slot), ("angle_k", ang_k), ("angle_c0", ang_c0), ("ub_k", ub_k), ("ub_r0", ub_r0),
                             ("dihedral_keys", torch.tensor([key for key, _ in torsions], dtype=torch.int64)),
                             ("torsions", torch.tensor([value for _, value in torsions], dtype=torch.float64).reshape(-1, 4))):
             self.replace_buffer(name, value)
+        self.anharmonic = bool((alpha_t > 0).any())
 
     def _walls(self, contacts: dict | None) -> torch.Tensor:
         """(Z, Z) Å wall distances from ``contacts`` (set_tables)."""
@@ -242,6 +250,13 @@ class BondPrior(nn.Module):
             if np.isfinite(d) and a < z1 and b < z1:
                 wall[a, b] = wall[b, a] = WALL_MARGIN * d
         return wall
+
+    def morse_force(self, x: torch.Tensor, types: torch.Tensor, graph: Graph) -> torch.Tensor:
+        """(N, 3) float64 eV/Å: the Morse bonds' correction to the harmonic bond force (valence/anharmonic.py),
+        zero (without any op) for a harmonic prior; ``types`` (N,) from atom_types."""
+        if not self.anharmonic:
+            return torch.zeros(x.shape, dtype=torch.float64, device=x.device)
+        return morse_correction_force(x, graph.bonds, types, self.k, self.r0, self.alpha)
 
     def wall_force(self, x: torch.Tensor, z: torch.Tensor, graph: Graph) -> torch.Tensor:
         """(N, 3) float64 eV/Å of the excluded-volume walls, -∇ Σ ½ WALL_K (d0 - r)² over the pairs of
@@ -308,11 +323,13 @@ class BondPrior(nn.Module):
         for name in ("ub_k", "ub_r0"):  # from before the Urey-Bradley terms: none
             state_dict.setdefault(prefix + name, torch.zeros_like(state_dict[prefix + "angle_k"]))
         state_dict.setdefault(prefix + "wall", torch.zeros_like(self.wall))  # from before the walls: none
-        for name in ("k", "r0", "environments", "slot", "angle_k", "angle_c0", "ub_k", "ub_r0", "dihedral_keys", "torsions"):
+        state_dict.setdefault(prefix + "alpha", torch.zeros_like(state_dict[prefix + "k"]))  # before Morse bonds: harmonic
+        for name in ("k", "r0", "alpha", "environments", "slot", "angle_k", "angle_c0", "ub_k", "ub_r0", "dihedral_keys", "torsions"):
             saved = state_dict[prefix + name]
             if saved.shape != self._buffers[name].shape:
                 self.replace_buffer(name, torch.zeros(saved.shape, dtype=saved.dtype))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.anharmonic = bool((self.alpha > 0).any())
 
     def atom_types(self, z: torch.Tensor, graph: Graph) -> torch.Tensor:
         """(N,) int64 each atom's row of the tables (class docstring) from its environment in ``graph``
@@ -341,7 +358,8 @@ class BondPrior(nn.Module):
             angles = graph.angles if graph.angles is not None else graph.bonds.new_zeros(3, 0)
             dihedrals, torsion = self.torsion_terms(types, graph, x.shape[0])
             return fused.valence_force(x, types, graph.bonds, angles, self.k, self.r0, self.slot, self.angle_k,
-                                       self.angle_c0, self.ub_k, self.ub_r0, dihedrals, torsion) + self.wall_force(x, z, graph)
+                                       self.angle_c0, self.ub_k, self.ub_r0, dihedrals, torsion) + self.wall_force(x, z, graph) \
+                + self.morse_force(x, types, graph)
         return self.force_reference(x.to(torch.float64), z, graph)
 
     def torsion_types(self) -> list[tuple[int, int, int, int]]:
@@ -424,7 +442,7 @@ class BondPrior(nn.Module):
         force = torch.zeros_like(x).index_add_(0, recv, magnitude.unsqueeze(-1) * r)  # (N, 3) eV/Å
         if graph.angles is not None and graph.angles.shape[1] > 0 and self.angle_k.numel() > 0:
             force = force + self.angle_force(x, t, graph.angles)
-        return force + self.torsion_force(x, t, graph) + self.wall_force(x, z, graph)
+        return force + self.torsion_force(x, t, graph) + self.wall_force(x, z, graph) + self.morse_force(x, t, graph)
 
     def energy(self, x: torch.Tensor, z: torch.Tensor, graph: Graph) -> torch.Tensor:
         """() float64 eV: U(x) of the module docstring, summed over every term of ``graph`` (one molecule
@@ -436,6 +454,8 @@ class BondPrior(nn.Module):
         recv, send = graph.bonds  # both directions: each bond twice
         dist = (x[recv] - x[send]).norm(dim=-1)
         u = 0.25 * (self.k[t[recv], t[send]] * (dist - self.r0[t[recv], t[send]]) ** 2).sum()
+        if self.anharmonic:
+            u = u + morse_correction_energy(x, graph.bonds, t, self.k, self.r0, self.alpha)
         if graph.angles is not None and graph.angles.shape[1] > 0 and self.angle_k.numel() > 0:
             i, j, k = graph.angles
             si, sj, sk = self.slot[t[i]], self.slot[t[j]], self.slot[t[k]]
