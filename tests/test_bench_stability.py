@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from diffmd_fast.benchmarks import one_step, stability
 
 
@@ -37,6 +39,11 @@ def test_benchmark_smoke_and_resume(tmp_path, capsys):
     cache.write_text(json.dumps(old))
     assert stability.main(args) == cells
     assert json.loads(cache.read_text())["one_step_windows"] == one_step.ONE_STEP_WINDOWS
+    # a model trained otherwise is refused, not reused; without --json the table goes beside the runs
+    with pytest.raises(ValueError, match="ethanol_s2 was trained otherwise .*'train.max_steps=3'"):
+        stability.main([a if a != "train.max_steps=2" else "train.max_steps=3" for a in args])
+    stability.main([a for a in args if a not in ("--json", str(tmp_path / "out.json"))])
+    assert (tmp_path / "runs" / "stability.json").exists()
 
 
 def test_prior_only_cell_is_the_valence_force_field_alone(tmp_path):

@@ -207,3 +207,5 @@ def test_force_continuations_are_the_frames_of_noiseless_md_and_drop_a_thermosta
     np.testing.assert_array_equal(windows[3].positions[-1].numpy(), cont[t + 4])
     np.testing.assert_array_equal(windows[3].positions[:-1].numpy(), kicked.positions[t - 8:t + 1:4])
     assert force_continuations(replace(kicked, forces=None), 4) is None
+    assert windows.force_targeted == 1
+    assert FrameWindows([kicked, replace(kicked, forces=None)], stride=4, force_targets=True).force_targeted == 1

@@ -118,6 +118,7 @@ class Cell:
     one_step_reference_force_A: float = float("nan")
 
 
+BENCH_RECIPE = "bench_recipe.json"  # beside a trained run: what it was trained from (_recipe)
 VDOS_FRAMES = 4096  # frames of each rollout kept for its spectrum: 4 Welch segments, 8 ps at 2 fs frames
 
 
@@ -253,16 +254,42 @@ class OnlineScore:
         return hr_errors(h, hr_histogram(reference)[0], self.edges)[1]
 
 
-def _train_or_load(name: str, stride: int, args, trajs) -> Path:
+def _recipe(molecule: str, args) -> dict:
+    """What a run directory was trained from: the data, the config file's text (its SHA-256) and the
+    training overrides."""
+    import hashlib
+
+    text = Path(args.config).read_bytes()
+    return {"molecule": molecule, "config_sha256": hashlib.sha256(text).hexdigest(), "set": list(args.set)}
+
+
+def _train_or_load(molecule: str, stride: int, args, trajs) -> Path:
+    """The run directory of ``molecule`` at ``stride`` under --runs, trained unless it is there. Raises
+    ValueError when it is there but was trained from other data, another config or other --set
+    overrides (recorded beside it in BENCH_RECIPE; directories from before the record are reused)."""
     from ..config import Config
     from ..training.loop import train
 
-    run = Path(args.runs) / f"{name}_s{stride}"
-    done = run / "DONE"
-    if not done.exists():
-        cfg = Config.from_toml(args.config, overrides=[f"train.stride={stride}", *args.set])
-        train(cfg, trajs.train, trajs.val, run, resume=True, progress=args.progress)
-        done.write_text("trained\n")
+    run = _checked_run(molecule, stride, args)
+    if (run / "DONE").exists():
+        return run
+    cfg = Config.from_toml(args.config, overrides=[f"train.stride={stride}", *args.set])
+    train(cfg, trajs.train, trajs.val, run, resume=True, progress=args.progress)
+    (run / BENCH_RECIPE).write_text(json.dumps(_recipe(molecule, args), indent=1))
+    (run / "DONE").write_text("trained\n")
+    return run
+
+
+def _checked_run(molecule: str, stride: int, args) -> Path:
+    """The run directory of ``molecule`` at ``stride`` under --runs; ValueError when a trained one there
+    was trained from other data, another config or other --set overrides (its BENCH_RECIPE)."""
+    run = Path(args.runs) / f"{Path(molecule).stem}_s{stride}"
+    recorded, want = run / BENCH_RECIPE, _recipe(molecule, args)
+    have = json.loads(recorded.read_text()) if recorded.exists() else want  # runs from before the record: reused
+    if have != want:
+        diff = ", ".join(f"{k} {have.get(k)!r} -> {want[k]!r}" for k in want if have.get(k) != want[k])
+        raise ValueError(f"--runs {args.runs}: {run.name} was trained otherwise ({diff}); its cells would not be "
+                         f"this run's: give another --runs, or delete {run} to retrain")
     return run
 
 
@@ -360,16 +387,19 @@ def _pm(se: float) -> str:
 
 
 def _gain(c: Cell) -> str:
-    """'+0.00034 ± 0.00004' (Å) of a cell's one-step gain over the prior alone; '–' where there is none."""
+    """'+0.00034 ± 0.00004' (Å) of a cell's one-step gain over the prior alone ('+3.1e-05 ± 3.2e-06' when
+    the error is below 1e-5 Å); '–' where there is none."""
     if math.isnan(c.one_step_gain_A):
         return "–"
+    if c.one_step_gain_se_A < 1e-5:
+        return f"{c.one_step_gain_A:+.1e} ± {c.one_step_gain_se_A:.1e}"
     return f"{c.one_step_gain_A:+.5f} ± {c.one_step_gain_se_A:.5f}"
 
 
 def markdown(cells: list[Cell]) -> str:
     head = ("| molecule | stride (fs) | sampler | NFE/frame | stable rollouts | stability ps (mean / min) | "
             "h(r) JSD | JSD 1-2 / 1-3 / 1-4 / 1-5+ | T (K) | T ref (K) | T H / ref (K) | T heavy / ref (K) | "
-            "VDOS overlap | one-step error / const. velocity / ref. forces (Å) | one-step gain over prior (Å) | "
+            "VDOS overlap | one-step error / const. velocity / ref. forces (Å) | one-step gain over prior (Å, > 0: closer) | "
             "fs per wall s (all / per traj.) | physics | training |")
     lines = [head, "|" + "---|" * 18]
     for c in cells:
@@ -406,7 +436,7 @@ def main(argv=None) -> list[Cell]:
     ap.add_argument("--rollout-set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                     help="rollout override, e.g. rollout.thermostat=none")
     ap.add_argument("--runs", default="runs/stability", help="training runs and cached cells")
-    ap.add_argument("--json", default="benches/results/stability.json")
+    ap.add_argument("--json", default=None, help="output JSON (default: RUNS/stability.json)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--progress", action="store_true", help="progress bars of training and of each cell's rollout frames")
     args = ap.parse_args(argv)
@@ -417,10 +447,12 @@ def main(argv=None) -> list[Cell]:
     grid = [(m, int(k), s) for m in args.molecules.split(",") for k in args.strides.split(",")
             for s in args.samplers.split(",")]
     tag = "".join(f"_{o}" for o in args.rollout_set).replace("=", "-").replace("/", "-")
+    tag += f"_seed{args.seed}" if args.seed != 1 else ""  # the rollouts' random stream
     for molecule, stride, sampler in tqdm(grid, desc="cells", unit="cell"):
         name = Path(molecule).stem  # a bundled name, or a data file's name (never its path)
         cache = Path(args.runs) / "cells" / f"{name}_s{stride}_{sampler}_{args.ps:g}ps_{args.starts}{tag}.json"
         if cache.exists():
+            _checked_run(molecule, stride, args)
             cell = Cell(**json.loads(cache.read_text()))
             if math.isnan(cell.temperature_heavy_ref_se_K):  # cached before the reference's errors were recorded
                 ref = _split(molecule).reference
@@ -430,18 +462,19 @@ def main(argv=None) -> list[Cell]:
                 from ..training.run import load_run
 
                 split = _split(molecule)
-                full = load_run(_train_or_load(name, stride, args, split), "cpu", SAMPLERS[sampler] + args.rollout_set)
+                full = load_run(_train_or_load(molecule, stride, args, split), "cpu", SAMPLERS[sampler] + args.rollout_set)
                 cell = _with_one_step(cell, one_step_errors(full, split.test, stride))
                 write_text(cache, json.dumps(asdict(cell), indent=1))
             cells.append(cell)
             continue
         split = _split(molecule)
-        run_dir = _train_or_load(name, stride, args, split)
+        run_dir = _train_or_load(molecule, stride, args, split)
         cell = run_cell(name, stride, sampler, args, split, run_dir)
         write_text(cache, json.dumps(asdict(cell), indent=1))
         cells.append(cell)
     table = markdown(cells)
     print(table)
+    args.json = args.json or str(Path(args.runs) / "stability.json")
     meta = {"machine": platform.platform(), "processor": platform.processor(), "threads": torch.get_num_threads(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "argv": argv, "args": vars(args)}
     write_text(args.json, json.dumps({"meta": meta, "cells": [asdict(c) for c in cells]}, indent=1))

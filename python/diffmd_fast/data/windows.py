@@ -105,6 +105,7 @@ class FrameWindows(Dataset):
         self._bonds = [covalent_pairs(t.positions, t.numbers) for t in trajs]  # (B, 2) int64
         continued = [force_continuations(t, stride) if force_targets else None for t in trajs]
         self._targets = [None if c is None else torch.from_numpy(c) for c in continued]  # (T, N, 3) Å
+        self.force_targeted = sum(c is not None for c in continued)  # trajectories whose targets are continued
         self._vel = [torch.from_numpy(t.velocity_estimates()) for t in trajs] if velocities else None  # (T, N, 3) Å/fs
         self._times = [
             _valid_times(t, frames[i] if frames is not None else range(t.num_frames), stride, history)

@@ -377,6 +377,10 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
     opt, sched = make_optimiser(model.parameters(), tc)
     data = FrameWindows(train_trajs, stride=tc.stride, history=tc.unroll_steps if tc.unroll_prob > 0 else 0,
                         velocities=cfg.model.prior_substeps > 0, force_targets=tc.force_targets)
+    if tc.force_targets:
+        missing = len(train_trajs) - data.force_targeted
+        log(f"train.force_targets: the targets of {data.force_targeted} of {len(train_trajs)} training trajectories "
+            "continued by their forces" + (f"; {missing} without forces or a time step keep their frames" if missing else ""))
     stats = data_stats(train_trajs, tc.stride, phase_space=cfg.model.prior_substeps > 0)
     prior = _fitted_prior(model, cfg, train_trajs, stats, device, log)
     bsamp = GlobalBatchSampler(len(data), tc.batch_size, rank=info.rank, world_size=info.world_size, seed=tc.seed)
