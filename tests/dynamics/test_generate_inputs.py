@@ -134,3 +134,9 @@ def test_info_lists_the_urey_bradley_springs_of_a_force_matched_prior(tmp_path, 
     out = capsys.readouterr().out
     springs = out.split("urey_bradley_springs:")[1].splitlines()[1:]
     assert any(line.strip().startswith("H(C)-C(H,H,H,C)-H(C): ") and "eV/Å²" in line for line in springs), out
+    assert "morse_bonds" not in out  # harmonic
+    morse = tmp_path / "morse"
+    train(Config.from_toml(None, tiny + ["model.prior_anharmonic=true"]), load_trajectory(ethanol60), None, morse)
+    assert main(["info", "--checkpoint", str(morse)]) == 0
+    bonds = capsys.readouterr().out.split("morse_bonds:")[1].splitlines()[1:]
+    assert any(line.strip().startswith("H(C)-C(H,H,H,C): ") and "1/Å" in line for line in bonds), bonds

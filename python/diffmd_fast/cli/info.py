@@ -96,6 +96,9 @@ def _run_info(run: Path) -> dict:
         springs = _urey_bradley_springs(state)
         if springs is not None:
             info["urey_bradley_springs"] = springs
+        morse = _morse_bonds(state)
+        if morse:
+            info["morse_bonds"] = morse
     return info
 
 
@@ -116,6 +119,21 @@ def _urey_bradley_springs(state: dict) -> dict | str | None:
     if not springs:
         return "none (a prior without force matching, or a checkpoint from before the springs)"
     return {type_label(key): f"{k:.3g} eV/Å², {rest:.3f} Å" for key, (k, rest) in springs.items()}
+
+
+def _morse_bonds(state: dict) -> dict | None:
+    """{bond type: "k eV/Å², r0 Å, α 1/Å"} of the valence prior's Morse bonds in a checkpoint's ``state``
+    (model.prior_anharmonic; k Verlet-matched, as its rollouts use it); None without any."""
+    from ..valence.prior import BondPrior
+    from ..valence.topology import type_label
+
+    prefix = "bond_prior."
+    weights = {k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)}
+    if not weights:
+        return None
+    prior = BondPrior(int(state["config"]["model"]["max_z"]))
+    prior.load_state_dict(weights)
+    return {type_label(key): f"{k:.3g} eV/Å², {r0:.4f} Å, α {a:.2f} 1/Å" for key, (k, r0, a) in prior.morse_bonds().items()} or None
 
 
 def _step_friction(data: dict) -> dict | str:

@@ -385,6 +385,17 @@ class BondPrior(nn.Module):
             out[(ends[0], code[c], ends[1])] = (float(self.ub_k[a, c, b]), float(self.ub_r0[a, c, b]))
         return dict(sorted(out.items()))
 
+    def morse_bonds(self) -> dict[tuple[int, int], tuple[float, float, float]]:
+        """{(env, env') ascending: (k eV/Å² Verlet-matched, r0 Å, α 1/Å)} of the bond types with Morse
+        stretches (valence/anharmonic.py); an element type reads as its atomic number."""
+        z1 = self.num_elements
+        code = lambda t: t if t < z1 else int(self.environments[t - z1])
+        out = {}
+        for a, b in (self.alpha > 0).nonzero().tolist():
+            if a <= b:
+                out[tuple(sorted((code(a), code(b))))] = (float(self.k[a, b]), float(self.r0[a, b]), float(self.alpha[a, b]))
+        return dict(sorted(out.items()))
+
     def torsion_terms(self, types: torch.Tensor, graph: Graph, num_atoms: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(dihedrals (4, D) int64, torsion (D, 4) float64): the dihedrals of ``graph`` (perceived from its
         bonds when it carries none) and each one's (k_B T / m eV, κ, n, φ0 rad), looked up by its type
