@@ -49,6 +49,7 @@ def test_train_writes_run_directory(run_dir):
     assert any(n.startswith("ckpt_") and n.endswith(".pt") for n in names)
     cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["model"]["hidden"] == 16 and cfg["train"]["max_steps"] == 6
+    assert (run_dir / "config.toml").read_text().rstrip() in (run_dir / "report.md").read_text()  # the resolved one
 
 
 def test_generate_evaluate_info(run_dir, tmp_path, capsys):
@@ -205,3 +206,18 @@ def test_evaluate_a_run_without_start_frame_gives_the_long_run_metrics(tmp_path)
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["aligned_frames"] == 0 and m["stability_frames"] == 300 and m["h_r_jsd"] < 0.05
     assert 300 < m["temperature_mean_K"] < 1000
+
+
+def test_the_report_shows_the_resolved_configuration(tmp_path):
+    """report.md prints the run's config.toml, with what training measured (model.sigma_data), not the
+    configuration asked for (sigma_data = -1: measure it)."""
+    from types import SimpleNamespace
+
+    from diffmd_fast.cli.report import write_train_report
+    from diffmd_fast.config import Config
+
+    asked = Config.from_toml(None, ["model.sigma_data=-1.0"])
+    resolved = Config.from_toml(None, ["model.sigma_data=0.0231"])
+    (tmp_path / "config.toml").write_text(resolved.to_toml())
+    report = write_train_report(SimpleNamespace(out_dir=tmp_path, epochs=1, steps=5, history=[]), asked, []).read_text()
+    assert "sigma_data = 0.0231" in report and "sigma_data = -1.0" not in report

@@ -60,5 +60,9 @@ def write_train_report(result, cfg, trajs) -> Path:
         last = result.history[-1]
         lines += ["Last epoch: " + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
                                              for k, v in last.items()), "", "![loss](loss.png)", ""]
-    lines += ["Resolved configuration: `config.toml` (also inside every checkpoint).", "", "```toml", cfg.to_toml(), "```"]
+    # the run's own config.toml: the configuration resolved by training (measured values such as
+    # model.sigma_data in place of their "measure it" defaults), not the one asked for
+    saved = out / "config.toml"
+    resolved = saved.read_text().rstrip() if saved.is_file() else cfg.to_toml()
+    lines += ["Resolved configuration: `config.toml` (also inside every checkpoint).", "", "```toml", resolved, "```"]
     return write_text(out / "report.md", "\n".join(lines) + "\n")
