@@ -93,21 +93,19 @@ def _run_info(run: Path) -> dict:
         info["config"] = {f"{sec}.{k}": v for sec, vals in state["config"].items() for k, v in vals.items()}
         info["trained_on"] = _trained_on(state.get("data", {}))
         info["step_friction_per_fs"] = _step_friction(state.get("data", {}))
-        springs = _urey_bradley_springs(state)
+        prior = _valence_prior(state)
+        springs = _urey_bradley_springs(prior)
         if springs is not None:
             info["urey_bradley_springs"] = springs
-        morse = _morse_bonds(state)
+        morse = _morse_bonds(prior)
         if morse:
             info["morse_bonds"] = morse
     return info
 
 
-def _urey_bradley_springs(state: dict) -> dict | str | None:
-    """{angle type: "k eV/Å², rest Å"} of the valence prior's Urey-Bradley springs in a checkpoint's
-    ``state`` (BondPrior.urey_bradley_springs: the Verlet-matched constants its rollouts use); None
-    without a valence prior."""
+def _valence_prior(state: dict):
+    """The valence prior (BondPrior) of a checkpoint's ``state``; None without one."""
     from ..valence.prior import BondPrior
-    from ..valence.topology import type_label
 
     prefix = "bond_prior."
     weights = {k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)}
@@ -115,24 +113,29 @@ def _urey_bradley_springs(state: dict) -> dict | str | None:
         return None
     prior = BondPrior(int(state["config"]["model"]["max_z"]))
     prior.load_state_dict(weights)
+    return prior
+
+
+def _urey_bradley_springs(prior) -> dict | str | None:
+    """{angle type: "k eV/Å², rest Å"} of the valence prior's Urey-Bradley springs
+    (BondPrior.urey_bradley_springs: the Verlet-matched constants its rollouts use); None without a prior."""
+    from ..valence.topology import type_label
+
+    if prior is None:
+        return None
     springs = prior.urey_bradley_springs()
     if not springs:
         return "none (a prior without force matching, or a checkpoint from before the springs)"
     return {type_label(key): f"{k:.3g} eV/Å², {rest:.3f} Å" for key, (k, rest) in springs.items()}
 
 
-def _morse_bonds(state: dict) -> dict | None:
-    """{bond type: "k eV/Å², r0 Å, α 1/Å"} of the valence prior's Morse bonds in a checkpoint's ``state``
-    (model.prior_anharmonic; k Verlet-matched, as its rollouts use it); None without any."""
-    from ..valence.prior import BondPrior
+def _morse_bonds(prior) -> dict | None:
+    """{bond type: "k eV/Å², r0 Å, α 1/Å"} of the valence prior's Morse bonds (model.prior_anharmonic; k
+    Verlet-matched, as its rollouts use it); None without any."""
     from ..valence.topology import type_label
 
-    prefix = "bond_prior."
-    weights = {k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)}
-    if not weights:
+    if prior is None:
         return None
-    prior = BondPrior(int(state["config"]["model"]["max_z"]))
-    prior.load_state_dict(weights)
     return {type_label(key): f"{k:.3g} eV/Å², {r0:.4f} Å, α {a:.2f} 1/Å" for key, (k, r0, a) in prior.morse_bonds().items()} or None
 
 
