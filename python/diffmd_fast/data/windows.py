@@ -12,10 +12,11 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from ase import units
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .batch import FrameBatch
-from .elements import covalent_pairs, directed_bonds
+from .elements import covalent_pairs, directed_bonds, masses
 from .trajectory import Trajectory, TrajectoryError
 
 
@@ -54,12 +55,8 @@ def force_continuations(traj: Trajectory, stride: int) -> np.ndarray | None:
     kick's position jump before the frame): a target with that noise removed, which a network can
     fit without learning noise, and whose friction and fluctuation the rollout's calibrated step and
     thermostat supply."""
-    from .elements import masses
-
     if traj.forces is None or traj.dt_fs is None or traj.num_frames < stride + 2:
         return None
-    from ase import units
-
     x = traj.positions
     accel = traj.forces / masses(traj.numbers)[:, None] * (units.fs * traj.dt_fs) ** 2  # (T, N, 3) Å per step²
     out = x.copy()

@@ -25,10 +25,9 @@ from ase.data import chemical_symbols, covalent_radii
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from ..data.elements import covalent_pairs, directed_bonds
 from ..evaluation.metrics import bonds_from_reference
 from ..valence.coverage import cover
-from ..valence.topology import topology_graph, type_label, valence_types
+from ..valence.topology import topology_graph, trajectory_graph, type_label, valence_types
 from .guards import GuardConfig
 
 KINDS = ("environments", "bonds", "angles", "torsions")
@@ -76,8 +75,7 @@ def training_topology(trajs: Sequence) -> dict:
             warnings.warn(f"{traj.name}: the covalent bonds change during the trajectory ({change}): a reaction; the "
                           "valence prior holds one set of bonds, so rollouts of this model stop at a topology "
                           "change", stacklevel=2)
-        z = np.asarray(traj.numbers)
-        graph = topology_graph(traj.positions[0], z, bonds=directed_bonds(covalent_pairs(traj.positions, z)))
+        graph = trajectory_graph(traj)
         for kind, keys in valence_types(graph).items():
             merged[kind].update(tuple(k) if isinstance(k, list) else k for k in keys)
         fragments.update(fragment_counts(graph))

@@ -129,8 +129,8 @@ class Stepper:
     model: the score network (put in eval mode while stepping); sde, sampler: the reverse process;
     corrections: FrameCorrection objects applied to each sampled frame in order; graph: the
     rollout's fixed topology (valence.topology.topology_graph: the start's bonds, FrameBatch.bonds,
-    else perceived on its frame), which the network, the prior and the guards read; built here when None; guard: thresholds
-    of the health checks; generator: the random stream of the sampler and the corrections (saved
+    else perceived on its frame), which the network, the prior and the guards read; built here when
+    None; guard: thresholds of the health checks; generator: the random stream of the sampler and the corrections (saved
     by ``state_dict`` for exact resumption); strict: raise RolloutStopped on the first failure
     instead of stopping the molecule; compile: run each frame (``frame_step``: the sampler with the
     score network and its fused ops, the corrections, the health checks) as one torch.compile graph,
@@ -163,8 +163,8 @@ class Stepper:
         self.corrections, self.generator, self.strict = tuple(corrections), generator, strict
         self.start = start
         self.frame = start
-        # the rollout's fixed topology: the start frame's covalent bonds, angles, dihedrals and environments,
-        # which the prior holds together however far a frame stretches them (perceived here unless given)
+        # the rollout's fixed topology: the start's covalent bonds (its trajectory's, else its frame's), angles,
+        # dihedrals and environments, which the prior holds together however far a frame stretches them
         self.graph = topology_graph(start.x.double(), start.z, start.batch, bonds=start.bonds) if graph is None else graph
         self.guard = RolloutGuard(guard, start, self.graph)
         self._start_graph, self._start_guard = self.graph, self.guard  # what a resumed state is cut from
@@ -227,8 +227,7 @@ class Stepper:
         """(x (N, 3) Å, v (N, 3) Å/fs or None, nfe, bad_score (N,) bool, failed (B,) bool): the next frame
         of ``frame`` sampled, corrected with the corrections' pre-drawn ``noises`` and checked, and its
         velocity for a phase-space model (``sample_step``, then the corrections' phase forms); molecules
-        not ``active`` (B,)
-        keep their frame and never fail. Deterministic given its inputs for a deterministic sampler
+        not ``active`` (B,) keep their frame and never fail. Deterministic given its inputs for a deterministic sampler
         (heun), so one compiled graph with no host sync inside."""
         keep = active[frame.batch].unsqueeze(-1)  # (N, 1)
         x, v, nfe, bad = sample_step(self.model, self.sde, self.sampler, frame, graph, self.generator)

@@ -10,8 +10,8 @@ Source: Fu et al. 2023, "Forces are not enough: benchmark and critical evaluatio
 force fields with molecular simulations" (kyonofx/MDsim, observable.ipynb), for stability and h(r):
 - stability: bonds are found in the reference (MDsim: in its first frame; here at its median, below); a
   run collapses at the first frame where any bond is more than 0.5 Å from its *mean* length over the
-  reference. We report the number of frames before it
-  (``stability_frames``) and that times the frame time (``stability_ps``).
+  reference. We report the number of frames before it (``stability_frames``) and that times the frame
+  time (``stability_ps``).
 - h(r): normalised histogram (density in 1/Å) of all interatomic distances, 500 bins on [0, 10] Å,
   over the stable part of the run; MAE as in MDsim (mean over bins of |Δh| × 10 Å, i.e. ∫|Δh| dr, in
   [0, 2]) and the Jensen-Shannon divergence of the bin masses (base 2, in [0, 1]).
@@ -20,8 +20,9 @@ force fields with molecular simulations" (kyonofx/MDsim, observable.ipynb), for 
   bonds from one whose conformers differ from the reference's (1-4 distances set the torsions).
 
 Decisions (ours, not MDsim's):
-- Bonds are metrics.bonds_from_reference (1.2 × covalent radii at the median over the
-  reference's frames, so a bond stretched in one hot frame still counts), the project's one bond rule, instead of ASE's natural_cutoffs neighbour list.
+- Bonds are metrics.bonds_from_reference (1.2 × covalent radii at the median over the reference's
+  frames, so a bond stretched in one hot frame still counts), the project's one bond rule, instead
+  of ASE's natural_cutoffs neighbour list.
 - Velocities are implied by positions, v(t+½) = (x(t+1) − x(t)) / Δt in Å/fs; for frames Δt apart this
   underestimates fast motion (a mode at frequency f is damped by sinc(π f Δt)), the same for gen and ref
   when both use the same Δt, so compare the two temperatures, not a thermostat's set point.
@@ -114,8 +115,8 @@ def mean_bond_lengths(ref: np.ndarray, bonds: np.ndarray) -> np.ndarray:
 
 def bond_stability_frames(gen: np.ndarray, ref: np.ndarray, numbers: np.ndarray, *, tol: float = STABILITY_TOL) -> int:
     """Frames before the first frame of ``gen`` (T, N, 3) Å where any bond is more than ``tol`` Å from its
-    mean reference length (Fu et al. 2023); T if none is. Bonds come from ref (bonds_from_reference); gen and ref may have
-    any lengths. 0 means the run is collapsed from its first frame."""
+    mean reference length (Fu et al. 2023); T if none is. Bonds come from ref (bonds_from_reference);
+    gen and ref may have any lengths. 0 means the run is collapsed from its first frame."""
     g, r = _check_traj(gen, "gen"), _check_traj(ref, "ref")
     if g.shape[1:] != r.shape[1:]:
         raise ValueError(f"gen and ref must hold the same atoms, got shapes {g.shape} and {r.shape}")

@@ -20,6 +20,7 @@ import torch
 from ase import units
 from scipy.special import i0e
 
+from ..data.elements import directed_bonds
 from ..evaluation.longrun import implied_velocities, kinetic_temperature, masses
 from ..evaluation.metrics import bond_lengths, bonds_from_reference
 from .topology import ENV_BASE, ENV_NEIGHBOURS, atom_environments, bond_angles, bond_dihedrals
@@ -61,7 +62,7 @@ def _valence_terms(trajs: Sequence) -> list[_Valence]:
         pairs = bonds_from_reference(traj.positions, z) if traj.num_frames >= 3 else []
         if not len(pairs):
             continue
-        directed = torch.as_tensor(np.concatenate([pairs, pairs[:, ::-1]]).T.copy())  # (2, 2B)
+        directed = directed_bonds(pairs)  # (2, 2B)
         env = atom_environments(directed, torch.as_tensor(z)).numpy()
         i, j, k = bond_angles(directed).numpy()  # (A,) each
         u = traj.positions[:, i] - traj.positions[:, j]  # (T, A, 3) Å

@@ -33,11 +33,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..data.elements import covalent_pairs, directed_bonds
-from ..ops.graph import complete_graph
 from .anharmonic import ALPHA_MAX
 from .prior import BondPrior
-from .topology import with_bonds
+from .topology import trajectory_graph
 
 FRAMES = 400  # frames sampled per trajectory: ~10^4 force components per parameter for a 20-atom molecule
 # Force matching and Boltzmann inversion measure one curvature two ways; on GFN2-xTB data the bond
@@ -126,27 +124,31 @@ def force_matched(trajs: Sequence, prior: BondPrior, tables: dict, frames: int =
     spring_keys = {key: n for n, key in enumerate(sorted(k for k in springs if k in angle_keys))}
     harmonic_size = len(bond_keys) + len(angle_keys) + len(spring_keys)
     size = harmonic_size + (MORSE_COLUMNS * len(bond_keys) if anharmonic else 0)
+    # each trajectory's graph (its bonds at the median, as the statistics' tables) and its sampled frames with
+    # the prior's torsion forces taken off the reference forces, once for every solve: [(graph, [(x, target)])]
+    samples = []
+    for traj in with_forces:
+        graph = trajectory_graph(traj)
+        env = graph.environments
+        if not all(tuple(sorted((int(env[a]), int(env[b])))) in bond_keys for a, b in graph.bonds.T.tolist()):
+            continue  # a molecule whose bonds the environment tables do not cover (too few frames)
+        pick = np.unique(np.linspace(0, traj.num_frames - 1, min(frames, traj.num_frames)).astype(int))
+        types = prior.atom_types(torch.as_tensor(np.asarray(traj.numbers, dtype=np.int64)), graph)
+        chunks = []
+        for chunk in np.array_split(pick, max(1, len(pick) // 50)):  # bounded memory: (50, N, 3, P) at a time
+            x = torch.as_tensor(traj.positions[chunk])  # (T, N, 3) Å
+            torsion = torch.stack([prior.torsion_force(xt, types, graph) for xt in x])  # (T, N, 3) eV/Å
+            chunks.append((x, torch.as_tensor(traj.forces[chunk], dtype=torch.float64) - torsion))
+        samples.append((graph, chunks))
+
     def solve(rest_bonds: dict) -> torch.Tensor | None:
         """The least-squares parameters (size,) with the bonds' rest lengths of ``rest_bonds``; None when
         no trajectory covers its bond types."""
         normal, rhs = 0.0, 0.0
-        for traj in with_forces:
-            z = torch.as_tensor(np.asarray(traj.numbers, dtype=np.int64))
-            # the trajectory's bonds at its median (data.elements.covalent_pairs), as the statistics' tables
-            graph = with_bonds(complete_graph(torch.zeros(len(z), dtype=torch.int64)),
-                               directed_bonds(covalent_pairs(traj.positions, traj.numbers)), z)
-            env = graph.environments
-            known = all(tuple(sorted((int(env[a]), int(env[b])))) in bond_keys for a, b in graph.bonds.T.tolist())
-            if not known:
-                continue  # a molecule whose bonds the environment tables do not cover (too few frames)
-            pick = np.unique(np.linspace(0, traj.num_frames - 1, min(frames, traj.num_frames)).astype(int))
-            types = prior.atom_types(z, graph)
-            for chunk in np.array_split(pick, max(1, len(pick) // 50)):  # bounded memory: (50, N, 3, P) at a time
-                x = torch.as_tensor(traj.positions[chunk])  # (T, N, 3) Å
-                torsion = torch.stack([prior.torsion_force(xt, types, graph) for xt in x])  # (T, N, 3) eV/Å
-                target = torch.as_tensor(traj.forces[chunk], dtype=torch.float64) - torsion
-                a = _design(x, graph, env, rest_bonds, typed_angles, bond_keys, angle_keys, springs, spring_keys,
-                            anharmonic).reshape(-1, size)
+        for graph, chunks in samples:
+            for x, target in chunks:
+                a = _design(x, graph, graph.environments, rest_bonds, typed_angles, bond_keys, angle_keys, springs,
+                            spring_keys, anharmonic).reshape(-1, size)
                 normal, rhs = normal + a.T @ a, rhs + a.T @ target.reshape(-1)
         if isinstance(normal, float):
             return None

@@ -251,12 +251,13 @@ class BondPrior(nn.Module):
                 wall[a, b] = wall[b, a] = WALL_MARGIN * d
         return wall
 
-    def morse_force(self, x: torch.Tensor, types: torch.Tensor, graph: Graph) -> torch.Tensor:
-        """(N, 3) float64 eV/Å: the Morse bonds' correction to the harmonic bond force (valence/anharmonic.py),
-        zero (without any op) for a harmonic prior; ``types`` (N,) from atom_types."""
+    def _with_morse(self, force: torch.Tensor, x: torch.Tensor, types: torch.Tensor, graph: Graph) -> torch.Tensor:
+        """``force`` (N, 3) eV/Å plus the Morse bonds' correction to its harmonic bond force
+        (valence/anharmonic.py); ``force`` itself, with no op on the rollout's path, for a harmonic prior.
+        ``types`` (N,) from atom_types."""
         if not self.anharmonic:
-            return torch.zeros(x.shape, dtype=torch.float64, device=x.device)
-        return morse_correction_force(x, graph.bonds, types, self.k, self.r0, self.alpha)
+            return force
+        return force + morse_correction_force(x, graph.bonds, types, self.k, self.r0, self.alpha)
 
     def wall_force(self, x: torch.Tensor, z: torch.Tensor, graph: Graph) -> torch.Tensor:
         """(N, 3) float64 eV/Å of the excluded-volume walls, -∇ Σ ½ WALL_K (d0 - r)² over the pairs of
@@ -357,9 +358,9 @@ class BondPrior(nn.Module):
             types = self.atom_types(z, graph)
             angles = graph.angles if graph.angles is not None else graph.bonds.new_zeros(3, 0)
             dihedrals, torsion = self.torsion_terms(types, graph, x.shape[0])
-            return fused.valence_force(x, types, graph.bonds, angles, self.k, self.r0, self.slot, self.angle_k,
-                                       self.angle_c0, self.ub_k, self.ub_r0, dihedrals, torsion) + self.wall_force(x, z, graph) \
-                + self.morse_force(x, types, graph)
+            force = fused.valence_force(x, types, graph.bonds, angles, self.k, self.r0, self.slot, self.angle_k,
+                                        self.angle_c0, self.ub_k, self.ub_r0, dihedrals, torsion)
+            return self._with_morse(force + self.wall_force(x, z, graph), x, types, graph)
         return self.force_reference(x.to(torch.float64), z, graph)
 
     def torsion_types(self) -> list[tuple[int, int, int, int]]:
@@ -453,7 +454,7 @@ class BondPrior(nn.Module):
         force = torch.zeros_like(x).index_add_(0, recv, magnitude.unsqueeze(-1) * r)  # (N, 3) eV/Å
         if graph.angles is not None and graph.angles.shape[1] > 0 and self.angle_k.numel() > 0:
             force = force + self.angle_force(x, t, graph.angles)
-        return force + self.torsion_force(x, t, graph) + self.wall_force(x, z, graph) + self.morse_force(x, t, graph)
+        return self._with_morse(force + self.torsion_force(x, t, graph) + self.wall_force(x, z, graph), x, t, graph)
 
     def energy(self, x: torch.Tensor, z: torch.Tensor, graph: Graph) -> torch.Tensor:
         """() float64 eV: U(x) of the module docstring, summed over every term of ``graph`` (one molecule

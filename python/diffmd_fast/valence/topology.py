@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from ase.data import covalent_radii
 
-from ..data.elements import BOND_SCALE
+from ..data.elements import BOND_SCALE, covalent_pairs, directed_bonds
 from ..ops.graph import Graph, complete_graph
 
 
@@ -133,10 +133,7 @@ def window_graph(batch) -> Graph:
     window's trajectory's bonds at its median, data.elements.covalent_pairs) when it carries them, else
     perceived on batch.x. What training, one-step scoring and rollouts from data windows use, so a
     window caught mid-stretch keeps its molecule's bonds."""
-    graph = complete_graph(batch.batch)
-    if batch.bonds is not None:
-        return with_bonds(graph, batch.bonds, batch.z)
-    return with_covalent_bonds(graph, batch.x, batch.z)
+    return topology_graph(batch.x, batch.z, batch.batch, bonds=batch.bonds)
 
 
 def topology_graph(x, z, batch=None, bonds=None) -> Graph:
@@ -150,6 +147,12 @@ def topology_graph(x, z, batch=None, bonds=None) -> Graph:
     if bonds is not None:
         return with_bonds(complete_graph(batch), torch.as_tensor(bonds, device=x.device), z)
     return with_covalent_bonds(complete_graph(batch), x, z)
+
+
+def trajectory_graph(traj) -> Graph:
+    """``topology_graph`` of one molecule's Trajectory ``traj`` with its bonds at the median over its frames
+    (data.elements.covalent_pairs): what its windows carry, here for the fit and the checkpoint's record."""
+    return topology_graph(traj.positions[0], traj.numbers, bonds=directed_bonds(covalent_pairs(traj.positions, traj.numbers)))
 
 
 def nonbonded_pairs(graph: Graph, bonds: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
