@@ -29,6 +29,7 @@ import torch
 import diffmd_fast
 from diffmd_fast.config import ModelConfig, SamplerConfig, SDEConfig
 from diffmd_fast.data import bundled, load_trajectory, make_loader, start_batch
+from diffmd_fast.data.writers import json_text
 from diffmd_fast.ops.graph import complete_graph
 from diffmd_fast.diffusion.losses import draw_noise, dsm_loss
 from diffmd_fast.dynamics.rollout import rollout
@@ -166,7 +167,7 @@ def main() -> None:
     _print_ratios(rows)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    out.write_text(json_text({"meta": meta, "rows": rows}, indent=2))
     print(f"\nwrote {out}")
 
 

@@ -9,6 +9,10 @@ import pytest
 from diffmd_fast.benchmarks import one_step, stability
 
 
+def _not_json(literal: str):
+    raise ValueError(f"{literal} is not JSON")
+
+
 def test_benchmark_smoke_and_resume(tmp_path, capsys):
     args = ["--strides", "2", "--samplers", "heun1", "--ps", "0.02", "--starts", "2", "--runs", str(tmp_path / "runs"),
             "--json", str(tmp_path / "out.json"), "--set", "train.epochs=1", "--set", "train.max_steps=2",
@@ -17,7 +21,7 @@ def test_benchmark_smoke_and_resume(tmp_path, capsys):
             "--set", "train.calibration_frames=48"]
     cells = stability.main(args)
     assert len(cells) == 1 and cells[0].stride == 2 and cells[0].frame_fs == 1.0 and cells[0].frames == 20
-    out = json.loads((tmp_path / "out.json").read_text())
+    out = json.loads((tmp_path / "out.json").read_text(), parse_constant=_not_json)  # strict JSON: no NaN literals
     assert {"stability_ps_mean", "h_r_jsd", "temperature_K", "fs_per_s_total"} <= set(out["cells"][0])
     # a barely trained model's step: finite and of the order of the constant-velocity guess's error
     assert 0 < cells[0].one_step_error_A < 10 * cells[0].constant_velocity_error_A
@@ -38,7 +42,7 @@ def test_benchmark_smoke_and_resume(tmp_path, capsys):
     old.update(one_step_windows=0, one_step_prior_A=float("nan"), one_step_error_A=0.5)
     cache.write_text(json.dumps(old))
     assert stability.main(args) == cells
-    assert json.loads(cache.read_text())["one_step_windows"] == one_step.ONE_STEP_WINDOWS
+    assert json.loads(cache.read_text(), parse_constant=_not_json)["one_step_windows"] == one_step.ONE_STEP_WINDOWS
     # a model trained otherwise is refused, not reused; without --json the table goes beside the runs
     with pytest.raises(ValueError, match="ethanol_s2 was trained otherwise .*'train.max_steps=3'"):
         stability.main([a if a != "train.max_steps=2" else "train.max_steps=3" for a in args])

@@ -85,8 +85,14 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
     assert full.steps == 8 and len(full.history) == 2 and "val_loss" in full.history[0]
     killed = train(_cfg(max_steps=6), traj, traj, tmp_path / "resumed")  # dies mid-epoch 2
     assert killed.steps == 6
+    # the cut epoch is in metrics.jsonl, marked partial and out of the history a resume continues
+    recs = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in recs] == [1, 2] and recs[1]["partial_batches"] == 2 and recs[1]["step"] == 6
+    assert len(killed.history) == 1
     resumed = train(_cfg(), traj, traj, tmp_path / "resumed")
     assert resumed.steps == 8
+    recs = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert recs == resumed.history and "partial_batches" not in recs[-1]
     for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
     assert resumed.history[-1]["train_loss"] == full.history[-1]["train_loss"]

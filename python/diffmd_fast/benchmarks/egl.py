@@ -11,7 +11,6 @@ too large for the machine is reported as "OOM" instead of taking the machine dow
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import platform
 import resource
@@ -165,9 +164,9 @@ def main(argv=None):
     print(f"\nEGL attention, float32, H=8, D=16, basis 2x2, cutoff 1.6 Å — {machine}\n")
     print(table(rows))
     path = args.json.format(device=args.device)
-    from ..data.writers import write_text
+    from ..data.writers import json_text, write_text
 
-    write_text(path, json.dumps(dict(machine=machine, rows=[asdict(r) for r in rows]), indent=1))
+    write_text(path, json_text(dict(machine=machine, rows=[asdict(r) for r in rows])))
     print(f"\nwrote {path}")
 
 

@@ -27,7 +27,6 @@ timed; each rate is the median of 5 timed chunks. Without --checkpoint a demo-si
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -259,7 +258,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--json", default="benches/results/bench_rollout_{device}.json")
     args = ap.parse_args(argv)
     from ..data import load_data
-    from ..data.writers import write_text
+    from ..data.writers import json_text, write_text
     from ..training.run import load_run
 
     torch.set_num_threads(args.threads)
@@ -306,6 +305,6 @@ def main(argv=None) -> dict:
     print(f"\nPer frame and per score call (batch of ethanol-like windows, {args.threads} thread(s)):\n")
     print(call_table(rows))
     path = args.json.format(device=args.device)
-    write_text(path, json.dumps(dict(machine=machine, settings=settings, rows=rows), indent=1))
+    write_text(path, json_text(dict(machine=machine, settings=settings, rows=rows)))
     print(f"\nwrote {path}")
     return dict(machine=machine, settings=settings, rows=rows)

@@ -46,7 +46,7 @@ import math
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -293,6 +293,12 @@ def _checked_run(molecule: str, stride: int, args) -> Path:
     return run
 
 
+def _cell_from_json(record: dict) -> "Cell":
+    """A Cell from its cached JSON, where a figure not measured was written as null: NaN again."""
+    floats = {f.name for f in fields(Cell) if f.type in (float, "float")}
+    return Cell(**{k: (float("nan") if v is None and k in floats else v) for k, v in record.items()})
+
+
 def _with_one_step(cell: "Cell", one: OneStep) -> "Cell":
     """``cell`` with the one-step figures of ``one``; a prior-only cell's own error is the prior's, its gain nil."""
     if cell.sampler == PRIOR_ONLY:
@@ -421,7 +427,7 @@ def main(argv=None) -> list[Cell]:
 
     from tqdm.auto import tqdm
 
-    from ..data.writers import write_text
+    from ..data.writers import json_text, write_text
 
     ap = argparse.ArgumentParser(prog="diffmd bench stability", description=__doc__.split("\n\n")[0])
     ap.add_argument("--molecules", default="ethanol", help="bundled names or trajectory files, comma separated")
@@ -453,7 +459,7 @@ def main(argv=None) -> list[Cell]:
         cache = Path(args.runs) / "cells" / f"{name}_s{stride}_{sampler}_{args.ps:g}ps_{args.starts}{tag}.json"
         if cache.exists():
             _checked_run(molecule, stride, args)
-            cell = Cell(**json.loads(cache.read_text()))
+            cell = _cell_from_json(json.loads(cache.read_text()))
             if math.isnan(cell.temperature_heavy_ref_se_K):  # cached before the reference's errors were recorded
                 ref = _split(molecule).reference
                 *_, se_h, se_heavy = reference_group_temperatures(ref.positions, ref.numbers, stride, cell.frame_fs)
@@ -464,19 +470,19 @@ def main(argv=None) -> list[Cell]:
                 split = _split(molecule)
                 full = load_run(_train_or_load(molecule, stride, args, split), "cpu", SAMPLERS[sampler] + args.rollout_set)
                 cell = _with_one_step(cell, one_step_errors(full, split.test, stride))
-                write_text(cache, json.dumps(asdict(cell), indent=1))
+                write_text(cache, json_text(asdict(cell)))
             cells.append(cell)
             continue
         split = _split(molecule)
         run_dir = _train_or_load(molecule, stride, args, split)
         cell = run_cell(name, stride, sampler, args, split, run_dir)
-        write_text(cache, json.dumps(asdict(cell), indent=1))
+        write_text(cache, json_text(asdict(cell)))
         cells.append(cell)
     table = markdown(cells)
     print(table)
     args.json = args.json or str(Path(args.runs) / "stability.json")
     meta = {"machine": platform.platform(), "processor": platform.processor(), "threads": torch.get_num_threads(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "argv": argv, "args": vars(args)}
-    write_text(args.json, json.dumps({"meta": meta, "cells": [asdict(c) for c in cells]}, indent=1))
+    write_text(args.json, json_text({"meta": meta, "cells": [asdict(c) for c in cells]}))
     print(f"wrote {args.json}")
     return cells

@@ -6,6 +6,7 @@ interrupted run never leaves a half-written file that a later load would trust.
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 import os
 import tempfile
@@ -46,6 +47,20 @@ def sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def json_text(obj, indent: int | None = 1) -> str:
+    """``obj`` as strict JSON (RFC 8259): a non-finite float (NaN, ±inf: a figure not measured) becomes
+    null, which jq, JavaScript and pandas read, where Python's own NaN literal makes them fail."""
+    def finite(o):
+        if isinstance(o, float):
+            return o if math.isfinite(o) else None
+        if isinstance(o, dict):
+            return {k: finite(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [finite(v) for v in o]
+        return o
+    return json.dumps(finite(obj), indent=indent, allow_nan=False, default=str)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

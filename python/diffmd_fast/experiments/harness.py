@@ -9,7 +9,6 @@ moving). A rollout that produces NaN/inf is reported as diverged (the paper's "N
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,7 +22,7 @@ from ..evaluation import metrics, plots
 from ..baselines import build_baseline, rollout_next_frame, train_next_frame
 from ..config import Config
 from ..data import Trajectory, make_loader, start_batch, write_extxyz
-from ..data.writers import write_text
+from ..data.writers import json_text, write_text
 from ..dynamics.rollout import evenly_spaced_starts, rollout
 from ..diffusion.samplers import make_sampler
 from ..diffusion.sde import make_sde
@@ -223,5 +222,5 @@ def _write_outputs(results, rollouts, items, frames, stride, cfg, exp, out: Path
                     numbers=traj.numbers)
     payload = {"experiment": asdict(exp), "config": cfg.to_dict(), "first_start": {"trajectory": traj.name, "frame": t0},
                "results": [asdict(r) for r in results]}
-    write_text(out / "results.json", json.dumps(payload, indent=2))
+    write_text(out / "results.json", json_text(payload, indent=2))
     write_text(out / "results.md", results_table(results) + "\n")

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.writers import write_text
+from ..data.writers import json_text, write_text
 from .grid import O2O_COLUMN, PAPER_MODELS, TABLE1, TABLE2, Grid
 
 MISSING = "–"  # the cell has not run
@@ -234,7 +234,7 @@ def write_results(out_dir: str | Path, markdown: str, payload: dict) -> tuple[Pa
     out.mkdir(parents=True, exist_ok=True)
     md, js = out / "tables.md", out / "tables.json"
     write_text(md, markdown)
-    write_text(js, json.dumps(payload, indent=2, default=str))
+    write_text(js, json_text(payload, indent=2))
     return md, js
 
 

@@ -18,7 +18,6 @@ Launch from a shell with ``diffmd train`` (cli/train.py), under torchrun for DDP
 """
 from __future__ import annotations
 
-import json
 import random
 import time
 from dataclasses import dataclass, field, replace
@@ -36,7 +35,7 @@ from tqdm.auto import tqdm
 from ..config import Config, TrainConfig
 from ..data import FrameWindows, Trajectory, collate_windows
 from ..data.batch import FrameBatch
-from ..data.writers import write_text
+from ..data.writers import json_text, write_text
 from ..diffusion.losses import draw_noise_keyed, dsm_loss
 from ..diffusion.samplers import make_sampler
 from ..diffusion.sde import SDE, make_sde
@@ -277,6 +276,27 @@ class _Trainer:
                     f"Z={z} {g:.4f}, {cal.target_K[z]:.0f}/{cal.measured_K[z]:.0f}" for z, g in cal.friction_per_fs.items()))
         self.checkpoint(self.at.epoch, self.at.batch_in_epoch)
 
+    def write_metrics(self, partial: dict | None = None) -> None:
+        """metrics.jsonl, rewritten whole from the history (which checkpoints carry), so a run killed
+        between this write and the checkpoint cannot leave a duplicated epoch after resuming; ``partial``,
+        the record of an epoch the training budget cut short, goes last and stays out of the history
+        (a resumed run finishes that epoch and records it whole)."""
+        if self.info.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            records = self.at.history + ([partial] if partial else [])
+            write_text(self.out / "metrics.jsonl", "".join(json_text(r, indent=None) + "\n" for r in records))
+
+    def stop_mid_epoch(self, batches_done: int, epoch_s: float) -> None:
+        """The training budget ran out inside an epoch: checkpoint there and record the part done
+        (mean loss over its ``batches_done`` batches) in metrics.jsonl."""
+        at = self.at
+        if at.loss_count:
+            self.write_metrics({"epoch": at.epoch + 1, "step": at.step,
+                                "train_loss": all_mean(at.loss_sum / at.loss_count, self.info),
+                                "lr": self.opt.param_groups[0]["lr"], "epoch_s": epoch_s,
+                                "partial_batches": batches_done})
+        self.checkpoint(at.epoch, batches_done)
+
     def step(self, batch: FrameBatch, b: int, bsamp: GlobalBatchSampler) -> float:
         """One optimiser step on the window batch ``batch`` (global batch ``b`` of the epoch); its loss."""
         tc, epoch = self.cfg.train, self.at.epoch
@@ -320,15 +340,12 @@ class _Trainer:
         at.history.append(rec)
         if bar.disable:
             if info.is_main:
-                print(json.dumps(rec))
+                print(json_text(rec, indent=None))
         else:
             bar.update(1)
             bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in rec.items()
                              if k in ("train_loss", "lr", "val_loss", "val_armse", "val_armse_static")})
-        if info.is_main:  # rewritten whole from the history (which checkpoints carry): a run killed
-            # between this write and the checkpoint cannot leave a duplicated epoch after resuming
-            self.out.mkdir(parents=True, exist_ok=True)
-            write_text(self.out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in at.history))
+        self.write_metrics()
         at.epoch, at.batch_in_epoch, at.loss_sum, at.loss_count = at.epoch + 1, 0, 0.0, 0
         if at.epoch % tc.checkpoint_every == 0 or at.epoch == tc.epochs:
             self.checkpoint(at.epoch, 0)
@@ -412,7 +429,7 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
                     bar.set_postfix(step=t.at.step, loss=f"{loss:.4f}")
                 if t.budget_spent():
                     stopped = True
-                    t.checkpoint(t.at.epoch, b + 1)
+                    t.stop_mid_epoch(b + 1, time.perf_counter() - t0)
                     break
             if not stopped:
                 t.end_epoch(time.perf_counter() - t0, bar)
