@@ -34,12 +34,14 @@ def test_benchmark_smoke_and_resume(tmp_path, capsys):
     assert math.isclose(c.one_step_gain_A, c.one_step_prior_A - c.one_step_error_A, rel_tol=1e-9)
     assert 0 < c.one_step_gain_se_A < c.one_step_prior_A
     assert 0 < c.one_step_reference_force_A < 0.5 * c.constant_velocity_error_A
+    # the reference's own halves at the same segment: a number in (0, 1], and below 1 (a few ps are noisy)
+    assert 0 < c.vdos_reference_halves < 1
     again = stability.main(args)  # served from the cached cell, no retraining
     assert again == cells
     # a cell cached before the windowed one-step errors gets them on the next run, rollouts untouched
     (cache,) = (tmp_path / "runs" / "cells").glob("*.json")
     old = json.loads(cache.read_text())
-    old.update(one_step_windows=0, one_step_prior_A=float("nan"), one_step_error_A=0.5)
+    old.update(one_step_windows=0, one_step_prior_A=float("nan"), one_step_error_A=0.5, vdos_reference_halves=None)
     cache.write_text(json.dumps(old))
     assert stability.main(args) == cells
     assert json.loads(cache.read_text(), parse_constant=_not_json)["one_step_windows"] == one_step.ONE_STEP_WINDOWS

@@ -146,6 +146,16 @@ def test_vdos_overlap_by_hand():
     assert longrun.vdos_overlap([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
 
 
+def test_vdos_halves_of_a_run_agree_for_one_oscillation_and_not_when_it_changes():
+    """A run's two halves: one steady oscillation overlaps itself (~1); a run whose second half oscillates
+    at another frequency does not (~0); too few frames for two spectra give NaN."""
+    steady = _oscillator(4096, 0.05)
+    assert longrun.vdos_halves_overlap(steady, H2, DT, segment=512) > 0.99
+    changed = np.concatenate([_oscillator(2048, 0.05), _oscillator(2048, 0.02)])
+    assert longrun.vdos_halves_overlap(changed, H2, DT, segment=512) < 0.1
+    assert np.isnan(longrun.vdos_halves_overlap(_oscillator(30, 0.05), H2, DT))
+
+
 def test_identical_runs_overlap_one_and_jsd_zero():
     traj = _oscillator(600, 0.05)
     m = longrun.long_run_metrics(traj, traj, H2, DT)

@@ -20,7 +20,9 @@ Langevin thermostat), and scored online, so memory stays flat whatever the lengt
   heats the light atoms and cools the heavy ones can hold the mean;
 - VDOS overlap (evaluation.longrun.vdos_overlap, 1 = identical) of the first VDOS_FRAMES frames of
   every rollout stable that long (mean of their spectra) against the reference at the same stride:
-  whether the dynamics has the reference's vibrational bands, which no static metric shows;
+  whether the dynamics has the reference's vibrational bands, which no static metric shows; beside it
+  the reference's two halves against each other (evaluation.longrun.vdos_halves_overlap), how well
+  the reference's own spectrum is known (a few ps of reference give a noisy one);
 - simulated fs per wall second (all rollouts together, and per trajectory), score evaluations per frame;
 - one-step error (benchmarks/one_step.py): RMS per atom of one model step from 512 evenly spaced test windows
   against the reference, beside that of the constant-velocity guess x(t) + v(t) (how much of the
@@ -116,10 +118,21 @@ class Cell:
     one_step_gain_A: float = float("nan")
     one_step_gain_se_A: float = float("nan")
     one_step_reference_force_A: float = float("nan")
+    # the reference's own first half against its second at the same stride and Welch segment (at most
+    # half its frames): how closely the reference spectrum that vdos_overlap compares with is known
+    vdos_reference_halves: float = float("nan")
 
 
 BENCH_RECIPE = "bench_recipe.json"  # beside a trained run: what it was trained from (_recipe)
 VDOS_FRAMES = 4096  # frames of each rollout kept for its spectrum: 4 Welch segments, 8 ps at 2 fs frames
+
+
+def vdos_segment(window_steps: int, reference_frames: int) -> int:
+    """Welch segment (velocities) of the spectra a cell's VDOS overlap compares: rollouts of
+    ``window_steps`` velocities kept, a reference of ``reference_frames`` frames at their stride."""
+    from ..evaluation.longrun import VDOS_SEGMENT
+
+    return min(VDOS_SEGMENT, window_steps, reference_frames - 1)
 
 
 REF_BLOCKS = 10  # blocks of the reference run for the standard error of its group temperatures
@@ -212,19 +225,28 @@ class OnlineScore:
     def vdos_overlap(self, reference: np.ndarray, numbers: np.ndarray, stride: int) -> float:
         """Overlap of the mean spectrum of the rollouts stable for their first VDOS_FRAMES frames (all
         when shorter) with the reference's at the same stride; NaN when none was."""
-        from ..evaluation.longrun import MIN_VDOS_STEPS, VDOS_SEGMENT, vdos, vdos_overlap
+        from ..evaluation.longrun import MIN_VDOS_STEPS, vdos, vdos_overlap
 
         frames = np.stack(self.window, 1)  # (B, W + 1, n, 3)
         keep = (self.stable < 0) | (self.stable >= frames.shape[1] - 1)
         if not keep.any() or frames.shape[1] <= MIN_VDOS_STEPS:
             return float("nan")
         ref_frames = reference[::stride]
-        segment = min(VDOS_SEGMENT, frames.shape[1] - 1, len(ref_frames) - 1)  # one set of bins for both
+        segment = vdos_segment(len(self.window) - 1, len(ref_frames))  # one set of bins for both
         if segment < MIN_VDOS_STEPS:
             return float("nan")
         spectra = [vdos(frames[b], numbers, self.frame_fs, segment=segment)[1] for b in np.flatnonzero(keep)]
         ref = vdos(ref_frames, numbers, self.frame_fs, segment=segment)[1]
         return vdos_overlap(np.mean(spectra, 0), ref)
+
+    def reference_halves(self, reference: np.ndarray, numbers: np.ndarray, stride: int) -> float:
+        """The VDOS overlap of the reference's two halves at the stride and segment of vdos_overlap (at
+        most half the reference's frames): how well the spectrum it compares with is known."""
+        from ..evaluation.longrun import vdos_halves_overlap
+
+        ref_frames = reference[::stride]
+        segment = vdos_segment(len(self.window) - 1, len(ref_frames))
+        return vdos_halves_overlap(ref_frames, numbers, self.frame_fs, segment=segment)
 
     def stable_frames(self, frames: int) -> np.ndarray:
         return np.where(self.stable < 0, frames, self.stable)
@@ -367,7 +389,8 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -
                 ran * frame_fs / wall, wall, physics, training, float("nan"), float("nan"),
                 t_h, ref_h, t_heavy, ref_heavy, score.vdos_overlap(ref, split.reference.numbers, stride),
                 **{f"h_r_jsd_{k}": v for k, v in score.h_r_jsd_by_separation(ref).items()},
-                temperature_H_ref_se_K=se_h, temperature_heavy_ref_se_K=se_heavy)
+                temperature_H_ref_se_K=se_h, temperature_heavy_ref_se_K=se_heavy,
+                vdos_reference_halves=score.reference_halves(ref, split.reference.numbers, stride))
     return _with_one_step(cell, one_step_errors(full, test, stride))
 
 
@@ -405,7 +428,7 @@ def _gain(c: Cell) -> str:
 def markdown(cells: list[Cell]) -> str:
     head = ("| molecule | stride (fs) | sampler | NFE/frame | stable rollouts | stability ps (mean / min) | "
             "h(r) JSD | JSD 1-2 / 1-3 / 1-4 / 1-5+ | T (K) | T ref (K) | T H / ref (K) | T heavy / ref (K) | "
-            "VDOS overlap | one-step error / const. velocity / ref. forces (Å) | one-step gain over prior (Å, > 0: closer) | "
+            "VDOS overlap (ref. halves) | one-step error / const. velocity / ref. forces (Å) | one-step gain over prior (Å, > 0: closer) | "
             "fs per wall s (all / per traj.) | physics | training |")
     lines = [head, "|" + "---|" * 18]
     for c in cells:
@@ -415,7 +438,7 @@ def markdown(cells: list[Cell]) -> str:
                      f"{c.h_r_jsd_1_5:.4f} | {c.temperature_K:.0f} | {c.temperature_ref_K:.0f} | "
                      f"{c.temperature_H_K:.0f} / {c.temperature_H_ref_K:.0f}{_pm(c.temperature_H_ref_se_K)} | "
                      f"{c.temperature_heavy_K:.0f} / {c.temperature_heavy_ref_K:.0f}{_pm(c.temperature_heavy_ref_se_K)} | "
-                     f"{c.vdos_overlap:.2f} | "
+                     f"{c.vdos_overlap:.2f} ({c.vdos_reference_halves:.2f}) | "
                      f"{c.one_step_error_A:.4f} / {c.constant_velocity_error_A:.4f} / {c.one_step_reference_force_A:.4f} | "
                      f"{_gain(c)} | "
                      f"{c.fs_per_s_total:.0f} / {c.fs_per_s_per_trajectory:.0f} | {c.physics} | {c.training} |")
@@ -464,6 +487,15 @@ def main(argv=None) -> list[Cell]:
                 ref = _split(molecule).reference
                 *_, se_h, se_heavy = reference_group_temperatures(ref.positions, ref.numbers, stride, cell.frame_fs)
                 cell = replace(cell, temperature_H_ref_se_K=se_h, temperature_heavy_ref_se_K=se_heavy)
+            if math.isnan(cell.vdos_reference_halves) and not math.isnan(cell.vdos_overlap):  # cached before it was
+                from ..evaluation.longrun import vdos_halves_overlap
+
+                ref = _split(molecule).reference
+                ref_frames = ref.positions[::stride]
+                segment = vdos_segment(min(cell.frames, VDOS_FRAMES), len(ref_frames))
+                cell = replace(cell, vdos_reference_halves=vdos_halves_overlap(ref_frames, ref.numbers, cell.frame_fs,
+                                                                               segment=segment))
+                write_text(cache, json_text(asdict(cell)))
             if cell.one_step_windows == 0:  # cached when the one-step errors came from the rollout starts alone
                 from ..training.run import load_run
 

@@ -355,6 +355,22 @@ def vdos_overlap(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.minimum(a / a.sum(), b / b.sum()).sum())
 
 
+def vdos_halves_overlap(traj: np.ndarray, numbers: np.ndarray, dt_fs: float | None, *,
+                        segment: int = VDOS_SEGMENT) -> float:
+    """The VDOS overlap of a trajectory's first half with its second (positions (T, N, 3) Å, frames
+    ``dt_fs`` fs apart), Welch segments of min(``segment``, T // 2 − 1) velocities: how closely the
+    trajectory's own spectrum is known. A periodogram averaged over few segments is noisy bin by bin,
+    so two halves of one run overlap by less than 1 (0.75 for 3 ps of ethanol at 2 fs frames, 0.88-0.90
+    for 12 ps of 16-20-atom molecules, 1024-frame segments); a model spectrum compared with the whole
+    trajectory is judged against this. NaN when a half is too short for a spectrum (MIN_VDOS_STEPS)."""
+    t = _check_traj(traj, "traj")
+    half = t.shape[0] // 2
+    seg = min(int(segment), half - 1)
+    if seg < MIN_VDOS_STEPS:
+        return float("nan")
+    return vdos_overlap(vdos(t[:half], numbers, dt_fs, segment=seg)[1], vdos(t[half:], numbers, dt_fs, segment=seg)[1])
+
+
 # ----------------------------------------------------------------------------------------- together
 
 
