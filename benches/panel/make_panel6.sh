@@ -8,12 +8,8 @@ set -euo pipefail
 V=${V:-.venv/bin}
 OUT=${OUT:-runs/panel6}
 FRAMES=${FRAMES:-24000}
-mkdir -p "$OUT"
-while read -r name smiles; do
-  [ -f "$OUT/$name.npz" ] && continue
-  OMP_NUM_THREADS=1 "$V/diffmd" simulate "$smiles" --out "$OUT/$name.npz" --name "$name" --temperature 500 \
-    --timestep 0.5 --frames "$FRAMES" --equilibration 2000 --seed 7 --threads 1 --quiet
-done <<'PANEL'
+source "$(dirname "$0")/simulate_each.sh"
+simulate_each <<'PANEL'
 ethylphenol CCc1ccc(O)cc1
 acetanilide CC(=O)Nc1ccccc1
 benzylamine NCc1ccccc1

@@ -111,3 +111,58 @@ def test_records_the_engines_velocities(run):
     central = (traj.positions[2:] - traj.positions[:-2]) / (2 * traj.dt_fs)  # Å/fs, 1 fs apart
     err = np.abs(central - traj.velocities[1:-1]).mean() / np.abs(traj.velocities).mean()
     assert err < 0.1  # a wrong unit (ASE time vs fs: x10) or frame would be off by far more
+
+
+def test_charge_and_spin_come_from_the_smiles_and_can_be_given():
+    """A cation's formal charge and a radical's unpaired electron reach GFN2-xTB: the tetramethylammonium
+    energy is the +1 ion's, not the neutral's (~8 eV apart); a parity that cannot be is refused."""
+    from ase import Atoms
+
+    cation = simulate("C[N+](C)(C)C", frames=1, equilibration_fs=0, progress=False)
+    assert cation.provenance["charge"] == 1 and cation.provenance["multiplicity"] == 1
+    neutral = Atoms(numbers=cation.numbers, positions=cation.positions[0])
+    neutral.calc = tblite_ase.TBLite(method="GFN2-xTB", verbosity=0, charge=0)
+    with omp_threads(1):
+        assert abs(neutral.get_potential_energy() - cation.energies[0]) > 1.0
+    methyl = simulate("[CH3]", frames=1, equilibration_fs=0, progress=False)
+    assert methyl.provenance["charge"] == 0 and methyl.provenance["multiplicity"] == 2
+    with pytest.raises(ValueError, match="does not fit 9 electrons"):
+        simulate("[CH3]", frames=1, equilibration_fs=0, progress=False, multiplicity=1)
+
+
+def test_a_single_atom_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="1 atom; MD of a molecule needs at least 2"):
+        simulate("[Ar]", frames=1, equilibration_fs=0, progress=False)
+
+
+def test_a_stopped_run_keeps_its_state_and_the_same_call_continues_it(tmp_path, monkeypatch):
+    """Interrupted mid-run (Ctrl-C), the run leaves OUT.partial.npz; the same call continues from its step,
+    with the same thermostat stream, and ends where an uninterrupted run ends (to the SCF's convergence,
+    which restarts from another wavefunction), the state file removed. Other settings are refused."""
+    from diffmd_fast.data import simulate as sim
+
+    kwargs = dict(temperature_K=500, timestep_fs=0.5, frames=30, save_every=2, equilibration_fs=10, seed=5, progress=False)
+    whole = simulate("CCO", out=tmp_path / "whole.npz", **kwargs)
+    record, calls = sim._MDRun._record, {"n": 0}
+
+    def interrupted(self):
+        calls["n"] += 1
+        if calls["n"] == 40:  # recording step 39 (equilibration: 20 steps): 10 frames stored at step 38
+            raise KeyboardInterrupt
+        record(self)
+
+    monkeypatch.setattr(sim._MDRun, "_record", interrupted)
+    out = tmp_path / "cut.npz"
+    with pytest.raises(KeyboardInterrupt):
+        simulate("CCO", out=out, **kwargs)
+    monkeypatch.setattr(sim._MDRun, "_record", record)
+    state = out.with_suffix(".partial.npz")
+    assert state.exists() and not out.exists()
+    with np.load(state) as f:
+        assert int(f["step"]) == 38 and int(f["stored"]) == 10
+    with pytest.raises(ValueError, match="other settings"):
+        simulate("CCO", out=out, **{**kwargs, "seed": 6})
+    resumed = simulate("CCO", out=out, **kwargs)
+    assert not state.exists() and resumed.provenance["resumed_at_step"] == 38
+    np.testing.assert_array_equal(resumed.positions[:10], whole.positions[:10])
+    np.testing.assert_allclose(resumed.positions, whole.positions, atol=1e-4)

@@ -4,8 +4,10 @@
     diffmd simulate start.xyz --out mol.npz --temperature 100 --timestep 1.0
 
 The start geometry comes from a SMILES (RDKit: hydrogens, ETKDG embedding, MMFF relaxation) or
-any structure file ASE reads. The output is an MD17-style npz (R in Å, z, E in eV, F in eV/Å)
-plus the time step and the full provenance, including this command line.
+any structure file ASE reads; the SMILES's formal charges and radicals set the total charge and
+spin (--charge, --multiplicity override them). The output is an MD17-style npz (R in Å, z, E in eV,
+F in eV/Å) plus the time step and the full provenance, including this command line. A stopped run
+keeps its frames and state in OUT.partial.npz, and the same command continues it.
 """
 from __future__ import annotations
 
@@ -25,6 +27,10 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=1, help="seed of the embedding, the velocities and the thermostat noise")
     p.add_argument("--name", help="trajectory name (default: from the SMILES/file)")
     p.add_argument("--threads", type=int, default=1, help="OpenMP threads for tblite (1 is fastest for small molecules)")
+    p.add_argument("--charge", type=int, default=None, metavar="E",
+                   help="total charge (default: the SMILES's formal charges, a structure file's own, else 0)")
+    p.add_argument("--multiplicity", type=int, default=None, metavar="2S+1",
+                   help="spin multiplicity (default: from the SMILES's radical electrons, else closed-shell)")
     p.add_argument("--forces-dtype", choices=("float64", "float32"), default="float64",
                    help="storage of forces and velocities in the npz (float32 halves shipped files; positions stay float64)")
     p.add_argument("--extxyz", action="store_true", help="also write an extxyz beside the npz (for OVITO/VMD)")
@@ -36,7 +42,7 @@ def run(args) -> int:
 
     import numpy as np
 
-    from ..data import save_npz, write_extxyz
+    from ..data import write_extxyz
     from ..data.simulate import simulate
 
     out = Path(args.out)
@@ -44,8 +50,9 @@ def run(args) -> int:
         raise ValueError(f"--out must end in .npz, got {out}")
     traj = simulate(args.start, temperature_K=args.temperature, timestep_fs=args.timestep, frames=args.frames,
                     equilibration_fs=args.equilibration, friction_per_fs=args.friction, seed=args.seed,
-                    save_every=args.save_every, progress=not args.quiet, name=args.name, threads=args.threads)
-    save_npz(traj, out, forces_dtype=getattr(np, args.forces_dtype))
+                    save_every=args.save_every, progress=not args.quiet, name=args.name, threads=args.threads,
+                    charge=args.charge, multiplicity=args.multiplicity, out=out,
+                    forces_dtype=getattr(np, args.forces_dtype))
     if args.extxyz:
         write_extxyz(traj, out.with_suffix(".extxyz"))
     prov = traj.provenance

@@ -17,10 +17,19 @@ Choices (not fixed by the paper):
   electronic-structure call. Forces are stored without the FixCom projection.
 - Velocities (Å/fs) are the integrator's own at each stored frame, so a model may condition on
   them instead of finite differences of positions.
+- Charge and spin: a SMILES's formal charges and radical electrons go on the atoms as ASE's initial
+  charges and magnetic moments, which tblite sums into the total charge and the number of unpaired
+  electrons (a structure file's own, else neutral and closed-shell); ``charge`` and ``multiplicity``
+  override them. Both are recorded in the provenance.
+- A run that is stopped (Ctrl-C, a kill, the end of a batch job's time) keeps what it made: every
+  CHECKPOINT_S seconds, and when interrupted, the frames so far and the dynamics' state (positions,
+  momenta, the thermostat's random stream, the step) go to ``<out>.partial.npz``; the same call
+  again continues from there and removes it when the trajectory is complete.
 """
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shlex
 import sys
@@ -43,18 +52,29 @@ except ImportError:  # pragma: no cover - older ASE
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
 
 from .trajectory import Trajectory
-from .writers import save_npz
+from .writers import atomic_path, save_npz
 
 
 
 class SimulationError(RuntimeError):
     """The reference engine (GFN2-xTB) failed during the MD; the message names the step."""
 
+
+CHECKPOINT_S = 60.0  # seconds between saves of a running simulation's state (<out>.partial.npz)
+
 def atoms_from_smiles(smiles: str, seed: int = 1) -> Atoms:
     """A 3-D structure with explicit hydrogens: RDKit ETKDG embedding then MMFF optimisation."""
-    from rdkit import Chem
+    from rdkit import Chem, RDLogger
     from rdkit.Chem import AllChem
 
+    RDLogger.DisableLog("rdApp.*")  # RDKit's own parse and force-field chatter: our errors say what failed
+    try:
+        return _embedded(smiles, seed, Chem, AllChem)
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+
+
+def _embedded(smiles: str, seed: int, Chem, AllChem) -> Atoms:
     mol = Chem.MolFromSmiles(smiles)
     if mol is None:
         raise ValueError(f"simulate: {smiles!r} is neither an existing file nor a valid SMILES string")
@@ -64,7 +84,10 @@ def atoms_from_smiles(smiles: str, seed: int = 1) -> Atoms:
     if AllChem.MMFFHasAllMoleculeParams(mol):
         AllChem.MMFFOptimizeMolecule(mol, maxIters=2000)
     pos = mol.GetConformer().GetPositions()  # (N, 3) Å
-    return Atoms(numbers=[a.GetAtomicNum() for a in mol.GetAtoms()], positions=pos)
+    atoms = mol.GetAtoms()
+    # the SMILES's charge and spin, where tblite reads them (their sums: total charge, unpaired electrons)
+    return Atoms(numbers=[a.GetAtomicNum() for a in atoms], positions=pos,
+                 charges=[a.GetFormalCharge() for a in atoms], magmoms=[a.GetNumRadicalElectrons() for a in atoms])
 
 
 def load_start(smiles_or_path: str | os.PathLike, seed: int) -> tuple[Atoms, str, dict]:
@@ -124,17 +147,27 @@ def simulate(
     progress: bool = True,
     name: str | None = None,
     threads: int | None = 1,
+    charge: int | None = None,
+    multiplicity: int | None = None,
+    forces_dtype: type = np.float64,
 ) -> Trajectory:
     """Run GFN2-xTB Langevin MD and return ``frames`` frames spaced ``save_every`` steps apart.
 
-    Frame 0 is the state right after equilibration. Writes ``out`` (npz, see ``save_npz``) when
-    given. ``threads`` OpenMP threads run tblite (see ``omp_threads``; 1 is fastest for small
+    Frame 0 is the state right after equilibration. Writes ``out`` (npz, see ``save_npz``; forces and
+    velocities stored as ``forces_dtype``) when given, and while running keeps its state in ``<out>.partial.npz`` (module docstring), from which
+    the same call continues. ``threads`` OpenMP threads run tblite (see ``omp_threads``; 1 is fastest for small
     molecules); still export ``OMP_NUM_THREADS=1`` in scripts so nothing else oversubscribes.
+    ``charge`` (e) and ``multiplicity`` (2S + 1) override the start structure's own (module docstring).
+    Raises ValueError for invalid settings, a structure of fewer than 2 atoms, a charge and
+    multiplicity that do not fit its electron count, or a partial state of other settings;
+    SimulationError when GFN2-xTB fails during the run.
     """
     if frames < 1 or save_every < 1:
         raise ValueError(f"simulate: frames and save_every must be >= 1, got {frames}, {save_every}")
     if not (temperature_K > 0 and timestep_fs > 0 and friction_per_fs > 0 and equilibration_fs >= 0):
         raise ValueError("simulate: temperature_K, timestep_fs, friction_per_fs must be > 0, equilibration_fs >= 0")
+    if multiplicity is not None and multiplicity < 1:
+        raise ValueError(f"simulate: multiplicity (2S + 1) must be >= 1, got {multiplicity}")
     from tblite.ase import TBLite  # imported lazily: only simulation needs the xTB library
 
     settings = dict(temperature_K=temperature_K, timestep_fs=timestep_fs, frames=frames,
@@ -142,7 +175,16 @@ def simulate(
                     save_every=save_every)
     atoms, default_name, source = load_start(smiles_or_path, seed)
     name = name or default_name
-    atoms.calc = TBLite(method="GFN2-xTB", verbosity=0)
+    if len(atoms) < 2:
+        raise ValueError(f"simulate {name}: {len(atoms)} atom; MD of a molecule needs at least 2")
+    total_charge = int(round(atoms.get_initial_charges().sum())) if charge is None else int(charge)
+    unpaired = int(round(atoms.get_initial_magnetic_moments().sum())) if multiplicity is None else multiplicity - 1
+    if (int(atoms.get_atomic_numbers().sum()) - total_charge - unpaired) % 2:
+        raise ValueError(f"simulate {name}: charge {total_charge} with {unpaired} unpaired electrons does not fit "
+                         f"{int(atoms.get_atomic_numbers().sum()) - total_charge} electrons; give --charge and "
+                         "--multiplicity that do")
+    settings.update(charge=total_charge, multiplicity=unpaired + 1)
+    atoms.calc = TBLite(method="GFN2-xTB", verbosity=0, charge=total_charge, multiplicity=unpaired + 1)
     rng = np.random.default_rng(seed)
     thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng)
     Stationary(atoms)
@@ -152,11 +194,13 @@ def simulate(
 
     n_eq = int(round(equilibration_fs / timestep_fs))
     n_prod = (frames - 1) * save_every
+    run = _MDRun(dyn, atoms, rng, n_eq, frames, save_every, name,
+                 None if out is None else Path(out).with_suffix(".partial.npz"), {**settings, **source})
     start = time.perf_counter()
-    with omp_threads(threads), tqdm(total=n_eq + n_prod, desc=f"xTB MD {name}", unit="step",
+    with omp_threads(threads), tqdm(total=n_eq + n_prod, initial=run.step, desc=f"xTB MD {name}", unit="step",
                                     disable=not progress) as bar:
-        positions, energies, forces, velocities, temps = _run_md(dyn, atoms, n_eq, frames, save_every, bar, name)
-    elapsed = time.perf_counter() - start
+        run.run(bar)
+    elapsed = time.perf_counter() - start + run.elapsed_before
     provenance = {
         "engine": "ASE Langevin + tblite",
         "method": "GFN2-xTB",
@@ -166,49 +210,113 @@ def simulate(
         **source,
         "command": _call_string(smiles_or_path, {**settings, "name": name}),
         "argv": shlex.join(sys.argv),
-        "mean_temperature_K": float(temps.mean()),
+        "mean_temperature_K": float(run.temps.mean()),
         "ms_per_step": 1000.0 * elapsed / max(n_eq + n_prod, 1),
         "versions": _versions(),
     }
-    traj = Trajectory(positions=positions, numbers=atoms.get_atomic_numbers(), dt_fs=timestep_fs * save_every,
-                      energies=energies, forces=forces, name=name, provenance=provenance,
-                      velocities=velocities)
+    if run.resumed_at:
+        provenance["resumed_at_step"] = run.resumed_at
+    traj = Trajectory(positions=run.positions, numbers=atoms.get_atomic_numbers(), dt_fs=timestep_fs * save_every,
+                      energies=run.energies, forces=run.forces, name=name, provenance=provenance,
+                      velocities=run.velocities)
     if out is not None:
-        save_npz(traj, out)
+        save_npz(traj, out, forces_dtype=forces_dtype)
+        run.discard_state()
     return traj
 
 
-def _run_md(dyn, atoms, n_eq: int, frames: int, save_every: int, bar, name: str):
+class _MDRun:
     """Equilibrate ``n_eq`` steps, then store ``frames`` frames ``save_every`` steps apart: positions
-    (T, N, 3) Å, energies (T,) eV, forces (T, N, 3) eV/Å, velocities (T, N, 3) Å/fs, temperatures (T,) K.
-    Raises SimulationError naming the step where GFN2-xTB failed, ValueError for a structure it refuses."""
-    n_prod = (frames - 1) * save_every
-    positions = np.empty((frames, len(atoms), 3))
-    energies = np.empty(frames)
-    forces = np.empty((frames, len(atoms), 3))
-    velocities = np.empty((frames, len(atoms), 3))
-    temps = np.empty(frames)
-    from tblite.exceptions import TBLiteRuntimeError  # lazily, as the calculator
+    (T, N, 3) Å, energies (T,) eV, forces (T, N, 3) eV/Å, velocities (T, N, 3) Å/fs, temperatures (T,) K;
+    its state saved to ``state_path`` every CHECKPOINT_S seconds and when interrupted, and continued
+    from there when that file holds a run of the same ``settings``."""
 
-    step = 0
-    try:
-        for step in range(n_eq + n_prod + 1):
-            if step > 0:
-                dyn.step()
+    def __init__(self, dyn, atoms, rng, n_eq: int, frames: int, save_every: int, name: str,
+                 state_path: Path | None, settings: dict) -> None:
+        self.dyn, self.atoms, self.rng, self.n_eq, self.save_every, self.name = dyn, atoms, rng, n_eq, save_every, name
+        self.last = n_eq + (frames - 1) * save_every  # the step of the last frame
+        self.state_path, self.settings = state_path, json.dumps(settings, sort_keys=True, default=str)
+        n = len(atoms)
+        self.positions, self.energies = np.empty((frames, n, 3)), np.empty(frames)
+        self.forces, self.velocities, self.temps = np.empty((frames, n, 3)), np.empty((frames, n, 3)), np.empty(frames)
+        self.step, self.stored, self.elapsed_before, self.resumed_at = 0, 0, 0.0, 0
+        if state_path is not None and state_path.exists():
+            self._load()
+
+    def _load(self) -> None:
+        with np.load(self.state_path, allow_pickle=False) as f:
+            if str(f["settings"]) != self.settings:
+                raise ValueError(f"simulate {self.name}: {self.state_path} holds a stopped run of other settings or "
+                                 "another start structure; delete it to start afresh, or repeat that run's command")
+            k = int(f["stored"])
+            for key in ("positions", "energies", "forces", "velocities", "temps"):
+                getattr(self, key)[:k] = f[key]
+            self.atoms.set_positions(f["atom_positions"], apply_constraint=False)
+            self.atoms.set_momenta(f["atom_momenta"], apply_constraint=False)
+            self.rng.bit_generator.state = json.loads(str(f["rng"]))
+            self.step, self.stored, self.elapsed_before = int(f["step"]), k, float(f["elapsed_s"])
+        self.resumed_at = self.step
+
+    def _snapshot(self) -> None:
+        """The state after a completed step and its frame: what save_state writes, so that an interrupt
+        inside the next step (atoms half-updated) saves a consistent one."""
+        self._safe = (self.step, self.stored, self.atoms.get_positions(), self.atoms.get_momenta(),
+                      self.rng.bit_generator.state)
+
+    def save_state(self, elapsed_s: float) -> None:
+        if self.state_path is None:
+            return
+        step, k, pos, mom, rng = self._safe
+        with atomic_path(self.state_path, ".npz") as tmp:
+            np.savez(tmp, settings=np.array(self.settings), stored=k, step=step, elapsed_s=elapsed_s,
+                     positions=self.positions[:k], energies=self.energies[:k], forces=self.forces[:k],
+                     velocities=self.velocities[:k], temps=self.temps[:k], atom_positions=pos, atom_momenta=mom,
+                     rng=np.array(json.dumps(rng)))
+
+    def discard_state(self) -> None:
+        if self.state_path is not None:
+            self.state_path.unlink(missing_ok=True)
+
+    def _record(self) -> None:
+        k = self.step - self.n_eq
+        if k >= 0 and k % self.save_every == 0:
+            i, atoms = k // self.save_every, self.atoms
+            self.positions[i] = atoms.get_positions()
+            self.energies[i] = atoms.get_potential_energy()  # cached from the step's own call
+            self.forces[i] = atoms.get_forces(apply_constraint=False)
+            self.velocities[i] = atoms.get_velocities() * units.fs  # Å per ASE time unit -> Å/fs
+            self.temps[i] = atoms.get_temperature()
+            self.stored = i + 1
+
+    def run(self, bar) -> None:
+        """Raises SimulationError naming the step where GFN2-xTB failed, ValueError for a structure it
+        refuses; on KeyboardInterrupt saves the state (when it has a path) and re-raises."""
+        from tblite.exceptions import TBLiteRuntimeError  # lazily, as the calculator
+
+        t0 = saved = time.perf_counter()
+        try:
+            if self.step == 0:
+                self._record()
+            self._snapshot()
+            while self.step < self.last:
+                self.dyn.step()
+                self.step += 1
                 bar.update(1)
-            k = step - n_eq
-            if k >= 0 and k % save_every == 0:
-                i = k // save_every
-                positions[i] = atoms.get_positions()
-                energies[i] = atoms.get_potential_energy()  # cached from the step's own call
-                forces[i] = atoms.get_forces(apply_constraint=False)
-                velocities[i] = atoms.get_velocities() * units.fs  # Å per ASE time unit -> Å/fs
-                temps[i] = atoms.get_temperature()
-    except InputError as err:  # tblite's own check of the structure, e.g. atoms on top of each other
-        raise ValueError(f"simulate {name}: GFN2-xTB refused the structure: {err}") from err
-    except (CalculationFailed, TBLiteRuntimeError) as err:  # SCF not converged, or tblite's library error
-        raise SimulationError(f"simulate {name}: GFN2-xTB failed at MD step {step}: {err}") from err
-    return positions, energies, forces, velocities, temps
+                self._record()
+                self._snapshot()
+                if time.perf_counter() - saved >= CHECKPOINT_S:
+                    self.save_state(self.elapsed_before + time.perf_counter() - t0)
+                    saved = time.perf_counter()
+        except InputError as err:  # tblite's own check of the structure, e.g. atoms on top of each other
+            raise ValueError(f"simulate {self.name}: GFN2-xTB refused the structure: {err}") from err
+        except (CalculationFailed, TBLiteRuntimeError) as err:  # SCF not converged, or tblite's library error
+            raise SimulationError(f"simulate {self.name}: GFN2-xTB failed at MD step {self.step}: {err}") from err
+        except KeyboardInterrupt:
+            if self.state_path is not None:
+                self.save_state(self.elapsed_before + time.perf_counter() - t0)
+                print(f"simulate {self.name}: stopped at step {self._safe[0]} of {self.last} ({self._safe[1]} frames); "
+                      f"the same command continues from {self.state_path}", file=sys.stderr)
+            raise
 
 
 def _versions() -> dict[str, str]:
