@@ -221,3 +221,15 @@ def test_the_report_shows_the_resolved_configuration(tmp_path):
     (tmp_path / "config.toml").write_text(resolved.to_toml())
     report = write_train_report(SimpleNamespace(out_dir=tmp_path, epochs=1, steps=5, history=[]), asked, []).read_text()
     assert "sigma_data = 0.0231" in report and "sigma_data = -1.0" not in report
+
+
+def test_info_says_when_a_time_step_is_assumed(tmp_path, capsys):
+    """An MD17 npz stores no time step: info prints the assumed 0.5 fs as an assumption, not as a fact."""
+    import numpy as np
+
+    from diffmd_fast.data import bundled, load_trajectory
+
+    eth = load_trajectory(bundled("ethanol"))
+    np.savez(tmp_path / "md17.npz", R=eth.positions[:10], z=eth.numbers)
+    assert main(["info", str(tmp_path / "md17.npz"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["time_step_fs"].startswith("0.5 (assumed")

@@ -11,7 +11,7 @@ C7O2H10 = np.array([6] * 7 + [8] * 2 + [1] * 10)
 def _isomer(k: int, frames: int) -> np.ndarray:
     """Frames (T, 19, 3) Å of one fake isomer: a distinct random geometry plus small MD-like steps."""
     rng = np.random.default_rng(k)
-    x0 = 3.0 * rng.standard_normal((19, 3))
+    x0 = 1.3 * rng.standard_normal((19, 3))  # atoms about a bond length from their nearest neighbours, as in Å
     return x0 + 0.02 * rng.standard_normal((frames, 19, 3)).cumsum(axis=0)
 
 

@@ -174,3 +174,23 @@ def test_extxyz_with_changing_atoms(tmp_path, make_traj):
                         Atoms(numbers=[1, 1, 8], positions=b.positions[1])])
     with pytest.raises(TrajectoryError, match="mixed.extxyz: frame 1 has different atoms"):
         load_trajectory(path, dt_fs=1.0)
+
+
+@pytest.mark.parametrize("factor, unit", [(1 / units.Bohr, "Bohr"), (0.1, "nm")])
+def test_positions_in_another_length_unit_are_refused_in_one_line(tmp_path, factor, unit):
+    """Ethanol's positions written in Bohr or nm (an npz has no unit field): every reader refuses them,
+    naming the likely unit, where a model would otherwise train on 2x-long or all-bonded molecules;
+    the same file in Å loads, and so does a structure of one atom."""
+    from diffmd_fast.data import bundled
+
+    ethanol = load_trajectory(bundled("ethanol"))
+    np.savez(tmp_path / "eth.npz", R=ethanol.positions[:20] * factor, z=ethanol.numbers)
+    with pytest.raises(TrajectoryError, match=f"eth.npz: positions: .* are they in {unit}"):
+        load_trajectory(tmp_path / "eth.npz")
+    ase.io.write(tmp_path / "eth.xyz", Atoms(numbers=ethanol.numbers, positions=ethanol.positions[0] * factor))
+    with pytest.raises(TrajectoryError, match=f"are they in {unit}"):
+        load_trajectory(tmp_path / "eth.xyz")
+    np.savez(tmp_path / "ok.npz", R=ethanol.positions[:20], z=ethanol.numbers)
+    assert load_trajectory(tmp_path / "ok.npz").num_frames == 20
+    ase.io.write(tmp_path / "he.xyz", Atoms("He", positions=[[0.0, 0.0, 0.0]]))
+    assert load_trajectory(tmp_path / "he.xyz").num_atoms == 1

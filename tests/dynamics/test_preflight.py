@@ -157,6 +157,21 @@ def test_a_wrapped_molecule_is_made_whole():
     np.testing.assert_allclose(shift, np.broadcast_to(shift[0], shift.shape), atol=1e-9)
 
 
+def test_a_start_structure_with_nan_or_in_another_unit_is_refused_in_one_line():
+    """A lone start structure (diffmd generate --data one.xyz) is checked as the trajectory readers check
+    frames: a NaN position or positions in Bohr are named, not reported as fragments or a solver failure."""
+    mol = molecule("CH3CH2OH")
+    bad = mol.copy()
+    bad.positions[3] = np.nan
+    with pytest.raises(TrajectoryError, match="one.xyz: non-finite positions .* atom 3"):
+        whole_structure(bad, "one.xyz")
+    bohr = mol.copy()
+    bohr.positions /= 0.529177
+    with pytest.raises(TrajectoryError, match="one.xyz: .* are they in Bohr"):
+        whole_structure(bohr, "one.xyz")
+    assert whole_structure(mol, "one.xyz") is mol
+
+
 def test_a_condensed_phase_or_periodic_network_is_refused():
     with pytest.raises(TrajectoryError, match="condensed phase"):
         whole_structure(water_box(6.2), "waterbox.extxyz")

@@ -207,3 +207,12 @@ def test_a_device_name_that_is_no_device_is_a_one_line_error():
         with pytest.raises(ValueError, match="cpu or cuda|not a device"):
             resolve_device(name)
     assert resolve_device("cpu").type == "cpu"
+
+
+def test_training_refuses_positions_that_are_not_in_angstrom(tmp_path):
+    """A Trajectory built in Python with positions in nm (0.1x) is refused before anything is fitted."""
+    import dataclasses
+
+    traj = _traj()
+    with pytest.raises(ValueError, match="training trajectory .* are they in nm"):
+        train(_cfg(), dataclasses.replace(traj, positions=traj.positions * 0.1), None, tmp_path / "run")

@@ -337,6 +337,11 @@ def test_tables_are_checked_and_the_prior_needs_the_anchor():
     prior.set_tables(k, r0, 2.0)  # 2 fs frames: C-H (period ~10 fs) still stable under Verlet
     with pytest.raises(ValueError, match=r"stiffest bond \(C-H, period 10\.\d fs\).*shorter than 3\.\d+ fs"):
         prior.set_tables(k, r0, 4.0)
+    # a period no real bond has (the element table's C-H 4x too stiff: ~5 fs) is blamed on too little data
+    stiff = k.clone()
+    stiff[1, 6] = stiff[6, 1] = 4 * k[1, 6]
+    with pytest.raises(ValueError, match=r"period 5\.\d fs\).*faster than any real bond's .* longer reference"):
+        prior.set_tables(stiff, r0, 2.0)
     with pytest.raises(ValueError, match="anchor"):
         ScoreNet(replace(TINY, anchor=False, bond_prior=True))
     # an environment's constant measured on too short a trajectory (here 4x the C-H stiffness): the

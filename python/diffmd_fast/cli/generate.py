@@ -183,7 +183,7 @@ def _roll_out(args, run, ref, start, rollout_cfg, stepper, sink) -> None:
     each = f"{ps:.4g} ps each" + (f"; {stopped} stopped earlier, reported below" if stopped else "")
     print(f"generated {done} frames x {len(sink.paths)} trajectories ({each}) at {rate:.2f} frames/s "
           f"({ps / wall if wall > 0 else float('inf'):.3g} ps/s), {nfe:.1f} score evaluations per frame; "
-          f"wrote {', '.join(written) or 'nothing'}")
+          f"wrote {', '.join(written) or 'nothing (no trajectory kept a valid frame)'}")
 
 
 def _provenance(run, args, ref, start, rollout_cfg, nfe: float, rate: float) -> dict:
@@ -205,7 +205,8 @@ def _report_stops(stepper, labels, frames) -> int:
     reports = [(label, r, n) for label, r, n in zip(labels, stepper.stopped, frames) if r is not None]
     for label, report, n in reports:
         where = "the structure" if label is None else f"start {label}"
-        print(f"{where}: {report.message()}; keeping its {n} valid frames", file=sys.stderr)
+        kept = f"keeping its {n} valid frames" if n else "no valid frame to keep"
+        print(f"{where}: {report.message()}; {kept}", file=sys.stderr)
     if reports:
         print(f"{len(reports)} of {len(labels)} trajectories stopped early (see above)", file=sys.stderr)
         return 3

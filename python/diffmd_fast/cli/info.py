@@ -48,6 +48,7 @@ def run(args) -> int:
 
 
 def _data_info(spec: str, args) -> dict:
+    from ..data.readers import DT_ASSUMED
     from .common import load_input
 
     traj = load_input(spec, args)
@@ -57,6 +58,8 @@ def _data_info(spec: str, args) -> dict:
         info["time_step_fs"] = "unknown (not stored in the file; pass --dt-fs)"
     elif traj.evenly_spaced:
         info["time_step_fs"] = traj.dt_fs
+        if traj.provenance.get(DT_ASSUMED):
+            info["time_step_fs"] = f"{traj.dt_fs:g} (assumed: the file does not store it; pass --dt-fs)"
     elif traj.spacing_known:
         gaps = int((traj.frame_steps[-1] - traj.frame_steps[0]) - (traj.num_frames - 1))
         info["time_step_fs"] = (f"not uniform: frames lie on a {traj.dt_fs:g} fs grid with {gaps} steps missing; "

@@ -26,6 +26,7 @@ def add_arguments(p):
     p.add_argument("--split", metavar="TRAIN,VAL,TEST", help="short-to-long frame counts per trajectory "
                    "(default: 60%%/20%%/20%% of each trajectory; the paper used 20000,10000,10000)")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if RUN_DIR has checkpoints")
+    p.add_argument("--quiet", action="store_true", help="no progress bars: one JSON line per epoch instead (batch jobs)")
 
 
 def split_all(trajs, spec):
@@ -55,7 +56,7 @@ def run(args) -> int:
     trajs = [load_input(s, args, need_dt=True) for s in args.data]
     splits = split_all(trajs, args.split)
     result = train(cfg, [s.train for s in splits], [s.val for s in splits if s.val is not None], args.out,
-                   resume=not args.no_resume, progress=True)
+                   resume=not args.no_resume, progress=not args.quiet)
     report = write_train_report(result, cfg, trajs)
     print(f"trained {result.epochs} epochs ({result.steps} steps); run directory {result.out_dir}; report {report}")
     return 0

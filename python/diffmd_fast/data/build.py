@@ -10,7 +10,7 @@ from ase import units
 from ase.data import covalent_radii
 from ase.geometry import find_mic
 
-from .elements import BOND_SCALE
+from .elements import BOND_SCALE, check_angstrom
 from .trajectory import Trajectory, TrajectoryError
 
 IMAGE_CONTACT_A = 2.5  # Å: an atom this close to a periodic image touches it (about the H...H van der Waals contact, 2 x 1.2 Å; H-bonds 1.8-2 Å)
@@ -96,13 +96,22 @@ def whole_structure(atoms, path: str | os.PathLike):
     """A copy of the ase.Atoms ``atoms`` with a periodic molecule made whole along its bonds
     (make_whole, as the trajectory readers do) and pbc off: a rollout is in vacuum; ``atoms``
     itself when it is not periodic. ``path`` names the source in errors. Raises TrajectoryError
-    (a ValueError) for a condensed phase or periodic network."""
-    if not np.any(atoms.pbc):
-        return atoms
-    out = atoms.copy()
-    out.positions = make_whole(Path(path), atoms.positions[None], atoms.numbers, np.asarray(atoms.cell)[None],
-                               np.asarray(atoms.pbc))[0]
-    out.pbc = False
+    (a ValueError) for non-finite positions, positions that cannot be in Å (elements.check_angstrom),
+    a condensed phase or periodic network."""
+    bad = np.flatnonzero(~np.isfinite(atoms.positions).all(axis=1))
+    if bad.size:
+        raise TrajectoryError(f"{Path(path).name}: non-finite positions (NaN or inf) on {bad.size} atom(s), the first "
+                              f"atom {int(bad[0])}")
+    out = atoms
+    if np.any(atoms.pbc):
+        out = atoms.copy()
+        out.positions = make_whole(Path(path), atoms.positions[None], atoms.numbers, np.asarray(atoms.cell)[None],
+                                   np.asarray(atoms.pbc))[0]
+        out.pbc = False
+    try:
+        check_angstrom(out.positions, out.numbers)  # whole: a wrapped molecule's split bonds are not its lengths
+    except ValueError as err:
+        raise TrajectoryError(f"{Path(path).name}: {err}") from None
     return out
 
 
@@ -130,9 +139,11 @@ def build_trajectory(path, positions, numbers, dt_fs, energies, forces, name, pr
         pos = np.asarray(positions, dtype=np.float64)
         if pos.ndim == 2 and pos.shape[1] == 3:  # a single frame
             pos = pos[None]
-        return Trajectory(positions=pos, numbers=np.asarray(numbers).ravel(), dt_fs=dt_fs, energies=energies,
+        traj = Trajectory(positions=pos, numbers=np.asarray(numbers).ravel(), dt_fs=dt_fs, energies=energies,
                           forces=forces, name=name, provenance=provenance, frame_steps=frame_steps,
                           spacing_known=spacing_known, velocities=velocities)
+        check_angstrom(traj.positions, traj.numbers)  # a file in Bohr or nm would train a model of nonsense
+        return traj
     except TrajectoryError as err:
         msg = str(err)  # name the file, not the trajectory, so the user knows what to fix
         msg = f"{path.name}:{msg[len(name) + 1:]}" if msg.startswith(f"{name}:") else f"{path.name}: {msg}"

@@ -48,6 +48,32 @@ def covalent_pairs(positions: np.ndarray, numbers: np.ndarray, scale: float = BO
     return np.stack([i[keep][order], j[keep][order]], axis=1)
 
 
+# the median over atoms of (nearest-neighbour distance) / (r_cov,i + r_cov,j) in Å is ~1 in any covalent
+# molecule (each atom's nearest neighbour is a bonded one); positions in Bohr read 1.89, in nm 0.1
+ANGSTROM_RATIO = (0.6, 1.5)
+
+
+def check_angstrom(positions: np.ndarray, numbers: np.ndarray, what: str = "positions") -> None:
+    """Raise ValueError when positions (T, N, 3) or (N, 3) cannot be in Å: the median over atoms of each
+    one's nearest-neighbour distance over the sum of the pair's covalent radii, in the first frame, is
+    outside ANGSTROM_RATIO (Bohr: 1.89, nm: 0.1, pm: 100). A lone atom passes (there is nothing to measure)."""
+    from ase.data import covalent_radii
+    from scipy.spatial import cKDTree
+
+    x = np.asarray(positions, dtype=np.float64)
+    x = x[0] if x.ndim == 3 else x
+    if x.shape[0] < 2 or not np.isfinite(x).all():
+        return
+    z = np.asarray(numbers).astype(np.int64)
+    dist, nearest = cKDTree(x).query(x, k=2)  # column 1: the nearest other atom
+    ratio = float(np.median(dist[:, 1] / (covalent_radii[z] + covalent_radii[z[nearest[:, 1]]])))
+    lo, hi = ANGSTROM_RATIO
+    if not lo <= ratio <= hi:
+        units = ("Bohr (1.89x)" if 1.6 < ratio < 2.3 else "nm (0.1x)" if 0.05 < ratio < 0.2 else "another unit")
+        raise ValueError(f"{what}: atoms sit {ratio:.3g}x their covalent bond lengths from their nearest neighbours "
+                         f"(expected ~1 for positions in Å); are they in {units}? Convert them to Å")
+
+
 def directed_bonds(pairs, offset: int = 0) -> torch.Tensor:
     """(2, 2B) int64 receiver, sender, each bond both ways, of atom pairs (B, 2) (covalent_pairs), their
     indices shifted by ``offset``."""

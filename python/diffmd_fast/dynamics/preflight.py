@@ -129,7 +129,8 @@ def check_elements(numbers: Iterable[int], trained: Iterable[int] | None, what: 
     if new:
         names = lambda zs: ",".join(chemical_symbols[z] for z in zs)  # noqa: E731
         raise ValueError(f"{what} contains {names(new)}, which the checkpoint was not trained on "
-                         f"(trained on {names(sorted(known))})")
+                         f"(trained on {names(sorted(known))}); --allow-unseen covers new atom environments and "
+                         "valence types of known elements, not new elements: train on data with them")
 
 
 def check_contacts(x: np.ndarray, z: np.ndarray, what: str, scale: float = GuardConfig().contact_scale,

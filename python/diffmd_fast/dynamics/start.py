@@ -69,6 +69,6 @@ def start_velocities(atoms: Atoms, temperature_K: float | None, seed: int) -> tu
     if v is not None:
         return v, "from the structure"
     if not temperature_K:
-        raise ValueError("the start structure has no velocities; give a temperature (--temperature K) to draw "
-                         "them from the Maxwell-Boltzmann distribution")
+        raise ValueError("the start structure has no velocities; give a temperature (--temperature K; Python: "
+                         "temperature_K=) to draw them from the Maxwell-Boltzmann distribution")
     return maxwell_boltzmann_velocities(atoms, temperature_K, seed), f"Maxwell-Boltzmann at {temperature_K:g} K"

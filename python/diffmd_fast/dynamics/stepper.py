@@ -250,12 +250,20 @@ class Stepper:
                   else (p + n) * 0.5**0.5 for c, n, p in zip(self.corrections, drawn, self._last_noise)]
         if self.atom_ids.numel() != self.start.x.shape[0]:
             noises = [None if n is None else n[self.atom_ids] for n in noises]
-        if self._compiled is None or not self._caches_filled:
-            # The first frame of a set of atoms runs eagerly: it fills the lazy per-window caches (the
-            # network's parameter list, masses, guard tables, the sampler's grid). Traced instead, their
-            # construction would become part of the graph and be replayed on every frame (~2x slower).
-            self._caches_filled = True
+        if self._compiled is None:
             return self.frame_step(self.frame, self.graph, noises, self.active)
+        if not self._caches_filled:
+            # The first frame of a set of atoms runs eagerly once: it fills the lazy per-window caches (the
+            # network's parameter list, masses, guard tables, the sampler's grid). Traced instead, their
+            # construction would become part of the graph and be replayed on every frame (~2x slower). Its
+            # result is dropped and the random stream rewound, so that every frame of a compiled rollout
+            # comes from the compiled graph: eager and compiled frames differ in rounding, which a chaotic
+            # trajectory amplifies, and a run resumed from its state would otherwise part from the original.
+            rng_state = self.generator.get_state() if self.generator is not None else None
+            self.frame_step(self.frame, self.graph, noises, self.active)
+            if rng_state is not None:
+                self.generator.set_state(rng_state)
+            self._caches_filled = True
         from torch._dynamo.exc import TorchDynamoException
 
         try:

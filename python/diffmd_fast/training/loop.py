@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from ..config import Config, TrainConfig
 from ..data import FrameWindows, Trajectory, collate_windows
 from ..data.batch import FrameBatch
+from ..data.elements import check_angstrom
 from ..data.writers import json_text, write_text
 from ..diffusion.losses import draw_noise_keyed, dsm_loss
 from ..diffusion.samplers import make_sampler
@@ -380,6 +381,8 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
     checkpoint, at ``train.max_steps`` optimiser steps or ``train.max_minutes`` of training time
     (counted over resumes)."""
     train_trajs = [train_trajs] if isinstance(train_trajs, Trajectory) else list(train_trajs)
+    for traj in train_trajs:  # built in Python rather than read from a file (where the readers check)
+        check_angstrom(traj.positions, traj.numbers, f"training trajectory {traj.name}")
     cfg = resolve_sigma_data(config, train_trajs)
     tc = cfg.train
     val_trajs = [val_trajs] if isinstance(val_trajs, Trajectory) else (list(val_trajs) if val_trajs else [])

@@ -130,6 +130,8 @@ def force_matched(trajs: Sequence, prior: BondPrior, tables: dict, frames: int =
     for traj in with_forces:
         graph = trajectory_graph(traj)
         env = graph.environments
+        if graph.bonds.shape[1] == 0:
+            continue  # no covalent bond to fit (atoms of a molecule apart): nothing here constrains a constant
         if not all(tuple(sorted((int(env[a]), int(env[b])))) in bond_keys for a, b in graph.bonds.T.tolist()):
             continue  # a molecule whose bonds the environment tables do not cover (too few frames)
         pick = np.unique(np.linspace(0, traj.num_frames - 1, min(frames, traj.num_frames)).astype(int))

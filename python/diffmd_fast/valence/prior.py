@@ -93,6 +93,7 @@ from .topology import ENV_BASE, atom_environments, bond_dihedrals, environment_l
 
 Typed = dict[tuple[int, ...], tuple[float, float]]  # atom-environment pair or triple -> (constant, rest value)
 
+MIN_BOND_PERIOD_FS = 7.5  # fs: the H2 stretch (4,160 cm^-1, 8.0 fs) is the fastest bond vibration there is
 WALL_K = 20.0  # eV/Å²: the excluded-volume walls' stiffness (k_B T at 500 K goes 0.07 Å into one)
 WALL_MARGIN = 0.95  # a wall at this fraction of the closest approach the data show
 WALL_VDW = 0.6  # element pairs the data never showed apart: a wall at this fraction of their van der Waals sum
@@ -309,10 +310,14 @@ class BondPrior(nn.Module):
         omega, a, b = max((BondPrior._omega(float(k[i, j]), int(element[i]), int(element[j])), int(element[i]),
                            int(element[j])) for i, j in pairs)
         if omega * frame_fs >= 2.0:
+            period = 2 * math.pi / omega
+            cause = (f"; a period under {MIN_BOND_PERIOD_FS:g} fs is faster than any real bond's (H2: 8.0 fs), so "
+                     "its constant was fitted from too little data: a longer reference trajectory fits it"
+                     if period < MIN_BOND_PERIOD_FS else "")
             raise ValueError(f"the bond prior's stiffest bond ({chemical_symbols[a]}-{chemical_symbols[b]}, period "
-                             f"{2 * math.pi / omega:.1f} fs) makes its Verlet step unstable at {frame_fs:g} fs frames; "
+                             f"{period:.1f} fs) makes its Verlet step unstable at {frame_fs:g} fs frames; "
                              f"it needs steps shorter than {2.0 / omega:.2f} fs (a smaller train.stride, or "
-                             f"model.prior_substeps to take each frame in substeps)")
+                             f"model.prior_substeps to take each frame in substeps){cause}")
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # checkpoints before the fixed topology carried a covalent-radii buffer (now read from ASE), those
