@@ -132,6 +132,16 @@ def test_diffmd_train_from_bundled_data(tmp_path, capsys):
     assert rec["step"] == 3 and {"val_loss", "val_armse", "val_armse_static", "val_nfe"} <= set(rec)
 
 
+def test_a_cli_run_stopped_inside_its_first_epoch_still_writes_its_metrics_and_plot(tmp_path):
+    torch.set_num_threads(1)
+    overrides = ["model.num_layers=1", "model.hidden=8", "model.heads=2", "model.ffn=8", "train.epochs=1",
+                 "train.batch_size=9", "train.max_steps=1", "train.val_rollout_frames=0"]
+    assert diffmd_main(["train", "--data", "ethanol", "--split", "30,20,10", "--out", str(tmp_path / "cut"), "--quiet",
+                        *(a for o in overrides for a in ("--set", o))]) == 0
+    assert "partial_batches" in (tmp_path / "cut" / "metrics.csv").read_text().splitlines()[0]
+    assert (tmp_path / "cut" / "loss.png").stat().st_size > 0
+
+
 # ---- DDP ----------------------------------------------------------------------------------------
 
 def _free_port() -> int:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -54,10 +55,13 @@ def write_train_report(result, cfg, trajs) -> Path:
     lines = [f"# DiffMD training run `{out}`", "",
              "Data: " + ", ".join(f"{t.name} ({t.formula}, {t.num_frames} frames x {t.dt_fs} fs)" for t in trajs), "",
              f"Epochs completed: {result.epochs}, optimiser steps: {result.steps}", ""]
-    if result.history:
-        write_csv(result.history, out / "metrics.csv")
-        plot_history(result.history, out / "loss.png")
-        last = result.history[-1]
+    # metrics.jsonl: the history, and last the part of an epoch the training budget cut short
+    jsonl = out / "metrics.jsonl"
+    records = [json.loads(line) for line in jsonl.read_text().splitlines() if line] if jsonl.is_file() else result.history
+    if records:
+        write_csv(records, out / "metrics.csv")
+        plot_history(records, out / "loss.png")
+        last = records[-1]
         lines += ["Last epoch: " + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
                                              for k, v in last.items()), "", "![loss](loss.png)", ""]
     # the run's own config.toml: the configuration resolved by training (measured values such as
