@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
+
 import pytest
 
 from diffmd_fast.benchmarks import one_step, stability
@@ -36,6 +38,12 @@ def test_benchmark_smoke_and_resume(tmp_path, capsys):
     assert 0 < c.one_step_reference_force_A < 0.5 * c.constant_velocity_error_A
     # the reference's own halves at the same segment: a number in (0, 1], and below 1 (a few ps are noisy)
     assert 0 < c.vdos_reference_halves < 1
+    # the spectra behind the overlap, beside the cell, drawn per molecule
+    (spectra,) = (tmp_path / "runs" / "cells").glob("*_vdos.npz")
+    with np.load(spectra) as f:
+        assert f["vdos"].shape == f["vdos_reference"].shape == f["frequency_cm1"].shape
+        assert float(np.minimum(f["vdos"], f["vdos_reference"]).sum()) == pytest.approx(c.vdos_overlap)
+    assert (tmp_path / "runs" / "plots" / "vdos_ethanol_s2.png").stat().st_size > 0
     again = stability.main(args)  # served from the cached cell, no retraining
     assert again == cells
     # a cell cached before the windowed one-step errors gets them on the next run, rollouts untouched

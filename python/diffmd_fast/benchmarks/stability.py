@@ -192,6 +192,7 @@ class OnlineScore:
         self.ke_atom = np.zeros(self.n)  # Σ over stable frames and rollouts of each atom's kinetic energy, eV
         self.ke_count = 0
         self.window = [self.prev.copy()]  # the first VDOS_FRAMES + 1 frames, (B, n, 3) each
+        self.spectra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # set by vdos_overlap
 
     def __call__(self, stepper) -> None:
         from ..evaluation.longrun import STABILITY_TOL, atom_kinetic_energy, kinetic_temperature, remove_rigid_motion
@@ -236,8 +237,9 @@ class OnlineScore:
         if segment < MIN_VDOS_STEPS:
             return float("nan")
         spectra = [vdos(frames[b], numbers, self.frame_fs, segment=segment)[1] for b in np.flatnonzero(keep)]
-        ref = vdos(ref_frames, numbers, self.frame_fs, segment=segment)[1]
-        return vdos_overlap(np.mean(spectra, 0), ref)
+        freq, ref = vdos(ref_frames, numbers, self.frame_fs, segment=segment)
+        self.spectra = (freq, np.mean(spectra, 0), ref)  # cm^-1, the rollouts' mean, the reference's
+        return vdos_overlap(self.spectra[1], ref)
 
     def reference_halves(self, reference: np.ndarray, numbers: np.ndarray, stride: int) -> float:
         """The VDOS overlap of the reference's two halves at the stride and segment of vdos_overlap (at
@@ -330,7 +332,7 @@ def _with_one_step(cell: "Cell", one: OneStep) -> "Cell":
                    one_step_gain_se_A=one.gain_se_A, one_step_reference_force_A=one.reference_force_A)
 
 
-def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -> Cell:
+def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path, spectra_path: Path | None = None) -> Cell:
     from ase.data import chemical_symbols
 
     from ..dynamics.physics import StepFluctuation
@@ -391,7 +393,38 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path) -
                 **{f"h_r_jsd_{k}": v for k, v in score.h_r_jsd_by_separation(ref).items()},
                 temperature_H_ref_se_K=se_h, temperature_heavy_ref_se_K=se_heavy,
                 vdos_reference_halves=score.reference_halves(ref, split.reference.numbers, stride))
+    if spectra_path is not None and score.spectra is not None:
+        freq, mean, reference = score.spectra
+        spectra_path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(spectra_path, frequency_cm1=freq, vdos=mean, vdos_reference=reference)
     return _with_one_step(cell, one_step_errors(full, test, stride))
+
+
+def spectra_file(cache: Path) -> Path:
+    """Beside a cell's cached JSON: the npz of its rollouts' mean VDOS and the reference's (frequency_cm1,
+    vdos, vdos_reference), for the plots."""
+    return cache.with_name(cache.stem + "_vdos.npz")
+
+
+def plot_spectra(cells: list[Cell], caches: list[Path], out: Path) -> list[Path]:
+    """One figure per (molecule, stride) under ``out``: the VDOS of each sampler's rollouts (prior-only: the
+    prior alone) over the reference's, with every curve's overlap in its label; cells without a saved
+    spectrum (cached before it was kept) are left out. Returns the files written."""
+    from ..evaluation.plots import plot_vdos
+
+    groups: dict[tuple[str, int], list[tuple[Cell, Path]]] = {}
+    for cell, cache in zip(cells, caches):
+        if spectra_file(cache).exists():
+            groups.setdefault((cell.molecule, cell.stride), []).append((cell, spectra_file(cache)))
+    written = []
+    for (molecule, stride), members in groups.items():
+        named, ref = {}, None
+        for cell, path in members:
+            with np.load(path) as f:
+                named[f"{cell.sampler} ({cell.vdos_overlap:.2f})"] = (f["frequency_cm1"], f["vdos"])
+                ref = (f["frequency_cm1"], f["vdos_reference"])
+        written.append(plot_vdos(named, ref, out / f"vdos_{molecule}_s{stride}.png"))
+    return written
 
 
 @dataclass
@@ -472,7 +505,7 @@ def main(argv=None) -> list[Cell]:
     unknown = set(args.samplers.split(",")) - set(SAMPLERS)
     if unknown:
         raise ValueError(f"unknown sampler(s) {sorted(unknown)}; expected some of {sorted(SAMPLERS)}")
-    cells = []
+    cells, caches = [], []
     grid = [(m, int(k), s) for m in args.molecules.split(",") for k in args.strides.split(",")
             for s in args.samplers.split(",")]
     tag = "".join(f"_{o}" for o in args.rollout_set).replace("=", "-").replace("/", "-")
@@ -480,6 +513,7 @@ def main(argv=None) -> list[Cell]:
     for molecule, stride, sampler in tqdm(grid, desc="cells", unit="cell"):
         name = Path(molecule).stem  # a bundled name, or a data file's name (never its path)
         cache = Path(args.runs) / "cells" / f"{name}_s{stride}_{sampler}_{args.ps:g}ps_{args.starts}{tag}.json"
+        caches.append(cache)
         if cache.exists():
             _checked_run(molecule, stride, args)
             cell = _cell_from_json(json.loads(cache.read_text()))
@@ -507,11 +541,13 @@ def main(argv=None) -> list[Cell]:
             continue
         split = _split(molecule)
         run_dir = _train_or_load(molecule, stride, args, split)
-        cell = run_cell(name, stride, sampler, args, split, run_dir)
+        cell = run_cell(name, stride, sampler, args, split, run_dir, spectra_file(cache))
         write_text(cache, json_text(asdict(cell)))
         cells.append(cell)
     table = markdown(cells)
     print(table)
+    for path in plot_spectra(cells, caches, Path(args.runs) / "plots"):
+        print(f"wrote {path}")
     args.json = args.json or str(Path(args.runs) / "stability.json")
     meta = {"machine": platform.platform(), "processor": platform.processor(), "threads": torch.get_num_threads(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "argv": argv, "args": vars(args)}
