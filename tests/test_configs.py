@@ -26,7 +26,6 @@ def test_long_config_uses_the_long_rollout_settings():
     assert cfg.train.input_noise > 0 and cfg.train.unroll_prob > 0 and cfg.rollout.thermostat == "langevin"
     assert cfg.model.bond_prior and cfg.train.input_noise_response  # the measured stable default
     assert cfg.model.prior_force_matching and cfg.rollout.tau_fs >= 100  # the force-matched prior; the reference's friction
-    assert cfg.train.force_targets  # targets without the reference thermostat's kicks: the fast modes keep their share
 
 
 def test_demo_config_keeps_the_in_phase_comparison_settings():

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Choosing on spectra: the bundled molecules' 12 ps references (make_bundled_long.sh), whose own two halves
 # agree to VDOS 0.89, against 0.75 and 0.84 for the short bundled files. configs/long.toml as shipped,
-# then each choice undone or changed: without force-continued targets, and, prior alone, Morse bonds. Every full-model row beside the prior
-# alone, 8 starts x $PS ps; 30 epochs, as the panel (the same ~6,700 optimiser steps on 4x the bundled
-# training frames). Resumable (trained runs and finished cells cached under $RUNS). 1 torch thread.
+# then with targets continued by the data's forces, and, prior alone, Morse bonds. Every full-model row
+# beside the prior alone, 8 starts x $PS ps; 30 epochs, as the panel (the same ~6,700 optimiser steps on
+# 4x the bundled training frames). Resumable (trained runs and finished cells cached under $RUNS).
+# 1 torch thread.
 set -euo pipefail
 V=${V:-.venv/bin}
 DATA=${DATA:-runs/bundled_long}
@@ -18,8 +19,7 @@ run() {  # $1: output tag, $2: runs directory, then extra bench arguments
     --json "benches/results/stability_bundled_long_${tag}_${PS}ps.json" "$@"
 }
 run shipped "$RUNS" --samplers heun1,prior-only --set train.epochs=30
-run without_force_targets "$RUNS/without_force_targets" --samplers heun1,prior-only --set train.epochs=30 \
-  --set train.force_targets=false
+run force_targets "$RUNS/force_targets" --samplers heun1,prior-only --set train.epochs=30 --set train.force_targets=true
 # the prior alone needs no trained network: one epoch, no calibration
 run morse_bonds_prior_alone "$RUNS/morse" --samplers prior-only --set train.epochs=1 --set train.calibration_frames=0 \
   --set model.prior_anharmonic=true

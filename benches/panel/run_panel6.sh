@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Long-rollout quality on the held-out drug-like panel (make_panel6.sh), configs/long.toml as shipped
 # (force-matched prior; Langevin at the reference's friction, tau 100 fs; the step's calibrated
-# fluctuation; the prior fallback), then with the Boltzmann-inverted prior instead, then without a
-# thermostat (the step's friction measured without one); every full-model
-# row beside the prior alone, 8 starts x $PS ps. Nothing here was tuned on these molecules.
+# fluctuation; the prior fallback), then with the Boltzmann-inverted prior instead, with targets
+# continued by the data's forces, then without a thermostat (the step's friction measured without
+# one); every full-model row beside the prior alone, 8 starts x $PS ps. Nothing here was tuned on these molecules.
 # Resumable: trained runs and finished cells are cached under $RUNS. 1 torch thread.
 set -euo pipefail
 V=${V:-.venv/bin}
@@ -27,6 +27,9 @@ run() {  # $1: output name, $2: runs directory, then extra bench arguments
 }
 run "benches/results/stability_panel6_${PS}ps.json" "$RUNS"
 run "benches/results/stability_panel6_boltzmann_inverted_${PS}ps.json" "$RUNS/boltzmann_inverted" --set model.prior_force_matching=false
+# targets continued by the data's forces (train.force_targets): chosen on the bundled molecules' 12 ps
+# references (run_bundled_long.sh), measured here
+run "benches/results/stability_panel6_force_targets_${PS}ps.json" "$RUNS/force_targets" --set train.force_targets=true
 # no thermostat at all: the step's friction measured without one (the run's [rollout] section), the
 # fluctuation alone balancing it
 run "benches/results/stability_panel6_no_thermostat_calibrated_${PS}ps.json" "$RUNS/no_thermostat" \
