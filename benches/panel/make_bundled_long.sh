@@ -6,9 +6,7 @@
 # 24,000 frames (12 ps) each, as the panel's. One npz each under $OUT (default runs/bundled_long);
 # resumable: a molecule whose npz exists is skipped. 1 thread per molecule.
 set -euo pipefail
-V=${V:-.venv/bin}
 OUT=${OUT:-runs/bundled_long}
-FRAMES=${FRAMES:-24000}
 source "$(dirname "$0")/simulate_each.sh"
 simulate_each <<'MOLECULES'
 ethanol CCO

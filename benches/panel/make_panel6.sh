@@ -5,9 +5,7 @@
 # friction 0.01/fs, the bundled data's protocol), one npz each under $OUT (default runs/panel6).
 # Resumable: a molecule whose npz exists is skipped. 1 thread per molecule.
 set -euo pipefail
-V=${V:-.venv/bin}
 OUT=${OUT:-runs/panel6}
-FRAMES=${FRAMES:-24000}
 source "$(dirname "$0")/simulate_each.sh"
 simulate_each <<'PANEL'
 ethylphenol CCc1ccc(O)cc1

@@ -18,6 +18,18 @@ def vdos_segment(window_steps: int, reference_frames: int) -> int:
     return min(VDOS_SEGMENT, window_steps, reference_frames - 1)
 
 
+def reference_vdos_halves(reference: np.ndarray, numbers: np.ndarray, stride: int, frame_fs: float,
+                          window_steps: int) -> float:
+    """The VDOS overlap of the reference's two halves, positions (T, n, 3) Å taken every ``stride``-th
+    frame, ``frame_fs`` fs apart, at the Welch segment of a cell whose rollouts kept ``window_steps``
+    velocities (vdos_segment; at most half the reference's frames): how well the spectrum the cell
+    compares with is known."""
+    from ..evaluation.longrun import vdos_halves_overlap
+
+    ref_frames = reference[::stride]
+    return vdos_halves_overlap(ref_frames, numbers, frame_fs, segment=vdos_segment(window_steps, len(ref_frames)))
+
+
 REF_BLOCKS = 10  # blocks of the reference run for the standard error of its group temperatures
 
 
@@ -125,13 +137,8 @@ class OnlineScore:
         return vdos_overlap(self.spectra[1], ref)
 
     def reference_halves(self, reference: np.ndarray, numbers: np.ndarray, stride: int) -> float:
-        """The VDOS overlap of the reference's two halves at the stride and segment of vdos_overlap (at
-        most half the reference's frames): how well the spectrum it compares with is known."""
-        from ..evaluation.longrun import vdos_halves_overlap
-
-        ref_frames = reference[::stride]
-        segment = vdos_segment(len(self.window) - 1, len(ref_frames))
-        return vdos_halves_overlap(ref_frames, numbers, self.frame_fs, segment=segment)
+        """reference_vdos_halves at the stride and segment of vdos_overlap."""
+        return reference_vdos_halves(reference, numbers, stride, self.frame_fs, len(self.window) - 1)
 
     def stable_frames(self, frames: int) -> np.ndarray:
         return np.where(self.stable < 0, frames, self.stable)

@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 from .one_step import OneStep, one_step_errors
-from .online_score import VDOS_FRAMES, OnlineScore, reference_group_temperatures, vdos_segment
+from .online_score import VDOS_FRAMES, OnlineScore, reference_group_temperatures, reference_vdos_halves
 
 PRIOR_ONLY = "prior-only"  # heun1 on the anchor's exact score: the model without its network (AnchorScore)
 SAMPLERS = {  # name: config overrides
@@ -125,6 +125,8 @@ class Cell:
 
 
 BENCH_RECIPE = "bench_recipe.json"  # beside a trained run: what it was trained from (_recipe)
+
+
 def _recipe(molecule: str, args) -> dict:
     """What a run directory was trained from: the data, the config file's text (its SHA-256) and the
     training overrides."""
@@ -364,18 +366,16 @@ def main(argv=None) -> list[Cell]:
         if cache.exists():
             _checked_run(molecule, stride, args)
             cell = _cell_from_json(json.loads(cache.read_text()))
-            if math.isnan(cell.temperature_heavy_ref_se_K):  # cached before the reference's errors were recorded
-                ref = _split(molecule).reference
+            # figures of the reference that cells cached before them lack
+            need_se = math.isnan(cell.temperature_heavy_ref_se_K)
+            need_halves = math.isnan(cell.vdos_reference_halves) and not math.isnan(cell.vdos_overlap)
+            ref = _split(molecule).reference if need_se or need_halves else None
+            if need_se:
                 *_, se_h, se_heavy = reference_group_temperatures(ref.positions, ref.numbers, stride, cell.frame_fs)
                 cell = replace(cell, temperature_H_ref_se_K=se_h, temperature_heavy_ref_se_K=se_heavy)
-            if math.isnan(cell.vdos_reference_halves) and not math.isnan(cell.vdos_overlap):  # cached before it was
-                from ..evaluation.longrun import vdos_halves_overlap
-
-                ref = _split(molecule).reference
-                ref_frames = ref.positions[::stride]
-                segment = vdos_segment(min(cell.frames, VDOS_FRAMES), len(ref_frames))
-                cell = replace(cell, vdos_reference_halves=vdos_halves_overlap(ref_frames, ref.numbers, cell.frame_fs,
-                                                                               segment=segment))
+            if need_halves:  # its rollouts kept min(frames, VDOS_FRAMES) velocities for their spectra
+                cell = replace(cell, vdos_reference_halves=reference_vdos_halves(
+                    ref.positions, ref.numbers, stride, cell.frame_fs, min(cell.frames, VDOS_FRAMES)))
                 write_text(cache, json_text(asdict(cell)))
             if cell.one_step_windows == 0:  # cached when the one-step errors came from the rollout starts alone
                 from ..training.run import load_run

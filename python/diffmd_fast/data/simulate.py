@@ -55,12 +55,12 @@ from .trajectory import Trajectory
 from .writers import atomic_path, save_npz
 
 
-
 class SimulationError(RuntimeError):
     """The reference engine (GFN2-xTB) failed during the MD; the message names the step."""
 
 
 CHECKPOINT_S = 60.0  # seconds between saves of a running simulation's state (<out>.partial.npz)
+
 
 def atoms_from_smiles(smiles: str, seed: int = 1) -> Atoms:
     """A 3-D structure with explicit hydrogens: RDKit ETKDG embedding then MMFF optimisation."""
@@ -154,9 +154,10 @@ def simulate(
     """Run GFN2-xTB Langevin MD and return ``frames`` frames spaced ``save_every`` steps apart.
 
     Frame 0 is the state right after equilibration. Writes ``out`` (npz, see ``save_npz``; forces and
-    velocities stored as ``forces_dtype``) when given, and while running keeps its state in ``<out>.partial.npz`` (module docstring), from which
-    the same call continues. ``threads`` OpenMP threads run tblite (see ``omp_threads``; 1 is fastest for small
-    molecules); still export ``OMP_NUM_THREADS=1`` in scripts so nothing else oversubscribes.
+    velocities stored as ``forces_dtype``) when given, and while running keeps its state in
+    ``<out>.partial.npz`` (module docstring), from which the same call continues. ``threads`` OpenMP
+    threads run tblite (see ``omp_threads``; 1 is fastest for small molecules); still export
+    ``OMP_NUM_THREADS=1`` in scripts so nothing else oversubscribes.
     ``charge`` (e) and ``multiplicity`` (2S + 1) override the start structure's own (module docstring).
     Raises ValueError for invalid settings, a structure of fewer than 2 atoms, a charge and
     multiplicity that do not fit its electron count, or a partial state of other settings;
@@ -179,10 +180,10 @@ def simulate(
         raise ValueError(f"simulate {name}: {len(atoms)} atom; MD of a molecule needs at least 2")
     total_charge = int(round(atoms.get_initial_charges().sum())) if charge is None else int(charge)
     unpaired = int(round(atoms.get_initial_magnetic_moments().sum())) if multiplicity is None else multiplicity - 1
-    if (int(atoms.get_atomic_numbers().sum()) - total_charge - unpaired) % 2:
+    electrons = int(atoms.get_atomic_numbers().sum()) - total_charge
+    if (electrons - unpaired) % 2:
         raise ValueError(f"simulate {name}: charge {total_charge} with {unpaired} unpaired electrons does not fit "
-                         f"{int(atoms.get_atomic_numbers().sum()) - total_charge} electrons; give --charge and "
-                         "--multiplicity that do")
+                         f"{electrons} electrons; give --charge and --multiplicity that do")
     settings.update(charge=total_charge, multiplicity=unpaired + 1)
     atoms.calc = TBLite(method="GFN2-xTB", verbosity=0, charge=total_charge, multiplicity=unpaired + 1)
     rng = np.random.default_rng(seed)

@@ -6,8 +6,8 @@ interrupted run never leaves a half-written file that a later load would trust.
 from __future__ import annotations
 
 import hashlib
-import math
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator

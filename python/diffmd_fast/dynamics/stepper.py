@@ -130,8 +130,8 @@ class Stepper:
     corrections: FrameCorrection objects applied to each sampled frame in order; graph: the
     rollout's fixed topology (valence.topology.topology_graph: the start's bonds, FrameBatch.bonds,
     else perceived on its frame), which the network, the prior and the guards read; built here when
-    None; guard: thresholds of the health checks; generator: the random stream of the sampler and the corrections (saved
-    by ``state_dict`` for exact resumption); strict: raise RolloutStopped on the first failure
+    None; guard: thresholds of the health checks; generator: the random stream of the sampler and the
+    corrections (saved by ``state_dict`` for exact resumption); strict: raise RolloutStopped on the first failure
     instead of stopping the molecule; compile: run each frame (``frame_step``: the sampler with the
     score network and its fused ops, the corrections, the health checks) as one torch.compile graph,
     the per-call overhead that dominates at small batch gone after a one-off compilation (3-30 s on a
@@ -227,8 +227,8 @@ class Stepper:
         """(x (N, 3) Å, v (N, 3) Å/fs or None, nfe, bad_score (N,) bool, failed (B,) bool): the next frame
         of ``frame`` sampled, corrected with the corrections' pre-drawn ``noises`` and checked, and its
         velocity for a phase-space model (``sample_step``, then the corrections' phase forms); molecules
-        not ``active`` (B,) keep their frame and never fail. Deterministic given its inputs for a deterministic sampler
-        (heun), so one compiled graph with no host sync inside."""
+        not ``active`` (B,) keep their frame and never fail. Deterministic given its inputs for a
+        deterministic sampler (heun), so one compiled graph with no host sync inside."""
         keep = active[frame.batch].unsqueeze(-1)  # (N, 1)
         x, v, nfe, bad = sample_step(self.model, self.sde, self.sampler, frame, graph, self.generator)
         if v is not None:  # phase space: the corrections act on the carried velocity, after the model's step

@@ -287,16 +287,19 @@ class _Trainer:
             records = self.at.history + ([partial] if partial else [])
             write_text(self.out / "metrics.jsonl", "".join(json_text(r, indent=None) + "\n" for r in records))
 
+    def epoch_record(self, epoch_s: float) -> dict:
+        """The current epoch's metrics so far: its number, the step, the mean training loss over every
+        rank's batches (a collective: every rank calls it), the learning rate and ``epoch_s`` seconds."""
+        at = self.at
+        return {"epoch": at.epoch + 1, "step": at.step, "train_loss": all_mean(at.loss_sum / max(at.loss_count, 1), self.info),
+                "lr": self.opt.param_groups[0]["lr"], "epoch_s": epoch_s}
+
     def stop_mid_epoch(self, batches_done: int, epoch_s: float) -> None:
         """The training budget ran out inside an epoch: checkpoint there and record the part done
         (mean loss over its ``batches_done`` batches) in metrics.jsonl."""
-        at = self.at
-        if at.loss_count:
-            self.write_metrics({"epoch": at.epoch + 1, "step": at.step,
-                                "train_loss": all_mean(at.loss_sum / at.loss_count, self.info),
-                                "lr": self.opt.param_groups[0]["lr"], "epoch_s": epoch_s,
-                                "partial_batches": batches_done})
-        self.checkpoint(at.epoch, batches_done)
+        if self.at.loss_count:
+            self.write_metrics({**self.epoch_record(epoch_s), "partial_batches": batches_done})
+        self.checkpoint(self.at.epoch, batches_done)
 
     def step(self, batch: FrameBatch, b: int, bsamp: GlobalBatchSampler) -> float:
         """One optimiser step on the window batch ``batch`` (global batch ``b`` of the epoch); its loss."""
@@ -330,8 +333,7 @@ class _Trainer:
         """Record the epoch (scheduler step, validation every val_every epochs, metrics.jsonl), move to
         the next, and checkpoint every checkpoint_every epochs and at the last."""
         tc, at, info = self.cfg.train, self.at, self.info
-        rec = {"epoch": at.epoch + 1, "step": at.step, "train_loss": all_mean(at.loss_sum / max(at.loss_count, 1), info),
-               "lr": self.opt.param_groups[0]["lr"], "epoch_s": epoch_s}
+        rec = self.epoch_record(epoch_s)
         self.sched.step(rec["train_loss"])
         if self.val_trajs and (at.epoch + 1) % tc.val_every == 0:
             if info.is_main:
