@@ -125,6 +125,8 @@ class ModelConfig:
     by least squares instead of Boltzmann inversion of each coordinate, the rest values staying at
     the data's mean geometry (data without forces: Boltzmann inversion). ``prior_anharmonic`` (needs
     ``prior_force_matching``): Morse bonds, each type's steepness fitted to the forces with its constant.
+    ``prior_torsion_matching`` (with ``prior_force_matching`` and ``prior_torsions``): the torsions'
+    amplitudes join the fit, their wells' shapes kept (off: k_B T / m each, Boltzmann-inverted).
     ``prior_substeps`` (needs ``bond_prior``): 0 steps the prior once per frame by position Verlet on
     the window; k >= 1 makes the model phase-space: every window carries each atom's velocity at x(t)
     (the engine's, else estimated from the positions: data.Trajectory.velocity_estimates), the anchor
@@ -165,6 +167,8 @@ class ModelConfig:
     prior_force_matching: bool = False  # bond and angle force constants fitted to the data's forces (valence/force_matching.py)
     # with prior_force_matching: Morse bonds, each bond type's anharmonicity fitted to the forces too (valence/anharmonic.py)
     prior_anharmonic: bool = False
+    # with prior_force_matching: the torsions' amplitudes fitted to the forces too (valence/force_matching.py)
+    prior_torsion_matching: bool = False
     prior_substeps: int = 0  # > 0: phase space, the prior's frame in that many velocity-Verlet substeps (valence/verlet.py)
     backend: Literal["fused", "reference"] = "fused"
 

@@ -1,6 +1,7 @@
 """Force matching of the valence prior: on frames whose forces come from a known valence force field
-(bonds, angles, Urey-Bradley springs) it recovers that field's force constants exactly and keeps the
-data's rest values; on the bundled GFN2-xTB data it fits every type."""
+(bonds, angles, Urey-Bradley springs, torsions) it recovers that field's force constants and torsion
+amplitudes exactly and keeps the data's rest values and well shapes; on the bundled GFN2-xTB data it
+fits every type."""
 from dataclasses import replace
 
 import numpy as np
@@ -15,10 +16,18 @@ from diffmd_fast.valence.fit import valence_statistics
 from diffmd_fast.valence.force_matching import force_matched
 
 
-def _prior(stats: dict, bonds: dict, angles: dict, springs: dict | None = None, frame_fs: float = 0.5) -> BondPrior:
+def _prior(stats: dict, bonds: dict, angles: dict, springs: dict | None = None, frame_fs: float = 0.5,
+           dihedrals: dict | None = None) -> BondPrior:
     prior = BondPrior(10)
-    prior.set_tables(stats["k"], stats["r0"], frame_fs, stats["angles"], bonds, angles, {}, typed_urey_bradley=springs)
+    prior.set_tables(stats["k"], stats["r0"], frame_fs, stats["angles"], bonds, angles, dihedrals or {},
+                     typed_urey_bradley=springs)
     return prior
+
+
+def _forces_of(truth: BondPrior, traj) -> np.ndarray:
+    z = torch.as_tensor(traj.numbers)
+    graph = with_covalent_bonds(complete_graph(torch.zeros(len(z), dtype=torch.int64)), torch.as_tensor(traj.positions[0]), z)
+    return np.stack([truth.force_reference(torch.as_tensor(x), z, graph).numpy() for x in traj.positions])
 
 
 def test_force_matching_recovers_the_constants_of_a_synthetic_valence_system():
@@ -31,10 +40,7 @@ def test_force_matching_recovers_the_constants_of_a_synthetic_valence_system():
     assert len(true_springs) == len(true_angles) == 7
     # a frame time short enough that the tables' Verlet matching leaves the constants as given (to 1e-8)
     truth = _prior(stats, true_bonds, true_angles, true_springs, frame_fs=1e-3)
-    z = torch.as_tensor(traj.numbers)
-    graph = with_covalent_bonds(complete_graph(torch.zeros(len(z), dtype=torch.int64)), torch.as_tensor(traj.positions[0]), z)
-    forces = np.stack([truth.force_reference(torch.as_tensor(x), z, graph).numpy() for x in traj.positions])
-    synthetic = replace(traj, forces=forces)
+    synthetic = replace(traj, forces=_forces_of(truth, traj))
     start = _prior(stats, stats["typed_bonds"], stats["typed_angles"])  # the Boltzmann fit: wrong constants
     fitted, summary = force_matched([synthetic], start, stats, frames=60)
     assert "force-matched 12 bond and angle types and 7 Urey-Bradley springs" in summary
@@ -44,6 +50,30 @@ def test_force_matching_recovers_the_constants_of_a_synthetic_valence_system():
         assert fitted["typed_angles"][key] == pytest.approx((k, c0), rel=1e-6, abs=1e-9)
     for key, (k, r13) in true_springs.items():
         assert fitted["typed_urey_bradley"][key] == pytest.approx((k, r13), rel=1e-6)
+
+
+def test_force_matching_recovers_the_torsion_amplitudes_of_a_synthetic_valence_system():
+    """Torsions whose amplitudes are 0.3-3x the Boltzmann-inverted k_B T / m (well shapes the data's):
+    fitted jointly with the bonds and angles, each amplitude comes back exactly, the shapes unchanged;
+    without ``torsions`` the table is the Boltzmann one."""
+    traj = load_trajectory(bundled("ethanol")).slice(0, 600)
+    stats = valence_statistics([traj], 10)
+    rng = np.random.default_rng(2)
+    true_dihedrals = {k: (a * rng.uniform(0.3, 3.0), *shape) for k, (a, *shape) in stats["typed_dihedrals"].items()}
+    assert len(true_dihedrals) == 4 and all(kappa > 0.5 for _, kappa, _, _ in true_dihedrals.values())
+    true_bonds = {k: (kk * rng.uniform(0.5, 2.0), r0) for k, (kk, r0) in stats["typed_bonds"].items()}
+    truth = _prior(stats, true_bonds, stats["typed_angles"], frame_fs=1e-3, dihedrals=true_dihedrals)
+    synthetic = replace(traj, forces=_forces_of(truth, traj))
+    start = BondPrior(10)
+    start.set_tables(frame_fs=0.5, **stats)
+    fitted, summary = force_matched([synthetic], start, stats, frames=60, torsions=True)
+    assert "4 of 4 torsion types" in summary
+    for key, value in true_dihedrals.items():
+        assert fitted["typed_dihedrals"][min(key, key[::-1])] == pytest.approx(value, rel=1e-6)
+    for key, (k, r0) in true_bonds.items():
+        assert fitted["typed_bonds"][key] == pytest.approx((k, r0), rel=1e-6)
+    plain, summary = force_matched([synthetic], start, stats, frames=60)
+    assert plain["typed_dihedrals"] is stats["typed_dihedrals"] and "torsion" not in summary
 
 
 def test_force_matching_on_reference_forces_gives_physical_constants():

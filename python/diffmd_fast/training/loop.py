@@ -368,7 +368,8 @@ def _fitted_prior(model: ScoreNet, cfg: Config, train_trajs: list, stats: dict, 
     step_fs = stats["frame_fs"] / max(cfg.model.prior_substeps, 1)
     prior.set_tables(frame_fs=step_fs, **tables)
     if cfg.model.prior_force_matching:
-        tables, summary = force_matched(train_trajs, prior, tables, anharmonic=cfg.model.prior_anharmonic)
+        tables, summary = force_matched(train_trajs, prior, tables, anharmonic=cfg.model.prior_anharmonic,
+                                        torsions=cfg.model.prior_torsion_matching and cfg.model.prior_torsions)
         prior.set_tables(frame_fs=step_fs, **tables)
         log(f"valence prior: {summary}")
     return prior

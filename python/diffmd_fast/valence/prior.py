@@ -38,7 +38,9 @@ or a pair at ±φ0, and κ are chosen by likelihood (valence.fit._torsion_fit); 
 free rotor) the term vanishes. The m dihedrals about one bond (9 for ethane's C-C) all measure its
 one rotation, so each carries k_B T / m: summed, the bond's rotation has the free energy the data
 show, not m times it (DREIDING's rule; the full k_B T on each term made prior-only steps 20 % worse
-on ethanol, 0.030 against 0.025 Å). Without the torsions the valence field holds bonds and angles
+on ethanol, 0.030 against 0.025 Å). That rule is too soft for motions that move only some of the m
+dihedrals (out-of-plane wags): with reference forces the amplitudes can be fitted instead
+(valence.force_matching, model.prior_torsion_matching). Without the torsions the valence field holds bonds and angles
 but lets every group rotate freely: prior-only aspirin drifted from the data's conformer, h(r) JSD
 0.006 after 5 ps and 0.017 after 100 ps; with them 0.002 over 20 ps (bundled aspirin, 2 fs frames,
 8 starts, Langevin τ 10 fs). The price: a torsion prior holds the molecule near the conformers its
@@ -419,32 +421,14 @@ class BondPrior(nn.Module):
     def torsion_force(self, x: torch.Tensor, types: torch.Tensor, graph: Graph) -> torch.Tensor:
         """(N, 3) float64 eV/Å in PyTorch ops (the op's reference): -∇ Σ U_t(φ) (module docstring) over the
         dihedrals of ``graph`` whose type quadruple has data, x (N, 3) float64 Å, ``types`` (N,) from
-        atom_types. φ as IUPAC (the angle between the i-j-k and j-k-l planes, positive clockwise
-        looking down j->k), forces in closed form (Blondel & Karplus 1996, J. Comput. Chem. 17, 1132),
-        finite through any geometry but a collinear i-j-k or j-k-l (where φ is undefined and the force
-        is clamped, as the reference's lengths)."""
+        atom_types (torsion_gradients: φ and its gradients)."""
         force = torch.zeros_like(x)
         dih, torsion = self.torsion_terms(types, graph, x.shape[0])
         if dih.shape[1] == 0:
             return force
-        i, j, k, l = dih  # (D,) each
-        kt, kappa, n, phi0 = torsion.unbind(-1)  # (D,) each
-        b1, b2, b3 = x[j] - x[i], x[k] - x[j], x[l] - x[k]  # (D, 3) Å
-        n1, n2 = torch.linalg.cross(b1, b2), torch.linalg.cross(b2, b3)  # plane normals
-        l2 = b2.norm(dim=-1, keepdim=True).clamp_min(1e-6)  # (D, 1) |b2|
-        phi = torch.atan2((l2 * b1 * n2).sum(-1), (n1 * n2).sum(-1))  # (D,) rad
-        # dU/dφ = (k_B T / m) κ n [w+ sin n(φ - φ0) + w- sin n(φ + φ0)], w± the two wells' Boltzmann weights
-        wells = torch.stack([phi - phi0, phi + phi0], -1)  # (D, 2) rad from each well
-        w = torch.softmax(kappa.unsqueeze(-1) * torch.cos(n.unsqueeze(-1) * wells), -1)  # (D, 2)
-        sines = (torch.sin(n.unsqueeze(-1) * wells) * w).sum(-1)  # (D,)
-        du = (kt * kappa * n * sines).unsqueeze(-1)  # (D, 1) eV
-        gi = -l2 * n1 / (n1 * n1).sum(-1, keepdim=True).clamp_min(1e-12)  # (D, 3) dφ/dx_i
-        gl = l2 * n2 / (n2 * n2).sum(-1, keepdim=True).clamp_min(1e-12)  # dφ/dx_l
-        p = ((b1 * b2).sum(-1, keepdim=True) / (l2 * l2))  # (D, 1)
-        q = ((b3 * b2).sum(-1, keepdim=True) / (l2 * l2))
-        gj = (-p - 1.0) * gi + q * gl  # dφ/dx_j, dφ/dx_k (the four sum to zero)
-        gk = p * gi - (q + 1.0) * gl
-        for atoms, grad in ((i, gi), (j, gj), (k, gk), (l, gl)):
+        phi, grads = torsion_gradients(x, dih)
+        du = torsion_slope(phi, torsion).unsqueeze(-1)  # (D, 1) eV
+        for atoms, grad in zip(dih, grads):
             force.index_add_(0, atoms, -du * grad)
         return force
 
@@ -517,3 +501,33 @@ class BondPrior(nn.Module):
         f_ub = -(self.ub_k[si, sj, sk] * known).unsqueeze(-1) * (r - self.ub_r0[si, sj, sk].unsqueeze(-1)) / r * d
         f_i, f_k = f_i + f_ub, f_k - f_ub
         return torch.zeros_like(x).index_add_(0, i, f_i).index_add_(0, k, f_k).index_add_(0, j, -(f_i + f_k))
+
+
+def torsion_gradients(x: torch.Tensor, dih: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """(φ (..., D) rad, (∂φ/∂x_i, ∂φ/∂x_j, ∂φ/∂x_k, ∂φ/∂x_l) each (..., D, 3) rad/Å) of the dihedrals
+    ``dih`` (4, D) int64 of positions x (..., N, 3) Å (one frame or a stack of them). φ as IUPAC (the
+    angle between the i-j-k and j-k-l planes, positive clockwise looking down j->k), the gradients in
+    closed form (Blondel & Karplus 1996, J. Comput. Chem. 17, 1132), finite through any geometry but a
+    collinear i-j-k or j-k-l (where φ is undefined and they are clamped, as the reference's lengths)."""
+    i, j, k, l = dih  # (D,) each
+    b1, b2, b3 = x[..., j, :] - x[..., i, :], x[..., k, :] - x[..., j, :], x[..., l, :] - x[..., k, :]  # (..., D, 3) Å
+    n1, n2 = torch.linalg.cross(b1, b2), torch.linalg.cross(b2, b3)  # plane normals
+    l2 = b2.norm(dim=-1, keepdim=True).clamp_min(1e-6)  # (..., D, 1) |b2|
+    phi = torch.atan2((l2 * b1 * n2).sum(-1), (n1 * n2).sum(-1))  # (..., D) rad
+    gi = -l2 * n1 / (n1 * n1).sum(-1, keepdim=True).clamp_min(1e-12)  # dφ/dx_i
+    gl = l2 * n2 / (n2 * n2).sum(-1, keepdim=True).clamp_min(1e-12)  # dφ/dx_l
+    p = (b1 * b2).sum(-1, keepdim=True) / (l2 * l2)
+    q = (b3 * b2).sum(-1, keepdim=True) / (l2 * l2)
+    gj = (-p - 1.0) * gi + q * gl  # dφ/dx_j, dφ/dx_k (the four sum to zero)
+    gk = p * gi - (q + 1.0) * gl
+    return phi, (gi, gj, gk, gl)
+
+
+def torsion_slope(phi: torch.Tensor, torsion: torch.Tensor) -> torch.Tensor:
+    """(...,) eV/rad: dU_t/dφ of the torsion wells (module docstring) at φ (...,) rad, ``torsion``
+    (..., 4) (k_B T / m eV, κ, n, φ0 rad) broadcast against it:
+    (k_B T / m) κ n [w+ sin n(φ - φ0) + w- sin n(φ + φ0)], w± the two wells' Boltzmann weights."""
+    kt, kappa, n, phi0 = torsion.unbind(-1)
+    wells = torch.stack([phi - phi0, phi + phi0], -1)  # (..., 2) rad from each well
+    w = torch.softmax(kappa.unsqueeze(-1) * torch.cos(n.unsqueeze(-1) * wells), -1)
+    return kt * kappa * n * (torch.sin(n.unsqueeze(-1) * wells) * w).sum(-1)
