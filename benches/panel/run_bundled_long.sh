@@ -20,6 +20,10 @@ run() {  # $1: output tag, $2: runs directory, then extra bench arguments
 }
 run shipped "$RUNS" --samplers heun1,prior-only --set train.epochs=30
 run force_targets "$RUNS/force_targets" --samplers heun1,prior-only --set train.epochs=30 --set train.force_targets=true
+# torsion amplitudes force-matched with the bonds and angles (model.prior_torsion_matching); a second
+# training seed of aspirin beside the shipped one, whose h(r) JSD varies by seed
+run torsion_matching "$RUNS/torsion_matching" --samplers heun1,prior-only --set train.epochs=30 \
+  --set model.prior_torsion_matching=true
 # the prior alone needs no trained network: one epoch, no calibration
 run morse_bonds_prior_alone "$RUNS/morse" --samplers prior-only --set train.epochs=1 --set train.calibration_frames=0 \
   --set model.prior_anharmonic=true

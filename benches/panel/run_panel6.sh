@@ -30,6 +30,9 @@ run "benches/results/stability_panel6_boltzmann_inverted_${PS}ps.json" "$RUNS/bo
 # targets continued by the data's forces (train.force_targets): chosen on the bundled molecules' 12 ps
 # references (run_bundled_long.sh), measured here
 run "benches/results/stability_panel6_force_targets_${PS}ps.json" "$RUNS/force_targets" --set train.force_targets=true
+# torsion amplitudes force-matched with the bonds and angles (model.prior_torsion_matching): chosen on
+# the bundled molecules' 12 ps references (run_bundled_long.sh), measured here
+run "benches/results/stability_panel6_torsion_matching_${PS}ps.json" "$RUNS/torsion_matching" --set model.prior_torsion_matching=true
 # no thermostat at all: the step's friction measured without one (the run's [rollout] section), the
 # fluctuation alone balancing it
 run "benches/results/stability_panel6_no_thermostat_calibrated_${PS}ps.json" "$RUNS/no_thermostat" \

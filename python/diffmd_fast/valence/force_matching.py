@@ -41,8 +41,9 @@ import numpy as np
 import torch
 
 from .anharmonic import ALPHA_MAX
-from .prior import BondPrior, torsion_gradients, torsion_slope
+from .prior import BondPrior
 from .topology import bond_dihedrals, trajectory_graph
+from .torsion import torsion_gradients, torsion_slope
 
 FRAMES = 400  # frames sampled per trajectory: ~10^4 force components per parameter for a 20-atom molecule
 # Force matching and Boltzmann inversion measure one curvature two ways; on GFN2-xTB data the bond

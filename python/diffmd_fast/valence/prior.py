@@ -91,6 +91,7 @@ from ..data.elements import ATOMIC_MASSES
 from ..ops import fused
 from ..ops.graph import Graph
 from .anharmonic import morse_correction_energy, morse_correction_force
+from .torsion import torsion_gradients, torsion_slope
 from .topology import ENV_BASE, atom_environments, bond_dihedrals, environment_label, with_covalent_bonds
 
 Typed = dict[tuple[int, ...], tuple[float, float]]  # atom-environment pair or triple -> (constant, rest value)
@@ -501,33 +502,3 @@ class BondPrior(nn.Module):
         f_ub = -(self.ub_k[si, sj, sk] * known).unsqueeze(-1) * (r - self.ub_r0[si, sj, sk].unsqueeze(-1)) / r * d
         f_i, f_k = f_i + f_ub, f_k - f_ub
         return torch.zeros_like(x).index_add_(0, i, f_i).index_add_(0, k, f_k).index_add_(0, j, -(f_i + f_k))
-
-
-def torsion_gradients(x: torch.Tensor, dih: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-    """(φ (..., D) rad, (∂φ/∂x_i, ∂φ/∂x_j, ∂φ/∂x_k, ∂φ/∂x_l) each (..., D, 3) rad/Å) of the dihedrals
-    ``dih`` (4, D) int64 of positions x (..., N, 3) Å (one frame or a stack of them). φ as IUPAC (the
-    angle between the i-j-k and j-k-l planes, positive clockwise looking down j->k), the gradients in
-    closed form (Blondel & Karplus 1996, J. Comput. Chem. 17, 1132), finite through any geometry but a
-    collinear i-j-k or j-k-l (where φ is undefined and they are clamped, as the reference's lengths)."""
-    i, j, k, l = dih  # (D,) each
-    b1, b2, b3 = x[..., j, :] - x[..., i, :], x[..., k, :] - x[..., j, :], x[..., l, :] - x[..., k, :]  # (..., D, 3) Å
-    n1, n2 = torch.linalg.cross(b1, b2), torch.linalg.cross(b2, b3)  # plane normals
-    l2 = b2.norm(dim=-1, keepdim=True).clamp_min(1e-6)  # (..., D, 1) |b2|
-    phi = torch.atan2((l2 * b1 * n2).sum(-1), (n1 * n2).sum(-1))  # (..., D) rad
-    gi = -l2 * n1 / (n1 * n1).sum(-1, keepdim=True).clamp_min(1e-12)  # dφ/dx_i
-    gl = l2 * n2 / (n2 * n2).sum(-1, keepdim=True).clamp_min(1e-12)  # dφ/dx_l
-    p = (b1 * b2).sum(-1, keepdim=True) / (l2 * l2)
-    q = (b3 * b2).sum(-1, keepdim=True) / (l2 * l2)
-    gj = (-p - 1.0) * gi + q * gl  # dφ/dx_j, dφ/dx_k (the four sum to zero)
-    gk = p * gi - (q + 1.0) * gl
-    return phi, (gi, gj, gk, gl)
-
-
-def torsion_slope(phi: torch.Tensor, torsion: torch.Tensor) -> torch.Tensor:
-    """(...,) eV/rad: dU_t/dφ of the torsion wells (module docstring) at φ (...,) rad, ``torsion``
-    (..., 4) (k_B T / m eV, κ, n, φ0 rad) broadcast against it:
-    (k_B T / m) κ n [w+ sin n(φ - φ0) + w- sin n(φ + φ0)], w± the two wells' Boltzmann weights."""
-    kt, kappa, n, phi0 = torsion.unbind(-1)
-    wells = torch.stack([phi - phi0, phi + phi0], -1)  # (..., 2) rad from each well
-    w = torch.softmax(kappa.unsqueeze(-1) * torch.cos(n.unsqueeze(-1) * wells), -1)
-    return kt * kappa * n * (torch.sin(n.unsqueeze(-1) * wells) * w).sum(-1)
