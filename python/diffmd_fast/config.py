@@ -324,6 +324,8 @@ class TrainConfig:
     # after training, frames rolled out from training windows to measure the model step's own friction
     # per element (training/calibration.py), which rollout.step_fluctuation balances; 0: not measured
     calibration_frames: int = 0
+    # with calibration_frames: each X-H stretch's friction measured and balanced on its own, beside its elements'
+    calibrate_stretches: bool = False
 
     def __post_init__(self) -> None:
         _check_section(self)

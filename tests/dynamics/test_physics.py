@@ -1,6 +1,7 @@
 """Physics on generated frames: momentum projection, the Langevin thermostat and velocity rescaling."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -11,7 +12,7 @@ from diffmd_fast.config import RolloutConfig
 from diffmd_fast.data.batch import FrameBatch
 from diffmd_fast.data import bundled, load_trajectory, start_batch
 from diffmd_fast.dynamics.physics import (LangevinThermostat, MomentumProjection, StepFluctuation, VelocityRescaling,
-                                          corrections_from_config, masses_of)
+                                          corrections_from_config, hydrogen_partners, kick_amplitude, masses_of)
 from diffmd_fast.evaluation.longrun import kinetic_temperature
 from diffmd_fast.testing import random_orthogonal
 
@@ -222,6 +223,40 @@ def test_step_fluctuation_comes_first_and_only_with_a_measured_friction():
         StepFluctuation(500.0, {1: -0.1}, 2.0)
     with pytest.raises(ValueError, match="frame_fs"):
         StepFluctuation(500.0, {1: 0.1}, 0.0)
+
+
+def test_hydrogen_partners_from_the_window_bonds_or_perceived():
+    frame = _frame()
+    partner = hydrogen_partners(frame)
+    h = frame.z == 1
+    assert bool((partner[~h] == -1).all()) and bool((partner[h] >= 0).all())
+    assert set(frame.z[partner[h]].tolist()) == {6, 8}  # ethanol: C-H and O-H
+    assert bool((frame.batch[partner[h]] == frame.batch[h]).all())  # within the molecule
+    assert torch.equal(hydrogen_partners(dataclasses.replace(frame, bonds=None)), partner)
+
+
+def test_step_fluctuation_kicks_a_hydrogen_along_its_bond_with_the_stretch_amplitude():
+    """With a stretch table, noise along a hydrogen's X-H bond kicks with the amplitude of the stretch's
+    γ and noise across it with the element's; atoms without such a bond keep the element's."""
+    frame, dt = _frame(1), 2.0
+    fluct = StepFluctuation(500.0, {1: 0.01, 6: 0.01, 8: 0.01}, dt, {6: 0.09})
+    partner = hydrogen_partners(frame)
+    bond = frame.x - frame.x[partner.clamp_min(0)]
+    e = bond / bond.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    fixed = torch.tensor([[0.3, 0.5, 0.8]], dtype=torch.float64).expand_as(e)
+    across = torch.where((partner >= 0).unsqueeze(-1), torch.linalg.cross(e, fixed, dim=-1), fixed)  # heavy atoms: any
+    across = across / across.norm(dim=-1, keepdim=True)
+    a = kick_amplitude(frame.z, math.exp(-0.01 * dt), 500.0)
+    a_s = kick_amplitude(frame.z, math.exp(-0.09 * dt), 500.0)
+    ch = (frame.z == 1) & (partner >= 0) & (frame.z[partner.clamp_min(0)] == 6)
+    oh = (frame.z == 1) & (frame.z[partner.clamp_min(0)] == 8)
+    kick_along = (fluct(frame, frame.x, e) - frame.x) / dt
+    kick_across = (fluct(frame, frame.x, across) - frame.x) / dt
+    torch.testing.assert_close(kick_along[ch], (a_s * e)[ch])
+    torch.testing.assert_close(kick_along[oh], (a * e)[oh])  # no O-H entry: the element's amplitude
+    torch.testing.assert_close(kick_across, a * across)
+    with pytest.raises(ValueError, match="frictions >= 0"):
+        StepFluctuation(500.0, {1: 0.01}, dt, {6: -0.1})
 
 
 def test_corrections_from_config_and_errors():

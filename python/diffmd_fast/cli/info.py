@@ -151,7 +151,10 @@ def _step_friction(data: dict) -> dict | str:
         return "not measured (train.calibration_frames = 0, or a checkpoint from before the measurement)"
     if "not_measured" in record:
         return f"not measured: {record['not_measured']}"
-    return {chemical_symbols[int(z)]: round(float(g), 5) for z, g in record["friction_per_fs"].items()}
+    out = {chemical_symbols[int(z)]: round(float(g), 5) for z, g in record["friction_per_fs"].items()}
+    out.update({f"{chemical_symbols[int(z)]}-H stretch": round(float(g), 5)
+                for z, g in record.get("stretch_friction_per_fs", {}).items()})
+    return out
 
 
 def _trained_on(data: dict) -> dict:

@@ -15,6 +15,11 @@ linear in it, T = a + b γ' (the fluctuation's heat grows with γ', the thermost
 T_data does not), so s = d ln T / d ln γ' < 1 (a small molecule's heavy atoms: about 0.2), and steps
 that assume s = 1 move a few per cent of the way per round. Each round's s is measured from the
 rounds so far (``log_sensitivity``).
+With ``stretches`` each X-H stretch (per partner element X) gets a friction γ_s of its own, found the
+same way from the kinetic temperature of the stretch, μ ⟨((v_H - v_X) · e)²⟩ / k_B (μ the pair's
+reduced mass, e the bond's direction at the two frames' midpoint), and balanced by a kick along the
+bond (dynamics.physics.StepFluctuation): a conditional mean damps the fast stretch more than the rest
+of a hydrogen's motion, by an amount that varies from one training to the next.
 Nothing of the rollouts beyond the data's own temperatures enters, and no setting is chosen per
 molecule: a new molecule gets its γ from its own training data.
 """
@@ -22,15 +27,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from ..data.trajectory import Trajectory
 from ..data.windows import start_batch
-from ..data.elements import masses
-from ..dynamics.physics import MomentumProjection, StepFluctuation
+from ..data.elements import covalent_pairs, masses
+from ..dynamics.physics import _THERMAL_SPEED, MomentumProjection, StepFluctuation, hydrogen_partners
 from ..dynamics.rollout import evenly_spaced_starts
 from ..dynamics.stepper import Stepper
 from ..evaluation.longrun import atom_kinetic_energy, group_temperature, internal_velocities
@@ -52,20 +57,78 @@ class Calibration:
     measured_K: dict[int, float]
     frames: int  # frames rolled out per start
     starts: int
+    # with stretches: the same per X-H stretch, keyed by the partner's atomic number X
+    stretch_friction_per_fs: dict[int, float] = field(default_factory=dict)
+    stretch_target_K: dict[int, float] = field(default_factory=dict)
+    stretch_measured_K: dict[int, float] = field(default_factory=dict)
 
     def record(self) -> dict:
-        """The JSON-able form a checkpoint stores (dynamics.physics.StepFluctuation reads friction_per_fs)."""
-        return {"friction_per_fs": {str(z): g for z, g in self.friction_per_fs.items()},
-                "target_K": {str(z): t for z, t in self.target_K.items()},
-                "measured_K": {str(z): t for z, t in self.measured_K.items()},
-                "frames": self.frames, "starts": self.starts}
+        """The JSON-able form a checkpoint stores (dynamics.physics.StepFluctuation reads friction_per_fs
+        and stretch_friction_per_fs)."""
+        out = {"friction_per_fs": {str(z): g for z, g in self.friction_per_fs.items()},
+               "target_K": {str(z): t for z, t in self.target_K.items()},
+               "measured_K": {str(z): t for z, t in self.measured_K.items()},
+               "frames": self.frames, "starts": self.starts}
+        if self.stretch_friction_per_fs:
+            out.update({name: {str(z): v for z, v in table.items()} for name, table in (
+                ("stretch_friction_per_fs", self.stretch_friction_per_fs), ("stretch_target_K", self.stretch_target_K),
+                ("stretch_measured_K", self.stretch_measured_K))})
+        return out
 
 
-def friction_table(record: dict | None) -> dict[int, float] | None:
-    """{atomic number: γ (1/fs)} of a checkpoint's ``step_friction`` record, None when there is none."""
-    if not record or not record.get("friction_per_fs"):
+def friction_table(record: dict | None, key: str = "friction_per_fs") -> dict[int, float] | None:
+    """{atomic number: γ (1/fs)} of a checkpoint's ``step_friction`` record, None when there is none;
+    ``key="stretch_friction_per_fs"``: the X-H stretches', keyed by the partner's atomic number."""
+    if not record or not record.get(key):
         return None
-    return {int(z): float(g) for z, g in record["friction_per_fs"].items()}
+    return {int(z): float(g) for z, g in record[key].items()}
+
+
+def _stretch_sums(x: np.ndarray, partner: np.ndarray, z: np.ndarray, frame_fs: float) -> dict[int, tuple[float, int]]:
+    """{partner element X: (Σ μ s² / k_B (K), stretch-frames)} of frames x (T, n, 3) Å ``frame_fs`` fs apart:
+    s = (v_H - v_X) · e of every hydrogen with a partner (``partner`` (n,), -1: none), v the
+    finite-difference velocities, e the bond's direction at the two frames' midpoint, μ the reduced mass."""
+    h = np.nonzero(partner >= 0)[0]
+    if h.size == 0 or len(x) < 2:
+        return {}
+    p = partner[h]
+    mid = 0.5 * (x[1:] + x[:-1])  # (T-1, n, 3)
+    e = mid[:, h] - mid[:, p]
+    e = e / np.linalg.norm(e, axis=-1, keepdims=True).clip(1e-12)
+    v = (x[1:] - x[:-1]) / frame_fs  # (T-1, n, 3) Å/fs
+    s = ((v[:, h] - v[:, p]) * e).sum(-1)  # (T-1, H) Å/fs
+    m = masses(z)
+    mu = m[h] * m[p] / (m[h] + m[p])  # (H,) amu
+    t = mu * s * s / _THERMAL_SPEED**2  # (T-1, H) K: μ s² / k_B
+    return {int(e_): (float(t[:, z[p] == e_].sum()), int((z[p] == e_).sum()) * (len(x) - 1)) for e_ in np.unique(z[p])}
+
+
+def stretch_temperatures(trajs: Sequence[Trajectory], stride: int) -> dict[int, float]:
+    """K per partner element X: the kinetic temperature of the training frames' X-H stretches
+    (``_stretch_sums``) at the model's stride, each trajectory's bonds at the median over its frames
+    (data.elements.covalent_pairs, the bonds the rollouts' windows carry)."""
+    sums: dict[int, list[float]] = {}
+    for traj in trajs:
+        frames = np.asarray(traj.positions[::stride], dtype=np.float64)
+        z = np.asarray(traj.numbers)
+        partner = _partners_of_pairs(covalent_pairs(traj.positions, z), z)
+        for e, (t, n) in _stretch_sums(frames, partner, z, traj.dt_fs * stride).items():
+            acc = sums.setdefault(e, [0.0, 0])
+            acc[0] += t
+            acc[1] += n
+    return {e: t / n for e, (t, n) in sums.items() if n}
+
+
+def _partners_of_pairs(pairs: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """(n,) int64 each hydrogen's one bonded atom among the bonds ``pairs`` (B, 2), -1 otherwise (as
+    dynamics.physics.hydrogen_partners reads a window's bonds)."""
+    partner = np.full(len(z), -1, dtype=np.int64)
+    both = np.concatenate([pairs, pairs[:, ::-1]]) if len(pairs) else np.zeros((0, 2), dtype=np.int64)
+    count = np.bincount(both[:, 0], minlength=len(z)) if len(both) else np.zeros(len(z), dtype=np.int64)
+    for a, b in both:
+        if z[a] == 1 and count[a] == 1:
+            partner[a] = b
+    return partner
 
 
 def _element_sums(x: np.ndarray, z: np.ndarray, frame_fs: float) -> dict[int, tuple[float, int]]:
@@ -102,14 +165,16 @@ def element_temperatures(trajs: Sequence[Trajectory], stride: int) -> dict[int, 
 class _ElementKinetics:
     """Stepper observer: Σ kinetic energy and atom-frames per element of the active molecules' frames after ``burn_in``."""
 
-    def __init__(self, z: np.ndarray, frame_fs: float) -> None:
-        self.z, self.frame_fs = z, frame_fs
+    def __init__(self, z: np.ndarray, frame_fs: float, partner: np.ndarray | None = None) -> None:
+        self.z, self.frame_fs, self.partner = z, frame_fs, partner
         self.previous: np.ndarray | None = None  # (N, 3) Å, the last frame seen
         self.sums: dict[int, list[float]] = {int(e): [0.0, 0] for e in np.unique(z)}
+        self.stretch: dict[int, list[float]] = {}  # {X: [Σ μ s² / k_B, count]} with ``partner``
         self.burn_in = 0
 
     def reset(self, burn_in: int) -> None:
         self.sums = {e: [0.0, 0] for e in self.sums}
+        self.stretch = {}
         self.burn_in = burn_in
 
     def __call__(self, stepper: Stepper) -> None:
@@ -123,6 +188,13 @@ class _ElementKinetics:
                     for e, (s, n) in _element_sums(pair[:, atoms], self.z[atoms], self.frame_fs).items():
                         self.sums[e][0] += s
                         self.sums[e][1] += n
+            if self.partner is not None:  # stopped molecules' frames are NaN: their stretches drop out
+                ok = np.isfinite(pair).all(axis=(0, 2))
+                partner = np.where(ok & (self.partner >= 0) & ok[self.partner.clip(0)], self.partner, -1)
+                for e, (t, n) in _stretch_sums(pair, partner, self.z, self.frame_fs).items():
+                    acc = self.stretch.setdefault(e, [0.0, 0])
+                    acc[0] += t
+                    acc[1] += n
         self.burn_in -= 1
         self.previous = x
 
@@ -144,12 +216,13 @@ def measure_step_friction(model: torch.nn.Module, sde, sampler, trajs: Sequence[
                           frame_fs: float, temperature_K: float, frames: int, starts: int = 16, rounds: int = 8,
                           dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", seed: int = 1,
                           initial_per_fs: float = 0.01, corrections: Sequence = (MomentumProjection(),),
-                          progress: bool = False) -> Calibration:
+                          progress: bool = False, stretches: bool = False) -> Calibration:
     """Each element's step friction γ (module docstring): ``starts`` rollouts from training windows
     spread over ``trajs``, ``frames`` frames each in ``rounds`` rounds, the first third of every
     round not measured (the rollouts relax to the new γ), γ starting at ``initial_per_fs`` 1/fs and
     kept within FRICTION_RANGE. ``temperature_K``: the fluctuation's temperature (the training data's
-    mean kinetic temperature); ``frame_fs``: the model's frame time (fs). Raises ValueError when
+    mean kinetic temperature); ``frame_fs``: the model's frame time (fs); ``stretches``: the X-H
+    stretches' frictions too (module docstring). Raises ValueError when
     ``frames`` < 3 ``rounds`` or no training window fits, RuntimeError when every rollout stopped."""
     if frames < 3 * rounds:
         raise ValueError(f"calibration needs at least 3 frames per round, got {frames} frames in {rounds} rounds")
@@ -161,15 +234,26 @@ def measure_step_friction(model: torch.nn.Module, sde, sampler, trajs: Sequence[
     start = start_batch(chosen, times, stride=stride, dtype=dtype).to(device)
     target = element_temperatures(usable, stride)
     friction = {e: initial_per_fs for e in target if e}
-    fluctuation = StepFluctuation(temperature_K, friction, frame_fs)
+    stretch_target = stretch_temperatures(usable, stride) if stretches else {}
+    stretch = {e: initial_per_fs for e in stretch_target}
+    fluctuation = StepFluctuation(temperature_K, friction, frame_fs, stretch or None)
     stepper = Stepper(model, sde, sampler, start, corrections=[fluctuation, *corrections],
                       generator=torch.Generator(device=device).manual_seed(seed))
-    kinetics = _ElementKinetics(start.z.cpu().numpy(), frame_fs)
+    partner = hydrogen_partners(start).cpu().numpy() if stretch else None
+    kinetics = _ElementKinetics(start.z.cpu().numpy(), frame_fs, partner)
     stepper.attach(kinetics)
     per_round = frames // rounds
     measured: dict[int, float] = {}
+    stretch_measured: dict[int, float] = {}
     rounds_seen: list[tuple[dict[int, float], dict[int, float]]] = []  # (γ of the round, its temperatures)
+    stretch_rounds: list[tuple[dict[int, float], dict[int, float]]] = []
     lo, hi = FRICTION_RANGE
+
+    def newton(gammas: dict[int, float], goal: dict[int, float], now: dict[int, float], seen: list) -> dict[int, float]:
+        """Each γ moved by the damped Newton step in log space with the sensitivity the rounds measured."""
+        return {e: min(hi, max(lo, g * (goal[e] / now[e]) ** (GAIN / log_sensitivity(seen, e))))
+                if now.get(e, 0) > 0 else g for e, g in gammas.items()}
+
     for _ in range(rounds):
         kinetics.reset(burn_in=per_round // 3)
         stepper.run(per_round, progress=progress, desc="calibrating the step's fluctuation", frame_fs=frame_fs)
@@ -178,13 +262,20 @@ def measure_step_friction(model: torch.nn.Module, sde, sampler, trajs: Sequence[
                                "not stable enough to measure its friction")
         measured = _temperatures(kinetics.sums)
         rounds_seen.append((friction, measured))
-        # the Newton step in log space with the sensitivity the rounds measured, damped (GAIN)
-        friction = {e: min(hi, max(lo, g * (target[e] / measured[e]) ** (GAIN / log_sensitivity(rounds_seen, e))))
-                    if measured[e] > 0 else g for e, g in friction.items()}
-        fluctuation.set_friction(friction)
-    # the geometric mean of the later half of the γ each round ended with (the next round's γ, and the
-    # last update): the estimate with its round-to-round noise averaged
-    ended = [g for g, _ in rounds_seen[1:]] + [friction]
-    later = ended[len(ended) // 2:]
-    friction = {e: math.exp(sum(math.log(h[e]) for h in later) / len(later)) for e in friction}
-    return Calibration(friction, target, measured, frames, starts)
+        friction = newton(friction, target, measured, rounds_seen)
+        if stretch:
+            stretch_measured = {e: t / n for e, (t, n) in kinetics.stretch.items() if n}
+            stretch_rounds.append((stretch, stretch_measured))
+            stretch = newton(stretch, stretch_target, stretch_measured, stretch_rounds)
+        fluctuation.set_friction(friction, stretch or None)
+
+    def settled(seen: list, last: dict[int, float]) -> dict[int, float]:
+        """The geometric mean of the later half of the γ each round ended with (the next round's γ, and
+        the last update): the estimate with its round-to-round noise averaged."""
+        ended = [g for g, _ in seen[1:]] + [last]
+        later = ended[len(ended) // 2:]
+        return {e: math.exp(sum(math.log(h[e]) for h in later) / len(later)) for e in last}
+
+    friction = settled(rounds_seen, friction)
+    stretch = settled(stretch_rounds, stretch) if stretch else {}
+    return Calibration(friction, target, measured, frames, starts, stretch, stretch_target, stretch_measured)

@@ -267,14 +267,17 @@ class _Trainer:
                                             self.sampler, train_trajs, stride=tc.stride, frame_fs=stats["frame_fs"],
                                             temperature_K=stats["temperature_K"], frames=tc.calibration_frames,
                                             dtype=self.dtype, device=self.info.device, seed=tc.seed,
-                                            corrections=corrections, progress=progress)
+                                            corrections=corrections, progress=progress,
+                                            stretches=tc.calibrate_stretches)
             except (RuntimeError, ValueError) as err:  # the model stays usable, without the fluctuation
                 stats["step_friction"] = {"not_measured": str(err)}
                 log(f"warning: the step friction was not measured, rollouts run without its fluctuation: {err}")
             else:
                 stats["step_friction"] = cal.record()
                 log("step friction (1/fs), data / rollout K: " + ", ".join(
-                    f"Z={z} {g:.4f}, {cal.target_K[z]:.0f}/{cal.measured_K[z]:.0f}" for z, g in cal.friction_per_fs.items()))
+                    f"Z={z} {g:.4f}, {cal.target_K[z]:.0f}/{cal.measured_K[z]:.0f}" for z, g in cal.friction_per_fs.items())
+                    + "".join(f", Z={z}-H stretch {g:.4f}, {cal.stretch_target_K[z]:.0f}/{cal.stretch_measured_K.get(z, 0):.0f}"
+                              for z, g in cal.stretch_friction_per_fs.items()))
         self.checkpoint(self.at.epoch, self.at.batch_in_epoch)
 
     def write_metrics(self, partial: dict | None = None) -> None:

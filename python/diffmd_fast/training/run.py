@@ -93,8 +93,9 @@ class TrainedRun:
         from .calibration import friction_table
 
         rollout = rollout or self.rollout()
-        return corrections_from_config(rollout, frame_fs, self.data.get("temperature_K"),
-                                       friction_table(self.data.get("step_friction")))
+        record = self.data.get("step_friction")
+        return corrections_from_config(rollout, frame_fs, self.data.get("temperature_K"), friction_table(record),
+                                       friction_table(record, "stretch_friction_per_fs"))
 
     def start_from_frames(self, reference, starts: Sequence[int], *, device: Any = "cpu", allow_unseen: bool = False,
                           what: str = "the reference", guard=None) -> RolloutStart:
