@@ -101,7 +101,7 @@ def _with_prior(st: Stepper, compile: bool, shipped: bool = False, substeps: int
     model, corrections = net, st.corrections
     if shipped:
         model = PriorFallback(net, 500.0, 4.0)
-        corrections = [StepFluctuation(500.0, {1: 0.01, 6: 0.02, 8: 0.03}, 0.5), *corrections]
+        corrections = [StepFluctuation(500.0, {1: 0.01, 6: 0.02, 8: 0.03}, 0.5, {6: 0.03, 8: 0.04}), *corrections]
     return Stepper(model, st.sde, st.sampler, st.start, corrections=corrections,
                    generator=torch.Generator().manual_seed(0), compile=compile)
 

@@ -16,6 +16,8 @@ control, and flag their molecule when they occur at a legitimate point of [eps, 
 """
 from __future__ import annotations
 
+import dataclasses
+
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -62,10 +64,12 @@ def _select(frame: FrameBatch, keep: torch.Tensor) -> FrameBatch:
     """The sub-batch of the molecules ``keep`` (B,) bool, molecule indices renumbered 0..B'-1."""
     atoms = keep[frame.batch]  # (N,)
     new_id = torch.cumsum(keep.to(torch.int64), 0) - 1
+    new_atom = torch.cumsum(atoms.to(torch.int64), 0) - 1  # (N,) index among the kept atoms
+    bonds = None if frame.bonds is None else new_atom[frame.bonds[:, atoms[frame.bonds[0]]]]  # a molecule's bonds stay in it
     return FrameBatch(z=frame.z[atoms], x_prev2=frame.x_prev2[atoms], x_prev=frame.x_prev[atoms], x=frame.x[atoms],
                       x_next=frame.x_next[atoms], batch=new_id[frame.batch[atoms]], num_graphs=int(keep.sum()),
                       origin=None if frame.origin is None else frame.origin[keep.to(frame.origin.device)],
-                      v=None if frame.v is None else frame.v[atoms])
+                      v=None if frame.v is None else frame.v[atoms], bonds=bonds)
 
 
 def sample_frame(model, sde: SDE, sampler: Sampler, frame: FrameBatch, graph: Graph,
@@ -161,11 +165,13 @@ class Stepper:
             raise ValueError("this phase-space model (model.prior_substeps > 0) needs the start's velocities "
                              "(FrameBatch.v, Å/fs: start_batch(velocities=True) or history_from_velocities)")
         self.corrections, self.generator, self.strict = tuple(corrections), generator, strict
-        self.start = start
-        self.frame = start
         # the rollout's fixed topology: the start's covalent bonds (its trajectory's, else its frame's), angles,
         # dihedrals and environments, which the prior holds together however far a frame stretches them
         self.graph = topology_graph(start.x.double(), start.z, start.batch, bonds=start.bonds) if graph is None else graph
+        if start.bonds is None and self.graph.bonds is not None:  # every window carries them (the corrections read them)
+            start = dataclasses.replace(start, bonds=self.graph.bonds)
+        self.start = start
+        self.frame = start
         self.guard = RolloutGuard(guard, start, self.graph)
         self._start_graph, self._start_guard = self.graph, self.guard  # what a resumed state is cut from
         self.atom_ids = torch.arange(start.x.shape[0], device=start.x.device)  # (N',) start index of active atoms
@@ -211,7 +217,7 @@ class Stepper:
             f = self.frame
             self.frame = FrameBatch(z=f.z, x_prev2=torch.where(atoms, f.x, f.x_prev2), x_prev=torch.where(atoms, f.x, f.x_prev),
                                     x=f.x, x_next=f.x_next, batch=f.batch, num_graphs=f.num_graphs, origin=f.origin,
-                                    v=None if f.v is None else torch.where(atoms, 0.0, f.v))
+                                    v=None if f.v is None else torch.where(atoms, 0.0, f.v), bonds=f.bonds)
             return
         keep = ~failed
         atoms = keep[self.frame.batch]
@@ -358,7 +364,7 @@ class Stepper:
         self.frame = FrameBatch(z=frame.z, x_prev2=state["x_prev2"].to(like), x_prev=state["x_prev"].to(like),
                                 x=state["x"].to(like), x_next=state["x"].to(like), batch=frame.batch,
                                 num_graphs=frame.num_graphs, origin=frame.origin,
-                                v=None if state.get("v") is None else state["v"].to(like))
+                                v=None if state.get("v") is None else state["v"].to(like), bonds=frame.bonds)
         self.atom_ids = state["atom_ids"].to(dev)
         self.positions = state["positions"].to(like)
         self.stopped = [None if r is None else StopReport(**r) for r in state["stopped"]]
