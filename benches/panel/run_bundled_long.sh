@@ -18,12 +18,20 @@ run() {  # $1: output tag, $2: runs directory, then extra bench arguments
     --ps "$PS" --starts 8 --max-minutes 20 --rollout-set rollout.compile=false --runs "$runs" \
     --json "benches/results/stability_bundled_long_${tag}_${PS}ps.json" "$@"
 }
-run shipped "$RUNS" --samplers heun1,prior-only --set train.epochs=30
-run force_targets "$RUNS/force_targets" --samplers heun1,prior-only --set train.epochs=30 --set train.force_targets=true
-# torsion amplitudes force-matched with the bonds and angles (model.prior_torsion_matching); a second
-# training seed of aspirin beside the shipped one, whose h(r) JSD varies by seed
+ELEMENT="--set train.calibrate_stretches=false"  # the step's fluctuation per element only
+run element_fluctuation "$RUNS" --samplers heun1,prior-only --set train.epochs=30 $ELEMENT
+run element_fluctuation_seed2 "$RUNS/seed2" --samplers heun1 --set train.epochs=30 --set train.seed=2 $ELEMENT
+# the shipped calibration, each X-H stretch on its own (train.calibrate_stretches): the same networks calibrated again
+"$V/python" benches/panel/recalibrate.py "$RUNS" "$RUNS/stretches"
+"$V/python" benches/panel/recalibrate.py "$RUNS/seed2" "$RUNS/stretches_seed2"
+run stretch_calibrated "$RUNS/stretches" --samplers heun1 --set train.epochs=30
+run stretch_calibrated_seed2 "$RUNS/stretches_seed2" --samplers heun1 --set train.epochs=30 --set train.seed=2
+run force_targets "$RUNS/force_targets" --samplers heun1,prior-only --set train.epochs=30 --set train.force_targets=true $ELEMENT
+# torsion amplitudes force-matched with the bonds and angles (model.prior_torsion_matching), two seeds
 run torsion_matching "$RUNS/torsion_matching" --samplers heun1,prior-only --set train.epochs=30 \
-  --set model.prior_torsion_matching=true
+  --set model.prior_torsion_matching=true $ELEMENT
+run torsion_matching_seed2 "$RUNS/torsion_matching_seed2" --samplers heun1 --set train.epochs=30 --set train.seed=2 \
+  --set model.prior_torsion_matching=true $ELEMENT
 # the prior alone needs no trained network: one epoch, no calibration
 run morse_bonds_prior_alone "$RUNS/morse" --samplers prior-only --set train.epochs=1 --set train.calibration_frames=0 \
-  --set model.prior_anharmonic=true
+  --set model.prior_anharmonic=true $ELEMENT

@@ -217,8 +217,9 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path, s
     physics = ",".join(type(c).__name__ for c in corrections) or "none"
     fluctuation = next((c for c in corrections if isinstance(c, StepFluctuation)), None)
     if fluctuation is not None:
-        physics += " (step friction " + " ".join(f"{chemical_symbols[z]} {g:.3g}" for z, g in
-                                                   sorted(fluctuation.friction_per_fs.items())) + " /fs)"
+        physics += " (step friction " + " ".join(
+            [f"{chemical_symbols[z]} {g:.3g}" for z, g in sorted(fluctuation.friction_per_fs.items())]
+            + [f"{chemical_symbols[z]}-H stretch {g:.3g}" for z, g in sorted(fluctuation.stretch_friction_per_fs.items())]) + " /fs)"
     if run.config.rollout.thermostat != "none":
         physics += f" (tau {run.config.rollout.tau_fs:g} fs)"
     m, tc = run.config.model, run.config.train
