@@ -73,7 +73,10 @@ def init_distributed(device: str = "auto", *, join: bool = True) -> DistInfo:
 
 
 def shutdown(info: DistInfo) -> None:
+    """Leave the process group this process created: every rank meets first, so that none tears down
+    its gloo connections while a peer is still in a collective (the peer then waits on a closed socket)."""
     if info.initialized_here and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
