@@ -233,3 +233,11 @@ def test_info_says_when_a_time_step_is_assumed(tmp_path, capsys):
     np.savez(tmp_path / "md17.npz", R=eth.positions[:10], z=eth.numbers)
     assert main(["info", str(tmp_path / "md17.npz"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["time_step_fs"].startswith("0.5 (assumed")
+
+
+def test_info_names_the_step_friction_per_element_and_per_x_h_stretch():
+    from diffmd_fast.cli.info import _step_friction
+
+    record = {"step_friction": {"friction_per_fs": {"1": 0.01, "6": 0.02}, "stretch_friction_per_fs": {"6": 0.03, "8": 0.04}}}
+    assert _step_friction(record) == {"H": 0.01, "C": 0.02, "C-H stretch": 0.03, "O-H stretch": 0.04}
+    assert _step_friction({"step_friction": {"friction_per_fs": {"1": 0.01}}}) == {"H": 0.01}  # measured per element only
