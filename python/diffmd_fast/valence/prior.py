@@ -468,11 +468,8 @@ class BondPrior(nn.Module):
             u = u + 0.5 * (self.ub_k[si, sj, sk] * known * ((x[i] - x[k]).norm(dim=-1) - self.ub_r0[si, sj, sk]) ** 2).sum()
         dih, torsion = self.torsion_terms(t, graph, x.shape[0])
         if dih.shape[1] > 0:
-            i, j, k, l = dih
             kt, kappa, n, phi0 = torsion.unbind(-1)
-            b1, b2, b3 = x[j] - x[i], x[k] - x[j], x[l] - x[k]
-            n1, n2 = torch.linalg.cross(b1, b2), torch.linalg.cross(b2, b3)
-            phi = torch.atan2((b2.norm(dim=-1, keepdim=True) * b1 * n2).sum(-1), (n1 * n2).sum(-1))
+            phi = torsion_gradients(x, dih)[0]  # (D,) rad
             wells = torch.stack([phi - phi0, phi + phi0], -1)  # (D, 2)
             u = u - (kt * (torch.logsumexp(kappa.unsqueeze(-1) * torch.cos(n.unsqueeze(-1) * wells), -1)
                            - math.log(2.0) - kappa)).sum()
