@@ -210,3 +210,27 @@ def test_a_finished_run_asked_for_more_frames_continues_to_the_same_file(tiny_ru
     for t0 in (10, 40):
         assert (tmp_path / f"grown_t{t0}.extxyz").read_bytes() == (tmp_path / f"whole_t{t0}.extxyz").read_bytes()
         assert load_trajectory(tmp_path / f"grown_t{t0}.npz").num_frames == 75
+
+
+def test_a_run_stopped_while_writing_its_npz_writes_it_when_rerun(tiny_run, ethanol60, tmp_path, monkeypatch, capsys):
+    """The sidecar is marked complete only after the npz is on disk: a run stopped in between resumes
+    with no frame left to make and writes the npz, the same as an unbroken run's."""
+    from diffmd_fast.dynamics.sink import FrameSink
+
+    write_npz = FrameSink.write_npz
+
+    def stopped(self, *args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(FrameSink, "write_npz", stopped)
+    out = tmp_path / "gen.extxyz"
+    assert main(_command(tiny_run, ethanol60, out, 20, "--start", "10")) != 0
+    assert "interrupted" in capsys.readouterr().err and not (tmp_path / "gen.npz").exists()
+    monkeypatch.setattr(FrameSink, "write_npz", write_npz)
+    assert main(_command(tiny_run, ethanol60, out, 20, "--start", "10")) == 0
+    assert main(_command(tiny_run, ethanol60, tmp_path / "whole.extxyz", 20, "--start", "10")) == 0
+    resumed, whole = load_trajectory(tmp_path / "gen.npz"), load_trajectory(tmp_path / "whole.npz")
+    assert resumed.num_frames == 20 and np.array_equal(resumed.positions, whole.positions)
+    capsys.readouterr()
+    assert main(_command(tiny_run, ethanol60, out, 20, "--start", "10")) == 0
+    assert "already complete" in capsys.readouterr().out

@@ -149,11 +149,14 @@ class FrameSink:
                     "files": [self._record(b) for b in range(len(self.paths))]}, self.state_path)
 
     def finish(self, stepper, npz: tuple[str, dict] | None = None) -> list[str]:
-        """Write what is buffered and mark the sidecar complete; with ``npz`` = (name, provenance), also
-        write_npz. Returns the paths written (streamed files with frames, then npz files)."""
-        self.flush(stepper, done=True)
+        """Write what is buffered; with ``npz`` = (name, provenance), write_npz; then mark the sidecar
+        complete, last, so that a run stopped before its npz is on disk resumes (with no frames left to
+        make) and writes it. Returns the paths written (streamed files with frames, then npz files)."""
+        self.flush(stepper)
         written = [str(p) for p, n in zip(self.paths, self.frames) if n > 0]
-        return written + (self.write_npz(stepper, *npz) if npz is not None else [])
+        written += self.write_npz(stepper, *npz) if npz is not None else []
+        self.flush(stepper, done=True)  # nothing buffered now: the sidecar alone, marked complete
+        return written
 
     def resume(self, stepper, overwrite: bool = False) -> str:
         """Prepare the files for this run: "fresh" (no sidecar: old files removed), "resumed" (files
