@@ -76,6 +76,7 @@ def _unit_open(note: str = "") -> Limit:
 # does not import torch
 ODE_METHODS = ("dopri8", "dopri5", "bosh3", "fehlberg2", "adaptive_heun", "euler", "midpoint", "heun2", "heun3",
                "rk4", "explicit_adams", "implicit_adams", "fixed_adams", "scipy_solver")
+CALIBRATION_ROUNDS = 8  # rounds of the step-friction calibration (training/calibration.py)
 _DEVICE = re.compile(r"auto|(cpu|cuda|mps|xpu)(:\d+)?")
 
 
@@ -332,6 +333,9 @@ class TrainConfig:
         _require(isinstance(self.device, str) and _DEVICE.fullmatch(self.device) is not None,
                  f"train.device must be auto, cpu, cuda, mps or xpu (optionally with :index, e.g. cuda:1), "
                  f"got {self.device!r}")
+        _require(self.calibration_frames == 0 or self.calibration_frames >= 3 * CALIBRATION_ROUNDS,
+                 f"train.calibration_frames must be 0 (no calibration) or at least {3 * CALIBRATION_ROUNDS} (3 frames "
+                 f"in each of its {CALIBRATION_ROUNDS} rounds), got {self.calibration_frames}")
 
 
 @dataclass(frozen=True)

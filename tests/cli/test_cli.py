@@ -56,9 +56,11 @@ def test_generate_evaluate_info(run_dir, tmp_path, capsys):
     gen = tmp_path / "gen.extxyz"
     assert main(["generate", "--checkpoint", str(run_dir), "--data", "ethanol", "--start", "5000", "--frames", "4",
                  "--out", str(gen), "--quiet"]) == 0
+    assert "no measured step friction" in capsys.readouterr().err  # asked for by [rollout], not measured
     traj = load_trajectory(tmp_path / "gen.npz")
     assert traj.positions.shape == (4, 9, 3) and np.isfinite(traj.positions).all()
     assert traj.provenance["start_frame"] == 5000
+    assert "StepFluctuation" not in traj.provenance["corrections"] and traj.provenance["step_friction_per_fs"] is None
     assert load_trajectory(gen, dt_fs=0.5).num_frames == 4  # the extxyz is readable by ASE
     metrics_path = tmp_path / "m.json"
     assert main(["evaluate", "--reference", "ethanol", "--generated", str(tmp_path / "gen.npz"),

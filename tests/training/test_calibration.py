@@ -172,3 +172,12 @@ def test_the_rounds_measure_their_sensitivity():
     assert log_sensitivity(rounds, 1) == pytest.approx(1.0)  # proportional: no thermostat
     assert log_sensitivity(rounds, 8) == SENSITIVITY_RANGE[0]  # no response: the floor, never a division by ~0
     assert log_sensitivity(rounds[:2], 6) == 1.0  # one usable round tells nothing yet
+
+
+def test_the_calibration_names_each_friction_and_reports_what_it_could_not_balance():
+    from diffmd_fast.training.calibration import Calibration
+
+    cal = Calibration({1: 0.0152, 6: 0.0001}, {0: 420.0, 1: 443.0, 6: 339.0}, {0: 300.0, 1: 434.0, 6: 168.0}, 3200, 16,
+                      {6: 0.0095}, {6: 394.0}, {6: 384.0})
+    assert cal.summary() == "H 0.0152 (443/434), C 0.0001 (339/168), C-H stretch 0.0095 (394/384)"
+    assert cal.unbalanced() == ["C 168 K against the data's 339 K, friction 0.0001 /fs"]  # H and the stretch within 10 %

@@ -143,6 +143,11 @@ def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: 
         print(f"warning: {note}", file=sys.stderr)
     rollout_cfg = run.rollout(args.temperature)
     stepper = run.stepper(start, rollout=rollout_cfg, generator=torch.Generator(device=device).manual_seed(args.seed))
+    if rollout_cfg.step_fluctuation and not _fluctuation_of(stepper):
+        record = run.data.get("step_friction") or {}
+        why = record.get("not_measured") or "trained with train.calibration_frames = 0, or before the measurement"
+        print(f"note: {run.path} has no measured step friction ({why}): rolling out without the step's "
+              "fluctuation", file=sys.stderr)
     out = Path(args.out)
     settings = {"checkpoint": str(Path(run.path).resolve()), "data": str(args.data), "starts": starts,
                 "seed": args.seed, "set": list(args.set), "temperature": args.temperature, "out": str(out),
@@ -176,7 +181,7 @@ def _roll_out(args, run, ref, start, rollout_cfg, stepper, sink) -> None:
     npz = None
     if args.frames <= NPZ_MAX_FRAMES:
         npz = ((ref.name if ref is not None else Path(args.data).stem) + "-diffmd",
-               _provenance(run, args, ref, start, rollout_cfg, nfe, rate))
+               _provenance(run, args, ref, start, rollout_cfg, nfe, rate, stepper))
     written = sink.finish(stepper, npz)
     ps = done * start.frame_fs / 1000
     stopped = sum(report is not None for report in stepper.stopped)
@@ -186,8 +191,16 @@ def _roll_out(args, run, ref, start, rollout_cfg, stepper, sink) -> None:
           f"wrote {', '.join(written) or 'nothing (no trajectory kept a valid frame)'}")
 
 
-def _provenance(run, args, ref, start, rollout_cfg, nfe: float, rate: float) -> dict:
-    """What the npz of a generated trajectory records of how it was made."""
+def _fluctuation_of(stepper):
+    """The stepper's StepFluctuation correction, None when it has none."""
+    from ..dynamics.physics import StepFluctuation
+
+    return next((c for c in stepper.corrections if isinstance(c, StepFluctuation)), None)
+
+
+def _provenance(run, args, ref, start, rollout_cfg, nfe: float, rate: float, stepper) -> dict:
+    """What the npz of a generated trajectory records of how it was made: among it the corrections
+    applied to every frame and the step frictions (1/fs) the fluctuation balanced."""
     import dataclasses
 
     return {"generator": "diffmd_fast DiffMD rollout", "checkpoint": str(run.path), "source": str(args.data),
@@ -195,7 +208,20 @@ def _provenance(run, args, ref, start, rollout_cfg, nfe: float, rate: float) -> 
             "stride": run.config.train.stride, "frame_fs": start.frame_fs, "sampler": run.config.to_dict()["sampler"],
             "rollout": dataclasses.asdict(rollout_cfg),
             "thermostat_target_K": rollout_cfg.temperature_K if rollout_cfg.thermostat != "none" else None,
-            "mean_nfe_per_frame": nfe, "frames_per_s": rate, "frames_requested": args.frames}
+            "mean_nfe_per_frame": nfe, "frames_per_s": rate, "frames_requested": args.frames,
+            "corrections": [type(c).__name__ for c in stepper.corrections],
+            "step_friction_per_fs": _applied_friction(stepper)}
+
+
+def _applied_friction(stepper) -> dict | None:
+    """{element or "X-H stretch": γ (1/fs)} of the stepper's step fluctuation, None without one."""
+    from ase.data import chemical_symbols
+
+    fluct = _fluctuation_of(stepper)
+    if fluct is None:
+        return None
+    return {**{chemical_symbols[z]: g for z, g in fluct.friction_per_fs.items()},
+            **{f"{chemical_symbols[z]}-H stretch": g for z, g in fluct.stretch_friction_per_fs.items()}}
 
 
 def _report_stops(stepper, labels, frames) -> int:

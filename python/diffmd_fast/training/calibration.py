@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..config import CALIBRATION_ROUNDS
 from ..data.trajectory import Trajectory
 from ..data.windows import start_batch
 from ..data.elements import covalent_pairs, masses
@@ -45,6 +46,7 @@ GAIN = 0.7  # damping of each round's Newton step against its sampling noise
 # d ln T / d ln γ a round's step may assume: 1 without a thermostat (T proportional to γ); a thermostat's
 # pull towards T_data makes it smaller (heavy atoms: about 0.2), never below this floor (a 5x larger step)
 SENSITIVITY_RANGE = (0.2, 1.0)
+UNBALANCED = 0.1  # a last round further than this fraction from the data's temperature is reported
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,34 @@ class Calibration:
     stretch_friction_per_fs: dict[int, float] = field(default_factory=dict)
     stretch_target_K: dict[int, float] = field(default_factory=dict)
     stretch_measured_K: dict[int, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One line: each element's and X-H stretch's friction (1/fs) with the data's / the last round's
+        temperature (K), e.g. "H 0.0152 (443/434), C 0.0133 (311/300), C-H stretch 0.0095 (394/384)"."""
+        from ase.data import chemical_symbols
+
+        return ", ".join(
+            [f"{chemical_symbols[z]} {g:.4f} ({self.target_K[z]:.0f}/{self.measured_K.get(z, math.nan):.0f})"
+             for z, g in self.friction_per_fs.items()]
+            + [f"{chemical_symbols[z]}-H stretch {g:.4f} ({self.stretch_target_K[z]:.0f}/"
+               f"{self.stretch_measured_K.get(z, math.nan):.0f})" for z, g in self.stretch_friction_per_fs.items()])
+
+    def unbalanced(self, tolerance: float = UNBALANCED) -> list[str]:
+        """Labels ("C 168 K against the data's 339 K, friction 0.0001 /fs", "C-H stretch ...") of the elements
+        and stretches whose last calibration round ended more than ``tolerance`` (fraction) away from the
+        training data's temperature: the fluctuation does not balance the step there (a friction at the
+        edge of FRICTION_RANGE, or a step that heats or cools that motion beyond what noise can offset)."""
+        from ase.data import chemical_symbols
+
+        out = []
+        for label, gammas, target, measured in (("", self.friction_per_fs, self.target_K, self.measured_K),
+                                                ("-H stretch", self.stretch_friction_per_fs, self.stretch_target_K,
+                                                 self.stretch_measured_K)):
+            for z, g in gammas.items():
+                t, m = target.get(z, math.nan), measured.get(z, math.nan)
+                if math.isfinite(t) and math.isfinite(m) and t > 0 and abs(m / t - 1.0) > tolerance:
+                    out.append(f"{chemical_symbols[z]}{label} {m:.0f} K against the data's {t:.0f} K, friction {g:.2g} /fs")
+        return out
 
     def record(self) -> dict:
         """The JSON-able form a checkpoint stores (dynamics.physics.StepFluctuation reads friction_per_fs
@@ -213,7 +243,8 @@ def log_sensitivity(rounds: Sequence[tuple[dict[int, float], dict[int, float]]],
 
 
 def measure_step_friction(model: torch.nn.Module, sde, sampler, trajs: Sequence[Trajectory], *, stride: int,
-                          frame_fs: float, temperature_K: float, frames: int, starts: int = 16, rounds: int = 8,
+                          frame_fs: float, temperature_K: float, frames: int, starts: int = 16,
+                          rounds: int = CALIBRATION_ROUNDS,
                           dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", seed: int = 1,
                           initial_per_fs: float = 0.01, corrections: Sequence = (MomentumProjection(),),
                           progress: bool = False, stretches: bool = False) -> Calibration:

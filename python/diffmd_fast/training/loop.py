@@ -274,10 +274,11 @@ class _Trainer:
                 log(f"warning: the step friction was not measured, rollouts run without its fluctuation: {err}")
             else:
                 stats["step_friction"] = cal.record()
-                log("step friction (1/fs), data / rollout K: " + ", ".join(
-                    f"Z={z} {g:.4f}, {cal.target_K[z]:.0f}/{cal.measured_K[z]:.0f}" for z, g in cal.friction_per_fs.items())
-                    + "".join(f", Z={z}-H stretch {g:.4f}, {cal.stretch_target_K[z]:.0f}/{cal.stretch_measured_K.get(z, 0):.0f}"
-                              for z, g in cal.stretch_friction_per_fs.items()))
+                log("step friction (1/fs; the data's / the calibration rollouts' temperature, K): " + cal.summary())
+                if cal.unbalanced():
+                    log("warning: the step's fluctuation does not hold the data's temperature for "
+                        + "; ".join(cal.unbalanced()) + " (last calibration round): check those atoms' temperature "
+                        "in the rollouts (diffmd evaluate)")
         self.checkpoint(self.at.epoch, self.at.batch_in_epoch)
 
     def write_metrics(self, partial: dict | None = None) -> None:
