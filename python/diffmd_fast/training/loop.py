@@ -370,7 +370,8 @@ def _fitted_prior(model: ScoreNet, cfg: Config, train_trajs: list, stats: dict, 
     tables = valence_statistics(train_trajs, cfg.model.max_z, torsions=cfg.model.prior_torsions)
     # a phase-space prior steps (and has its springs Verlet-matched) at the substep
     step_fs = stats["frame_fs"] / max(cfg.model.prior_substeps, 1)
-    prior.set_tables(frame_fs=step_fs, **tables)
+    # with force matching these Boltzmann-inverted tables are only the fit's start: the fit's result is checked
+    prior.set_tables(frame_fs=step_fs, verlet_check=not cfg.model.prior_force_matching, **tables)
     if cfg.model.prior_force_matching:
         tables, summary = force_matched(train_trajs, prior, tables, anharmonic=cfg.model.prior_anharmonic,
                                         torsions=cfg.model.prior_torsion_matching and cfg.model.prior_torsions)

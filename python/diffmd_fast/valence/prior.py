@@ -151,7 +151,7 @@ class BondPrior(nn.Module):
                    typed_bonds: Typed | None = None, typed_angles: Typed | None = None,
                    typed_dihedrals: dict[tuple[int, int, int, int], tuple[float, float, int, float]] | None = None,
                    contacts: dict[tuple[int, int], float] | None = None,
-                   typed_urey_bradley: Typed | None = None) -> None:
+                   typed_urey_bradley: Typed | None = None, verlet_check: bool = True) -> None:
         """Element tables: force constants ``k`` (eV/Å²) and rest lengths ``r0`` (Å), (max_z + 1, max_z + 1)
         each, and ``angles`` {(z_end, z_centre, z_end): (K eV, cos θ0)}; environment tables, which take
         precedence: ``typed_bonds`` {(env, env): (k, r0)} and ``typed_angles`` {(env_end, env_centre,
@@ -165,7 +165,10 @@ class BondPrior(nn.Module):
         are the physical ones, and the tables hold them Verlet-matched to that frame time. Raises
         ValueError on a non-positive frame time, element tables of another shape, an environment code
         of an element beyond max_z, or a frame time at which the Verlet step of the stiffest bond is
-        unstable (ω Δt >= 2: ~3 fs for X-H stretches, i.e. strides above 4 of 0.5 fs data)."""
+        unstable (ω Δt >= 2: ~3 fs for X-H stretches, i.e. strides above 4 of 0.5 fs data).
+        ``verlet_check=False`` skips that check (and the pooled constants that replace a too-stiff bond
+        type): tables that are only the starting point of a fit (valence.force_matching), whose own
+        result is checked."""
         if not frame_fs > 0:
             raise ValueError(f"the bond prior needs a positive frame time, got {frame_fs} fs")
         z1 = self.num_elements
@@ -184,7 +187,7 @@ class BondPrior(nn.Module):
         alpha_t = torch.zeros_like(k_t)  # Morse steepness: only force matching gives one (pooled pairs: harmonic)
         unstable = []
         for (a, b), (kk, rr, *morse) in typed_bonds.items():
-            if self._omega(kk, int(element[index[a]]), int(element[index[b]])) * frame_fs >= 2.0:
+            if verlet_check and self._omega(kk, int(element[index[a]]), int(element[index[b]])) * frame_fs >= 2.0:
                 unstable.append(f"{environment_label(a)}-{environment_label(b)}")
                 continue  # an estimate from too few periods of data: its element pair's pooled value instead
             for i, j in ((index[a], index[b]), (index[b], index[a])):
@@ -194,7 +197,8 @@ class BondPrior(nn.Module):
             warnings.warn(f"bond prior: the data's force constants of {', '.join(unstable)} would make the Verlet "
                           f"step unstable at {frame_fs:g} fs frames (too short a trajectory to measure them); "
                           f"their element pairs' pooled constants are used instead", stacklevel=2)
-        self._check_verlet(k_t, element, frame_fs)
+        if verlet_check:
+            self._check_verlet(k_t, element, frame_fs)
         masses = self.masses.cpu()
         k_t = self._verlet_matched(k_t, masses[element[:, None]], masses[element[None, :]], frame_fs)
         # angles: slots for the elements with angle data, then one per environment
