@@ -143,11 +143,6 @@ def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: 
         print(f"warning: {note}", file=sys.stderr)
     rollout_cfg = run.rollout(args.temperature)
     stepper = run.stepper(start, rollout=rollout_cfg, generator=torch.Generator(device=device).manual_seed(args.seed))
-    if rollout_cfg.step_fluctuation and not _fluctuation_of(stepper):
-        record = run.data.get("step_friction") or {}
-        why = record.get("not_measured") or "trained with train.calibration_frames = 0, or before the measurement"
-        print(f"note: {run.path} has no measured step friction ({why}): rolling out without the step's "
-              "fluctuation", file=sys.stderr)
     out = Path(args.out)
     settings = {"checkpoint": str(Path(run.path).resolve()), "data": str(args.data), "starts": starts,
                 "seed": args.seed, "set": list(args.set), "temperature": args.temperature, "out": str(out),
@@ -160,6 +155,11 @@ def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: 
     else:
         if status == "resumed":
             print(f"resuming {out} at frame {stepper.t} of {args.frames} from {sink.state_path}", file=sys.stderr)
+        if rollout_cfg.step_fluctuation and not _fluctuation_of(stepper):
+            record = run.data.get("step_friction") or {}
+            why = record.get("not_measured") or "trained with train.calibration_frames = 0, or before the measurement"
+            print(f"note: {run.path} has no measured step friction ({why}): rolling out without the step's "
+                  "fluctuation", file=sys.stderr)
         _roll_out(args, run, ref, start, rollout_cfg, stepper, sink)
     return _report_stops(stepper, labels, sink.frames)
 
