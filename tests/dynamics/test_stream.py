@@ -228,6 +228,7 @@ def test_a_run_stopped_while_writing_its_npz_writes_it_when_rerun(tiny_run, etha
     assert "interrupted" in capsys.readouterr().err and not (tmp_path / "gen.npz").exists()
     monkeypatch.setattr(FrameSink, "write_npz", write_npz)
     assert main(_command(tiny_run, ethanol60, out, 20, "--start", "10")) == 0
+    assert "generated 0 frames" in (said := capsys.readouterr().out) and "after 20 frames of an earlier call, 20 in all" in said
     assert main(_command(tiny_run, ethanol60, tmp_path / "whole.extxyz", 20, "--start", "10")) == 0
     resumed, whole = load_trajectory(tmp_path / "gen.npz"), load_trajectory(tmp_path / "whole.npz")
     assert resumed.num_frames == 20 and np.array_equal(resumed.positions, whole.positions)

@@ -181,3 +181,12 @@ def test_the_calibration_names_each_friction_and_reports_what_it_could_not_balan
                       {6: 0.0095}, {6: 394.0}, {6: 384.0})
     assert cal.summary() == "H 0.0152 (443/434), C 0.0001 (339/168), C-H stretch 0.0095 (394/384)"
     assert cal.unbalanced() == ["C 168 K against the data's 339 K, friction 0.0001 /fs"]  # H and the stretch within 10 %
+
+
+def test_a_calibration_whose_rollouts_all_stop_says_why(damped):
+    """A step that pumps energy (velocities x2.7 a frame) stops every rollout: the error names the first stop."""
+    model, sde, sampler, data, frame_fs = damped
+    pumping = DampedAnchor(model.net, {1: -0.5, 6: -0.5, 8: -0.5}, frame_fs)
+    with pytest.raises(RuntimeError, match=r"every calibration rollout stopped \(the first: molecule \d+ stopped at"):
+        measure_step_friction(pumping, sde, sampler, data, stride=1, frame_fs=frame_fs, temperature_K=T0, frames=240,
+                              dtype=torch.float64)

@@ -174,7 +174,7 @@ def _roll_out(args, run, ref, start, rollout_cfg, stepper, sink) -> None:
     if start.velocity_note:
         print(f"start velocities: {start.velocity_note}", file=sys.stderr)
     stepper.attach(sink)
-    nfe0, wall0 = stepper.total_nfe, time.perf_counter()
+    nfe0, wall0, earlier = stepper.total_nfe, time.perf_counter(), stepper.t
     done = stepper.run(args.frames - stepper.t, progress=not args.quiet, desc="generate", frame_fs=start.frame_fs)
     wall = time.perf_counter() - wall0
     rate, nfe = done / wall if wall > 0 else float("inf"), (stepper.total_nfe - nfe0) / max(done, 1)
@@ -186,6 +186,8 @@ def _roll_out(args, run, ref, start, rollout_cfg, stepper, sink) -> None:
     ps = done * start.frame_fs / 1000
     stopped = sum(report is not None for report in stepper.stopped)
     each = f"{ps:.4g} ps each" + (f"; {stopped} stopped earlier, reported below" if stopped else "")
+    if earlier:  # a resumed run: this call's frames, after the earlier calls'
+        each += f"; after {earlier} frames of an earlier call, {stepper.t} in all"
     print(f"generated {done} frames x {len(sink.paths)} trajectories ({each}) at {rate:.2f} frames/s "
           f"({ps / wall if wall > 0 else float('inf'):.3g} ps/s), {nfe:.1f} score evaluations per frame; "
           f"wrote {', '.join(written) or 'nothing (no trajectory kept a valid frame)'}")

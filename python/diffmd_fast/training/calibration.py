@@ -289,7 +289,8 @@ def measure_step_friction(model: torch.nn.Module, sde, sampler, trajs: Sequence[
         kinetics.reset(burn_in=per_round // 3)
         stepper.run(per_round, progress=progress, desc="calibrating the step's fluctuation", frame_fs=frame_fs)
         if stepper.num_active == 0:
-            raise RuntimeError("every calibration rollout stopped (stepper.stopped says why); the model's step is "
+            first = next(r for r in stepper.stopped if r is not None)
+            raise RuntimeError(f"every calibration rollout stopped (the first: {first.message()}); the model's step is "
                                "not stable enough to measure its friction")
         measured = _temperatures(kinetics.sums)
         rounds_seen.append((friction, measured))
