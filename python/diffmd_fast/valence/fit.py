@@ -21,9 +21,11 @@ from ase import units
 from scipy.special import i0e
 
 from ..data.elements import directed_bonds
-from ..evaluation.longrun import implied_velocities, kinetic_temperature, masses
+from ..evaluation.longrun import degrees_of_freedom, implied_velocities, kinetic_temperature, masses
 from ..evaluation.metrics import bond_lengths, bonds_from_reference
 from .topology import ENV_BASE, ENV_NEIGHBOURS, atom_environments, bond_angles, bond_dihedrals
+
+MAX_ROTATION_FACTOR = 24 / 21  # (3N - 3)/(3N - 6) of ethanol, N = 9: the largest the fit temperature keeps (_fit_temperature)
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,19 @@ class _Valence:
 def _fit_temperature(traj) -> float:
     """K: the temperature of the Boltzmann inversion, the mean kinetic temperature of the trajectory's
     implied velocities with the centre of mass removed over 3N − 6 degrees of freedom (rigid rotation
-    counted). The internal temperature (evaluation.longrun.temperature_series) is lower, by a factor
-    of up to (3N − 6)/(3N − 3), and gives constants that much softer; at 2 fs frames those put ethanol's C-H
-    stretch where the prior's Verlet step no longer conserves its energy (5.6 % drift in 1.5 ps
-    against 0.04 %), so the fit keeps this definition."""
+    counted), i.e. the thermal temperature times (3N − 3)/(3N − 6). The internal temperature
+    (evaluation.longrun.temperature_series) gives constants that much softer; at 2 fs frames those put
+    ethanol's C-H stretch where the prior's Verlet step no longer conserves its energy (5.6 % drift in
+    1.5 ps against 0.04 %), so the fit keeps this definition for molecules of 9 atoms and more. Below
+    that the rotation's share of the counted energy grows (half of it for 3 atoms, two thirds for 2, where
+    the factor reaches 2 and 3 and makes a bond several times too stiff), so the factor is held at
+    ethanol's, MAX_ROTATION_FACTOR."""
     x = np.asarray(traj.positions, dtype=np.float64)
-    return float(kinetic_temperature(implied_velocities(x, traj.dt_fs), masses(traj.numbers, x.shape[1])).mean())
+    n = x.shape[1]
+    counted = kinetic_temperature(implied_velocities(x, traj.dt_fs), masses(traj.numbers, n)).mean()  # K
+    factor = (3 * n - 3) / degrees_of_freedom(n)
+    return float(counted if factor <= MAX_ROTATION_FACTOR else counted * MAX_ROTATION_FACTOR / factor)
+
 
 def _valence_terms(trajs: Sequence) -> list[_Valence]:
     """The bonds (covalent radii × 1.2 at the median over the frames, as everywhere) and bond angles of each
