@@ -182,9 +182,7 @@ def _with_one_step(cell: "Cell", one: OneStep) -> "Cell":
 
 
 def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path, spectra_path: Path | None = None) -> Cell:
-    from ase.data import chemical_symbols
-
-    from ..dynamics.physics import StepFluctuation
+    from ..dynamics.physics import friction_labels, step_fluctuation_in
     from ..dynamics.rollout import evenly_spaced_starts
     from ..evaluation.longrun import temperature_series
     from ..training.run import load_run
@@ -215,11 +213,10 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path, s
     # a checkpoint of positions records; a phase-space one records the instantaneous temperature instead)
     temp_ref = float(temperature_series(split.train.positions[::stride], split.train.numbers, frame_fs).mean())
     physics = ",".join(type(c).__name__ for c in corrections) or "none"
-    fluctuation = next((c for c in corrections if isinstance(c, StepFluctuation)), None)
+    fluctuation = step_fluctuation_in(corrections)
     if fluctuation is not None:
-        physics += " (step friction " + " ".join(
-            [f"{chemical_symbols[z]} {g:.3g}" for z, g in sorted(fluctuation.friction_per_fs.items())]
-            + [f"{chemical_symbols[z]}-H stretch {g:.3g}" for z, g in sorted(fluctuation.stretch_friction_per_fs.items())]) + " /fs)"
+        labels = friction_labels(fluctuation.friction_per_fs, fluctuation.stretch_friction_per_fs)
+        physics += " (step friction " + " ".join(f"{label} {g:.3g}" for label, g in labels.items()) + " /fs)"
     if run.config.rollout.thermostat != "none":
         physics += f" (tau {run.config.rollout.tau_fs:g} fs)"
     m, tc = run.config.model, run.config.train

@@ -132,6 +132,7 @@ def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: 
 
     import torch
 
+    from ..dynamics.physics import step_fluctuation_in
     from ..dynamics.sink import FrameSink
     from ..training import run as runs
 
@@ -155,7 +156,7 @@ def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: 
     else:
         if status == "resumed":
             print(f"resuming {out} at frame {stepper.t} of {args.frames} from {sink.state_path}", file=sys.stderr)
-        if rollout_cfg.step_fluctuation and not _fluctuation_of(stepper):
+        if rollout_cfg.step_fluctuation and not step_fluctuation_in(stepper.corrections):
             record = run.data.get("step_friction") or {}
             why = record.get("not_measured") or "trained with train.calibration_frames = 0, or before the measurement"
             print(f"note: {run.path} has no measured step friction ({why}): rolling out without the step's "
@@ -193,13 +194,6 @@ def _roll_out(args, run, ref, start, rollout_cfg, stepper, sink) -> None:
           f"wrote {', '.join(written) or 'nothing (no trajectory kept a valid frame)'}")
 
 
-def _fluctuation_of(stepper):
-    """The stepper's StepFluctuation correction, None when it has none."""
-    from ..dynamics.physics import StepFluctuation
-
-    return next((c for c in stepper.corrections if isinstance(c, StepFluctuation)), None)
-
-
 def _provenance(run, args, ref, start, rollout_cfg, nfe: float, rate: float, stepper) -> dict:
     """What the npz of a generated trajectory records of how it was made: among it the corrections
     applied to every frame and the step frictions (1/fs) the fluctuation balanced."""
@@ -217,13 +211,10 @@ def _provenance(run, args, ref, start, rollout_cfg, nfe: float, rate: float, ste
 
 def _applied_friction(stepper) -> dict | None:
     """{element or "X-H stretch": γ (1/fs)} of the stepper's step fluctuation, None without one."""
-    from ase.data import chemical_symbols
+    from ..dynamics.physics import friction_labels, step_fluctuation_in
 
-    fluct = _fluctuation_of(stepper)
-    if fluct is None:
-        return None
-    return {**{chemical_symbols[z]: g for z, g in fluct.friction_per_fs.items()},
-            **{f"{chemical_symbols[z]}-H stretch": g for z, g in fluct.stretch_friction_per_fs.items()}}
+    fluct = step_fluctuation_in(stepper.corrections)
+    return None if fluct is None else friction_labels(fluct.friction_per_fs, fluct.stretch_friction_per_fs)
 
 
 def _report_stops(stepper, labels, frames) -> int:

@@ -143,18 +143,18 @@ def _morse_bonds(prior) -> dict | None:
 
 
 def _step_friction(data: dict) -> dict | str:
-    """The model step's measured friction per element (1/fs; rollout.step_fluctuation balances it)."""
-    from ase.data import chemical_symbols
+    """The model step's measured friction per element and X-H stretch (1/fs; rollout.step_fluctuation
+    balances it)."""
+    from ..dynamics.physics import friction_labels
+    from ..training.calibration import friction_table
 
     record = data.get("step_friction")
     if not record:
         return "not measured (train.calibration_frames = 0, or a checkpoint from before the measurement)"
     if "not_measured" in record:
         return f"not measured: {record['not_measured']}"
-    out = {chemical_symbols[int(z)]: round(float(g), 5) for z, g in record["friction_per_fs"].items()}
-    out.update({f"{chemical_symbols[int(z)]}-H stretch": round(float(g), 5)
-                for z, g in record.get("stretch_friction_per_fs", {}).items()})
-    return out
+    labels = friction_labels(friction_table(record), friction_table(record, "stretch_friction_per_fs"))
+    return {label: round(g, 5) for label, g in labels.items()}
 
 
 def _trained_on(data: dict) -> dict:

@@ -212,13 +212,9 @@ def hydrogen_partners(frame: FrameBatch) -> torch.Tensor:
     from ase.data import covalent_radii
 
     z, n = frame.z, frame.z.numel()
-    partner = torch.full((n,), -1, dtype=torch.int64, device=z.device)
     if frame.bonds is not None:
-        recv, send = frame.bonds
-        count = torch.bincount(recv, minlength=n)  # (N,) bonds per atom (each bond listed both ways)
-        single = (z[recv] == 1) & (count[recv] == 1)
-        partner[recv[single]] = send[single]
-        return partner
+        return partners_from_bonds(z, frame.bonds)
+    partner = torch.full((n,), -1, dtype=torch.int64, device=z.device)
     h = (z == 1).nonzero().squeeze(-1)  # (H,)
     if h.numel() == 0:
         return partner
@@ -231,6 +227,39 @@ def hydrogen_partners(frame: FrameBatch) -> torch.Tensor:
     bonded = nearest < BOND_SCALE * (radii[1] + radii[z[near]])
     partner[h[bonded]] = near[bonded]
     return partner
+
+
+def partners_from_bonds(z: torch.Tensor, bonds: torch.Tensor) -> torch.Tensor:
+    """(N,) int64: each hydrogen's one bonded atom among ``bonds`` (2, M) receiver, sender (each bond both
+    ways, FrameBatch.bonds), -1 for every other atom and for a hydrogen without exactly one bond; z (N,)."""
+    n = z.numel()
+    partner = torch.full((n,), -1, dtype=torch.int64, device=z.device)
+    recv, send = bonds
+    count = torch.bincount(recv, minlength=n)  # (N,) bonds per atom
+    single = (z[recv] == 1) & (count[recv] == 1)
+    partner[recv[single]] = send[single]
+    return partner
+
+
+def friction_label(z: int, stretch: bool = False) -> str:
+    """How a step friction is named: its element's symbol ("H"), or for the X-H stretch of partner
+    element z "X-H stretch" ("C-H stretch")."""
+    from ase.data import chemical_symbols
+
+    return f"{chemical_symbols[z]}-H stretch" if stretch else chemical_symbols[z]
+
+
+def friction_labels(friction_per_fs: dict[int, float], stretch_friction_per_fs: dict[int, float] | None = None
+                    ) -> dict[str, float]:
+    """{friction_label: γ (1/fs)} of a StepFluctuation's tables, the elements then the stretches, each by
+    atomic number."""
+    return {**{friction_label(z): g for z, g in sorted(friction_per_fs.items())},
+            **{friction_label(z, True): g for z, g in sorted((stretch_friction_per_fs or {}).items())}}
+
+
+def step_fluctuation_in(corrections) -> "StepFluctuation | None":
+    """The StepFluctuation among ``corrections``, None when there is none."""
+    return next((c for c in corrections if isinstance(c, StepFluctuation)), None)
 
 
 class StepFluctuation:
@@ -272,11 +301,13 @@ class StepFluctuation:
                      stretch_friction_per_fs: dict[int, float] | None = None) -> None:
         """Replace the tables {atomic number: γ (1/fs)} of the elements and of the X-H stretches (class
         docstring). Raises ValueError for an empty element table or a γ < 0."""
-        for table in (friction_per_fs, stretch_friction_per_fs or {0: 0.0}):
-            if not table or not all(g >= 0 and math.isfinite(g) for g in table.values()):
-                raise ValueError(f"StepFluctuation needs finite frictions >= 0 per element, got {table}")
+        stretch_friction_per_fs = stretch_friction_per_fs or {}
+        values = [*friction_per_fs.values(), *stretch_friction_per_fs.values()]
+        if not friction_per_fs or not all(g >= 0 and math.isfinite(g) for g in values):
+            raise ValueError(f"StepFluctuation needs finite frictions >= 0 per element, got {friction_per_fs} "
+                             f"and per X-H stretch {stretch_friction_per_fs}")
         self.friction_per_fs = {int(z): float(g) for z, g in friction_per_fs.items()}
-        self.stretch_friction_per_fs = {int(z): float(g) for z, g in (stretch_friction_per_fs or {}).items()}
+        self.stretch_friction_per_fs = {int(z): float(g) for z, g in stretch_friction_per_fs.items()}
         self._noise = _PerWindow(self._amplitudes)
 
     def _table(self, table: dict[int, float], z: torch.Tensor, fallback: float) -> torch.Tensor:

@@ -17,7 +17,6 @@ control, and flag their molecule when they occur at a legitimate point of [eps, 
 from __future__ import annotations
 
 import dataclasses
-
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -215,9 +214,9 @@ class Stepper:
             atoms = failed[self.frame.batch].unsqueeze(-1)  # (N, 1)
             self.positions[self.atom_ids[atoms.squeeze(-1)]] = float("nan")
             f = self.frame
-            self.frame = FrameBatch(z=f.z, x_prev2=torch.where(atoms, f.x, f.x_prev2), x_prev=torch.where(atoms, f.x, f.x_prev),
-                                    x=f.x, x_next=f.x_next, batch=f.batch, num_graphs=f.num_graphs, origin=f.origin,
-                                    v=None if f.v is None else torch.where(atoms, 0.0, f.v), bonds=f.bonds)
+            self.frame = dataclasses.replace(f, x_prev2=torch.where(atoms, f.x, f.x_prev2),
+                                             x_prev=torch.where(atoms, f.x, f.x_prev),
+                                             v=None if f.v is None else torch.where(atoms, 0.0, f.v))
             return
         keep = ~failed
         atoms = keep[self.frame.batch]
@@ -361,10 +360,9 @@ class Stepper:
         self.guard = self._start_guard.subset(keep, frame)
         self.graph = _subgraph(self._start_graph, keep_atoms)
         like = self.start.x
-        self.frame = FrameBatch(z=frame.z, x_prev2=state["x_prev2"].to(like), x_prev=state["x_prev"].to(like),
-                                x=state["x"].to(like), x_next=state["x"].to(like), batch=frame.batch,
-                                num_graphs=frame.num_graphs, origin=frame.origin,
-                                v=None if state.get("v") is None else state["v"].to(like), bonds=frame.bonds)
+        self.frame = dataclasses.replace(frame, x_prev2=state["x_prev2"].to(like), x_prev=state["x_prev"].to(like),
+                                         x=state["x"].to(like), x_next=state["x"].to(like),
+                                         v=None if state.get("v") is None else state["v"].to(like))
         self.atom_ids = state["atom_ids"].to(dev)
         self.positions = state["positions"].to(like)
         self.stopped = [None if r is None else StopReport(**r) for r in state["stopped"]]

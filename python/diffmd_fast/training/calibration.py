@@ -31,12 +31,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from ase import units
 
 from ..config import CALIBRATION_ROUNDS
 from ..data.trajectory import Trajectory
 from ..data.windows import start_batch
-from ..data.elements import covalent_pairs, masses
-from ..dynamics.physics import _THERMAL_SPEED, MomentumProjection, StepFluctuation, hydrogen_partners
+from ..data.elements import covalent_pairs, directed_bonds, masses
+from ..dynamics.physics import (MomentumProjection, StepFluctuation, friction_label, hydrogen_partners,
+                                partners_from_bonds)
 from ..dynamics.rollout import evenly_spaced_starts
 from ..dynamics.stepper import Stepper
 from ..evaluation.longrun import atom_kinetic_energy, group_temperature, internal_velocities
@@ -67,29 +69,25 @@ class Calibration:
     def summary(self) -> str:
         """One line: each element's and X-H stretch's friction (1/fs) with the data's / the last round's
         temperature (K), e.g. "H 0.0152 (443/434), C 0.0133 (311/300), C-H stretch 0.0095 (394/384)"."""
-        from ase.data import chemical_symbols
+        return ", ".join(f"{friction_label(z, stretch)} {g:.4f} ({target[z]:.0f}/{measured.get(z, math.nan):.0f})"
+                         for stretch, gammas, target, measured in self._tables() for z, g in gammas.items())
 
-        return ", ".join(
-            [f"{chemical_symbols[z]} {g:.4f} ({self.target_K[z]:.0f}/{self.measured_K.get(z, math.nan):.0f})"
-             for z, g in self.friction_per_fs.items()]
-            + [f"{chemical_symbols[z]}-H stretch {g:.4f} ({self.stretch_target_K[z]:.0f}/"
-               f"{self.stretch_measured_K.get(z, math.nan):.0f})" for z, g in self.stretch_friction_per_fs.items()])
+    def _tables(self) -> tuple[tuple[bool, dict, dict, dict], ...]:
+        """(stretch?, γ, data's K, last round's K) of the elements, then of the X-H stretches."""
+        return ((False, self.friction_per_fs, self.target_K, self.measured_K),
+                (True, self.stretch_friction_per_fs, self.stretch_target_K, self.stretch_measured_K))
 
     def unbalanced(self, tolerance: float = UNBALANCED) -> list[str]:
         """Labels ("C 168 K against the data's 339 K, friction 0.0001 /fs", "C-H stretch ...") of the elements
         and stretches whose last calibration round ended more than ``tolerance`` (fraction) away from the
         training data's temperature: the fluctuation does not balance the step there (a friction at the
         edge of FRICTION_RANGE, or a step that heats or cools that motion beyond what noise can offset)."""
-        from ase.data import chemical_symbols
-
         out = []
-        for label, gammas, target, measured in (("", self.friction_per_fs, self.target_K, self.measured_K),
-                                                ("-H stretch", self.stretch_friction_per_fs, self.stretch_target_K,
-                                                 self.stretch_measured_K)):
+        for stretch, gammas, target, measured in self._tables():
             for z, g in gammas.items():
                 t, m = target.get(z, math.nan), measured.get(z, math.nan)
                 if math.isfinite(t) and math.isfinite(m) and t > 0 and abs(m / t - 1.0) > tolerance:
-                    out.append(f"{chemical_symbols[z]}{label} {m:.0f} K against the data's {t:.0f} K, friction {g:.2g} /fs")
+                    out.append(f"{friction_label(z, stretch)} {m:.0f} K against the data's {t:.0f} K, friction {g:.2g} /fs")
         return out
 
     def record(self) -> dict:
@@ -129,7 +127,7 @@ def _stretch_sums(x: np.ndarray, partner: np.ndarray, z: np.ndarray, frame_fs: f
     s = ((v[:, h] - v[:, p]) * e).sum(-1)  # (T-1, H) Å/fs
     m = masses(z)
     mu = m[h] * m[p] / (m[h] + m[p])  # (H,) amu
-    t = mu * s * s / _THERMAL_SPEED**2  # (T-1, H) K: μ s² / k_B
+    t = mu * (s / units.fs) ** 2 / units.kB  # (T-1, H) K: μ s² / k_B (ASE velocity units: m v² in eV)
     return {int(e_): (float(t[:, z[p] == e_].sum()), int((z[p] == e_).sum()) * (len(x) - 1)) for e_ in np.unique(z[p])}
 
 
@@ -141,24 +139,12 @@ def stretch_temperatures(trajs: Sequence[Trajectory], stride: int) -> dict[int, 
     for traj in trajs:
         frames = np.asarray(traj.positions[::stride], dtype=np.float64)
         z = np.asarray(traj.numbers)
-        partner = _partners_of_pairs(covalent_pairs(traj.positions, z), z)
+        partner = partners_from_bonds(torch.as_tensor(z), directed_bonds(covalent_pairs(traj.positions, z))).numpy()
         for e, (t, n) in _stretch_sums(frames, partner, z, traj.dt_fs * stride).items():
             acc = sums.setdefault(e, [0.0, 0])
             acc[0] += t
             acc[1] += n
     return {e: t / n for e, (t, n) in sums.items() if n}
-
-
-def _partners_of_pairs(pairs: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """(n,) int64 each hydrogen's one bonded atom among the bonds ``pairs`` (B, 2), -1 otherwise (as
-    dynamics.physics.hydrogen_partners reads a window's bonds)."""
-    partner = np.full(len(z), -1, dtype=np.int64)
-    both = np.concatenate([pairs, pairs[:, ::-1]]) if len(pairs) else np.zeros((0, 2), dtype=np.int64)
-    count = np.bincount(both[:, 0], minlength=len(z)) if len(both) else np.zeros(len(z), dtype=np.int64)
-    for a, b in both:
-        if z[a] == 1 and count[a] == 1:
-            partner[a] = b
-    return partner
 
 
 def _element_sums(x: np.ndarray, z: np.ndarray, frame_fs: float) -> dict[int, tuple[float, int]]:

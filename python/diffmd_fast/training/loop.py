@@ -275,9 +275,10 @@ class _Trainer:
             else:
                 stats["step_friction"] = cal.record()
                 log("step friction (1/fs; the data's / the calibration rollouts' temperature, K): " + cal.summary())
-                if cal.unbalanced():
+                unbalanced = cal.unbalanced()
+                if unbalanced:
                     log("warning: the step's fluctuation does not hold the data's temperature for "
-                        + "; ".join(cal.unbalanced()) + " (last calibration round): check those atoms' temperature "
+                        + "; ".join(unbalanced) + " (last calibration round): check those atoms' temperature "
                         "in the rollouts (diffmd evaluate)")
         self.checkpoint(self.at.epoch, self.at.batch_in_epoch)
 
