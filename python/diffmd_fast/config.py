@@ -345,7 +345,7 @@ class RolloutConfig:
 
     ``momentum``: remove each molecule's net linear and angular momentum from the implied velocity.
     ``step_fluctuation``: kick each frame with the noise that balances the model step's own friction
-    at the training data's temperature (fluctuation-dissipation, dynamics.physics.StepFluctuation),
+    at the training data's temperature (fluctuation-dissipation, dynamics.fluctuation.StepFluctuation),
     with the per-element friction the checkpoint measured after training (``train.calibration_frames``);
     no effect on a checkpoint without that measurement.
     ``prior_fallback``: on the atoms of a bond more than this many thermal widths from its fitted rest

@@ -1,7 +1,6 @@
 """Physics on generated frames: momentum projection, the Langevin thermostat and velocity rescaling."""
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -11,15 +10,12 @@ import torch
 from diffmd_fast.config import RolloutConfig
 from diffmd_fast.data.batch import FrameBatch
 from diffmd_fast.data import bundled, load_trajectory, start_batch
-from diffmd_fast.dynamics.physics import (LangevinThermostat, MomentumProjection, StepFluctuation, VelocityRescaling,
-                                          corrections_from_config, hydrogen_partners, kick_amplitude, masses_of)
+from diffmd_fast.dynamics.fluctuation import StepFluctuation
+from diffmd_fast.dynamics.physics import (LangevinThermostat, MomentumProjection, VelocityRescaling,
+                                          corrections_from_config, masses_of)
 from diffmd_fast.evaluation.longrun import kinetic_temperature
+from correction_helpers import NoiseMemory, ethanol_frames
 from diffmd_fast.testing import random_orthogonal
-
-
-def _frame(molecules=3):
-    traj = load_trajectory(bundled("ethanol"))
-    return start_batch([traj] * molecules, [10, 200, 400][:molecules], dtype=torch.float64)
 
 
 def _momenta(frame, x_new):
@@ -34,7 +30,7 @@ def _momenta(frame, x_new):
 
 
 def test_momentum_projection_removes_exactly_translation_and_rotation():
-    frame = _frame()
+    frame = ethanol_frames()
     gen = torch.Generator().manual_seed(0)
     d0 = MomentumProjection()(frame, frame.x + 0.01 * torch.randn(frame.x.shape, generator=gen, dtype=torch.float64)) - frame.x
     lin, ang = _momenta(frame, frame.x + d0)
@@ -48,7 +44,7 @@ def test_momentum_projection_removes_exactly_translation_and_rotation():
 
 @pytest.mark.parametrize("reflect", [False, True])
 def test_momentum_projection_commutes_with_rotations_and_reflections(reflect):
-    frame = _frame(1)
+    frame = ethanol_frames(1)
     q = random_orthogonal(reflect, generator=torch.Generator().manual_seed(3))
     x_new = frame.x + 0.01 * torch.randn(frame.x.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     rotated = frame.__class__(**{**frame.__dict__, "x": frame.x @ q.T})
@@ -74,7 +70,7 @@ def _pinv_projection(frame, x_new):
 
 def _mixed_frame(q):
     """Ethanol, CO2 (linear), N2 (two atoms) and one H atom in one float64 batch, rotated by ``q``."""
-    eth = _frame(1)
+    eth = ethanol_frames(1)
     axis = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
     parts = [(eth.z, eth.x), (torch.tensor([8, 6, 8]), torch.tensor([-1.16, 0.0, 1.16], dtype=torch.float64)[:, None] * axis),
              (torch.tensor([7, 7]), torch.tensor([0.0, 1.1], dtype=torch.float64)[:, None] * axis + 0.3),
@@ -121,7 +117,7 @@ def test_langevin_drives_a_cold_system_to_the_target_and_keeps_a_thermal_one_the
     for corrections, expected in (([thermo], 500.0 * (3 * n - 3) / (3 * n - 6)), (both, 500.0)):
         gen = torch.Generator().manual_seed(0)
         x_new = big.x.clone()  # T = 0: no motion
-        temps, memory = [], _Memory()
+        temps, memory = [], NoiseMemory()
         for _ in range(200):  # 20 relaxation times; the corrections act on the implied velocity each time
             for i, c in enumerate(corrections):
                 x_new = c(big, x_new, memory(i, c, c.noise(big, gen)))
@@ -131,19 +127,6 @@ def test_langevin_drives_a_cold_system_to_the_target_and_keeps_a_thermal_one_the
         for i, c in enumerate(corrections):  # one more step from a thermal state stays thermal
             x_new = c(big, x_new, memory(i, c, c.noise(big, gen)))
         assert abs(_temperature(big, x_new, 0.5).mean() - expected) < 0.05 * expected
-
-
-class _Memory:
-    """The noise the Stepper hands a correction: (ξ(t-1) + ξ(t)) / √2 for one with noise_memory."""
-
-    def __init__(self):
-        self.last = {}
-
-    def __call__(self, i, correction, xi):
-        prev, self.last[i] = self.last.get(i), xi
-        if xi is None or prev is None or not getattr(correction, "noise_memory", False):
-            return xi
-        return (prev + xi) * 0.5**0.5
 
 
 @pytest.mark.parametrize("memory", [True, False])
@@ -159,7 +142,7 @@ def test_langevin_samples_a_stiff_harmonic_mode_at_its_temperature(memory):
     gen = torch.Generator().manual_seed(0)
     x_prev = x = torch.zeros(n, 3, dtype=torch.float64)
     batch = torch.zeros(n, dtype=torch.int64)
-    feed, sq = _Memory(), []
+    feed, sq = NoiseMemory(), []
     for t in range(3000):
         frame = FrameBatch(z=z, x_prev2=x_prev, x_prev=x_prev, x=x, x_next=x, batch=batch, num_graphs=1)
         x_new = 2 * x - x_prev - (omega * dt) ** 2 * x  # the Verlet frame of the well
@@ -176,40 +159,6 @@ def test_langevin_samples_a_stiff_harmonic_mode_at_its_temperature(memory):
         assert ratio > 1.3, ratio
 
 
-@pytest.mark.parametrize("omega_dt", [0.3, 1.14])
-def test_step_fluctuation_balances_a_damped_step_at_its_temperature(omega_dt):
-    """A model frame that is the Verlet step of a harmonic well with its velocity damped at γ per fs
-    (what a conditional mean trained on Langevin data returns), kicked by StepFluctuation of that γ:
-    the positions sample k_B T / (m ω²) and the velocities T, soft and stiff (C-H at 2 fs) wells alike.
-    Without the fluctuation the same step freezes."""
-    from ase import units
-
-    n, dt, temp, gamma = 2000, 2.0, 500.0, 0.02  # atoms, fs, K, 1/fs
-    omega, c = omega_dt / dt, math.exp(-gamma * dt)
-    z = torch.ones(n, dtype=torch.int64)
-    batch = torch.zeros(n, dtype=torch.int64)
-    fluct = StepFluctuation(temp, {1: gamma}, dt)
-    for kicked in (True, False):
-        gen = torch.Generator().manual_seed(0)
-        x_prev = x = 0.05 * torch.randn(n, 3, generator=gen, dtype=torch.float64)
-        feed, sq, kinetic = _Memory(), [], []
-        for t in range(3000):
-            frame = FrameBatch(z=z, x_prev2=x_prev, x_prev=x_prev, x=x, x_next=x, batch=batch, num_graphs=1)
-            x_new = x + c * (x - x_prev) - omega_dt**2 * x  # the damped Verlet frame of the well
-            if kicked:
-                x_new = fluct(frame, x_new, feed(0, fluct, fluct.noise(frame, gen)))
-            x_prev, x = x, x_new
-            if t >= 1000:
-                sq.append(float((x * x).mean()))
-                kinetic.append(float(((x - x_prev) ** 2).mean()))
-        mass = float(masses_of(z[:1]))
-        expected = units.kB * temp / (mass * (omega / units.fs) ** 2)  # Å², k_B T / (m ω²)
-        if kicked:
-            assert abs(np.mean(sq) / expected - 1) < 0.07, np.mean(sq) / expected
-        else:
-            assert np.mean(sq) < 1e-3 * expected
-
-
 def test_step_fluctuation_comes_first_and_only_with_a_measured_friction():
     cfg = RolloutConfig(thermostat="none")
     assert [type(c) for c in corrections_from_config(cfg, 2.0, 500.0, {1: 0.01, 6: 0.02})] == [StepFluctuation,
@@ -223,40 +172,6 @@ def test_step_fluctuation_comes_first_and_only_with_a_measured_friction():
         StepFluctuation(500.0, {1: -0.1}, 2.0)
     with pytest.raises(ValueError, match="frame_fs"):
         StepFluctuation(500.0, {1: 0.1}, 0.0)
-
-
-def test_hydrogen_partners_from_the_window_bonds_or_perceived():
-    frame = _frame()
-    partner = hydrogen_partners(frame)
-    h = frame.z == 1
-    assert bool((partner[~h] == -1).all()) and bool((partner[h] >= 0).all())
-    assert set(frame.z[partner[h]].tolist()) == {6, 8}  # ethanol: C-H and O-H
-    assert bool((frame.batch[partner[h]] == frame.batch[h]).all())  # within the molecule
-    assert torch.equal(hydrogen_partners(dataclasses.replace(frame, bonds=None)), partner)
-
-
-def test_step_fluctuation_kicks_a_hydrogen_along_its_bond_with_the_stretch_amplitude():
-    """With a stretch table, noise along a hydrogen's X-H bond kicks with the amplitude of the stretch's
-    γ and noise across it with the element's; atoms without such a bond keep the element's."""
-    frame, dt = _frame(1), 2.0
-    fluct = StepFluctuation(500.0, {1: 0.01, 6: 0.01, 8: 0.01}, dt, {6: 0.09})
-    partner = hydrogen_partners(frame)
-    bond = frame.x - frame.x[partner.clamp_min(0)]
-    e = bond / bond.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    fixed = torch.tensor([[0.3, 0.5, 0.8]], dtype=torch.float64).expand_as(e)
-    across = torch.where((partner >= 0).unsqueeze(-1), torch.linalg.cross(e, fixed, dim=-1), fixed)  # heavy atoms: any
-    across = across / across.norm(dim=-1, keepdim=True)
-    a = kick_amplitude(frame.z, math.exp(-0.01 * dt), 500.0)
-    a_s = kick_amplitude(frame.z, math.exp(-0.09 * dt), 500.0)
-    ch = (frame.z == 1) & (partner >= 0) & (frame.z[partner.clamp_min(0)] == 6)
-    oh = (frame.z == 1) & (frame.z[partner.clamp_min(0)] == 8)
-    kick_along = (fluct(frame, frame.x, e) - frame.x) / dt
-    kick_across = (fluct(frame, frame.x, across) - frame.x) / dt
-    torch.testing.assert_close(kick_along[ch], (a_s * e)[ch])
-    torch.testing.assert_close(kick_along[oh], (a * e)[oh])  # no O-H entry: the element's amplitude
-    torch.testing.assert_close(kick_across, a * across)
-    with pytest.raises(ValueError, match="frictions >= 0"):
-        StepFluctuation(500.0, {1: 0.01}, dt, {6: -0.1})
 
 
 def test_corrections_from_config_and_errors():

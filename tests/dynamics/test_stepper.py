@@ -10,7 +10,8 @@ from diffmd_fast.config import RolloutConfig
 from diffmd_fast.data import bundled, load_trajectory, start_batch
 from diffmd_fast.diffusion.samplers import HeunSampler
 from diffmd_fast.diffusion.sde import ConditionalVESDE
-from diffmd_fast.dynamics.physics import StepFluctuation, corrections_from_config
+from diffmd_fast.dynamics.fluctuation import StepFluctuation
+from diffmd_fast.dynamics.physics import corrections_from_config
 from diffmd_fast.dynamics.guards import GuardConfig
 from diffmd_fast.dynamics.stepper import Stepper
 from diffmd_fast.nn.score_net import PriorFallback

@@ -12,7 +12,8 @@ from diffmd_fast.config import Config
 from diffmd_fast.data import Trajectory, bundled, load_trajectory, start_batch
 from diffmd_fast.diffusion.samplers import make_sampler
 from diffmd_fast.diffusion.sde import make_sde
-from diffmd_fast.dynamics.physics import MomentumProjection, StepFluctuation, hydrogen_partners
+from diffmd_fast.dynamics.fluctuation import StepFluctuation, hydrogen_partners
+from diffmd_fast.dynamics.physics import MomentumProjection
 from diffmd_fast.dynamics.stepper import Stepper
 from diffmd_fast.nn.score_net import AnchorScore, ScoreNet
 from diffmd_fast.training.calibration import (element_temperatures, friction_table, measure_step_friction,

@@ -182,7 +182,7 @@ def _with_one_step(cell: "Cell", one: OneStep) -> "Cell":
 
 
 def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path, spectra_path: Path | None = None) -> Cell:
-    from ..dynamics.physics import friction_labels, step_fluctuation_in
+    from ..dynamics.fluctuation import friction_labels, step_fluctuation_in
     from ..dynamics.rollout import evenly_spaced_starts
     from ..evaluation.longrun import temperature_series
     from ..training.run import load_run

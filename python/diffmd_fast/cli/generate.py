@@ -132,7 +132,7 @@ def _generate(args, starts: list[int] | None, suffixed: bool, device, rank_tag: 
 
     import torch
 
-    from ..dynamics.physics import step_fluctuation_in
+    from ..dynamics.fluctuation import step_fluctuation_in
     from ..dynamics.sink import FrameSink
     from ..training import run as runs
 
@@ -211,7 +211,7 @@ def _provenance(run, args, ref, start, rollout_cfg, nfe: float, rate: float, ste
 
 def _applied_friction(stepper) -> dict | None:
     """{element or "X-H stretch": γ (1/fs)} of the stepper's step fluctuation, None without one."""
-    from ..dynamics.physics import friction_labels, step_fluctuation_in
+    from ..dynamics.fluctuation import friction_labels, step_fluctuation_in
 
     fluct = step_fluctuation_in(stepper.corrections)
     return None if fluct is None else friction_labels(fluct.friction_per_fs, fluct.stretch_friction_per_fs)

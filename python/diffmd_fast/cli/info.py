@@ -145,7 +145,7 @@ def _morse_bonds(prior) -> dict | None:
 def _step_friction(data: dict) -> dict | str:
     """The model step's measured friction per element and X-H stretch (1/fs; rollout.step_fluctuation
     balances it)."""
-    from ..dynamics.physics import friction_labels
+    from ..dynamics.fluctuation import friction_labels
     from ..training.calibration import friction_table
 
     record = data.get("step_friction")

@@ -33,7 +33,6 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-import numpy as np
 import torch
 from ase.data import covalent_radii
 

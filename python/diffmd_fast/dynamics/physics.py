@@ -41,72 +41,21 @@ takes the net momentum out of v as well as out of the implied displacement.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, Protocol
 
 import torch
 from ase import units
 
 from ..config import RolloutConfig
 from ..data.batch import FrameBatch
-from ..data.elements import BOND_SCALE, masses_of
-
-# sqrt(k_B T / m) for T in K and m in amu, in Å/fs: ASE's velocity unit is sqrt(eV/amu) and one fs
-# is units.fs ASE time units.
-_THERMAL_SPEED = math.sqrt(units.kB) * units.fs
-
-
-class _PerWindow:
-    """``derive(frame)`` of the last window, recomputed only when the window's atoms change (a
-    molecule stopped): per frame the atoms (``z``, ``batch``) are the same tensors, so are these."""
-
-    def __init__(self, derive: Callable[[FrameBatch], Any]) -> None:
-        self._derive = derive
-        self._z = self._batch = None  # the window's tensors themselves: held, so never recycled
-
-    def __call__(self, frame: FrameBatch) -> Any:
-        if frame.z is not self._z or frame.batch is not self._batch:
-            self._z, self._batch, self._value = frame.z, frame.batch, self._derive(frame)
-        return self._value
+from ..data.elements import masses_of
+from .correction import THERMAL_SPEED, FrameCorrection, PerWindow, kick_amplitude, standard_normal
+from .fluctuation import StepFluctuation
 
 
 def _molecule_masses(frame: FrameBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """Masses (N, 1) amu of the atoms and (B, 1) amu of the molecules."""
     m = masses_of(frame.z).unsqueeze(-1)  # (N, 1) amu
     return m, torch.zeros(frame.num_graphs, 1, dtype=m.dtype, device=m.device).index_add_(0, frame.batch, m)
-
-
-def _standard_normal(frame: FrameBatch, generator: torch.Generator | None) -> torch.Tensor:
-    """(N, 3) float64 standard normal numbers for ``frame``'s atoms, drawn on the generator's device
-    (the stepper's resumable stream) and moved to the frame's."""
-    device = generator.device if generator is not None else frame.x.device
-    return torch.randn(frame.x.shape, generator=generator, dtype=torch.float64, device=device).to(frame.x.device)
-
-
-def kick_amplitude(z: torch.Tensor, c: float | torch.Tensor, temperature_K: float) -> torch.Tensor:
-    """(N, 1) Å/fs: σ/√2 = sqrt((1 - c²) k_B T / 2m), the amplitude of the velocity kick η of a BAOAB
-    O-step that keeps velocity fraction ``c`` per frame (scalar, or (N, 1) per atom) at temperature
-    ``temperature_K`` K, for atomic numbers z (N,)."""
-    return torch.sqrt((1.0 - torch.as_tensor(c, dtype=torch.float64, device=z.device) ** 2) / 2.0) * (
-        _THERMAL_SPEED * math.sqrt(temperature_K) / masses_of(z).unsqueeze(-1).sqrt())
-
-
-class FrameCorrection(Protocol):
-    def noise(self, frame: FrameBatch, generator: torch.Generator | None) -> torch.Tensor | None:
-        """The random numbers one frame of ``frame``'s atoms needs (None: deterministic), drawn from
-        ``generator`` (the stepper's resumable stream)."""
-
-    def __call__(self, frame: FrameBatch, x_new: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        """x(t+1) (N, 3) Å corrected, given the window ``frame`` whose current frame is x(t) and the
-        output of ``noise``."""
-
-    def phase(self, frame: FrameBatch, x_new: torch.Tensor, v_new: torch.Tensor,
-              noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x(t+1) Å, v(t+1) Å/fs), both (N, 3), corrected for a phase-space model, whose state carries
-        the velocity v(t+1) (dynamics.stepper.sample_step): the correction acts on that velocity
-        itself, once per frame after the model's step (a thermostat's O-step on momenta), with
-        ``noise`` white (no noise memory)."""
-
 
 class MomentumProjection:
     """Remove the net linear and angular momentum of the implied velocity of every molecule.
@@ -124,7 +73,7 @@ class MomentumProjection:
     rtol = 1e-10
 
     def __init__(self) -> None:
-        self._masses = _PerWindow(_molecule_masses)
+        self._masses = PerWindow(_molecule_masses)
 
     def noise(self, frame: FrameBatch, generator: torch.Generator | None = None) -> None:
         return None
@@ -167,7 +116,6 @@ class MomentumProjection:
             regular, det, half_sq.clamp_min(torch.finfo(xd.dtype).tiny))  # (B, 3) per unit of d's time
         return d - torch.cross(omega[batch], r, dim=-1)
 
-
 class LangevinThermostat:
     """Per-atom Langevin step (BAOAB on positions) on the implied velocity, see the module docstring.
 
@@ -182,12 +130,12 @@ class LangevinThermostat:
                              f"{temperature_K}, {tau_fs}, {frame_fs}")
         self.temperature_K, self.tau_fs, self.frame_fs = temperature_K, tau_fs, frame_fs
         self.c = math.exp(-frame_fs / tau_fs)
-        self._noise = _PerWindow(lambda frame: kick_amplitude(frame.z, self.c, self.temperature_K))
+        self._noise = PerWindow(lambda frame: kick_amplitude(frame.z, self.c, self.temperature_K))
 
     def noise(self, frame: FrameBatch, generator: torch.Generator | None = None) -> torch.Tensor:
         """ξ (N, 3) float64 standard normal, one per atom and component (this frame's; the stepper
         hands __call__ η = (ξ(t-1) + ξ(t)) / √2)."""
-        return _standard_normal(frame, generator)
+        return standard_normal(frame, generator)
 
     def __call__(self, frame: FrameBatch, x_new: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """x(t+1) with v ← c v + (σ/√2) η, ``noise`` η (N, 3) (module docstring)."""
@@ -202,162 +150,6 @@ class LangevinThermostat:
         velocity-Verlet substeps as the B and A steps, Langevin dynamics of the prior exactly."""
         v = self.c * v_new.double() + math.sqrt(2.0) * self._noise(frame) * noise
         return x_new, v.to(v_new.dtype)
-
-
-def hydrogen_partners(frame: FrameBatch) -> torch.Tensor:
-    """(N,) int64: for each hydrogen the index of the atom it is bonded to, -1 for every other atom and
-    for a hydrogen without exactly one bond. The bonds are ``frame.bonds`` (the molecule's fixed
-    topology) when the window carries them, else each hydrogen's nearest atom of its molecule at x(t)
-    within BOND_SCALE × the sum of their covalent radii (ASE's)."""
-    from ase.data import covalent_radii
-
-    z, n = frame.z, frame.z.numel()
-    if frame.bonds is not None:
-        return partners_from_bonds(z, frame.bonds)
-    partner = torch.full((n,), -1, dtype=torch.int64, device=z.device)
-    h = (z == 1).nonzero().squeeze(-1)  # (H,)
-    if h.numel() == 0:
-        return partner
-    x = frame.x.double()
-    d = torch.cdist(x[h], x)  # (H, N) Å
-    d = d.masked_fill(frame.batch[h].unsqueeze(-1) != frame.batch.unsqueeze(0), math.inf)
-    d[torch.arange(h.numel(), device=z.device), h] = math.inf
-    nearest, near = d.min(-1)  # (H,)
-    radii = torch.as_tensor(covalent_radii, dtype=torch.float64, device=z.device)
-    bonded = nearest < BOND_SCALE * (radii[1] + radii[z[near]])
-    partner[h[bonded]] = near[bonded]
-    return partner
-
-
-def partners_from_bonds(z: torch.Tensor, bonds: torch.Tensor) -> torch.Tensor:
-    """(N,) int64: each hydrogen's one bonded atom among ``bonds`` (2, M) receiver, sender (each bond both
-    ways, FrameBatch.bonds), -1 for every other atom and for a hydrogen without exactly one bond; z (N,)."""
-    n = z.numel()
-    partner = torch.full((n,), -1, dtype=torch.int64, device=z.device)
-    recv, send = bonds
-    count = torch.bincount(recv, minlength=n)  # (N,) bonds per atom
-    single = (z[recv] == 1) & (count[recv] == 1)
-    partner[recv[single]] = send[single]
-    return partner
-
-
-def friction_label(z: int, stretch: bool = False) -> str:
-    """How a step friction is named: its element's symbol ("H"), or for the X-H stretch of partner
-    element z "X-H stretch" ("C-H stretch")."""
-    from ase.data import chemical_symbols
-
-    return f"{chemical_symbols[z]}-H stretch" if stretch else chemical_symbols[z]
-
-
-def friction_labels(friction_per_fs: dict[int, float], stretch_friction_per_fs: dict[int, float] | None = None
-                    ) -> dict[str, float]:
-    """{friction_label: γ (1/fs)} of a StepFluctuation's tables, the elements then the stretches, each by
-    atomic number."""
-    return {**{friction_label(z): g for z, g in sorted(friction_per_fs.items())},
-            **{friction_label(z, True): g for z, g in sorted((stretch_friction_per_fs or {}).items())}}
-
-
-def step_fluctuation_in(corrections) -> "StepFluctuation | None":
-    """The StepFluctuation among ``corrections``, None when there is none."""
-    return next((c for c in corrections if isinstance(c, StepFluctuation)), None)
-
-
-class StepFluctuation:
-    """The random half of a Langevin step without its friction: v ← v + sqrt((1 - c_e²) k_B T / 2m) η,
-    c_e = exp(-γ_e Δt), with η the same moving average of white noise as ``LangevinThermostat``'s.
-
-    Why: a one-evaluation sampler returns the conditional mean of the next frame, E[x(t+1) | window].
-    That mean keeps whatever friction the data's dynamics and the regression put into it, and none of
-    the fluctuations that balanced it: alone, it cools (a reference made under Langevin friction
-    0.01/fs teaches the mean that friction, and the fit's shrinkage adds more). By the
-    fluctuation-dissipation theorem, a step whose velocities are damped at rate γ_e holds the
-    temperature T when it is kicked with this noise; ``γ_e`` per element is the model's own friction,
-    measured on its training data after training (training/calibration.py), so the step samples the
-    fluctuations the mean left out and no friction is added. On a model that reproduces Langevin
-    dynamics exactly, γ_e is the data's friction and the rollout is the reference's own process.
-
-    The step's friction is not the same for every motion of an atom: a conditional mean damps the fast
-    modes more, and how much more varies from one training to the next (bundled ethanol's C-H stretch
-    band held 0.13-0.22 of the spectrum over seeds, against the reference's 0.22, its hydrogens' total
-    temperature within 4 %). With ``stretch_friction_per_fs`` {partner's atomic number: γ_s (1/fs)} a
-    hydrogen's kick along its bond to that partner (at x(t), ``hydrogen_partners``) has the amplitude of
-    γ_s and the two perpendicular components that of γ_e: the X-H stretch, the fastest motion there is,
-    measured and balanced on its own.
-
-    temperature_K: T (K); friction_per_fs: {atomic number: γ_e (1/fs)}, elements missing from it get the
-    largest γ given; frame_fs: frame time Δt (fs). Raises ValueError on non-positive T or Δt, a
-    negative γ or an empty element table."""
-
-    noise_memory = True
-
-    def __init__(self, temperature_K: float, friction_per_fs: dict[int, float], frame_fs: float,
-                 stretch_friction_per_fs: dict[int, float] | None = None) -> None:
-        if not (temperature_K > 0 and frame_fs > 0):
-            raise ValueError(f"StepFluctuation needs temperature_K, frame_fs > 0; got {temperature_K}, {frame_fs}")
-        self.temperature_K, self.frame_fs = temperature_K, frame_fs
-        self.set_friction(friction_per_fs, stretch_friction_per_fs)
-
-    def set_friction(self, friction_per_fs: dict[int, float],
-                     stretch_friction_per_fs: dict[int, float] | None = None) -> None:
-        """Replace the tables {atomic number: γ (1/fs)} of the elements and of the X-H stretches (class
-        docstring). Raises ValueError for an empty element table or a γ < 0."""
-        stretch_friction_per_fs = stretch_friction_per_fs or {}
-        values = [*friction_per_fs.values(), *stretch_friction_per_fs.values()]
-        if not friction_per_fs or not all(g >= 0 and math.isfinite(g) for g in values):
-            raise ValueError(f"StepFluctuation needs finite frictions >= 0 per element, got {friction_per_fs} "
-                             f"and per X-H stretch {stretch_friction_per_fs}")
-        self.friction_per_fs = {int(z): float(g) for z, g in friction_per_fs.items()}
-        self.stretch_friction_per_fs = {int(z): float(g) for z, g in stretch_friction_per_fs.items()}
-        self._noise = _PerWindow(self._amplitudes)
-
-    def _table(self, table: dict[int, float], z: torch.Tensor, fallback: float) -> torch.Tensor:
-        """(N,) float64 γ (1/fs) of atomic numbers z from ``table``, ``fallback`` where it has none."""
-        out = torch.full((int(z.max()) + 1,), fallback, dtype=torch.float64, device=z.device)
-        for e, g in table.items():
-            if e < out.numel():
-                out[e] = g
-        return out[z]
-
-    def _amplitudes(self, frame: FrameBatch) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """(a (N, 1) Å/fs the kick of each atom, a_s (N, 1) the kick along a hydrogen's bond, partner (N,)
-        its bonded atom (-1: none)); a_s and partner None without a stretch table."""
-        c = torch.exp(-self._table(self.friction_per_fs, frame.z, max(self.friction_per_fs.values())) * self.frame_fs)
-        a = kick_amplitude(frame.z, c.unsqueeze(-1), self.temperature_K)  # (N, 1)
-        if not self.stretch_friction_per_fs:
-            return a, None, None
-        partner = hydrogen_partners(frame)
-        has = partner >= 0
-        gamma_s = self._table(self.stretch_friction_per_fs, frame.z[partner.clamp_min(0)], math.nan)
-        known = has & torch.isfinite(gamma_s)
-        partner = torch.where(known, partner, -1)
-        c_s = torch.exp(-torch.where(known, gamma_s, 0.0) * self.frame_fs).unsqueeze(-1)
-        a_s = torch.where(known.unsqueeze(-1), kick_amplitude(frame.z, c_s, self.temperature_K), a)  # (N, 1)
-        return a, a_s, partner
-
-    def _kick(self, frame: FrameBatch, noise: torch.Tensor) -> torch.Tensor:
-        """(N, 3) float64 Å/fs: the velocity kick of standard normal ``noise`` η (N, 3)."""
-        a, a_s, partner = self._noise(frame)
-        if a_s is None:
-            return a * noise
-        x = frame.x.double()
-        bond = torch.where((partner >= 0).unsqueeze(-1), x - x[partner.clamp_min(0)], 0.0)  # (N, 3) Å, X -> H
-        e = bond / bond.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # unit vector (0 for atoms without one)
-        along = (noise * e).sum(-1, keepdim=True) * e  # (N, 3)
-        return a * (noise - along) + a_s * along
-
-    def noise(self, frame: FrameBatch, generator: torch.Generator | None = None) -> torch.Tensor:
-        """ξ (N, 3) float64 standard normal (the stepper hands __call__ η = (ξ(t-1) + ξ(t)) / √2)."""
-        return _standard_normal(frame, generator)
-
-    def __call__(self, frame: FrameBatch, x_new: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        kick = self._kick(frame, noise) * self.frame_fs  # (N, 3) Å
-        return (x_new.double() + kick).to(x_new.dtype)
-
-    def phase(self, frame: FrameBatch, x_new: torch.Tensor, v_new: torch.Tensor,
-              noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The O-step's noise without its friction on the carried velocity: v ← v + sqrt((1 - c_e²) k_B T / m) ξ."""
-        return x_new, (v_new.double() + math.sqrt(2.0) * self._kick(frame, noise)).to(v_new.dtype)
-
 
 class VelocityRescaling:
     """Stochastic velocity rescaling (Bussi, Donadio & Parrinello 2007, J. Chem. Phys. 126, 014101,
@@ -381,7 +173,7 @@ class VelocityRescaling:
                              f"{temperature_K}, {tau_fs}, {frame_fs}")
         self.temperature_K, self.tau_fs, self.frame_fs = temperature_K, tau_fs, frame_fs
         self.c = math.exp(-frame_fs / tau_fs)
-        self._layout = _PerWindow(self._molecule_layout)
+        self._layout = PerWindow(self._molecule_layout)
 
     @staticmethod
     def _molecule_layout(frame: FrameBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -397,7 +189,7 @@ class VelocityRescaling:
 
     def noise(self, frame: FrameBatch, generator: torch.Generator | None = None) -> torch.Tensor:
         """ξ (N, 3) float64 standard normal: per molecule R1 and the N_f - 1 terms of the χ² sum."""
-        return _standard_normal(frame, generator)
+        return standard_normal(frame, generator)
 
     def __call__(self, frame: FrameBatch, x_new: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         v = (x_new - frame.x).double() / self.frame_fs  # (N, 3) Å/fs
@@ -414,7 +206,7 @@ class VelocityRescaling:
         num, c = frame.num_graphs, self.c
         per_mol = torch.zeros(num, 3, dtype=v.dtype, device=v.device)
         # K (eV), R1 and Σ R_i² (i = 2..N_f) of each molecule, (B,) each
-        kinetic = per_mol.index_add(0, frame.batch, 0.5 * m * v * v / _THERMAL_SPEED**2 * units.kB).sum(-1)
+        kinetic = per_mol.index_add(0, frame.batch, 0.5 * m * v * v / THERMAL_SPEED**2 * units.kB).sum(-1)
         r1 = per_mol.index_add(0, frame.batch, noise * first).sum(-1)
         chi2 = per_mol.index_add(0, frame.batch, noise * noise * rest).sum(-1)
         target = 0.5 * dof * units.kB * self.temperature_K  # (B,) eV, K̄
@@ -423,7 +215,6 @@ class VelocityRescaling:
         sign = torch.sign(r1 + torch.sqrt(c / ((1.0 - c) * ratio)))
         alpha = torch.where((dof > 0) & (kinetic > 0), sign * alpha2.clamp_min(0.0).sqrt(), 1.0)  # (B,)
         return alpha[frame.batch].unsqueeze(-1) * v
-
 
 def corrections_from_config(cfg: RolloutConfig, frame_fs: float, data_temperature_K: float | None,
                             step_friction: dict[int, float] | None = None,

@@ -16,7 +16,7 @@ from ..data import start_batch
 from ..data.batch import FrameBatch
 from ..ops.graph import Graph
 from .guards import GuardConfig, StopReport
-from .physics import FrameCorrection
+from .correction import FrameCorrection
 from .stepper import RolloutStopped, Stepper
 from ..evaluation.metrics import armse
 from ..diffusion.samplers import Sampler

@@ -31,7 +31,7 @@ from ..ops.graph import Graph
 from ..valence.topology import topology_graph
 from ..valence.verlet import next_velocity
 from .guards import GuardConfig, RolloutGuard, StopReport
-from .physics import FrameCorrection
+from .correction import FrameCorrection
 
 
 class RolloutStopped(FloatingPointError):

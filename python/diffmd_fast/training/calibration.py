@@ -1,5 +1,5 @@
 """The friction of a trained model's own step, measured on its training data, so that rollouts can
-balance it with the matching fluctuation (dynamics.physics.StepFluctuation).
+balance it with the matching fluctuation (dynamics.fluctuation.StepFluctuation).
 
 A one-evaluation sampler returns the conditional mean of the next frame. Rolled out, that mean damps:
 it keeps the friction of the data's dynamics (a reference under Langevin friction γ teaches the mean
@@ -18,7 +18,7 @@ rounds so far (``log_sensitivity``).
 With ``stretches`` each X-H stretch (per partner element X) gets a friction γ_s of its own, found the
 same way from the kinetic temperature of the stretch, μ ⟨((v_H - v_X) · e)²⟩ / k_B (μ the pair's
 reduced mass, e the bond's direction at the two frames' midpoint), and balanced by a kick along the
-bond (dynamics.physics.StepFluctuation): a conditional mean damps the fast stretch more than the rest
+bond (dynamics.fluctuation.StepFluctuation): a conditional mean damps the fast stretch more than the rest
 of a hydrogen's motion, by an amount that varies from one training to the next.
 Nothing of the rollouts beyond the data's own temperatures enters, and no setting is chosen per
 molecule: a new molecule gets its γ from its own training data.
@@ -37,8 +37,8 @@ from ..config import CALIBRATION_ROUNDS
 from ..data.trajectory import Trajectory
 from ..data.windows import start_batch
 from ..data.elements import covalent_pairs, directed_bonds, masses
-from ..dynamics.physics import (MomentumProjection, StepFluctuation, friction_label, hydrogen_partners,
-                                partners_from_bonds)
+from ..dynamics.fluctuation import StepFluctuation, friction_label, hydrogen_partners, partners_from_bonds
+from ..dynamics.physics import MomentumProjection
 from ..dynamics.rollout import evenly_spaced_starts
 from ..dynamics.stepper import Stepper
 from ..evaluation.longrun import atom_kinetic_energy, group_temperature, internal_velocities
@@ -91,7 +91,7 @@ class Calibration:
         return out
 
     def record(self) -> dict:
-        """The JSON-able form a checkpoint stores (dynamics.physics.StepFluctuation reads friction_per_fs
+        """The JSON-able form a checkpoint stores (dynamics.fluctuation.StepFluctuation reads friction_per_fs
         and stretch_friction_per_fs)."""
         out = {"friction_per_fs": {str(z): g for z, g in self.friction_per_fs.items()},
                "target_K": {str(z): t for z, t in self.target_K.items()},
