@@ -244,3 +244,30 @@ def test_hr_by_separation_tells_a_conformer_change_from_a_bond_change():
     assert metrics["h_r_jsd_1_4"] == pytest.approx(by["1_4"]) and metrics["h_r_jsd_1_2"] == pytest.approx(by["1_2"])
     assert {name: (i.tolist(), j.tolist()) for name, (i, j) in longrun.pair_separations(ref[0], z).items()} == {
         "1_2": ([0, 1, 2], [1, 2, 3]), "1_3": ([0, 1], [2, 3]), "1_4": ([0], [3])}
+
+
+def test_a_linear_molecule_has_3n_minus_5_internal_degrees_of_freedom():
+    """CO2 at rest on a line with Maxwell-Boltzmann velocities at T: translation and the two rotations
+    removed, the remaining 3N − 5 = 4 degrees of freedom read T (over 3N − 6 they would read 4/3 T).
+    Thermal bending keeps it linear; water and a zigzag chain of ten carbons are not."""
+    from ase import units
+
+    from diffmd_fast.data.trajectory import Trajectory
+
+    rng = np.random.default_rng(0)
+    z = np.array([8, 6, 8])
+    m = longrun.masses(z, 3)
+    line = np.array([[-1.16, 0.0, 0.0], [0.0, 0.0, 0.0], [1.16, 0.0, 0.0]])
+    frames, temp = 4000, 500.0
+    v = rng.normal(size=(frames, 3, 3)) * np.sqrt(units.kB * temp / m)[None, :, None] * units.fs  # Å/fs
+    traj = Trajectory(np.repeat(line[None], frames, 0), z, 0.5, velocities=v)
+    assert longrun.velocity_temperatures(traj).mean() == pytest.approx(temp, rel=0.03)
+    bent = line + rng.normal(scale=0.05, size=(200, 3, 3))  # ~5° of thermal bending
+    assert longrun.is_linear(bent, m) and longrun.degrees_of_freedom(3, linear=True) == 4
+    water = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])
+    assert not longrun.is_linear(water, longrun.masses(np.array([8, 1, 1]), 3))
+    # an alkane chain of 20 carbons: the zigzag and the hydrogens off it
+    carbons = [[1.26 * i, 0.42 * (i % 2), 0.0] for i in range(20)]
+    hydrogens = [[1.26 * i, 0.42 * (i % 2) + (0.5 if i % 2 else -0.5), s * 0.9] for i in range(20) for s in (-1, 1)]
+    z = np.array([6] * 20 + [1] * 40)
+    assert not longrun.is_linear(np.array(carbons + hydrogens), longrun.masses(z, 60))

@@ -39,9 +39,15 @@ class SDE(ABC):
         """Map u ~ U[0, 1) to a training time s in [eps, 1].
 
         Log-uniform by default: with var(s) ≈ s near 0, uniform s puts nearly every sample at the
-        largest noise (std ~ 0.3 Å, ≫ one frame's acceleration ~ 1e-3 Å) and the network never
-        learns dynamics. Log-uniform s is Eq. 8 under uniform s with weight λ(s) = std²/s, spreading
-        the effort evenly over noise scales like Song et al.'s VE SDE does."""
+        largest noise (std ~ 0.3 Å, ≫ one frame's acceleration ~ 1e-3 Å), and a score of x(t+1)
+        about x(t) (the paper's parameterisation) never learns the dynamics that only the small
+        noise scales resolve. Log-uniform s is Eq. 8 under uniform s with weight λ(s) = std²/s,
+        spreading the effort evenly over noise scales like Song et al.'s VE SDE does.
+        Uniform s (Eq. 8 literally) is the choice for a one-evaluation sampler with EDM
+        preconditioning about an anchor (configs/long.toml): that sampler uses the denoiser at s = 1
+        only, where it is the regression of the next frame on the window (its skip weight
+        σ_data² / (σ² + σ_data²) ≈ 0), and uniform s trains nearly every sample in that regime
+        instead of spreading them over noise scales the sampler never visits."""
         if self.log_time:
             return self.eps ** (1.0 - u)
         return self.eps + (1.0 - self.eps) * u

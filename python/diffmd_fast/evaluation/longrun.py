@@ -26,7 +26,7 @@ Decisions (ours, not MDsim's):
 - Velocities are implied by positions, v(t+½) = (x(t+1) − x(t)) / Δt in Å/fs; for frames Δt apart this
   underestimates fast motion (a mode at frequency f is damped by sinc(π f Δt)), the same for gen and ref
   when both use the same Δt, so compare the two temperatures, not a thermostat's set point.
-- Temperature uses 3N − 6 degrees of freedom (3N − 5 = 1 for a diatomic) after removing the
+- Temperature uses 3N − 6 degrees of freedom (3N − 5 for a linear molecule, 1 for a diatomic) after removing the
   centre-of-mass velocity; rotation is not removed.
 - VDOS: Welch's method (periodic Hann window, 50 % overlapping segments, mean removed per segment) on
   the mass-weighted, centre-of-mass-free velocities, the reference's at the generated frame time. By Wiener-Khinchin the averaged power spectrum is
@@ -81,11 +81,32 @@ def _unit_sum(p: np.ndarray) -> np.ndarray:
     return p / total if total > 0 else p
 
 
-def degrees_of_freedom(n_atoms: int) -> int:
-    """3N − 6 for N ≥ 3 atoms, 1 (3N − 5) for a diatomic; a single atom has no internal motion."""
+# A molecule is linear when its atoms lie this close to its long axis (Å, the root mean square over the
+# atoms, averaged over the frames): a linear molecule's thermal bending moves them by ~0.1 Å at 500 K
+# (HCN's hydrogen ~0.2 Å, its heavy atoms a few hundredths), while a bent or branched molecule has atoms
+# ~1 Å off any axis (water's hydrogens 0.6-0.8 Å, an alkane chain's ~1 Å at any length).
+LINEAR_RMS_A = 0.3
+
+
+def is_linear(pos: np.ndarray, mass: np.ndarray) -> bool:
+    """Whether the molecule of positions (T, N, 3) or (N, 3) Å, masses (N,) amu, is linear at equilibrium
+    (LINEAR_RMS_A): every diatomic, and CO2, HCN or acetylene in their thermal bending."""
+    x = np.asarray(pos, dtype=np.float64).reshape(-1, *np.shape(pos)[-2:])
+    if x.shape[1] < 3:
+        return True
+    m = np.asarray(mass, dtype=np.float64)
+    r = x - (np.einsum("n,tnc->tc", m, x) / m.sum())[:, None, :]
+    axis = np.linalg.eigh(np.einsum("n,tna,tnb->tab", m, r, r))[1][..., -1]  # (T, 3) the long axis
+    off = r - np.einsum("tnc,tc->tn", r, axis)[..., None] * axis[:, None, :]  # (T, N, 3) Å
+    return bool(np.sqrt((off * off).sum(-1).mean(-1)).mean() < LINEAR_RMS_A)
+
+
+def degrees_of_freedom(n_atoms: int, linear: bool = False) -> int:
+    """The internal degrees of freedom: 3N − 6 for N ≥ 3 atoms, 3N − 5 for a linear molecule (``linear``,
+    ``is_linear``) and every diatomic; a single atom has no internal motion."""
     if n_atoms < 2:
         raise ValueError(f"a kinetic temperature needs at least 2 atoms, got {n_atoms}")
-    return 1 if n_atoms == 2 else 3 * n_atoms - 6
+    return 3 * n_atoms - 5 if linear or n_atoms == 2 else 3 * n_atoms - 6
 
 
 def frequency_cm1(f_per_fs: np.ndarray | float) -> np.ndarray | float:
@@ -267,11 +288,11 @@ def group_temperature(kinetic_energy: float, atom_frames: float) -> float:
     return float(2.0 * kinetic_energy / (3.0 * atom_frames * units.kB)) if atom_frames else float("nan")
 
 
-def kinetic_temperature(vel: np.ndarray, mass: np.ndarray) -> np.ndarray:
-    """(T,) K from velocities (T, N, 3) Å/fs and masses (N,) amu.
+def kinetic_temperature(vel: np.ndarray, mass: np.ndarray, linear: bool = False) -> np.ndarray:
+    """(T,) K from velocities (T, N, 3) Å/fs and masses (N,) amu of a molecule, ``linear`` or not (is_linear).
 
     T = 2 KE / (f k_B) with KE = ½ Σ m |v − v_com|² converted to eV through ase.units (1 Å/fs is
-    1 / units.fs in ASE's velocity unit, so 1 amu Å²/fs² = 103.64 eV) and f = degrees_of_freedom(N).
+    1 / units.fs in ASE's velocity unit, so 1 amu Å²/fs² = 103.64 eV) and f = degrees_of_freedom(N, linear).
     """
     v = np.asarray(vel, dtype=np.float64)
     m = np.asarray(mass, dtype=np.float64)
@@ -279,12 +300,12 @@ def kinetic_temperature(vel: np.ndarray, mass: np.ndarray) -> np.ndarray:
         raise ValueError(f"need velocities (T, N, 3) and masses (N,), got {v.shape} and {m.shape}")
     v = remove_com_velocity(v, m) / units.fs  # ASE units: Å / (ASE time), so m v² is in eV
     ke = 0.5 * np.einsum("n,tnc->t", m, v * v)  # (T,) eV
-    return 2.0 * ke / (degrees_of_freedom(v.shape[1]) * units.kB)
+    return 2.0 * ke / (degrees_of_freedom(v.shape[1], linear) * units.kB)
 
 
 def temperature_series(traj: np.ndarray, numbers: np.ndarray, dt_fs: float | None) -> np.ndarray:
     """(T−1,) K: kinetic temperature of the internal motion (``internal_velocities``) of each implied
-    velocity frame of positions (T, N, 3) Å, over 3N − 6 degrees of freedom."""
+    velocity frame of positions (T, N, 3) Å, over 3N − 6 degrees of freedom (3N − 5 for a linear molecule)."""
     t = _check_traj(traj, "traj")
     dt = _check_dt(dt_fs)
     m = masses(numbers, t.shape[1])
@@ -292,18 +313,20 @@ def temperature_series(traj: np.ndarray, numbers: np.ndarray, dt_fs: float | Non
         raise ValueError(f"a temperature needs at least 2 frames, got {t.shape[0]}")
     out = np.empty(t.shape[0] - 1)
     step = _chunk(3 * t.shape[1])
+    linear = is_linear(t[:: max(1, t.shape[0] // 1000)], m)
     for lo in range(0, t.shape[0] - 1, step):
         hi = min(lo + step, t.shape[0] - 1)
-        out[lo:hi] = kinetic_temperature(internal_velocities(t[lo: hi + 1], m, dt), m)
+        out[lo:hi] = kinetic_temperature(internal_velocities(t[lo: hi + 1], m, dt), m, linear)
     return out
 
 
 def velocity_temperatures(traj) -> np.ndarray:
     """(T,) K: the kinetic temperature of the internal motion of a Trajectory's own velocities (the
     engine's, else estimated: Trajectory.velocity_estimates), rigid-body translation and rotation
-    removed, over 3N - 6 degrees of freedom."""
+    removed, over 3N - 6 degrees of freedom (3N - 5 for a linear molecule)."""
     m = masses(traj.numbers, traj.num_atoms)
-    return kinetic_temperature(remove_rigid_motion(traj.velocity_estimates(), traj.positions, m), m)
+    linear = is_linear(traj.positions[:: max(1, traj.num_frames // 1000)], m)
+    return kinetic_temperature(remove_rigid_motion(traj.velocity_estimates(), traj.positions, m), m, linear)
 
 
 # -------------------------------------------------------------------------------------------- VDOS

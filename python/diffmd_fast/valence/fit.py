@@ -21,7 +21,7 @@ from ase import units
 from scipy.special import i0e
 
 from ..data.elements import directed_bonds
-from ..evaluation.longrun import degrees_of_freedom, implied_velocities, kinetic_temperature, masses
+from ..evaluation.longrun import degrees_of_freedom, implied_velocities, is_linear, kinetic_temperature, masses
 from ..evaluation.metrics import bond_lengths, bonds_from_reference
 from .topology import ENV_BASE, ENV_NEIGHBOURS, atom_environments, bond_angles, bond_dihedrals
 
@@ -57,8 +57,10 @@ def _fit_temperature(traj) -> float:
     ethanol's, MAX_ROTATION_FACTOR."""
     x = np.asarray(traj.positions, dtype=np.float64)
     n = x.shape[1]
-    counted = kinetic_temperature(implied_velocities(x, traj.dt_fs), masses(traj.numbers, n)).mean()  # K
-    factor = (3 * n - 3) / degrees_of_freedom(n)
+    m = masses(traj.numbers, n)
+    linear = is_linear(x[:: max(1, len(x) // 1000)], m)
+    counted = kinetic_temperature(implied_velocities(x, traj.dt_fs), m, linear).mean()  # K
+    factor = (3 * n - 3) / degrees_of_freedom(n, linear)
     return float(counted if factor <= MAX_ROTATION_FACTOR else counted * MAX_ROTATION_FACTOR / factor)
 
 
