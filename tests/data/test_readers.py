@@ -96,7 +96,9 @@ def test_velocities_round_trip(tmp_path, traj, suffix):
     """The engine's velocities (Å/fs) survive every format we write; slices keep them aligned."""
     from dataclasses import replace
 
-    v = np.random.default_rng(2).standard_normal(traj.positions.shape) * 0.01  # (T, N, 3) Å/fs
+    # (T, N, 3) Å/fs, as fast as the positions move (their steps are 0.01 Å per 0.5 fs): a reader refuses
+    # velocities that disagree with the time step
+    v = np.random.default_rng(2).standard_normal(traj.positions.shape) * 0.02
     with_v = replace(traj, velocities=v)
     path = save_npz(with_v, tmp_path / "w.npz") if suffix == ".npz" else write_extxyz(with_v, tmp_path / f"w{suffix}")
     np.testing.assert_allclose(load_trajectory(path).velocities, v, rtol=1e-6, atol=1e-9)
@@ -194,3 +196,24 @@ def test_positions_in_another_length_unit_are_refused_in_one_line(tmp_path, fact
     assert load_trajectory(tmp_path / "ok.npz").num_frames == 20
     ase.io.write(tmp_path / "he.xyz", Atoms("He", positions=[[0.0, 0.0, 0.0]]))
     assert load_trajectory(tmp_path / "he.xyz").num_atoms == 1
+
+
+def test_a_time_step_that_disagrees_with_the_stored_velocities_is_refused(tmp_path):
+    """Positions and velocities of a molecule vibrating with periods of 10-100 fs, stored 0.5 fs apart: read
+    at 0.5 fs they agree; read at 10 fs (a time step meant for other frames) or at 0.049 fs (an ASE time
+    unit taken for a fs) they do not, and the error names the spacing the frames really have."""
+    from diffmd_fast.data import load_trajectory, save_npz
+    from diffmd_fast.data.trajectory import Trajectory, TrajectoryError
+
+    rng = np.random.default_rng(0)
+    t = 0.5 * np.arange(400)[:, None, None]  # fs
+    omega = 2 * np.pi / rng.uniform(10, 100, size=(1, 4, 3))  # 1/fs
+    amp, phase = rng.uniform(0.02, 0.1, size=(1, 4, 3)), rng.uniform(0, 2 * np.pi, size=(1, 4, 3))
+    base = np.array([[0.0, 0.0, 0.0], [1.1, 0.0, 0.0], [-0.4, 1.0, 0.0], [-0.4, -0.5, 0.9]])
+    x = base + amp * np.sin(omega * t + phase)
+    v = amp * omega * np.cos(omega * t + phase)  # Å/fs
+    path = save_npz(Trajectory(x, np.array([6, 1, 1, 1]), 0.5, velocities=v, name="vib"), tmp_path / "vib.npz")
+    assert load_trajectory(path).dt_fs == 0.5
+    for wrong in (10.0, 0.0491):
+        with pytest.raises(TrajectoryError, match=r"likely 0\.5\d* fs apart"):
+            load_trajectory(path, dt_fs=wrong)

@@ -249,6 +249,44 @@ def load_trajectory(path: str | os.PathLike, *, dt_fs: float | None = None, name
         return traj if name is None else replace(traj, name=name)
     if molecule is not None:
         raise TrajectoryError(f"{p.name}: holds one molecule; a molecule selector only applies to databases (.db)")
-    if p.suffix == ".npz" or zipfile.is_zipfile(p):
-        return _load_npz(p, dt_fs, name)
-    return _load_ase(p, dt_fs, name)
+    traj = _load_npz(p, dt_fs, name) if p.suffix == ".npz" or zipfile.is_zipfile(p) else _load_ase(p, dt_fs, name)
+    check_time_step(traj, "set the right one with --dt-fs (Python: dt_fs=)")
+    return traj
+
+
+# Stored frames up to CHECKED_DT_FS apart are checked against their velocities. A difference of positions
+# is the mean velocity over its interval, never faster than the velocities (up to noise: at most
+# VELOCITY_AGREEMENT times), and slower by the fast modes' averaging: frames up to RESOLVED_DT_FS apart
+# resolve a C-H stretch (at 5 fs its share still 0.7), so they agree within VELOCITY_AGREEMENT both ways;
+# further apart only the slower modes count, and at least SPARSE_AGREEMENT of the velocity remains.
+RESOLVED_DT_FS = 5.0
+CHECKED_DT_FS = 20.0
+VELOCITY_AGREEMENT = 2.0
+SPARSE_AGREEMENT = 0.2
+CHECKED_PAIRS = 64
+
+
+def check_time_step(traj: Trajectory, remedy: str) -> None:
+    """Raise TrajectoryError when ``traj``'s stored velocities and the differences of its positions over
+    its time step disagree by more than VELOCITY_AGREEMENT times (root mean square over CHECKED_PAIRS
+    pairs of consecutive frames; further apart than RESOLVED_DT_FS, only positions moving less than
+    SPARSE_AGREEMENT of the velocities): the time between frames (or the velocities' unit) is wrong, e.g.
+    an ASE trajectory's times read in ASE time units (1 fs = 0.0982) or a time step given for other
+    frames. ``remedy`` ends the message. Frames further apart than CHECKED_DT_FS, unevenly spaced or
+    without velocities are not checked."""
+    dt = traj.dt_fs
+    if traj.velocities is None or dt is None or dt > CHECKED_DT_FS or not traj.evenly_spaced or traj.num_frames < 2:
+        return
+    t = np.unique(np.linspace(0, traj.num_frames - 2, min(CHECKED_PAIRS, traj.num_frames - 1)).astype(np.int64))
+    x, v = traj.positions, traj.velocities
+    moved = np.sqrt(np.mean(((x[t + 1] - x[t]) / dt) ** 2))  # Å/fs
+    stored = np.sqrt(np.mean((0.5 * (v[t] + v[t + 1])) ** 2))  # Å/fs, at the same midpoints
+    if moved == 0 and stored == 0:
+        return
+    ratio = moved / stored if stored > 0 else np.inf  # the frames' spacing over dt
+    low = 1 / VELOCITY_AGREEMENT if dt <= RESOLVED_DT_FS else SPARSE_AGREEMENT
+    if not low <= ratio <= VELOCITY_AGREEMENT:
+        raise TrajectoryError(
+            f"{traj.name}: its positions move {ratio:.3g}x as fast as its stored velocities say at {dt:g} fs "
+            f"between frames: the frames are likely {dt * ratio:.3g} fs apart (or the velocities not in Å/fs); "
+            + remedy)
