@@ -166,3 +166,24 @@ def test_a_stopped_run_keeps_its_state_and_the_same_call_continues_it(tmp_path, 
     assert not state.exists() and resumed.provenance["resumed_at_step"] == 38
     np.testing.assert_array_equal(resumed.positions[:10], whole.positions[:10])
     np.testing.assert_allclose(resumed.positions, whole.positions, atol=1e-4)
+
+
+def test_a_start_structure_is_read_in_angstrom_from_any_file_or_refused_in_one_line(tmp_path):
+    """A structure file in Bohr is refused before any dynamics (it would run at ~11,000 K), a trajectory
+    npz gives its last frame, and a file no reader understands is a ValueError, not the reader's own type."""
+    import ase.io
+    from ase import Atoms
+
+    from diffmd_fast.data import bundled
+    from diffmd_fast.data.simulate import load_start
+
+    traj = load_trajectory(bundled("ethanol"))
+    ase.io.write(tmp_path / "bohr.xyz", Atoms(numbers=traj.numbers, positions=traj.positions[0] * 1.8897))
+    with pytest.raises(ValueError, match="Bohr"):
+        load_start(tmp_path / "bohr.xyz", 1)
+    atoms, name, _ = load_start(bundled("ethanol"), 1)
+    np.testing.assert_allclose(atoms.positions, traj.positions[-1])
+    assert name == "ethanol" and list(atoms.numbers) == list(traj.numbers)
+    (tmp_path / "junk.xyz").write_text("not a structure\n")
+    with pytest.raises(ValueError, match="cannot read a structure from junk.xyz"):
+        load_start(tmp_path / "junk.xyz", 1)

@@ -51,6 +51,7 @@ try:  # ASE >= 3.29 renamed MaxwellBoltzmannDistribution (the old name warns)
 except ImportError:  # pragma: no cover - older ASE
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
 
+from .elements import check_angstrom
 from .trajectory import Trajectory
 from .writers import atomic_path, save_npz
 
@@ -91,14 +92,27 @@ def _embedded(smiles: str, seed: int, Chem, AllChem) -> Atoms:
 
 
 def load_start(smiles_or_path: str | os.PathLike, seed: int) -> tuple[Atoms, str, dict]:
-    """Start structure, a default name and the provenance of where it came from."""
+    """Start structure, a default name and the provenance of where it came from. A file holding several
+    frames gives its last (``ase.io.read``'s default), a trajectory npz (load_trajectory) too. Raises
+    FileNotFoundError for a missing file and ValueError for one no reader understands or whose positions
+    cannot be in Å (data.elements.check_angstrom)."""
     path = Path(smiles_or_path)
     if isinstance(smiles_or_path, os.PathLike) or path.is_file():
         if not path.exists():
-            raise FileNotFoundError(f"simulate: structure file {path} does not exist")
+            raise FileNotFoundError(f"structure file {path} does not exist")
         import ase.io
 
-        atoms = ase.io.read(path)
+        if path.suffix == ".npz":
+            from .readers import load_trajectory
+
+            traj = load_trajectory(path)
+            atoms = Atoms(numbers=traj.numbers, positions=traj.positions[-1])
+        else:
+            try:
+                atoms = ase.io.read(path)
+            except Exception as err:  # ASE raises its own types (UnknownFileTypeError, parse errors) per format
+                raise ValueError(f"cannot read a structure from {path.name}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+        check_angstrom(atoms.positions, atoms.numbers, f"{path.name}: positions")
         return atoms, path.stem, {"source_file": str(path)}
     smiles = str(smiles_or_path)
     return atoms_from_smiles(smiles, seed), smiles, {"smiles": smiles, "geometry": "RDKit ETKDG + MMFF"}
