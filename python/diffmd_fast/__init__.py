@@ -26,9 +26,9 @@ try:  # the compiled extension registers the torch ops on import
     from . import _C  # noqa: F401
 except ImportError as _err:  # pragma: no cover - exercised only on broken installs
     warnings.warn(
-        f"diffmd_fast: compiled extension not found ({_err}); the pure-PyTorch reference "
-        "backend runs instead (slow, memory-hungry). Reinstall with "
-        "`pip install --no-build-isolation .` to build it.",
+        f"diffmd_fast: the compiled extension is not built here (importing it said: {_err}); the "
+        "pure-PyTorch reference backend runs instead (slow, memory-hungry). Build it with "
+        "`pip install --no-build-isolation .` (README: `make setup`).",
         RuntimeWarning,
         stacklevel=2,
     )

@@ -7,7 +7,9 @@ import shutil
 import subprocess
 import sys
 
+import ase.io
 import numpy as np
+from ase import Atoms
 import pytest
 
 from diffmd_fast.cli import main
@@ -133,8 +135,12 @@ def test_simulate_a_few_steps(tmp_path):
      "does not exist"),
     (["simulate", "CCO", "--out", "x.txt"], "must end in .npz"),
     (["evaluate", "--reference", "ethanol", "--generated", "nope.npz", "--json", "m.json"], "does not exist"),
+    (["train", "--data", "ethanol", "--out", "x", "--split", "0.6,0.2,0.2"], "not fractions"),
+    (["simulate", "bohr.xyz", "--out", "x.npz"], "Bohr"),
+    (["bench", "stability", "--molecules", "nope.npz"], "does not exist"),
 ])
 def test_bad_input_is_one_line_error(args, needle, tmp_path):
+    ase.io.write(tmp_path / "bohr.xyz", Atoms("OH2", positions=[[0, 0, 0], [1.81, 0, 0], [-0.45, 1.76, 0]]))  # water in Bohr
     proc = subprocess.run([sys.executable, "-m", "diffmd_fast.cli", *args], capture_output=True, text=True,
                           cwd=tmp_path, env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=120)
     assert proc.returncode == 2

@@ -357,6 +357,12 @@ def main(argv=None) -> list[Cell]:
             for s in args.samplers.split(",")]
     tag = "".join(f"_{o}" for o in args.rollout_set).replace("=", "-").replace("/", "-")
     tag += f"_seed{args.seed}" if args.seed != 1 else ""  # the rollouts' random stream
+    from ..data.shipped import bundled_names
+
+    missing = [m for m in args.molecules.split(",") if m not in bundled_names() and not Path(m.rpartition("@")[0] or m).exists()]
+    if missing:  # before any cell: a typo must not surface after hours of other molecules' cells
+        raise FileNotFoundError(f"--molecules: trajectory file {missing[0]} does not exist (nor is it a bundled name: "
+                                f"{', '.join(bundled_names())})")
     for molecule, stride, sampler in tqdm(grid, desc="cells", unit="cell"):
         name = Path(molecule).stem  # a bundled name, or a data file's name (never its path)
         cache = Path(args.runs) / "cells" / f"{name}_s{stride}_{sampler}_{args.ps:g}ps_{args.starts}{tag}.json"

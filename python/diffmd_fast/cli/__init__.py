@@ -44,6 +44,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def _one_line_warning(command: str):
+    """A ``warnings.showwarning`` that prints a warning's first line after the command's name, as errors
+    are printed (not the warning's source file and line, which are for --debug)."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = str(message).splitlines()[0] if str(message) else category.__name__
+        print(f"diffmd {command}: warning: {text}", file=file or sys.stderr)
+
+    return show
+
+
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -54,6 +65,7 @@ def _main(argv: Sequence[str] | None) -> int:
         with warnings.catch_warnings():
             if not args.debug:
                 warnings.filterwarnings("ignore", category=UserWarning, module="e3nn")
+                warnings.showwarning = _one_line_warning(args.command)
             return int(args.run(args) or 0)
     except (ValueError, FileNotFoundError, NotADirectoryError, CheckpointError, FloatingPointError, SimulationError) as err:
         if args.debug:

@@ -61,6 +61,17 @@ def load_structure(spec: str):
     return frames[0]
 
 
+def frame_counts(text: str, names: tuple[str, ...], optional: int = 0) -> list[int]:
+    """The comma-separated frame counts of ``--split`` (``names``, e.g. ("TRAIN", "VAL", "TEST"); the last
+    ``optional`` of them may be left out), as whole numbers >= 0. Raises ValueError in one line naming the
+    form otherwise (fractions such as 0.6,0.2,0.2 included)."""
+    parts = [p.strip() for p in str(text).split(",")]
+    if not len(names) - optional <= len(parts) <= len(names) or not all(p.isdigit() for p in parts):
+        raise ValueError(f"--split takes {','.join(names)} frame counts (whole numbers of frames, not fractions), "
+                         f"got {text!r}")
+    return [int(p) for p in parts]
+
+
 def write_json(data: dict[str, Any], path: str | Path) -> Path:
     """Atomic JSON write (temp file + rename): a killed run never leaves half a file."""
     from ..data.writers import write_text

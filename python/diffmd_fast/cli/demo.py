@@ -48,10 +48,10 @@ def run(args) -> int:
     from ..data.writers import write_text
 
     t0 = time.perf_counter()
-    from .common import load_input
+    from .common import frame_counts, load_input
 
     traj = load_input(args.data or "ethanol", args, need_dt=True)
-    n_train, n_val = (int(v) for v in args.split.split(","))
+    n_train, n_val = frame_counts(args.split, ("TRAIN", "VAL"))
     split = short_to_long_split(traj, train=n_train, val=n_val, test=traj.num_frames - n_train - n_val)
     cfg_path = args.config or resources.files("diffmd_fast") / "configs" / "demo.toml"
     cfg = Config.from_toml(cfg_path, overrides=args.set)

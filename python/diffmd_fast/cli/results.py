@@ -66,10 +66,10 @@ def _sizes(items: list[str]) -> dict[str, tuple[int, int]]:
 
 
 def _split(text: str) -> tuple[int, int, int]:
-    parts = text.split(",")
-    if len(parts) not in (2, 3) or not all(p.strip().isdigit() for p in parts):
-        raise ValueError(f"--split takes TRAIN,VAL or TRAIN,VAL,TEST frame counts, got {text!r}")
-    return tuple(int(p) for p in parts) + (0,) * (3 - len(parts))
+    from .common import frame_counts
+
+    parts = frame_counts(text, ("TRAIN", "VAL", "TEST"), optional=1)
+    return tuple(parts) + (0,) * (3 - len(parts))
 
 
 def _sources(args, tables: set[str]) -> tuple[dict[str, str], dict[str, str], str, str]:

@@ -31,13 +31,12 @@ def add_arguments(p):
 
 def split_all(trajs, spec):
     from ..data import short_to_long_split
+    from .common import frame_counts
 
     out = []
     for t in trajs:
         if spec:
-            n = [int(v) for v in spec.split(",")]
-            if len(n) != 3:
-                raise ValueError(f"--split must be TRAIN,VAL,TEST frame counts, got {spec!r}")
+            n = frame_counts(spec, ("TRAIN", "VAL", "TEST"))
         else:
             n = [int(0.6 * t.num_frames), int(0.2 * t.num_frames)]
             n.append(t.num_frames - n[0] - n[1])

@@ -97,7 +97,8 @@ def load_latest(directory: str | Path, map_location: Any = "cpu") -> tuple[dict[
             problems.append((path, str(err)))
             continue
         for _, problem in problems:  # worth a warning only when an older checkpoint is used instead
-            warnings.warn(f"skipping unusable checkpoint: {problem}", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"skipping unusable checkpoint {problem}; using the older {path.name} (from step "
+                          f"{found[0].get('step', '?')}) instead", RuntimeWarning, stacklevel=2)
         return found
     if problems:
         # one line (the command line shows an error's first line only): each file by its name, since

@@ -374,10 +374,11 @@ def _fitted_prior(model: ScoreNet, cfg: Config, train_trajs: list, stats: dict, 
     # with force matching these Boltzmann-inverted tables are only the fit's start: the fit's result is checked
     prior.set_tables(frame_fs=step_fs, verlet_check=not cfg.model.prior_force_matching, **tables)
     if cfg.model.prior_force_matching:
-        tables, summary = force_matched(train_trajs, prior, tables, anharmonic=cfg.model.prior_anharmonic,
+        fitted, summary = force_matched(train_trajs, prior, tables, anharmonic=cfg.model.prior_anharmonic,
                                         torsions=cfg.model.prior_torsion_matching and cfg.model.prior_torsions)
-        prior.set_tables(frame_fs=step_fs, **tables)
-        log(f"valence prior: {summary}")
+        prior.set_tables(frame_fs=step_fs, **fitted)
+        if fitted is not tables:  # else the fit was refused, and force_matched's warning said why
+            log(f"valence prior: {summary}")
     return prior
 
 
