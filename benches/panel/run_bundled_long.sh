@@ -35,3 +35,8 @@ run torsion_matching_seed2 "$RUNS/torsion_matching_seed2" --samplers heun1 --set
 # the prior alone needs no trained network: one epoch, no calibration
 run morse_bonds_prior_alone "$RUNS/morse" --samplers prior-only --set train.epochs=1 --set train.calibration_frames=0 \
   --set model.prior_anharmonic=true $ELEMENT
+# diffusion times drawn uniformly in training (sde.time_sampling = "uniform"), two seeds
+run uniform_time "$RUNS/uniform_time" --samplers heun1,prior-only --set train.epochs=30 --set train.seed=1 \
+  --set sde.time_sampling=uniform
+run uniform_time_seed2 "$RUNS/uniform_time_seed2" --samplers heun1 --set train.epochs=30 --set train.seed=2 \
+  --set sde.time_sampling=uniform

@@ -41,3 +41,6 @@ run "benches/results/stability_panel6_no_thermostat_calibrated_${PS}ps.json" "$R
 # the first runs' trained networks, calibrated again
 "$V/python" benches/panel/recalibrate.py "$RUNS" "$RUNS/stretches"
 run "benches/results/stability_panel6_stretch_calibrated_${PS}ps.json" "$RUNS/stretches"
+# diffusion times drawn uniformly in training (sde.time_sampling = "uniform"; chosen on the bundled molecules'
+# 12 ps references, run_bundled_long.sh), trained afresh
+run "benches/results/stability_panel6_uniform_time_${PS}ps.json" "$RUNS/uniform_time" --set sde.time_sampling=uniform
