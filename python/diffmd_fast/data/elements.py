@@ -66,8 +66,14 @@ def check_angstrom(positions: np.ndarray, numbers: np.ndarray, what: str = "posi
         return
     z = np.asarray(numbers).astype(np.int64)
     dist, nearest = cKDTree(x).query(x, k=2)  # column 1: the nearest other atom
-    ratio = float(np.median(dist[:, 1] / (covalent_radii[z] + covalent_radii[z[nearest[:, 1]]])))
+    each = dist[:, 1] / (covalent_radii[z] + covalent_radii[z[nearest[:, 1]]])  # (N,)
+    ratio = float(np.median(each))
     lo, hi = ANGSTROM_RATIO
+    if not lo <= ratio <= hi and lo <= each.max() <= hi and ratio < lo:
+        # another unit scales every distance; a molecule this small with one pair inside each other does not
+        i = int(np.argmin(each))
+        raise ValueError(f"{what}: atoms {i} and {int(nearest[i, 1])} overlap, {dist[i, 1]:.3g} Å apart "
+                         f"({each[i]:.2g}x their covalent bond length)")
     if not lo <= ratio <= hi:
         units = ("Bohr (1.89x)" if 1.6 < ratio < 2.3 else "nm (0.1x)" if 0.05 < ratio < 0.2 else "another unit")
         raise ValueError(f"{what}: atoms sit {ratio:.3g}x their covalent bond lengths from their nearest neighbours "
