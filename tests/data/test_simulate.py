@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from diffmd_fast.data import load_trajectory
-from diffmd_fast.data.simulate import SimulationError, omp_threads, simulate
+from diffmd_fast.data.simulate import omp_threads, simulate
 
 tblite_ase = pytest.importorskip("tblite.ase")
 
