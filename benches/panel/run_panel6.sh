@@ -44,3 +44,7 @@ run "benches/results/stability_panel6_stretch_calibrated_${PS}ps.json" "$RUNS/st
 # diffusion times drawn uniformly in training (sde.time_sampling = "uniform"; chosen on the bundled molecules'
 # 12 ps references, run_bundled_long.sh), trained afresh
 run "benches/results/stability_panel6_uniform_time_${PS}ps.json" "$RUNS/uniform_time" --set sde.time_sampling=uniform
+# benzylamine, a second training each way (the uniform times' first training lost one start)
+BZ="--molecules $DATA/benzylamine.npz --samplers heun1 --set train.seed=2"
+run "benches/results/stability_panel6_benzylamine_seed2_uniform_${PS}ps.json" "$RUNS/uniform_time_seed2" $BZ --set sde.time_sampling=uniform
+run "benches/results/stability_panel6_benzylamine_seed2_log_uniform_${PS}ps.json" "$RUNS/seed2" $BZ --set sde.time_sampling=log_uniform
