@@ -217,3 +217,11 @@ def test_a_time_step_that_disagrees_with_the_stored_velocities_is_refused(tmp_pa
     for wrong in (10.0, 0.0491):
         with pytest.raises(TrajectoryError, match=r"likely 0\.5\d* fs apart"):
             load_trajectory(path, dt_fs=wrong)
+
+
+def test_a_missing_file_names_a_trajectory_of_the_same_name_beside_it(tmp_path):
+    """generate writes a run longer than its npz limit to .extxyz alone: asking for the npz points there."""
+    water = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])  # Å
+    write_extxyz(np.stack([water, water]), tmp_path / "run.extxyz", np.array([8, 1, 1]), dt_fs=1.0)
+    with pytest.raises(FileNotFoundError, match=r"run.npz does not exist \(beside it: run.extxyz\)"):
+        load_trajectory(tmp_path / "run.npz")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,9 @@ def load_input(spec: str, args, *, need_dt: bool = False):
     traj = load_data(spec, dt_fs=getattr(args, "dt_fs", None), molecule=getattr(args, "molecule", None))
     if need_dt and traj.dt_fs is None:
         raise ValueError(f"{spec}: the time between frames is not stored; pass --dt-fs FS")
+    note = traj.provenance.get("dt_fs_note")
+    if need_dt and note and getattr(args, "dt_fs", None) is None:  # a time step the file does not state
+        print(f"note: {spec}: {traj.dt_fs:g} fs between frames ({note}); --dt-fs sets another", file=sys.stderr)
     return traj
 
 

@@ -2,6 +2,7 @@
 the sampling steps of the public data sets, the units files state, and periodic cells."""
 from __future__ import annotations
 
+import glob
 import os
 from pathlib import Path
 
@@ -24,10 +25,19 @@ ENERGY_UNITS = {"ev": 1.0, "au": units.Hartree, "ha": units.Hartree, "hartree": 
                 "kcal/mol": units.kcal / units.mol, "kj/mol": units.kJ / units.mol, "mev": 1e-3}
 
 
+# the suffixes of the trajectory files diffmd writes and reads, for a missing file's hint (require_file)
+TRAJECTORY_SUFFIXES = (".npz", ".extxyz", ".xyz", ".traj", ".db")
+
+
 def require_file(path: str | os.PathLike) -> Path:
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"trajectory file {p} does not exist")
+        # a run's frames may be in another format beside the name asked for (generate writes a long run
+        # to .extxyz alone): name it
+        beside = sorted(q.name for q in p.parent.glob(f"{glob.escape(p.stem)}.*")
+                        if q.suffix in TRAJECTORY_SUFFIXES and q != p) if p.parent.is_dir() else []
+        hint = f" (beside it: {', '.join(beside)})" if beside else ""
+        raise FileNotFoundError(f"trajectory file {p} does not exist{hint}")
     if p.is_dir():
         raise TrajectoryError(f"{p}: is a folder, expected a trajectory file")
     return p
