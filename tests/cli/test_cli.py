@@ -115,6 +115,13 @@ def test_evaluate_long_run_metrics_on_ethanol_slices(tmp_path, capsys):
     assert b["stability_frames"] == 0 and b["h_r_mae"] is None and b["vdos_overlap"] is None
     for png in ("temperature.png", "h_r.png", "vdos.png", "rmsd_over_time.png"):
         assert _is_png(tmp_path / "plots" / png)
+    # a --compare run that records no start frame (one made from a lone structure) is not phase-aligned
+    save_npz(replace(part, provenance={}), tmp_path / "lone.npz")
+    assert main(["evaluate", "--reference", "ethanol", "--generated", str(tmp_path / "gen.npz"),
+                 "--compare", f"lone={tmp_path / 'lone.npz'}", "--json", str(out)]) == 0
+    assert "--compare lone records no start frame" in capsys.readouterr().out
+    lone = json.loads(out.read_text())["models"]["lone"]
+    assert lone["aligned_frames"] == 0 and "armse" not in lone and lone["h_r_jsd"] is not None
 
 
 def test_simulate_a_few_steps(tmp_path):

@@ -203,17 +203,27 @@ def _load(args):
     if start is None:
         print(f"{args.generated} records no start frame (a run from one structure?): phase-aligned metrics "
               "skipped; pass --start to compare frame by frame")
-    return ref, named, None if start is None else int(start), stride, frame_fs
+    # each trajectory's start for the phase-aligned scores: a --compare run that records none shares the
+    # start only when --start says so (one made from a lone structure has no reference frame to align to)
+    starts = {name: None if start is None or (args.start is None and name != "diffmd"
+                                               and gen.provenance.get("start_frame") is None) else int(start)
+              for name, gen in named.items()}
+    for name in named:
+        if start is not None and starts[name] is None:
+            print(f"--compare {name} records no start frame: its phase-aligned metrics skipped; pass --start if it "
+                  f"starts at reference frame {start} too")
+    return ref, named, starts, stride, frame_fs
 
 
 def run(args) -> int:
     from .common import markdown_table, write_json
 
-    ref, named, start, stride, frame_fs = _load(args)
+    ref, named, starts, stride, frame_fs = _load(args)
+    start = starts["diffmd"]
     results, runs, rows = {}, {}, []
     for name, gen in named.items():
         what = f"--generated {args.generated}" if name == "diffmd" else f"--compare {name}"
-        results[name], runs[name] = score(ref, gen, start, stride, frame_fs, what)
+        results[name], runs[name] = score(ref, gen, starts[name], stride, frame_fs, what)
         rows.append({"model": name, **results[name]})
     out = {"reference": ref.name, "reference_frames": ref.num_frames, "start_frame": start,
            "frames": named["diffmd"].num_frames, **results["diffmd"], "models": results}
@@ -221,14 +231,15 @@ def run(args) -> int:
     print(markdown_table(rows, COLUMNS))
     print()
     print(markdown_table(rows, LONG_COLUMNS))
-    _print_notes(ref, named, results, runs, start, stride, frame_fs)
+    _print_notes(ref, named, results, runs, starts, stride, frame_fs)
     if args.plots:
-        _plots(args.plots, ref, named, runs, start, stride, frame_fs)
+        _plots(args.plots, ref, named, runs, starts, stride, frame_fs)
     print(f"metrics: {args.json}")
     return 0
 
 
-def _print_notes(ref, named, results, runs, start, stride, frame_fs) -> None:
+def _print_notes(ref, named, results, runs, starts, stride, frame_fs) -> None:
+    """The reference's sampling and each trajectory's notes; ``starts`` {name: its phase-aligned start or None}."""
     m = results["diffmd"]
     ref_t = m["temperature_ref_mean_K"]
     every = f"every {ref.dt_fs:g} fs" if ref.dt_fs is not None else "(time step unknown)"
@@ -241,12 +252,12 @@ def _print_notes(ref, named, results, runs, start, stride, frame_fs) -> None:
     for name, gen in named.items():
         for note in runs[name].notes:
             print(f"{name}: {note}")
-        if start is not None and results[name]["aligned_frames"] < gen.num_frames:
+        if starts[name] is not None and results[name]["aligned_frames"] < gen.num_frames:
             print(f"{name}: the reference covers {results[name]['aligned_frames']} of {gen.num_frames} frames; "
                   "phase-aligned metrics use those")
 
 
-def _plots(directory, ref, named, runs, start, stride, frame_fs) -> None:
+def _plots(directory, ref, named, runs, starts, stride, frame_fs) -> None:
     from pathlib import Path
 
     import numpy as np
@@ -254,10 +265,10 @@ def _plots(directory, ref, named, runs, start, stride, frame_fs) -> None:
     from ..evaluation import plots
 
     d = Path(directory)
-    first = named["diffmd"]
+    first, start = named["diffmd"], starts["diffmd"]
     target = aligned_reference(ref, first, start, stride)
     k = len(target)
-    pos = {n: g.positions[:k] for n, g in named.items() if g.num_frames >= k}
+    pos = {n: g.positions[:k] for n, g in named.items() if g.num_frames >= k and starts[n] is not None}
     made = []
     if k:
         static = np.broadcast_to(ref.positions[start], target.shape)
