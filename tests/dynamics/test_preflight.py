@@ -135,6 +135,10 @@ def test_another_molecule_count_is_refused_unless_allowed(ethanol_run, ethanol):
         _check(ethanol_run, dimer.positions, dimer.numbers)
     notes = _check(_fresh(ethanol_run, ethanol), dimer.positions, dimer.numbers, allow_unseen=True, what="dimer.xyz")
     assert any(n.startswith("dimer.xyz: holds 2 separate molecules") for n in notes)  # named once
+    pulled = one.copy()
+    pulled.positions[8] += 4.0 * (pulled.positions[8] - pulled.positions[2])  # the hydroxyl H off its O
+    with pytest.raises(ValueError, match=r"the smallest: atoms 8 \(H\)"):
+        _check(ethanol_run, pulled.positions, pulled.numbers)
 
 
 def test_fused_atoms_are_no_start(ethanol_run, ethanol):

@@ -33,13 +33,30 @@ from .guards import GuardConfig
 KINDS = ("environments", "bonds", "angles", "torsions")
 
 
+def _components(graph) -> np.ndarray:
+    """(N,) int: the bonded fragment (connected component of the covalent bonds) of each atom of a
+    valence.topology.topology_graph."""
+    n = graph.num_nodes
+    recv, send = graph.bonds.cpu().numpy()
+    return connected_components(coo_matrix((np.ones(len(recv)), (recv, send)), shape=(n, n)), directed=False)[1]
+
+
+def smallest_fragment(graph, z) -> str:
+    """The atoms of ``graph``'s smallest bonded fragment, as 'atoms 7 (H)' or 'atoms 3, 4 (C, O)' (the
+    first five), atomic numbers z (N,): which atom left its molecule."""
+    from ase.data import chemical_symbols
+
+    labels = _components(graph)
+    atoms = np.flatnonzero(labels == np.argmin(np.bincount(labels)))[:5]
+    return (f"atoms {', '.join(map(str, atoms))} "
+            f"({', '.join(chemical_symbols[int(z[a])] for a in atoms)})")
+
+
 def fragment_counts(graph, batch=None) -> list[int]:
     """Number of bonded fragments of each molecule of ``batch`` (N,) (default: one molecule) in a
     valence.topology.topology_graph: connected components of its covalent bonds."""
     n = graph.num_nodes
-    recv, send = graph.bonds.cpu().numpy()
-    adjacency = coo_matrix((np.ones(len(recv)), (recv, send)), shape=(n, n))
-    labels = connected_components(adjacency, directed=False)[1]
+    labels = _components(graph)
     batch = np.zeros(n, dtype=np.int64) if batch is None else np.asarray(batch)
     owned = np.unique(np.stack([batch, labels], 1), axis=0)  # (fragments, 2) molecule, component
     return np.bincount(owned[:, 0], minlength=int(batch.max()) + 1 if n else 0).tolist()
@@ -176,8 +193,9 @@ def check_start(run, x: np.ndarray, z: np.ndarray, *, batch: np.ndarray | None =
     fragments = run.data.get("fragments")
     other = [n for n in fragment_counts(graph, batch) if fragments and n not in fragments]
     if other:
-        msg = (f"holds {other[0]} separate molecule{'s' if other[0] > 1 else ''} (bonded fragments), the "
-               f"training data {' or '.join(map(str, fragments))}: nothing in the model holds separate molecules apart")
+        msg = (f"holds {other[0]} separate molecule{'s' if other[0] > 1 else ''} (bonded fragments; the smallest: "
+               f"{smallest_fragment(graph, z)}), the training data {' or '.join(map(str, fragments))}: nothing in the "
+               "model holds separate molecules apart")
         if not allow_unseen:
             raise ValueError(f"{what} {msg}; give one structure like the training data's (or --allow-unseen, "
                              "allow_unseen=True, to roll it out anyway)")
