@@ -98,7 +98,8 @@ def _check_section(cfg: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{where} expects {hint.__name__}, got {value!r}")
         if not limit.admits(value):
-            raise ValueError(f"{where} must be {limit.describe()}, got {value!r}")
+            finite = "" if math.isfinite(value) or value in limit.also else "a finite number "
+            raise ValueError(f"{where} must be {finite}{limit.describe()}, got {value!r}")
 
 
 def _require(ok: bool, message: str) -> None:
