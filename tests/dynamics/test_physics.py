@@ -258,3 +258,29 @@ def test_the_phase_space_forms_act_on_the_carried_velocity_once_per_frame():
         lin, ang = _momenta(big, big.x + v)
         assert lin.abs().max() < 1e-12
     assert abs(late.var() / (2 * target**2 / 21) - 1.0) < 0.25  # Bussi: canonical spread, N_f = 21
+
+
+def test_velocity_rescaling_counts_the_3n_minus_5_degrees_of_freedom_of_a_linear_molecule():
+    """CO2 (a line bent by a few hundredths of an Å) rescaled towards T: its internal kinetic energy settles
+    at (3n - 5) k_B T / 2 = 2 k_B T, not the 3/2 k_B T of 3n - 6 degrees of freedom; ethanol keeps 3n - 6."""
+    from ase import units
+
+    from diffmd_fast.data import Trajectory
+
+    rng = np.random.default_rng(0)
+    line = np.array([[-1.16, 0.0, 0.0], [0.0, 0.0, 0.0], [1.16, 0.0, 0.0]])
+    co2 = Trajectory(line + 0.02 * rng.standard_normal((5, 3, 3)), np.array([8, 6, 8]), 0.5)
+    frame = start_batch([co2] * 1000, 3, dtype=torch.float64)
+    target, dt = 500.0, 0.5
+    project, rescale = MomentumProjection(), VelocityRescaling(target, 10.0, dt)
+    assert rescale._layout(frame)[1].tolist() == [4] * 1000
+    ethanol = start_batch([load_trajectory(bundled("ethanol"))] * 2, 100, dtype=torch.float64)
+    assert rescale._layout(ethanol)[1].tolist() == [21, 21]
+    gen = torch.Generator().manual_seed(0)
+    x_new = project(frame, frame.x + 0.01 * torch.randn(frame.x.shape, generator=gen, dtype=torch.float64))
+    kinetic = []
+    for _ in range(300):  # 15 relaxation times
+        x_new = rescale(frame, x_new, rescale.noise(frame, gen))
+        v = (x_new - frame.x) / dt / units.fs  # ASE velocity units
+        kinetic.append(float((0.5 * masses_of(frame.z)[:, None] * v * v).sum()) / 1000)  # eV per molecule
+    assert np.mean(kinetic[-150:]) == pytest.approx(2.0 * units.kB * target, rel=0.03)  # 3n - 6: 1.5 k_B T

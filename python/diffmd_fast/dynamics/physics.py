@@ -151,17 +151,36 @@ class LangevinThermostat:
         v = self.c * v_new.double() + math.sqrt(2.0) * self._noise(frame) * noise
         return x_new, v.to(v_new.dtype)
 
+def _linear_molecules(frame: FrameBatch, m: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: which molecules of ``frame`` are linear at x(t), masses m (N, 1) amu: atoms within
+    evaluation.longrun.LINEAR_RMS_A (root mean square) of the molecule's long axis, as the temperatures
+    of evaluation.longrun count them."""
+    from ..evaluation.longrun import LINEAR_RMS_A
+
+    x, batch, num = frame.x.double(), frame.batch, frame.num_graphs
+    mt = torch.zeros(num, 1, dtype=x.dtype, device=x.device).index_add_(0, batch, m)
+    r = x - (torch.zeros(num, 3, dtype=x.dtype, device=x.device).index_add_(0, batch, m * x) / mt)[batch]
+    second = torch.zeros(num, 9, dtype=x.dtype, device=x.device).index_add_(
+        0, batch, (m * r).unsqueeze(-1).mul(r.unsqueeze(-2)).view(-1, 9)).view(num, 3, 3)
+    axis = torch.linalg.eigh(second)[1][..., -1][batch]  # (N, 3) each atom's molecule's long axis
+    off = r - (r * axis).sum(-1, keepdim=True) * axis
+    counts = torch.bincount(batch, minlength=num).clamp_min(1)
+    mean_sq = torch.zeros(num, dtype=x.dtype, device=x.device).index_add_(0, batch, (off * off).sum(-1)) / counts
+    return mean_sq.sqrt() < LINEAR_RMS_A
+
+
 class VelocityRescaling:
     """Stochastic velocity rescaling (Bussi, Donadio & Parrinello 2007, J. Chem. Phys. 126, 014101,
     Eq. A7) of each molecule's implied velocity: the whole molecule's internal kinetic energy K is
     moved by one stochastic step of relaxation time τ towards the canonical distribution of
-    N_f = 3n - 6 degrees of freedom at temperature T, and every velocity scaled by the same α. Applied
+    N_f = 3n - 6 degrees of freedom (3n - 5 for a linear molecule at x(t), a diatomic among them) at
+    temperature T, and every velocity scaled by the same α. Applied
     to a model that reproduces the dynamics, it samples the canonical ensemble and, unlike the
     Langevin step, leaves each atom's direction of motion (the dynamics within the molecule) untouched;
     applied to a model that drains or pumps heat, it holds the molecule's temperature at T whatever the
     model's bias, since K itself is controlled rather than each atom's velocity nudged. What it cannot
     fix is heat in one bond: it redistributes nothing between atoms. It acts after the momentum
-    projection (a uniform scaling keeps zero momentum) on molecules of 3 or more atoms; a molecule at
+    projection (a uniform scaling keeps zero momentum) on molecules of 2 or more atoms; a molecule at
     rest stays at rest (there is no direction to scale).
 
     temperature_K: target T (K); tau_fs: relaxation time τ (fs); frame_fs: frame time Δt (fs). Raises
@@ -181,7 +200,8 @@ class VelocityRescaling:
         bool: its N_f - 1 further entries), the noise entries numbered 3 a + c within each molecule."""
         m = masses_of(frame.z).unsqueeze(-1)
         counts = torch.bincount(frame.batch, minlength=frame.num_graphs)  # (B,)
-        dof = torch.where(counts >= 3, 3 * counts - 6, 0)  # (B,)
+        # 3n - 5 internal degrees of freedom for a linear molecule (every diatomic), else 3n - 6
+        dof = torch.where(counts >= 2, 3 * counts - 6 + _linear_molecules(frame, m).long(), 0)  # (B,)
         local = torch.arange(frame.z.numel(), device=frame.z.device) - (torch.cumsum(counts, 0) - counts)[frame.batch]
         entry = 3 * local.unsqueeze(-1) + torch.arange(3, device=frame.z.device)  # (N, 3)
         limit = dof[frame.batch].unsqueeze(-1)  # (N, 1)
