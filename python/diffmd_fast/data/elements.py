@@ -69,7 +69,7 @@ def check_angstrom(positions: np.ndarray, numbers: np.ndarray, what: str = "posi
     each = dist[:, 1] / (covalent_radii[z] + covalent_radii[z[nearest[:, 1]]])  # (N,)
     ratio = float(np.median(each))
     lo, hi = ANGSTROM_RATIO
-    if not lo <= ratio <= hi and lo <= each.max() <= hi and ratio < lo:
+    if ratio < lo <= each.max() <= hi:
         # another unit scales every distance; a molecule this small with one pair inside each other does not
         i = int(np.argmin(each))
         raise ValueError(f"{what}: atoms {i} and {int(nearest[i, 1])} overlap, {dist[i, 1]:.3g} Å apart "

@@ -152,21 +152,13 @@ class LangevinThermostat:
         return x_new, v.to(v_new.dtype)
 
 def _linear_molecules(frame: FrameBatch, m: torch.Tensor) -> torch.Tensor:
-    """(B,) bool: which molecules of ``frame`` are linear at x(t), masses m (N, 1) amu: atoms within
-    evaluation.longrun.LINEAR_RMS_A (root mean square) of the molecule's long axis, as the temperatures
-    of evaluation.longrun count them."""
-    from ..evaluation.longrun import LINEAR_RMS_A
+    """(B,) bool: which molecules of ``frame`` are linear at x(t) (evaluation.longrun.is_linear, as the
+    temperatures count them), masses m (N, 1) amu. Per window, not per frame (VelocityRescaling's layout)."""
+    from ..evaluation.longrun import is_linear
 
-    x, batch, num = frame.x.double(), frame.batch, frame.num_graphs
-    mt = torch.zeros(num, 1, dtype=x.dtype, device=x.device).index_add_(0, batch, m)
-    r = x - (torch.zeros(num, 3, dtype=x.dtype, device=x.device).index_add_(0, batch, m * x) / mt)[batch]
-    second = torch.zeros(num, 9, dtype=x.dtype, device=x.device).index_add_(
-        0, batch, (m * r).unsqueeze(-1).mul(r.unsqueeze(-2)).view(-1, 9)).view(num, 3, 3)
-    axis = torch.linalg.eigh(second)[1][..., -1][batch]  # (N, 3) each atom's molecule's long axis
-    off = r - (r * axis).sum(-1, keepdim=True) * axis
-    counts = torch.bincount(batch, minlength=num).clamp_min(1)
-    mean_sq = torch.zeros(num, dtype=x.dtype, device=x.device).index_add_(0, batch, (off * off).sum(-1)) / counts
-    return mean_sq.sqrt() < LINEAR_RMS_A
+    x, mass, batch = frame.x.double().cpu().numpy(), m[:, 0].double().cpu().numpy(), frame.batch.cpu().numpy()
+    return torch.tensor([is_linear(x[batch == b], mass[batch == b]) for b in range(frame.num_graphs)],
+                        dtype=torch.bool, device=frame.z.device)
 
 
 class VelocityRescaling:

@@ -86,12 +86,15 @@ def _unit_sum(p: np.ndarray) -> np.ndarray:
 # (HCN's hydrogen ~0.2 Å, its heavy atoms a few hundredths), while a bent or branched molecule has atoms
 # ~1 Å off any axis (water's hydrogens 0.6-0.8 Å, an alkane chain's ~1 Å at any length).
 LINEAR_RMS_A = 0.3
+LINEAR_FRAMES = 1000  # frames, evenly spaced, that is_linear averages over at most
 
 
 def is_linear(pos: np.ndarray, mass: np.ndarray) -> bool:
     """Whether the molecule of positions (T, N, 3) or (N, 3) Å, masses (N,) amu, is linear at equilibrium
-    (LINEAR_RMS_A): every diatomic, and CO2, HCN or acetylene in their thermal bending."""
+    (LINEAR_RMS_A, over at most LINEAR_FRAMES of its frames): every diatomic, and CO2, HCN or acetylene in
+    their thermal bending."""
     x = np.asarray(pos, dtype=np.float64).reshape(-1, *np.shape(pos)[-2:])
+    x = x[:: max(1, len(x) // LINEAR_FRAMES)]
     if x.shape[1] < 3:
         return True
     m = np.asarray(mass, dtype=np.float64)
@@ -313,7 +316,7 @@ def temperature_series(traj: np.ndarray, numbers: np.ndarray, dt_fs: float | Non
         raise ValueError(f"a temperature needs at least 2 frames, got {t.shape[0]}")
     out = np.empty(t.shape[0] - 1)
     step = _chunk(3 * t.shape[1])
-    linear = is_linear(t[:: max(1, t.shape[0] // 1000)], m)
+    linear = is_linear(t, m)
     for lo in range(0, t.shape[0] - 1, step):
         hi = min(lo + step, t.shape[0] - 1)
         out[lo:hi] = kinetic_temperature(internal_velocities(t[lo: hi + 1], m, dt), m, linear)
@@ -325,7 +328,7 @@ def velocity_temperatures(traj) -> np.ndarray:
     engine's, else estimated: Trajectory.velocity_estimates), rigid-body translation and rotation
     removed, over 3N - 6 degrees of freedom (3N - 5 for a linear molecule)."""
     m = masses(traj.numbers, traj.num_atoms)
-    linear = is_linear(traj.positions[:: max(1, traj.num_frames // 1000)], m)
+    linear = is_linear(traj.positions, m)
     return kinetic_temperature(remove_rigid_motion(traj.velocity_estimates(), traj.positions, m), m, linear)
 
 

@@ -58,7 +58,7 @@ def _fit_temperature(traj) -> float:
     x = np.asarray(traj.positions, dtype=np.float64)
     n = x.shape[1]
     m = masses(traj.numbers, n)
-    linear = is_linear(x[:: max(1, len(x) // 1000)], m)
+    linear = is_linear(x, m)
     counted = kinetic_temperature(implied_velocities(x, traj.dt_fs), m, linear).mean()  # K
     factor = (3 * n - 3) / degrees_of_freedom(n, linear)
     return float(counted if factor <= MAX_ROTATION_FACTOR else counted * MAX_ROTATION_FACTOR / factor)
