@@ -357,9 +357,9 @@ def main(argv=None) -> list[Cell]:
             for s in args.samplers.split(",")]
     tag = "".join(f"_{o}" for o in args.rollout_set).replace("=", "-").replace("/", "-")
     tag += f"_seed{args.seed}" if args.seed != 1 else ""  # the rollouts' random stream
-    from ..data.shipped import bundled_names
+    from ..data.shipped import bundled_names, data_source
 
-    missing = [m for m in args.molecules.split(",") if m not in bundled_names() and not Path(m.rpartition("@")[0] or m).exists()]
+    missing = [m for m in args.molecules.split(",") if not data_source(m)[0].exists()]
     if missing:  # before any cell: a typo must not surface after hours of other molecules' cells
         raise FileNotFoundError(f"--molecules: trajectory file {missing[0]} does not exist (nor is it a bundled name: "
                                 f"{', '.join(bundled_names())})")

@@ -32,11 +32,19 @@ def load_data(spec: str, *, dt_fs: float | None = None, molecule: int | str | No
     ``FILE.db@M`` selects molecule ``M`` (index or name) of a database holding several (ISO17),
     like ``molecule=M``; ``dt_fs`` (fs) gives or overrides the time between frames.
     """
+    path, selector = data_source(spec)
+    if selector is not None and molecule is not None and str(molecule) != selector:
+        raise ValueError(f"{spec}: selects molecule {selector!r} but --molecule says {molecule!r}; give one")
+    return load_trajectory(path, dt_fs=dt_fs, molecule=molecule if selector is None else selector)
+
+
+def data_source(spec: str) -> tuple[Path, str | None]:
+    """(the file, the molecule it selects or None) that ``load_data(spec)`` reads: a file path, the
+    shipped trajectory of a bundled name when no such file exists, or FILE.db@M's FILE and M. The
+    file need not exist (load_trajectory says so)."""
     if spec in bundled_names() and not Path(spec).exists():
-        return load_trajectory(bundled(spec), dt_fs=dt_fs, molecule=molecule)
+        return bundled(spec), None
     path, sep, selector = spec.rpartition("@")
     if sep and not Path(spec).exists() and Path(path).exists():
-        if molecule is not None and str(molecule) != selector:
-            raise ValueError(f"{spec}: selects molecule {selector!r} but --molecule says {molecule!r}; give one")
-        return load_trajectory(path, dt_fs=dt_fs, molecule=selector)
-    return load_trajectory(spec, dt_fs=dt_fs, molecule=molecule)
+        return Path(path), selector
+    return Path(spec), None
