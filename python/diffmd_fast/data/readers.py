@@ -250,7 +250,7 @@ def load_trajectory(path: str | os.PathLike, *, dt_fs: float | None = None, name
     if molecule is not None:
         raise TrajectoryError(f"{p.name}: holds one molecule; a molecule selector only applies to databases (.db)")
     traj = _load_npz(p, dt_fs, name) if p.suffix == ".npz" or zipfile.is_zipfile(p) else _load_ase(p, dt_fs, name)
-    check_time_step(traj, "set the right one with --dt-fs (Python: dt_fs=)")
+    check_time_step(traj)
     return traj
 
 
@@ -266,13 +266,13 @@ SPARSE_AGREEMENT = 0.2
 CHECKED_PAIRS = 64
 
 
-def check_time_step(traj: Trajectory, remedy: str) -> None:
+def check_time_step(traj: Trajectory) -> None:
     """Raise TrajectoryError when ``traj``'s stored velocities and the differences of its positions over
     its time step disagree by more than VELOCITY_AGREEMENT times (root mean square over CHECKED_PAIRS
     pairs of consecutive frames; further apart than RESOLVED_DT_FS, only positions moving less than
     SPARSE_AGREEMENT of the velocities): the time between frames (or the velocities' unit) is wrong, e.g.
     an ASE trajectory's times read in ASE time units (1 fs = 0.0982) or a time step given for other
-    frames. ``remedy`` ends the message. Frames further apart than CHECKED_DT_FS, unevenly spaced or
+    frames. Frames further apart than CHECKED_DT_FS, unevenly spaced or
     without velocities are not checked."""
     dt = traj.dt_fs
     if traj.velocities is None or dt is None or dt > CHECKED_DT_FS or not traj.evenly_spaced or traj.num_frames < 2:
@@ -289,4 +289,4 @@ def check_time_step(traj: Trajectory, remedy: str) -> None:
         raise TrajectoryError(
             f"{traj.name}: its positions move {ratio:.3g}x as fast as its stored velocities say at {dt:g} fs "
             f"between frames: the frames are likely {dt * ratio:.3g} fs apart (or the velocities not in Å/fs); "
-            + remedy)
+            "set the right one with --dt-fs (Python: dt_fs=)")
