@@ -219,6 +219,41 @@ def test_a_time_step_that_disagrees_with_the_stored_velocities_is_refused(tmp_pa
             load_trajectory(path, dt_fs=wrong)
 
 
+def test_a_time_step_that_disagrees_with_the_stored_forces_is_refused(tmp_path):
+    """Without velocities the forces check the time step: atoms on springs (F = -m ω² displacement, periods
+    of 10-100 fs) stored 0.5 fs apart load at 0.5 fs, and are refused at 10 fs, at 0.049 fs, and at MD17's
+    assumed 0.5 fs when only every 10th frame is stored; forces that do not move the frames (random ones)
+    and frames out of time order cannot tell, and load."""
+    from ase import units
+
+    from diffmd_fast.data import load_trajectory, save_npz
+    from diffmd_fast.data.elements import ATOMIC_MASSES
+    from diffmd_fast.data.trajectory import Trajectory, TrajectoryError
+
+    rng = np.random.default_rng(0)
+    t = 0.5 * np.arange(400)[:, None, None]  # fs
+    omega = 2 * np.pi / rng.uniform(10, 100, size=(1, 4, 3))  # 1/fs
+    amp, phase = rng.uniform(0.02, 0.1, size=(1, 4, 3)), rng.uniform(0, 2 * np.pi, size=(1, 4, 3))
+    base = np.array([[0.0, 0.0, 0.0], [1.1, 0.0, 0.0], [-0.4, 1.0, 0.0], [-0.4, -0.5, 0.9]])
+    z = np.array([6, 1, 1, 1])
+    x = base + amp * np.sin(omega * t + phase)
+    mass = np.asarray(ATOMIC_MASSES)[z][None, :, None]  # amu
+    f = -mass * omega**2 * (x - base) / units.fs**2  # eV/Å
+    path = save_npz(Trajectory(x, z, 0.5, forces=f, name="springs"), tmp_path / "springs.npz")
+    assert load_trajectory(path).dt_fs == 0.5
+    for wrong in (10.0, 0.0491):
+        with pytest.raises(TrajectoryError, match=r"stored forces .* likely 0\.(49|5)\d* fs apart"):
+            load_trajectory(path, dt_fs=wrong)
+    np.savez(tmp_path / "sparse.npz", R=x[::10], z=z, F=f[::10])  # MD17 keys: 0.5 fs assumed
+    with pytest.raises(TrajectoryError, match=r"at 0\.5 fs between frames \(assumed: the file stores none\)"):
+        load_trajectory(tmp_path / "sparse.npz")
+    assert load_trajectory(tmp_path / "sparse.npz", dt_fs=5.0).dt_fs == 5.0
+    np.savez(tmp_path / "random.npz", R=x, z=z, F=rng.standard_normal(x.shape))
+    np.savez(tmp_path / "shuffled.npz", R=x[rng.permutation(len(x))], z=z, F=f)
+    for name in ("random.npz", "shuffled.npz"):
+        assert load_trajectory(tmp_path / name, dt_fs=10.0).num_frames == 400
+
+
 def test_a_missing_file_names_a_trajectory_of_the_same_name_beside_it(tmp_path):
     """generate writes a run longer than its npz limit to .extxyz alone: asking for the npz points there."""
     water = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])  # Å

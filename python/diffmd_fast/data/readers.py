@@ -254,39 +254,83 @@ def load_trajectory(path: str | os.PathLike, *, dt_fs: float | None = None, name
     return traj
 
 
-# Stored frames up to CHECKED_DT_FS apart are checked against their velocities. A difference of positions
-# is the mean velocity over its interval, never faster than the velocities (up to noise: at most
-# VELOCITY_AGREEMENT times), and slower by the fast modes' averaging: frames up to RESOLVED_DT_FS apart
-# resolve a C-H stretch (at 5 fs its share still 0.7), so they agree within VELOCITY_AGREEMENT both ways;
-# further apart only the slower modes count, and at least SPARSE_AGREEMENT of the velocity remains.
+# Stored frames up to CHECKED_DT_FS apart are checked against their velocities, or, without velocities,
+# against their forces. A difference of positions is the mean velocity over its interval, never faster
+# than the velocities (up to noise: at most AGREEMENT times), and slower by the fast modes' averaging:
+# frames up to RESOLVED_DT_FS apart resolve a C-H stretch (at 5 fs its share still 0.7), so they agree
+# within AGREEMENT both ways; further apart only the slower modes count, and at least SPARSE_AGREEMENT
+# of the velocity remains. A second difference of positions over dt² is the mean acceleration, F/m
+# within AGREEMENT likewise (GFN2-xTB MD at 500 K, 0.5-5 fs frames: 0.76-1.06 of F/m in rms speed units,
+# the square root of the accelerations' ratio, in which the two compare like the velocities; 10 fs frames
+# 0.5, beyond which FORCE_CORRELATION leaves them unchecked).
 RESOLVED_DT_FS = 5.0
 CHECKED_DT_FS = 20.0
-VELOCITY_AGREEMENT = 2.0
+AGREEMENT = 2.0
 SPARSE_AGREEMENT = 0.2
 CHECKED_PAIRS = 64
+# the second differences of MD frames up to 5 fs apart correlate with F/m at 0.8-0.97 (GFN2-xTB, 500 K),
+# frames 10 fs apart at 0.5; forces unrelated to the motion (or frames out of time order) near 0
+FORCE_CORRELATION = 0.5
+
+
+def _velocity_ratio(traj: Trajectory, t: np.ndarray) -> float | None:
+    """The rms of the position differences over dt at frames ``t`` and t + 1, over that of the stored
+    velocities at the same midpoints (both Å/fs): the frames' true spacing over dt; None without either."""
+    x, v, dt = traj.positions, traj.velocities, traj.dt_fs
+    moved = np.sqrt(np.mean(((x[t + 1] - x[t]) / dt) ** 2))  # Å/fs
+    stored = np.sqrt(np.mean((0.5 * (v[t] + v[t + 1])) ** 2))
+    if moved == 0 and stored == 0:
+        return None
+    return moved / stored if stored > 0 else np.inf
+
+
+def _force_ratio(traj: Trajectory, t: np.ndarray) -> float | None:
+    """The square root of the rms second difference of positions over dt² at frames ``t`` (t - 1, t,
+    t + 1) over that of the stored forces' F/m (both Å/fs²): the frames' true spacing over dt, as
+    _velocity_ratio. None where the two do not point the same way (correlation below
+    FORCE_CORRELATION, whatever dt: forces that are not the ones moving these frames, or frames that are
+    not consecutive) or the forces are all zero."""
+    from ase import units
+
+    from .elements import ATOMIC_MASSES
+
+    t = t[(t >= 1) & (t <= traj.num_frames - 2)]
+    if t.size == 0:
+        return None
+    x = traj.positions
+    mass = np.asarray(ATOMIC_MASSES, dtype=np.float64)[traj.numbers]  # (N,) amu
+    pushed = traj.forces[t] / mass[:, None] * units.fs**2  # (T, N, 3) Å/fs²
+    moved = (x[t + 1] - 2 * x[t] + x[t - 1]) / traj.dt_fs**2
+    norm = np.sqrt(np.sum(pushed**2) * np.sum(moved**2))
+    if norm == 0 or np.sum(pushed * moved) < FORCE_CORRELATION * norm:
+        return None
+    return float(np.sqrt(np.sqrt(np.mean(moved**2) / np.mean(pushed**2))))
 
 
 def check_time_step(traj: Trajectory) -> None:
-    """Raise TrajectoryError when ``traj``'s stored velocities and the differences of its positions over
-    its time step disagree by more than VELOCITY_AGREEMENT times (root mean square over CHECKED_PAIRS
-    pairs of consecutive frames; further apart than RESOLVED_DT_FS, only positions moving less than
-    SPARSE_AGREEMENT of the velocities): the time between frames (or the velocities' unit) is wrong, e.g.
-    an ASE trajectory's times read in ASE time units (1 fs = 0.0982) or a time step given for other
-    frames. Frames further apart than CHECKED_DT_FS, unevenly spaced or
-    without velocities are not checked."""
+    """Raise TrajectoryError when ``traj``'s time step disagrees with its stored velocities, or without
+    them with its stored forces, by more than AGREEMENT times (module comment above: root mean square over
+    CHECKED_PAIRS frames; further apart than RESOLVED_DT_FS, only positions moving slower than
+    SPARSE_AGREEMENT of them fail): the time between frames
+    (or the velocities' or forces' unit) is wrong, e.g. an ASE trajectory's times read in ASE time units
+    (1 fs = 0.0982), a time step given for other frames, or MD17's assumed 0.5 fs for frames saved further
+    apart. Frames further apart than CHECKED_DT_FS, unevenly spaced or with neither velocities nor
+    forces are not checked."""
     dt = traj.dt_fs
-    if traj.velocities is None or dt is None or dt > CHECKED_DT_FS or not traj.evenly_spaced or traj.num_frames < 2:
+    if dt is None or dt > CHECKED_DT_FS or not traj.evenly_spaced or traj.num_frames < 2:
         return
     t = np.unique(np.linspace(0, traj.num_frames - 2, min(CHECKED_PAIRS, traj.num_frames - 1)).astype(np.int64))
-    x, v = traj.positions, traj.velocities
-    moved = np.sqrt(np.mean(((x[t + 1] - x[t]) / dt) ** 2))  # Å/fs
-    stored = np.sqrt(np.mean((0.5 * (v[t] + v[t + 1])) ** 2))  # Å/fs, at the same midpoints
-    if moved == 0 and stored == 0:
+    if traj.velocities is not None:
+        ratio, against = _velocity_ratio(traj, t), "velocities"
+    elif traj.forces is not None:
+        ratio, against = _force_ratio(traj, t), "forces (eV/Å)"
+    else:
         return
-    ratio = moved / stored if stored > 0 else np.inf  # the frames' spacing over dt
-    low = 1 / VELOCITY_AGREEMENT if dt <= RESOLVED_DT_FS else SPARSE_AGREEMENT
-    if not low <= ratio <= VELOCITY_AGREEMENT:
+    if ratio is None:
+        return
+    low = 1 / AGREEMENT if dt <= RESOLVED_DT_FS else SPARSE_AGREEMENT
+    if not low <= ratio <= AGREEMENT:
         raise TrajectoryError(
-            f"{traj.name}: its positions move {ratio:.3g}x as fast as its stored velocities say at {dt:g} fs "
-            f"between frames: the frames are likely {dt * ratio:.3g} fs apart (or the velocities not in Å/fs); "
-            "set the right one with --dt-fs (Python: dt_fs=)")
+            f"{traj.name}: its positions move {ratio:.3g}x as fast as its stored {against} say at {dt:g} fs "
+            f"between frames{' (assumed: the file stores none)' if traj.provenance.get(DT_ASSUMED) else ''}: the frames are likely {dt * ratio:.3g} fs apart (or the {against.split()[0]} not in "
+            f"{'Å/fs' if against == 'velocities' else 'eV/Å'}); set the right one with --dt-fs (Python: dt_fs=)")
