@@ -43,7 +43,8 @@ from ..diffusion.sde import SDE, make_sde
 from ..dynamics.preflight import training_topology
 from ..dynamics.rollout import rollout_armse
 from ..evaluation.longrun import temperature_series, velocity_temperatures
-from ..valence import BondPrior, force_matched, valence_statistics
+from ..valence import BondPrior
+from ..valence.fitted import fit_prior
 from ..valence.topology import window_graph
 from ..nn.score_net import ScoreNet
 from ..ops.graph import complete_graph
@@ -368,17 +369,10 @@ def _fitted_prior(model: ScoreNet, cfg: Config, train_trajs: list, stats: dict, 
         prior = BondPrior(cfg.model.max_z).to(device)
     if prior is None:
         return None
-    tables = valence_statistics(train_trajs, cfg.model.max_z, torsions=cfg.model.prior_torsions)
     # a phase-space prior steps (and has its springs Verlet-matched) at the substep
-    step_fs = stats["frame_fs"] / max(cfg.model.prior_substeps, 1)
-    # with force matching these Boltzmann-inverted tables are only the fit's start: the fit's result is checked
-    prior.set_tables(frame_fs=step_fs, verlet_check=not cfg.model.prior_force_matching, **tables)
-    if cfg.model.prior_force_matching:
-        fitted, summary = force_matched(train_trajs, prior, tables, anharmonic=cfg.model.prior_anharmonic,
-                                        torsions=cfg.model.prior_torsion_matching and cfg.model.prior_torsions)
-        prior.set_tables(frame_fs=step_fs, **fitted)
-        if fitted is not tables:  # else the fit was refused, and force_matched's warning said why
-            log(f"valence prior: {summary}")
+    summary = fit_prior(prior, train_trajs, cfg.model, stats["frame_fs"] / max(cfg.model.prior_substeps, 1))
+    if summary is not None:
+        log(f"valence prior: {summary}")
     return prior
 
 
