@@ -44,13 +44,37 @@ def test_compare_reads_each_reference_mode_in_the_other_hessian():
     assert 1.0 < ratio[0] < 1.1
 
 
+def test_a_linear_molecule_keeps_its_3n_minus_5_modes():
+    """A diatomic (one spring) has one vibration, read at its own wavenumber in the same Hessian."""
+    x = np.array([[0.0, 0.0, 0.0], [1.1, 0.0, 0.0]])
+    h = _springs_hessian(x, [(0, 1, 40.0)])
+    row = modes.compare("n2", h, h, np.array([14.007, 14.007]), "test", linear=True)
+    assert len(row.xtb_cm1) == 1 and row.mae_cm1 == pytest.approx(0.0, abs=1e-6)
+    assert row.xtb_cm1[0] == pytest.approx(modes.wavenumbers_cm1(np.array([40.0 / (14.007 / 2)]))[0], rel=1e-6)
+
+
+def test_too_short_or_untimed_trajectories_are_refused(tmp_path):
+    """One line each: a fit of too few frames, and frames with no time step (the inversion's temperature)."""
+    from dataclasses import replace
+
+    from diffmd_fast.config import Config
+    from diffmd_fast.data import TrajectoryError, load_data
+
+    cfg = Config.from_toml(None)
+    eth = load_data("ethanol")
+    with pytest.raises(ValueError, match="needs at least 50"):
+        modes.molecule_modes("short", eth.slice(0, 20), cfg)
+    with pytest.raises(TrajectoryError, match="pass --dt-fs"):
+        modes.molecule_modes("untimed", replace(eth, dt_fs=None), cfg)
+
+
 def test_benchmark_on_bundled_ethanol(tmp_path, capsys):
     """The force-matched prior of bundled ethanol against GFN2-xTB: 21 modes; its X-H stretches within 5 %
     (force matching fits them), and a JSON and a table row."""
     pytest.importorskip("tblite")
     out = tmp_path / "modes.json"
     (row,) = modes.main(["--molecules", "ethanol", "--json", str(out)])
-    assert row.atoms == 9 and len(row.xtb_cm1) == len(row.prior_cm1) == 21
+    assert row.atoms == 9 and len(row.xtb_cm1) == len(row.prior_cm1) == 21 and (row.charge, row.multiplicity) == (0, 1)
     assert "force-matched" in row.fit
     stretches = [b for b in row.bands if b.lo_cm1 == 2500.0][0]
     assert stretches.modes == 6 and 0.95 < stretches.ratio < 1.05

@@ -81,3 +81,25 @@ def test_broken_db(tmp_path):
     path.write_bytes(b"not sqlite at all" * 10)
     with pytest.raises(TrajectoryError, match="broken.db"):
         load_iso17(path)
+
+
+def test_a_database_molecule_has_its_time_step_checked(tmp_path):
+    """A molecule's rows whose forces move it (F = -m ω² displacement) load at their own 1 fs, and are refused
+    at a time step ten times too small, as any trajectory file is (data.readers.check_time_step)."""
+    from ase import units
+
+    from diffmd_fast.data.elements import ATOMIC_MASSES
+
+    t = np.arange(60)[:, None, None]  # fs
+    omega = 2 * np.pi / np.random.default_rng(3).uniform(20, 100, size=(1, 19, 3))
+    x0 = _isomer(0, 1)[0]
+    pos = x0 + 0.05 * np.sin(omega * t)
+    forces = -np.asarray(ATOMIC_MASSES)[C7O2H10][None, :, None] * omega**2 * (pos - x0) / units.fs**2
+    path = tmp_path / "springs.db"
+    with ase.db.connect(str(path)) as db:
+        for k in range(len(pos)):
+            db.write(Atoms(numbers=C7O2H10, positions=pos[k]), key_value_pairs={"total_energy": 0.0},
+                     data={"atomic_forces": forces[k]})
+    assert load_trajectory(path, dt_fs=1.0).num_frames == 60
+    with pytest.raises(TrajectoryError, match=r"likely (0\.99|1\.0)\d* fs apart"):
+        load_trajectory(path, dt_fs=0.1)

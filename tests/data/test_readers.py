@@ -248,6 +248,9 @@ def test_a_time_step_that_disagrees_with_the_stored_forces_is_refused(tmp_path):
     with pytest.raises(TrajectoryError, match=r"at 0\.5 fs between frames \(assumed: the file stores none\)"):
         load_trajectory(tmp_path / "sparse.npz")
     assert load_trajectory(tmp_path / "sparse.npz", dt_fs=5.0).dt_fs == 5.0
+    np.savez(tmp_path / "gradients.npz", R=x, z=z, F=-f, dt_fs=0.5)
+    with pytest.raises(TrajectoryError, match=r"forces point against .* gradients \(dE/dx\) stored as forces"):
+        load_trajectory(tmp_path / "gradients.npz")
     np.savez(tmp_path / "random.npz", R=x, z=z, F=rng.standard_normal(x.shape))
     np.savez(tmp_path / "shuffled.npz", R=x[rng.permutation(len(x))], z=z, F=f)
     for name in ("random.npz", "shuffled.npz"):

@@ -187,3 +187,22 @@ def test_a_start_structure_is_read_in_angstrom_from_any_file_or_refused_in_one_l
     (tmp_path / "junk.xyz").write_text("not a structure\n")
     with pytest.raises(ValueError, match="cannot read a structure from junk.xyz"):
         load_start(tmp_path / "junk.xyz", 1)
+
+
+def test_an_npz_start_gives_its_last_frame_with_its_recorded_charge_whatever_its_time_step(tmp_path):
+    """Only the start's structure is used: a trajectory whose time step its forces contradict still starts
+    a simulation, with the charge and multiplicity `simulate` recorded in it (tblite sums them over the atoms)."""
+    import json
+
+    from diffmd_fast.data import bundled
+    from diffmd_fast.data.simulate import load_start
+
+    eth = load_trajectory(bundled("ethanol"))
+    path = tmp_path / "sparse.npz"  # every 10th frame, 0.5 fs assumed: a trajectory load refuses it
+    np.savez(path, R=eth.positions[::10], z=eth.numbers, F=eth.forces[::10],
+             provenance=json.dumps({"charge": 1, "multiplicity": 2}))
+    with pytest.raises(ValueError, match="fs apart"):
+        load_trajectory(path)
+    atoms, name, _ = load_start(path, 1)
+    np.testing.assert_allclose(atoms.positions, eth.positions[::10][-1])
+    assert name == "sparse" and atoms.get_initial_charges().sum() == 1 and atoms.get_initial_magnetic_moments().sum() == 1

@@ -230,12 +230,15 @@ def _calc_property(frames, key: str) -> np.ndarray | None:
 
 
 def load_trajectory(path: str | os.PathLike, *, dt_fs: float | None = None, name: str | None = None,
-                    molecule: int | str | None = None) -> Trajectory:
+                    molecule: int | str | None = None, check_time: bool = True) -> Trajectory:
     """Load one trajectory from MD17/rMD17/our npz, an ASE database (ISO17), or any ASE format.
 
     ``dt_fs`` (fs) overrides the stored (or, for MD17, assumed 0.5 fs) time between frames and
     declares the frames evenly spaced. ``molecule`` (index or name) picks one isomer of a
     database holding several (ISO17); on the command line, ``FILE.db@INDEX`` or ``--molecule``.
+    Raises TrajectoryError when the time between frames disagrees with the stored velocities or
+    forces (check_time_step); ``check_time=False`` skips that, for a caller that reads one frame's
+    structure only.
     """
     p = require_file(path)
     if dt_fs is not None and not dt_fs > 0:
@@ -245,12 +248,13 @@ def load_trajectory(path: str | os.PathLike, *, dt_fs: float | None = None, name
         if len(trajs) != 1:
             raise TrajectoryError(f"{p.name}: holds {len(trajs)} molecules; pick one with {p.name}@INDEX or "
                                   f"--molecule INDEX|NAME (Python: molecule=); names: {[t.name for t in trajs[:10]]}")
-        traj = trajs[0]
-        return traj if name is None else replace(traj, name=name)
-    if molecule is not None:
+        traj = trajs[0] if name is None else replace(trajs[0], name=name)
+    elif molecule is not None:
         raise TrajectoryError(f"{p.name}: holds one molecule; a molecule selector only applies to databases (.db)")
-    traj = _load_npz(p, dt_fs, name) if p.suffix == ".npz" or zipfile.is_zipfile(p) else _load_ase(p, dt_fs, name)
-    check_time_step(traj)
+    else:
+        traj = _load_npz(p, dt_fs, name) if p.suffix == ".npz" or zipfile.is_zipfile(p) else _load_ase(p, dt_fs, name)
+    if check_time:
+        check_time_step(traj)
     return traj
 
 
@@ -289,7 +293,8 @@ def _force_ratio(traj: Trajectory, t: np.ndarray) -> float | None:
     t + 1) over that of the stored forces' F/m (both Å/fs²): the frames' true spacing over dt, as
     _velocity_ratio. None where the two do not point the same way (correlation below
     FORCE_CORRELATION, whatever dt: forces that are not the ones moving these frames, or frames that are
-    not consecutive) or the forces are all zero."""
+    not consecutive) or the forces are all zero. Raises TrajectoryError where they point opposite ways
+    (correlation below -FORCE_CORRELATION: gradients stored as forces)."""
     from ase import units
 
     from .elements import ATOMIC_MASSES
@@ -302,6 +307,9 @@ def _force_ratio(traj: Trajectory, t: np.ndarray) -> float | None:
     pushed = traj.forces[t] / mass[:, None] * units.fs**2  # (T, N, 3) Å/fs²
     moved = (x[t + 1] - 2 * x[t] + x[t - 1]) / traj.dt_fs**2
     norm = np.sqrt(np.sum(pushed**2) * np.sum(moved**2))
+    if norm > 0 and np.sum(pushed * moved) <= -FORCE_CORRELATION * norm:
+        raise TrajectoryError(f"{traj.name}: its stored forces point against its frames' accelerations (correlation "
+                              f"{np.sum(pushed * moved) / norm:.2f}): gradients (dE/dx) stored as forces? Forces are -dE/dx")
     if norm == 0 or np.sum(pushed * moved) < FORCE_CORRELATION * norm:
         return None
     return float(np.sqrt(np.sqrt(np.mean(moved**2) / np.mean(pushed**2))))
@@ -330,7 +338,10 @@ def check_time_step(traj: Trajectory) -> None:
         return
     low = 1 / AGREEMENT if dt <= RESOLVED_DT_FS else SPARSE_AGREEMENT
     if not low <= ratio <= AGREEMENT:
+        # a difference of positions averages the fastest motions away: the spacing it implies is a lower bound
+        assumed = " (assumed: the file stores none)" if traj.provenance.get(DT_ASSUMED) else ""
+        unit = "velocities not in Å/fs" if against == "velocities" else "forces not in eV/Å"
         raise TrajectoryError(
-            f"{traj.name}: its positions move {ratio:.3g}x as fast as its stored {against} say at {dt:g} fs "
-            f"between frames{' (assumed: the file stores none)' if traj.provenance.get(DT_ASSUMED) else ''}: the frames are likely {dt * ratio:.3g} fs apart (or the {against.split()[0]} not in "
-            f"{'Å/fs' if against == 'velocities' else 'eV/Å'}); set the right one with --dt-fs (Python: dt_fs=)")
+            f"{traj.name}: its positions move {ratio:.3g}x as fast as its stored {against} say at {dt:g} fs between "
+            f"frames{assumed}: the frames are likely {dt * ratio:.3g} fs apart or more (or the {unit}); set the right "
+            "one with --dt-fs (Python: dt_fs=)")

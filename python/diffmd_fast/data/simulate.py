@@ -93,7 +93,8 @@ def _embedded(smiles: str, seed: int, Chem, AllChem) -> Atoms:
 
 def load_start(smiles_or_path: str | os.PathLike, seed: int) -> tuple[Atoms, str, dict]:
     """Start structure, a default name and the provenance of where it came from. A file holding several
-    frames gives its last (``ase.io.read``'s default), a trajectory npz (load_trajectory) too. Raises
+    frames gives its last (``ase.io.read``'s default), a trajectory npz (load_trajectory) too, with the
+    charge and multiplicity ``simulate`` recorded in it. Raises
     FileNotFoundError for a missing file and ValueError for one no reader understands or whose positions
     cannot be in Å (data.elements.check_angstrom)."""
     path = Path(smiles_or_path)
@@ -105,8 +106,12 @@ def load_start(smiles_or_path: str | os.PathLike, seed: int) -> tuple[Atoms, str
         if path.suffix == ".npz":
             from .readers import load_trajectory
 
-            traj = load_trajectory(path)
+            traj = load_trajectory(path, check_time=False)  # one frame's structure: its time step is not used
             atoms = Atoms(numbers=traj.numbers, positions=traj.positions[-1])
+            # the charge and spin `diffmd simulate` recorded, where tblite reads them (their sums over the atoms)
+            atoms.set_initial_charges([float(traj.provenance.get("charge", 0))] + [0.0] * (len(atoms) - 1))
+            unpaired = int(traj.provenance.get("multiplicity", 1)) - 1
+            atoms.set_initial_magnetic_moments([float(unpaired)] + [0.0] * (len(atoms) - 1))
         else:
             try:
                 atoms = ase.io.read(path)

@@ -370,8 +370,8 @@ def _fitted_prior(model: ScoreNet, cfg: Config, train_trajs: list, stats: dict, 
     if prior is None:
         return None
     # a phase-space prior steps (and has its springs Verlet-matched) at the substep
-    summary = fit_prior(prior, train_trajs, cfg.model, stats["frame_fs"] / max(cfg.model.prior_substeps, 1))
-    if summary is not None:
+    summary, matched = fit_prior(prior, train_trajs, cfg.model, stats["frame_fs"] / max(cfg.model.prior_substeps, 1))
+    if matched:  # else force matching was off, or refused and force_matched's warning said why
         log(f"valence prior: {summary}")
     return prior
 

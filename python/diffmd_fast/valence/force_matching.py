@@ -225,7 +225,8 @@ def force_matched(trajs: Sequence, prior: BondPrior, tables: dict, frames: int =
                              and typed_bonds[key][0] > 0] or [1.0]))
     if not 1 / UNIT_MISMATCH <= ratio <= UNIT_MISMATCH:
         summary = (f"the reference forces give bond constants {ratio:.3g}x the data's Boltzmann-inverted ones (median "
-                   "over bond types): forces in other units than eV/Å? Boltzmann-inverted constants kept")
+                   "over bond types): forces in other units than eV/Å, or frames another time apart than the stated one "
+                   "(the inversion's temperature comes from their differences)? Boltzmann-inverted constants kept")
         warnings.warn(f"valence prior: {summary}", stacklevel=2)
         return tables, summary
     fitted = len(bond_keys) + len(angle_keys) - len(kept)
