@@ -223,7 +223,8 @@ def test_a_time_step_that_disagrees_with_the_stored_forces_is_refused(tmp_path):
     """Without velocities the forces check the time step: atoms on springs (F = -m ω² displacement, periods
     of 10-100 fs) stored 0.5 fs apart load at 0.5 fs, and are refused at 10 fs, at 0.049 fs, and at MD17's
     assumed 0.5 fs when only every 10th frame is stored; forces that do not move the frames (random ones)
-    and frames out of time order cannot tell, and load."""
+    and frames out of time order cannot tell: they load, with a warning where frames that close would
+    follow their forces."""
     from ase import units
 
     from diffmd_fast.data import load_trajectory, save_npz
@@ -255,6 +256,8 @@ def test_a_time_step_that_disagrees_with_the_stored_forces_is_refused(tmp_path):
     np.savez(tmp_path / "shuffled.npz", R=x[rng.permutation(len(x))], z=z, F=f)
     for name in ("random.npz", "shuffled.npz"):
         assert load_trajectory(tmp_path / name, dt_fs=10.0).num_frames == 400
+        with pytest.warns(UserWarning, match=r"accelerations do not follow its stored forces .* out of time order"):
+            load_trajectory(tmp_path / name)  # at MD17's 0.5 fs, where MD frames would follow them
 
 
 def test_a_missing_file_names_a_trajectory_of_the_same_name_beside_it(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -288,31 +289,39 @@ def _velocity_ratio(traj: Trajectory, t: np.ndarray) -> float | None:
     return moved / stored if stored > 0 else np.inf
 
 
-def _force_ratio(traj: Trajectory, t: np.ndarray) -> float | None:
-    """The square root of the rms second difference of positions over dt² at frames ``t`` (t - 1, t,
+def _force_ratio(traj: Trajectory, t: np.ndarray) -> tuple[float | None, float]:
+    """(the square root of the rms second difference of positions over dt² at frames ``t`` (t - 1, t,
     t + 1) over that of the stored forces' F/m (both Å/fs²): the frames' true spacing over dt, as
-    _velocity_ratio. None where the two do not point the same way (correlation below
-    FORCE_CORRELATION, whatever dt: forces that are not the ones moving these frames, or frames that are
-    not consecutive) or the forces are all zero. Raises TrajectoryError where they point opposite ways
-    (correlation below -FORCE_CORRELATION: gradients stored as forces)."""
+    _velocity_ratio; the two's correlation). The ratio is None where they do not point the same way
+    (correlation below FORCE_CORRELATION, whatever dt: forces that are not the ones moving these frames,
+    or frames that are not consecutive) or the forces are all zero (correlation 1 then: nothing to say).
+    Raises TrajectoryError where they point opposite ways (correlation below -FORCE_CORRELATION:
+    gradients stored as forces)."""
     from ase import units
 
     from .elements import ATOMIC_MASSES
 
     t = t[(t >= 1) & (t <= traj.num_frames - 2)]
     if t.size == 0:
-        return None
+        return None, 1.0
     x = traj.positions
     mass = np.asarray(ATOMIC_MASSES, dtype=np.float64)[traj.numbers]  # (N,) amu
     pushed = traj.forces[t] / mass[:, None] * units.fs**2  # (T, N, 3) Å/fs²
     moved = (x[t + 1] - 2 * x[t] + x[t - 1]) / traj.dt_fs**2
     norm = np.sqrt(np.sum(pushed**2) * np.sum(moved**2))
-    if norm > 0 and np.sum(pushed * moved) <= -FORCE_CORRELATION * norm:
+    if norm == 0:
+        return None, 1.0
+    corr = float(np.sum(pushed * moved) / norm)
+    if corr <= -FORCE_CORRELATION:
         raise TrajectoryError(f"{traj.name}: its stored forces point against its frames' accelerations (correlation "
-                              f"{np.sum(pushed * moved) / norm:.2f}): gradients (dE/dx) stored as forces? Forces are -dE/dx")
-    if norm == 0 or np.sum(pushed * moved) < FORCE_CORRELATION * norm:
-        return None
-    return float(np.sqrt(np.sqrt(np.mean(moved**2) / np.mean(pushed**2))))
+                              f"{corr:.2f}): gradients (dE/dx) stored as forces? Forces are -dE/dx")
+    if corr < FORCE_CORRELATION:
+        return None, corr
+    return float(np.sqrt(np.sqrt(np.mean(moved**2) / np.mean(pushed**2)))), corr
+
+
+def _assumed(traj: Trajectory) -> str:
+    return " (assumed: the file stores none)" if traj.provenance.get(DT_ASSUMED) else ""
 
 
 def check_time_step(traj: Trajectory) -> None:
@@ -323,7 +332,8 @@ def check_time_step(traj: Trajectory) -> None:
     (or the velocities' or forces' unit) is wrong, e.g. an ASE trajectory's times read in ASE time units
     (1 fs = 0.0982), a time step given for other frames, or MD17's assumed 0.5 fs for frames saved further
     apart. Frames further apart than CHECKED_DT_FS, unevenly spaced or with neither velocities nor
-    forces are not checked."""
+    forces are not checked; frames up to RESOLVED_DT_FS apart whose forces do not move them (out of
+    time order, sparser than stated) are warned about (UserWarning)."""
     dt = traj.dt_fs
     if dt is None or dt > CHECKED_DT_FS or not traj.evenly_spaced or traj.num_frames < 2:
         return
@@ -331,7 +341,12 @@ def check_time_step(traj: Trajectory) -> None:
     if traj.velocities is not None:
         ratio, against = _velocity_ratio(traj, t), "velocities"
     elif traj.forces is not None:
-        ratio, against = _force_ratio(traj, t), "forces (eV/Å)"
+        (ratio, corr), against = _force_ratio(traj, t), "forces (eV/Å)"
+        if ratio is None and corr < FORCE_CORRELATION and dt <= RESOLVED_DT_FS:
+            warnings.warn(f"{traj.name}: its frames' accelerations do not follow its stored forces (correlation "
+                          f"{corr:.2f}, where consecutive MD frames up to {RESOLVED_DT_FS:g} fs apart give 0.8 or more): "
+                          f"frames further apart than {dt:g} fs{_assumed(traj)} or out of time order? Training and time-based "
+                          "metrics need consecutive frames; --dt-fs sets their spacing", stacklevel=3)
     else:
         return
     if ratio is None:
@@ -339,9 +354,8 @@ def check_time_step(traj: Trajectory) -> None:
     low = 1 / AGREEMENT if dt <= RESOLVED_DT_FS else SPARSE_AGREEMENT
     if not low <= ratio <= AGREEMENT:
         # a difference of positions averages the fastest motions away: the spacing it implies is a lower bound
-        assumed = " (assumed: the file stores none)" if traj.provenance.get(DT_ASSUMED) else ""
         unit = "velocities not in Å/fs" if against == "velocities" else "forces not in eV/Å"
         raise TrajectoryError(
             f"{traj.name}: its positions move {ratio:.3g}x as fast as its stored {against} say at {dt:g} fs between "
-            f"frames{assumed}: the frames are likely {dt * ratio:.3g} fs apart or more (or the {unit}); set the right "
+            f"frames{_assumed(traj)}: the frames are likely {dt * ratio:.3g} fs apart or more (or the {unit}); set the right "
             "one with --dt-fs (Python: dt_fs=)")
