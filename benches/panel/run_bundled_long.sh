@@ -40,3 +40,8 @@ run uniform_time "$RUNS/uniform_time" --samplers heun1,prior-only --set train.ep
   --set sde.time_sampling=uniform
 run uniform_time_seed2 "$RUNS/uniform_time_seed2" --samplers heun1 --set train.epochs=30 --set train.seed=2 \
   --set sde.time_sampling=uniform
+# torsion amplitudes force-matched (model.prior_torsion_matching) with the shipped calibration, two seeds
+run torsion_matching_stretch_calibrated "$RUNS/torsion_matching_stretches" --samplers heun1,prior-only --set train.epochs=30 \
+  --set model.prior_torsion_matching=true
+run torsion_matching_stretch_calibrated_seed2 "$RUNS/torsion_matching_stretches_seed2" --samplers heun1 --set train.epochs=30 \
+  --set train.seed=2 --set model.prior_torsion_matching=true

@@ -48,3 +48,6 @@ run "benches/results/stability_panel6_uniform_time_${PS}ps.json" "$RUNS/uniform_
 BZ="--molecules $DATA/benzylamine.npz --samplers heun1 --set train.seed=2"
 run "benches/results/stability_panel6_benzylamine_seed2_uniform_${PS}ps.json" "$RUNS/uniform_time_seed2" $BZ --set sde.time_sampling=uniform
 run "benches/results/stability_panel6_benzylamine_seed2_log_uniform_${PS}ps.json" "$RUNS/seed2" $BZ --set sde.time_sampling=log_uniform
+# torsion amplitudes force-matched (model.prior_torsion_matching; chosen on the bundled molecules' 12 ps references,
+# run_bundled_long.sh), trained afresh
+run "benches/results/stability_panel6_torsion_matching_${PS}ps.json" "$RUNS/torsion_matching" --set model.prior_torsion_matching=true
