@@ -162,8 +162,9 @@ def molecule_modes(name: str, traj, cfg, charge: int | None = None, multiplicity
     if {tuple(b) for b in relaxed.T.tolist()} != {tuple(b) for b in graph.bonds.T.tolist()}:
         raise ValueError(f"{name}: GFN2-xTB's relaxation (charge {charge}, multiplicity {multiplicity}) made or broke a "
                          "bond of the trajectory's: a wrong charge or spin? Give --charge and --multiplicity")
-    row = compare(name, xtb_h, prior_hessian(prior, x0, traj.numbers, graph), masses(traj.numbers), fit,
-                  linear=is_linear(x0, masses(traj.numbers)), charge=charge, multiplicity=multiplicity)
+    m = masses(traj.numbers)  # (N,) amu
+    row = compare(name, xtb_h, prior_hessian(prior, x0, traj.numbers, graph), m, fit, linear=is_linear(x0, m),
+                  charge=charge, multiplicity=multiplicity)
     imaginary = sum(1 for f in row.xtb_cm1 if f < 0)
     if imaginary:
         warnings.warn(f"{name}: GFN2-xTB's relaxed structure has {imaginary} imaginary mode(s), a saddle point rather "

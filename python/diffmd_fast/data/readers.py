@@ -299,14 +299,13 @@ def _force_ratio(traj: Trajectory, t: np.ndarray) -> tuple[float | None, float]:
     gradients stored as forces)."""
     from ase import units
 
-    from .elements import ATOMIC_MASSES
+    from .elements import masses
 
     t = t[(t >= 1) & (t <= traj.num_frames - 2)]
     if t.size == 0:
         return None, 1.0
     x = traj.positions
-    mass = np.asarray(ATOMIC_MASSES, dtype=np.float64)[traj.numbers]  # (N,) amu
-    pushed = traj.forces[t] / mass[:, None] * units.fs**2  # (T, N, 3) Å/fs²
+    pushed = traj.forces[t] / masses(traj.numbers)[:, None] * units.fs**2  # (T, N, 3) Å/fs²
     moved = (x[t + 1] - 2 * x[t] + x[t - 1]) / traj.dt_fs**2
     norm = np.sqrt(np.sum(pushed**2) * np.sum(moved**2))
     if norm == 0:
@@ -339,9 +338,9 @@ def check_time_step(traj: Trajectory) -> None:
         return
     t = np.unique(np.linspace(0, traj.num_frames - 2, min(CHECKED_PAIRS, traj.num_frames - 1)).astype(np.int64))
     if traj.velocities is not None:
-        ratio, against = _velocity_ratio(traj, t), "velocities"
+        ratio, against, wrong_unit = _velocity_ratio(traj, t), "velocities", "velocities not in Å/fs"
     elif traj.forces is not None:
-        (ratio, corr), against = _force_ratio(traj, t), "forces (eV/Å)"
+        (ratio, corr), against, wrong_unit = _force_ratio(traj, t), "forces (eV/Å)", "forces not in eV/Å"
         if ratio is None and corr < FORCE_CORRELATION and dt <= RESOLVED_DT_FS:
             warnings.warn(f"{traj.name}: its frames' accelerations do not follow its stored forces (correlation "
                           f"{corr:.2f}, where consecutive MD frames up to {RESOLVED_DT_FS:g} fs apart give 0.8 or more): "
@@ -354,8 +353,7 @@ def check_time_step(traj: Trajectory) -> None:
     low = 1 / AGREEMENT if dt <= RESOLVED_DT_FS else SPARSE_AGREEMENT
     if not low <= ratio <= AGREEMENT:
         # a difference of positions averages the fastest motions away: the spacing it implies is a lower bound
-        unit = "velocities not in Å/fs" if against == "velocities" else "forces not in eV/Å"
         raise TrajectoryError(
             f"{traj.name}: its positions move {ratio:.3g}x as fast as its stored {against} say at {dt:g} fs between "
-            f"frames{_assumed(traj)}: the frames are likely {dt * ratio:.3g} fs apart or more (or the {unit}); set the right "
-            "one with --dt-fs (Python: dt_fs=)")
+            f"frames{_assumed(traj)}: the frames are likely {dt * ratio:.3g} fs apart or more (or the {wrong_unit}); "
+            "set the right one with --dt-fs (Python: dt_fs=)")
