@@ -38,6 +38,7 @@ def test_benchmark_smoke_and_resume(tmp_path, capsys):
     assert 0 < c.one_step_reference_force_A < 0.5 * c.constant_velocity_error_A
     # the reference's own halves at the same segment: a number in (0, 1], and below 1 (a few ps are noisy)
     assert 0 < c.vdos_reference_halves < 1
+    assert 0 < c.h_r_jsd_reference_halves < 0.05
     # the spectra behind the overlap, beside the cell, drawn per molecule
     (spectra,) = (tmp_path / "runs" / "cells").glob("*_vdos.npz")
     with np.load(spectra) as f:
@@ -49,7 +50,8 @@ def test_benchmark_smoke_and_resume(tmp_path, capsys):
     # a cell cached before the windowed one-step errors gets them on the next run, rollouts untouched
     (cache,) = (tmp_path / "runs" / "cells").glob("*.json")
     old = json.loads(cache.read_text())
-    old.update(one_step_windows=0, one_step_prior_A=float("nan"), one_step_error_A=0.5, vdos_reference_halves=None)
+    old.update(one_step_windows=0, one_step_prior_A=float("nan"), one_step_error_A=0.5, vdos_reference_halves=None,
+               h_r_jsd_reference_halves=None)
     cache.write_text(json.dumps(old))
     assert stability.main(args) == cells
     assert json.loads(cache.read_text(), parse_constant=_not_json)["one_step_windows"] == one_step.ONE_STEP_WINDOWS
@@ -58,6 +60,23 @@ def test_benchmark_smoke_and_resume(tmp_path, capsys):
         stability.main([a if a != "train.max_steps=2" else "train.max_steps=3" for a in args])
     stability.main([a for a in args if a not in ("--json", str(tmp_path / "out.json"))])
     assert (tmp_path / "runs" / "stability.json").exists()
+
+
+def test_reference_hr_halves_reads_a_conformer_change_as_noise():
+    """The h(r) JSD of a reference's halves: near 0 when both halves sample one distribution, and the size
+    of the change when the molecule sits in one conformer for the first half and another for the second."""
+    from diffmd_fast.benchmarks.online_score import reference_hr_halves
+
+    rng = np.random.default_rng(0)
+    chain = np.array([[0.0, 0.0, 0.0], [1.5, 0.0, 0.0], [2.0, 1.4, 0.0], [3.5, 1.4, 0.0]])  # (4, 3) Å, trans-like
+    folded = chain.copy()
+    folded[3] = [1.2, 2.6, 0.0]  # the last atom swung back: another 1-4 distance
+    jitter = lambda n: 0.05 * rng.standard_normal((n, 4, 3))
+    same = np.concatenate([chain + jitter(2000), chain + jitter(2000)])
+    switched = np.concatenate([chain + jitter(2000), folded + jitter(2000)])
+    assert reference_hr_halves(same) < 0.005
+    assert reference_hr_halves(switched) > 0.05
+    assert math.isnan(reference_hr_halves(chain[None]))
 
 
 def test_prior_only_cell_is_the_valence_force_field_alone(tmp_path):

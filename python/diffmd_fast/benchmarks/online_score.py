@@ -30,6 +30,20 @@ def reference_vdos_halves(reference: np.ndarray, numbers: np.ndarray, stride: in
     return vdos_halves_overlap(ref_frames, numbers, frame_fs, segment=vdos_segment(window_steps, len(ref_frames)))
 
 
+def reference_hr_halves(reference: np.ndarray) -> float:
+    """The h(r) JSD (evaluation.longrun.hr_errors) of the reference's first half, positions (T, n, 3) Å,
+    against its second: how closely the reference knows the h(r) a cell's JSD compares with. Near 0
+    (< 0.001) for a rigid molecule over 12 ps; a flexible chain whose conformers change a few times in the
+    run reads several thousandths. NaN for a reference of fewer than 2 frames."""
+    from ..evaluation.longrun import hr_errors, hr_histogram
+
+    half = reference.shape[0] // 2
+    if half < 1:
+        return float("nan")
+    first, edges = hr_histogram(reference[:half])
+    return hr_errors(first, hr_histogram(reference[half:])[0], edges)[1]
+
+
 REF_BLOCKS = 10  # blocks of the reference run for the standard error of its group temperatures
 
 

@@ -55,7 +55,8 @@ import numpy as np
 import torch
 
 from .one_step import OneStep, one_step_errors
-from .online_score import VDOS_FRAMES, OnlineScore, reference_group_temperatures, reference_vdos_halves
+from .online_score import (VDOS_FRAMES, OnlineScore, reference_group_temperatures, reference_hr_halves,
+                           reference_vdos_halves)
 
 PRIOR_ONLY = "prior-only"  # heun1 on the anchor's exact score: the model without its network (AnchorScore)
 SAMPLERS = {  # name: config overrides
@@ -122,6 +123,8 @@ class Cell:
     # the reference's own first half against its second at the same stride and Welch segment (at most
     # half its frames): how closely the reference spectrum that vdos_overlap compares with is known
     vdos_reference_halves: float = float("nan")
+    # the same for h(r): the JSD of the reference's first half against its second (all pairs)
+    h_r_jsd_reference_halves: float = float("nan")
 
 
 BENCH_RECIPE = "bench_recipe.json"  # beside a trained run: what it was trained from (_recipe)
@@ -239,7 +242,8 @@ def run_cell(name: str, stride: int, sampler: str, args, split, run_dir: Path, s
                 t_h, ref_h, t_heavy, ref_heavy, score.vdos_overlap(ref, split.reference.numbers, stride),
                 **{f"h_r_jsd_{k}": v for k, v in score.h_r_jsd_by_separation(ref).items()},
                 temperature_H_ref_se_K=se_h, temperature_heavy_ref_se_K=se_heavy,
-                vdos_reference_halves=score.reference_halves(ref, split.reference.numbers, stride))
+                vdos_reference_halves=score.reference_halves(ref, split.reference.numbers, stride),
+                h_r_jsd_reference_halves=reference_hr_halves(ref))
     if spectra_path is not None and score.spectra is not None:
         freq, mean, reference = score.spectra
         spectra_path.parent.mkdir(parents=True, exist_ok=True)
@@ -307,14 +311,14 @@ def _gain(c: Cell) -> str:
 
 def markdown(cells: list[Cell]) -> str:
     head = ("| molecule | stride (fs) | sampler | NFE/frame | stable rollouts | stability ps (mean / min) | "
-            "h(r) JSD | JSD 1-2 / 1-3 / 1-4 / 1-5+ | T (K) | T ref (K) | T H / ref (K) | T heavy / ref (K) | "
+            "h(r) JSD (ref. halves) | JSD 1-2 / 1-3 / 1-4 / 1-5+ | T (K) | T ref (K) | T H / ref (K) | T heavy / ref (K) | "
             "VDOS overlap (ref. halves) | one-step error / const. velocity / ref. forces (Å) | one-step gain over prior (Å, > 0: closer) | "
             "fs per wall s (all / per traj.) | physics | training |")
     lines = [head, "|" + "---|" * 18]
     for c in cells:
         lines.append(f"| {c.molecule} | {c.stride} ({c.frame_fs:g}) | {c.sampler} | {c.nfe_per_frame:.1f} | "
                      f"{c.stable_rollouts}/{c.rollouts} | {c.stability_ps_mean:.2f} / {c.stability_ps_min:.2f} | "
-                     f"{c.h_r_jsd:.4f} | {c.h_r_jsd_1_2:.4f} / {c.h_r_jsd_1_3:.4f} / {c.h_r_jsd_1_4:.4f} / "
+                     f"{c.h_r_jsd:.4f} ({c.h_r_jsd_reference_halves:.4f}) | {c.h_r_jsd_1_2:.4f} / {c.h_r_jsd_1_3:.4f} / {c.h_r_jsd_1_4:.4f} / "
                      f"{c.h_r_jsd_1_5:.4f} | {c.temperature_K:.0f} | {c.temperature_ref_K:.0f} | "
                      f"{c.temperature_H_K:.0f} / {c.temperature_H_ref_K:.0f}{_pm(c.temperature_H_ref_se_K)} | "
                      f"{c.temperature_heavy_K:.0f} / {c.temperature_heavy_ref_K:.0f}{_pm(c.temperature_heavy_ref_se_K)} | "
@@ -373,13 +377,17 @@ def main(argv=None) -> list[Cell]:
             # figures of the reference that cells cached before them lack
             need_se = math.isnan(cell.temperature_heavy_ref_se_K)
             need_halves = math.isnan(cell.vdos_reference_halves) and not math.isnan(cell.vdos_overlap)
-            ref = _split(molecule).reference if need_se or need_halves else None
+            need_hr_halves = math.isnan(cell.h_r_jsd_reference_halves)
+            ref = _split(molecule).reference if need_se or need_halves or need_hr_halves else None
             if need_se:
                 *_, se_h, se_heavy = reference_group_temperatures(ref.positions, ref.numbers, stride, cell.frame_fs)
                 cell = replace(cell, temperature_H_ref_se_K=se_h, temperature_heavy_ref_se_K=se_heavy)
             if need_halves:  # its rollouts kept min(frames, VDOS_FRAMES) velocities for their spectra
                 cell = replace(cell, vdos_reference_halves=reference_vdos_halves(
                     ref.positions, ref.numbers, stride, cell.frame_fs, min(cell.frames, VDOS_FRAMES)))
+                write_text(cache, json_text(asdict(cell)))
+            if need_hr_halves:
+                cell = replace(cell, h_r_jsd_reference_halves=reference_hr_halves(ref.positions))
                 write_text(cache, json_text(asdict(cell)))
             if cell.one_step_windows == 0:  # cached when the one-step errors came from the rollout starts alone
                 from ..training.run import load_run
