@@ -351,7 +351,10 @@ class RolloutConfig:
     no effect on a checkpoint without that measurement.
     ``prior_fallback``: on the atoms of a bond more than this many thermal widths from its fitted rest
     length, the frame fades from the network's into the valence prior's (nn.score_net.PriorFallback),
-    reaching the prior at 1.5 times it; 0 keeps the network everywhere.
+    reaching the prior at 1.5 times it; 0 keeps the network everywhere. ``prior_fallback_energy``: measure
+    that excursion by the bond's oscillation amplitude (its stretch and stretching speed together, the
+    stretch's energy) instead of its momentary stretch, so that a stretch the network pumps is handed to
+    the prior while it passes its rest length too.
     ``thermostat``: "langevin" (per-atom Ornstein-Uhlenbeck step on the implied velocity), "bussi"
     (stochastic velocity rescaling of each molecule's kinetic energy) or "none".
     ``temperature_K``: thermostat target; 0 means the training data's mean kinetic temperature,
@@ -373,6 +376,7 @@ class RolloutConfig:
     momentum: bool = True
     step_fluctuation: bool = True
     prior_fallback: float = 4.0  # thermal widths of a bond's fitted well; 0: the network everywhere
+    prior_fallback_energy: bool = False  # the widths of the bond's oscillation amplitude, not its momentary stretch
     thermostat: Literal["none", "langevin", "bussi"] = "langevin"
     temperature_K: float = 0.0  # K; 0: from the checkpoint's training data
     tau_fs: float = 100.0  # fs

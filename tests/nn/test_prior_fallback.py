@@ -56,16 +56,41 @@ def test_a_stretched_bond_hands_its_atoms_to_the_prior(setup):
     torch.testing.assert_close(out[batch.batch == 1], net_score[batch.batch == 1])
 
 
+def test_a_bond_passing_its_rest_length_fast_is_handed_over_by_its_energy(setup):
+    """With ``energy``, the excursion is the oscillation amplitude: thermal data keep the network, and a
+    C-O bond at its rest length whose previous frame was 0.3 Å longer (a stretch swinging through its
+    well with several times the thermal energy) hands its atoms to the prior, which the stretch rule
+    alone does not."""
+    net, batch, graph = setup
+    by_energy, by_stretch = PriorFallback(net, T, 4.0, energy=True), PriorFallback(net, T, 4.0)
+    ones = torch.ones(batch.x.shape[0], 1, dtype=torch.float64)
+    assert torch.equal(by_energy.trust(batch.x, batch.z, graph, batch.x_prev), ones)
+    x, x_prev = batch.x.clone(), batch.x.clone()
+    prior = net.bond_prior
+    t = prior.atom_types(batch.z, graph)
+    r0 = prior.r0[t[1], t[2]]  # ethanol's C-O, molecule 0
+    unit = (x[2] - x[1]) / (x[2] - x[1]).norm()
+    x[2] = x[1] + r0 * unit
+    x_prev[2] = x[1] + (r0 + 0.3) * unit
+    assert torch.equal(by_stretch.trust(x, batch.z, graph, x_prev), by_stretch.trust(x, batch.z, graph))
+    w = by_energy.trust(x, batch.z, graph, x_prev).squeeze(-1)
+    assert w[1] == 0 and w[2] == 0
+    assert (w[batch.batch == 1] == 1).all()
+    # without the previous frame the amplitude is unknown: the stretch rule
+    assert torch.equal(by_energy.trust(x, batch.z, graph), by_stretch.trust(x, batch.z, graph))
+
+
 def test_the_fallback_is_e3_equivariant(setup):
     net, batch, graph = setup
-    wrapped = PriorFallback(net, T, 1.0)  # a tight range: some atoms partly on the prior
-    assert (wrapped.trust(batch.x, batch.z, graph) < 1).any()
-    out, x_noisy, std = _scores(wrapped, batch, graph)
-    for reflect in (False, True):
-        q, t = orthogonal(3, reflect), torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)
-        moved = transform(batch, q, t)
-        out_q = wrapped(moved, x_noisy @ q.T + t, std, graph)
-        torch.testing.assert_close(out_q, out @ q.T, rtol=1e-8, atol=1e-8)
+    for energy in (False, True):
+        wrapped = PriorFallback(net, T, 1.0, energy=energy)  # a tight range: some atoms partly on the prior
+        assert (wrapped.trust(batch.x, batch.z, graph, batch.x_prev) < 1).any()
+        out, x_noisy, std = _scores(wrapped, batch, graph)
+        for reflect in (False, True):
+            q, t = orthogonal(3, reflect), torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)
+            moved = transform(batch, q, t)
+            out_q = wrapped(moved, x_noisy @ q.T + t, std, graph)
+            torch.testing.assert_close(out_q, out @ q.T, rtol=1e-8, atol=1e-8)
 
 
 def test_a_net_without_a_prior_is_refused():

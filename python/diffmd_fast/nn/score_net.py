@@ -261,27 +261,42 @@ class PriorFallback(nn.Module):
     data's range the network's frame, outside it the prior's, with no step in between. The mix is of
     denoised frames, D = w D_net + (1 - w) D_anchor, so any sampler sees one consistent score.
 
+    With ``energy``, a bond's excursion is read from its oscillation, not its momentary stretch: the
+    amplitude sqrt((r - r0)² + μ ṙ² / k) in widths, i.e. sqrt(2 E / k_B T) for the stretch's energy E,
+    at the midpoint of the window's last frame interval (μ the pair's reduced mass, ṙ its stretching
+    speed by finite difference). A network that pumps a stretch does it where the bond passes its rest
+    length fastest, inside the stretch range; the amplitude sees the energy there. At rest it is the
+    stretch rule; a thermal oscillation exceeds 4 widths with probability e^-8.
+
     forward(batch, x_noisy (N, 3) Å, std (N, 1) Å, graph) -> (N, 3) 1/Å. ``temperature_K``: T of the
     widths (the training data's); ``inner``: the widths at which the fallback starts."""
 
-    def __init__(self, net: ScoreNet, temperature_K: float, inner: float) -> None:
+    def __init__(self, net: ScoreNet, temperature_K: float, inner: float, energy: bool = False) -> None:
         super().__init__()
         if net.bond_prior is None or not (temperature_K > 0 and inner > 0):
             raise ValueError("PriorFallback needs a net with a valence prior (model.bond_prior), temperature_K > 0 "
                              f"and inner > 0; got {temperature_K}, {inner}")
-        self.net, self.cfg, self.inner = net, net.cfg, float(inner)
+        self.net, self.cfg, self.inner, self.energy = net, net.cfg, float(inner), bool(energy)
         self.kT = float(temperature_K) * units.kB  # eV
         self.train(net.training)  # a wrapper in the wrapped network's mode: the Stepper toggles a training one per frame
 
-    def trust(self, x: torch.Tensor, z: torch.Tensor, graph: Graph) -> torch.Tensor:
-        """(N, 1) in [0, 1]: the network's weight at each atom of positions x (N, 3) Å (class docstring)."""
+    def trust(self, x: torch.Tensor, z: torch.Tensor, graph: Graph, x_prev: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, 1) in [0, 1]: the network's weight at each atom of positions x (N, 3) Å, the frame before
+        them x_prev (N, 3) Å for the oscillation amplitude with ``energy`` (class docstring)."""
         prior = self.net.bond_prior
         recv, send = graph.bonds  # (M,) each bond in both directions
         t = prior.atom_types(z, graph)
         k, r0 = prior.k[t[recv], t[send]], prior.r0[t[recv], t[send]]  # (M,) eV/Å², Å
         width = torch.sqrt(self.kT / k.clamp_min(1e-6))  # (M,) Å, the thermal spread of the fitted well
         r = (x[recv] - x[send]).double().norm(dim=-1)  # (M,) Å
-        ramp = ((1.5 * self.inner - (r - r0).abs() / width) / (0.5 * self.inner)).clamp(0.0, 1.0)  # (M,)
+        excursion = (r - r0).abs() / width  # (M,) widths
+        if self.energy and x_prev is not None:
+            r_prev = (x_prev[recv] - x_prev[send]).double().norm(dim=-1)  # (M,) Å
+            m = prior.masses[z]
+            mu = m[recv] * m[send] / (m[recv] + m[send])  # (M,) amu
+            speed = (r - r_prev) / (self.net.frame_fs * units.fs)  # (M,) Å per ASE time unit
+            excursion = torch.sqrt(((0.5 * (r + r_prev) - r0) ** 2 + mu * speed ** 2 / k.clamp_min(1e-6))) / width
+        ramp = ((1.5 * self.inner - excursion) / (0.5 * self.inner)).clamp(0.0, 1.0)  # (M,)
         # the product of an atom's ramps (1 inside, 0 as soon as one bond is out), as a sum of logs: an
         # index_add, which every backend and the compiler handle
         log_w = torch.zeros(x.shape[0], dtype=ramp.dtype, device=x.device).index_add_(0, recv, ramp.clamp_min(1e-30).log())
@@ -297,7 +312,7 @@ class PriorFallback(nn.Module):
             x_anchor = self.net.anchor(batch, graph)
         score = self.net(batch, x_noisy, std, graph, x_anchor=x_anchor)
         anchor_score = (x_anchor - x_noisy) / (std * std)
-        return anchor_score + self.trust(batch.x, batch.z, graph) * (score - anchor_score)
+        return anchor_score + self.trust(batch.x, batch.z, graph, batch.x_prev) * (score - anchor_score)
 
 
 def score_net_of(model: nn.Module) -> ScoreNet | None:

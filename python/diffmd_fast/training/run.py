@@ -171,7 +171,7 @@ def rollout_model(model: torch.nn.Module, rollout: RolloutConfig, temperature_K:
     from ..nn.score_net import PriorFallback, ScoreNet
 
     if rollout.prior_fallback > 0 and isinstance(model, ScoreNet) and model.bond_prior is not None and temperature_K:
-        return PriorFallback(model, temperature_K, rollout.prior_fallback)
+        return PriorFallback(model, temperature_K, rollout.prior_fallback, rollout.prior_fallback_energy)
     return model
 
 
