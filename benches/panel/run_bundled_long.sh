@@ -45,3 +45,10 @@ run torsion_matching_stretch_calibrated "$RUNS/torsion_matching_stretches" --sam
   --set model.prior_torsion_matching=true
 run torsion_matching_stretch_calibrated_seed2 "$RUNS/torsion_matching_stretches_seed2" --samplers heun1 --set train.epochs=30 \
   --set train.seed=2 --set model.prior_torsion_matching=true
+# torsion amplitudes force-matched with diffusion times drawn uniformly (the network keeps the angles: its 1-3
+# h(r) JSD at the prior's), then the same networks with the prior fallback reading each bond's oscillation
+# amplitude (rollout.prior_fallback_energy)
+run torsion_matching_uniform_time "$RUNS/torsion_matching_uniform" --samplers heun1,prior-only --set train.epochs=30 \
+  --set model.prior_torsion_matching=true --set sde.time_sampling=uniform
+run torsion_matching_uniform_time_energy_fallback "$RUNS/torsion_matching_uniform" --samplers heun1 --set train.epochs=30 \
+  --set model.prior_torsion_matching=true --set sde.time_sampling=uniform --rollout-set rollout.prior_fallback_energy=true

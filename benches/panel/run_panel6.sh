@@ -51,3 +51,7 @@ run "benches/results/stability_panel6_benzylamine_seed2_log_uniform_${PS}ps.json
 # torsion amplitudes force-matched (model.prior_torsion_matching; chosen on the bundled molecules' 12 ps references,
 # run_bundled_long.sh), trained afresh
 run "benches/results/stability_panel6_torsion_matching_${PS}ps.json" "$RUNS/torsion_matching" --set model.prior_torsion_matching=true
+# torsion amplitudes force-matched, diffusion times drawn uniformly and the prior fallback on each bond's
+# oscillation amplitude (chosen on the bundled molecules' 12 ps references, run_bundled_long.sh), trained afresh
+run "benches/results/stability_panel6_torsion_matching_uniform_time_energy_fallback_${PS}ps.json" "$RUNS/torsion_matching_uniform" \
+  --set model.prior_torsion_matching=true --set sde.time_sampling=uniform --set rollout.prior_fallback_energy=true

@@ -89,11 +89,20 @@ def test_the_start_frame_topology_is_kept_and_follows_a_stopped_molecule():
     assert torch.equal(resumed.graph.bonds, st.graph.bonds)
 
 
+def _long_rollout() -> RolloutConfig:
+    from importlib.resources import files
+
+    from diffmd_fast.config import Config
+
+    return Config.from_toml(files("diffmd_fast") / "configs" / "long.toml").rollout
+
+
 def _with_prior(st: Stepper, compile: bool, shipped: bool = False, substeps: int = 0) -> Stepper:
     """``st``'s rollout with configs/long.toml's model: EDM preconditioning about the valence prior's Verlet
     step (so the compiled graph holds both fused ops, egt_score and valence_force); ``shipped``: also its
     rollout physics, the prior fallback (some atoms on the prior: every rest length is 1.2 Å) and the
-    step's fluctuation; ``substeps`` > 0: a phase-space model, its velocity carried with the frames."""
+    step's fluctuation, with long.toml's fallback rule (by stretch, or by oscillation amplitude);
+    ``substeps`` > 0: a phase-space model, its velocity carried with the frames."""
     net = make_net(replace(TINY, sigma_data=0.01, bond_prior=True, prior_substeps=substeps))
     net.bond_prior.set_tables(torch.full((11, 11), 30.0), torch.full((11, 11), 1.2), 0.5 / max(substeps, 1),
                               {(1, 6, 1): (5.0, -0.33), (6, 6, 8): (5.0, -0.33)})
@@ -101,7 +110,7 @@ def _with_prior(st: Stepper, compile: bool, shipped: bool = False, substeps: int
         net.delta_scale.fill_(0.01)  # an untrained network's full-size output would explode the frame
     model, corrections = net, st.corrections
     if shipped:
-        model = PriorFallback(net, 500.0, 4.0)
+        model = PriorFallback(net, 500.0, 4.0, _long_rollout().prior_fallback_energy)
         corrections = [StepFluctuation(500.0, {1: 0.01, 6: 0.02, 8: 0.03}, 0.5, {6: 0.03, 8: 0.04}), *corrections]
     return Stepper(model, st.sde, st.sampler, st.start, corrections=corrections,
                    generator=torch.Generator().manual_seed(0), compile=compile)
