@@ -52,3 +52,5 @@ run torsion_matching_uniform_time "$RUNS/torsion_matching_uniform" --samplers he
   --set model.prior_torsion_matching=true --set sde.time_sampling=uniform
 run torsion_matching_uniform_time_energy_fallback "$RUNS/torsion_matching_uniform" --samplers heun1 --set train.epochs=30 \
   --set model.prior_torsion_matching=true --set sde.time_sampling=uniform --rollout-set rollout.prior_fallback_energy=true
+run torsion_matching_uniform_time_energy_fallback_seed2 "$RUNS/torsion_matching_uniform_seed2" --samplers heun1 --set train.epochs=30 \
+  --set train.seed=2 --set model.prior_torsion_matching=true --set sde.time_sampling=uniform --set rollout.prior_fallback_energy=true
