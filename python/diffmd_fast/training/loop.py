@@ -392,7 +392,8 @@ def train(config: Config, train_trajs: Sequence[Trajectory] | Trajectory,
     val_trajs = [val_trajs] if isinstance(val_trajs, Trajectory) else (list(val_trajs) if val_trajs else [])
     info = init_distributed(tc.device, join=distributed)
     device, dtype = info.device, getattr(torch, tc.dtype)
-    log = print if info.is_main else (lambda *a, **k: None)
+    # above any progress bar on the terminal (a bench's, the epochs'), not on its line
+    log = tqdm.write if info.is_main else (lambda *a, **k: None)
     torch.manual_seed(tc.seed)
     np.random.seed(tc.seed)
     random.seed(tc.seed)
