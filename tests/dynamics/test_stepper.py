@@ -97,11 +97,12 @@ def _long_rollout() -> RolloutConfig:
     return Config.from_toml(files("diffmd_fast") / "configs" / "long.toml").rollout
 
 
-def _with_prior(st: Stepper, compile: bool, shipped: bool = False, substeps: int = 0) -> Stepper:
+def _with_prior(st: Stepper, compile: bool, shipped: bool = False, substeps: int = 0, energy: bool | None = None) -> Stepper:
     """``st``'s rollout with configs/long.toml's model: EDM preconditioning about the valence prior's Verlet
     step (so the compiled graph holds both fused ops, egt_score and valence_force); ``shipped``: also its
     rollout physics, the prior fallback (some atoms on the prior: every rest length is 1.2 Å) and the
-    step's fluctuation, with long.toml's fallback rule (by stretch, or by oscillation amplitude);
+    step's fluctuation, with long.toml's fallback rule (by stretch, or by oscillation amplitude) unless
+    ``energy`` names one;
     ``substeps`` > 0: a phase-space model, its velocity carried with the frames."""
     net = make_net(replace(TINY, sigma_data=0.01, bond_prior=True, prior_substeps=substeps))
     net.bond_prior.set_tables(torch.full((11, 11), 30.0), torch.full((11, 11), 1.2), 0.5 / max(substeps, 1),
@@ -110,7 +111,7 @@ def _with_prior(st: Stepper, compile: bool, shipped: bool = False, substeps: int
         net.delta_scale.fill_(0.01)  # an untrained network's full-size output would explode the frame
     model, corrections = net, st.corrections
     if shipped:
-        model = PriorFallback(net, 500.0, 4.0, _long_rollout().prior_fallback_energy)
+        model = PriorFallback(net, 500.0, 4.0, _long_rollout().prior_fallback_energy if energy is None else energy)
         corrections = [StepFluctuation(500.0, {1: 0.01, 6: 0.02, 8: 0.03}, 0.5, {6: 0.03, 8: 0.04}), *corrections]
     return Stepper(model, st.sde, st.sampler, st.start, corrections=corrections,
                    generator=torch.Generator().manual_seed(0), compile=compile)
@@ -160,16 +161,16 @@ def test_a_compiler_failure_falls_back_to_eager_with_a_warning():
     assert st._compiled is None and torch.equal(st.positions, eager.positions)
 
 
-@pytest.mark.parametrize("shipped,substeps", [(False, 0), (True, 0), (True, 2)])
-def test_a_compiled_rollout_compiles_once_whatever_stops(shipped, substeps):
+@pytest.mark.parametrize("shipped,substeps,energy", [(False, 0, None), (True, 0, None), (True, 2, None), (True, 0, True)])
+def test_a_compiled_rollout_compiles_once_whatever_stops(shipped, substeps, energy):
     """A stopped molecule of a compiled rollout is frozen in place, not cut out: the frame's shapes stay
     static and the graph compiled for the first frames serves every later one (also with the shipped
     rollout physics: prior fallback and step fluctuation inside the graph, and for a phase-space model
-    whose frames carry velocities)."""
+    whose frames carry velocities, and with the fallback on each bond's oscillation amplitude)."""
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
-    compiled, eager = _with_prior(_stepper(), True, shipped, substeps), _with_prior(_stepper(), False, shipped, substeps)
+    compiled, eager = _with_prior(_stepper(), True, shipped, substeps, energy), _with_prior(_stepper(), False, shipped, substeps, energy)
     compiled.run(3)
     eager.run(3)
     graphs = counters["stats"]["unique_graphs"]
@@ -186,7 +187,7 @@ def test_a_compiled_rollout_compiles_once_whatever_stops(shipped, substeps):
     if substeps:
         torch.testing.assert_close(compiled.frame.v[compiled.active[compiled.frame.batch]], eager.frame.v,
                                    rtol=0, atol=1e-9)
-    resumed = _with_prior(_stepper(), True, shipped, substeps)
+    resumed = _with_prior(_stepper(), True, shipped, substeps, energy)
     resumed.load_state_dict(compiled.state_dict())
     assert resumed.active.tolist() == [False, False, True]
     # resumed, its first frame comes from the compiled graph too (eager and compiled frames differ in rounding,
