@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-SEPARATIONS = ("1_2", "1_3", "1_4", "1_5")
+from diffmd_fast.evaluation.longrun import SEPARATIONS
 
 
 def rows(path: Path) -> list[str]:

@@ -385,9 +385,9 @@ def main(argv=None) -> list[Cell]:
             if need_halves:  # its rollouts kept min(frames, VDOS_FRAMES) velocities for their spectra
                 cell = replace(cell, vdos_reference_halves=reference_vdos_halves(
                     ref.positions, ref.numbers, stride, cell.frame_fs, min(cell.frames, VDOS_FRAMES)))
-                write_text(cache, json_text(asdict(cell)))
             if need_hr_halves:
                 cell = replace(cell, h_r_jsd_reference_halves=reference_hr_halves(ref.positions))
+            if need_halves or need_hr_halves:
                 write_text(cache, json_text(asdict(cell)))
             if cell.one_step_windows == 0:  # cached when the one-step errors came from the rollout starts alone
                 from ..training.run import load_run

@@ -287,16 +287,18 @@ class PriorFallback(nn.Module):
         prior = self.net.bond_prior
         recv, send = graph.bonds  # (M,) each bond in both directions
         t = prior.atom_types(z, graph)
-        k, r0 = prior.k[t[recv], t[send]], prior.r0[t[recv], t[send]]  # (M,) eV/Å², Å
-        width = torch.sqrt(self.kT / k.clamp_min(1e-6))  # (M,) Å, the thermal spread of the fitted well
+        k = prior.k[t[recv], t[send]].clamp_min(1e-6)  # (M,) eV/Å²
+        r0 = prior.r0[t[recv], t[send]]  # (M,) Å
+        width = torch.sqrt(self.kT / k)  # (M,) Å, the thermal spread of the fitted well
         r = (x[recv] - x[send]).double().norm(dim=-1)  # (M,) Å
-        excursion = (r - r0).abs() / width  # (M,) widths
         if self.energy and x_prev is not None:
             r_prev = (x_prev[recv] - x_prev[send]).double().norm(dim=-1)  # (M,) Å
             m = prior.masses[z]
             mu = m[recv] * m[send] / (m[recv] + m[send])  # (M,) amu
             speed = (r - r_prev) / (self.net.frame_fs * units.fs)  # (M,) Å per ASE time unit
-            excursion = torch.sqrt(((0.5 * (r + r_prev) - r0) ** 2 + mu * speed ** 2 / k.clamp_min(1e-6))) / width
+            excursion = torch.sqrt((0.5 * (r + r_prev) - r0) ** 2 + mu * speed ** 2 / k) / width  # (M,) widths
+        else:
+            excursion = (r - r0).abs() / width  # (M,) widths
         ramp = ((1.5 * self.inner - excursion) / (0.5 * self.inner)).clamp(0.0, 1.0)  # (M,)
         # the product of an atom's ramps (1 inside, 0 as soon as one bond is out), as a sum of logs: an
         # index_add, which every backend and the compiler handle
